@@ -1,0 +1,1 @@
+"""The `erpoa` command line."""

@@ -1,0 +1,240 @@
+"""`erpoa`: synchronize master data between an ERP and an OA system."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from etl import logs
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.errors import ErpOaError
+
+app = typer.Typer(
+    name="erpoa",
+    help="erp-oa-sync: map, unify, validate and publish master data between an ERP and an OA system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+EntitiesArg = Annotated[list[str] | None, typer.Argument(help="Entities to sync (default: all, in dependency order).")]
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING, ERROR.")] = "WARNING",
+    log_format: Annotated[str, typer.Option(help="Log format on stderr: text or json.")] = "text",
+) -> None:
+    logs.setup(log_level, log_format)
+
+
+@app.command()
+def sync(
+    entities: EntitiesArg = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Ignore watermarks and read everything.")
+    ] = False,
+    wait: Annotated[float | None, typer.Option(help="Seconds to wait for another sync's lock.")] = None,
+    notify: Annotated[bool, typer.Option("--notify", help="Send alerts to the channels under `notify:`.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the sync: extract, map, merge, validate, publish and reconcile every entity."""
+    from etl.cli.render import StageProgress, summary_table
+    from etl.engine.hooks import default_hooks
+    from etl.engine.pipeline import run_sync
+
+    try:
+        cfg = load_config(config)
+        if wait is not None:
+            cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lock_wait_seconds": wait})})
+        with StageProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
+            summary, ctx = run_sync(
+                cfg, entities=entities, full_refresh=full_refresh, progress=progress, hooks=default_hooks(cfg)
+            )
+        if notify:
+            from etl.engine.hooks import notify_run
+
+            notify_run(cfg, summary)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json(summary.to_dict())
+    else:
+        summary_table(summary)
+    raise typer.Exit(0 if summary.status == "success" else 1)
+
+
+@app.command()
+def plan(
+    entities: EntitiesArg = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Plan as if watermarks were reset.")] = False,
+    samples: Annotated[int, typer.Option(help="Sample rows to show per action.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: show what a sync would insert, update, inactivate and quarantine. Writes nothing."""
+    from etl.cli.render import summary_table
+    from etl.engine.pipeline import run_sync
+    from etl.engine.plan import plan_details
+
+    try:
+        cfg = load_config(config)
+        summary, ctx = run_sync(cfg, entities=entities, full_refresh=full_refresh, dry_run=True)
+        details = {e.entity: plan_details(ctx, e.entity, samples) for e in summary.entities if e.status == "planned"}
+        ctx.close()
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json({**summary.to_dict(), "details": details})
+        return
+    summary_table(summary, title=f"plan (nothing written) · mapping {summary.mapping_version}")
+    for entity, d in details.items():
+        for kind in ("inserts", "updates", "inactivations", "quarantined"):
+            if d[kind]:
+                out.print(f"[bold]{entity}[/] {kind} (sample):")
+                for item in d[kind]:
+                    out.print(f"  {logs.redact(str(item))}", markup=False)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    runs: Annotated[int, typer.Option(help="Runs to list.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show recent runs, per-entity figures of the last run, and watermarks."""
+    from rich.table import Table
+
+    from etl.engine.pipeline import open_store
+
+    try:
+        cfg = load_config(config)
+        store = open_store(cfg)
+        recent = store.runs(runs)
+        last = store.entity_runs(recent[0]["run_id"]) if recent else []
+        marks = store.watermarks()
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json({"runs": recent, "last_run_entities": last, "watermarks": marks})
+        return
+    if not recent:
+        out.print("No runs yet. Run `erpoa sync` (or `erpoa demo`).")
+        return
+    table = Table(title="recent runs")
+    for col in ("run_id", "mode", "trigger", "status", "started_at", "finished_at", "mapping_version"):
+        table.add_column(col)
+    for r in recent:
+        table.add_row(
+            *[
+                str(r.get(c) or "")
+                for c in ("run_id", "mode", "trigger", "status", "started_at", "finished_at", "mapping_version")
+            ]
+        )
+    out.print(table)
+    ent = Table(title=f"entities of run {recent[0]['run_id']}")
+    cols = (
+        "entity",
+        "status",
+        "read_erp",
+        "read_oa",
+        "inserted",
+        "updated",
+        "unchanged",
+        "inactivated",
+        "quarantined",
+        "differences",
+        "seconds_total",
+    )
+    for col in cols:
+        ent.add_column(col, justify="left" if col in ("entity", "status") else "right")
+    for r in last:
+        ent.add_row(*[str(r.get(c) if r.get(c) is not None else "") for c in cols])
+    out.print(ent)
+    wm = Table(title="watermarks")
+    for col in ("entity", "source", "value", "run_id"):
+        wm.add_column(col)
+    for r in marks:
+        wm.add_row(*[str(r.get(c) or "") for c in ("entity", "source", "value", "run_id")])
+    out.print(wm)
+
+
+@app.command()
+def xref(
+    entity: Annotated[str, typer.Argument(help="Entity, e.g. employee.")],
+    key: Annotated[str, typer.Argument(help="Golden key or a source id (ERP or OA id).")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show which ERP and OA records a golden record came from (or the other way round)."""
+    from rich.table import Table
+
+    from etl.engine.pipeline import open_store
+
+    try:
+        cfg = load_config(config)
+        rows = open_store(cfg).xref(entity, key)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json({"entity": entity, "query": key, "links": rows})
+        return
+    if not rows:
+        out.print(f"No cross-reference for {entity} '{key}'.", markup=False)
+        raise typer.Exit(1)
+    table = Table(title=f"{entity} {key}")
+    for col in ("golden_key", "source", "src_id", "active", "first_run_id", "last_run_id", "detail"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            *[
+                str(r.get(c) if r.get(c) is not None else "")
+                for c in ("golden_key", "source", "src_id", "active", "first_run_id", "last_run_id", "detail")
+            ]
+        )
+    out.print(table)
+
+
+def _register_subcommands() -> None:
+    from etl.cli import demo_cmd, mapping_cmds, quarantine_cmds
+
+    app.command(name="demo")(demo_cmd.demo)
+    app.add_typer(mapping_cmds.app, name="mappings")
+    app.add_typer(quarantine_cmds.app, name="quarantine")
+    for module in ("etl.cli.reconcile_cmds", "etl.cli.expectations_cmds"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError:
+            continue
+        mod.register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: no traceback reaches the user
+        if os.environ.get("ERPOA_DEBUG"):
+            raise
+        try:
+            fail(exc)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Shared CLI plumbing: options, config loading, error handling and output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from etl import logs
+from etl.config.project import ProjectConfig, load_project
+from etl.errors import ConfigError, ErpOaError
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output (CI logs, `| less`) gets room for the summary table instead of rich's 80 columns.
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+out = _console(False)
+err = _console(True)
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Project config file.", envvar="ERPOA_CONFIG", show_default=True)
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON summary on stdout.")]
+DEFAULT_CONFIG = Path("erpoa.yaml")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_config(path: Path) -> ProjectConfig:
+    config = load_project(path)
+    logs.add_secrets(config.secrets())
+    return config
+
+
+def emit_json(payload: Any) -> None:
+    """Write the JSON summary (secrets redacted) to stdout."""
+    text = json.dumps(payload, ensure_ascii=False, default=str, indent=2)
+    sys.stdout.write(logs.redact(text) + "\n")
+    sys.stdout.flush()
+
+
+def fail(exc: BaseException, as_json: bool = False) -> None:
+    """Report an error without a traceback and exit with its code."""
+    code = exc.exit_code if isinstance(exc, ErpOaError) else 1
+    kind = type(exc).__name__
+    message = logs.redact(str(exc))
+    if as_json:
+        issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else []
+        emit_json({"status": "error", "error": kind, "message": message, "issues": issues, "exit_code": code})
+    elif isinstance(exc, ConfigError):
+        err.print(f"[bold red]error:[/] {len(exc.issues)} problem(s) in the configuration:", highlight=False)
+        for issue in exc.issues:
+            err.print(f"  {logs.redact(str(issue))}", markup=False)
+    else:
+        prefix = "error" if isinstance(exc, ErpOaError) else "internal error"
+        err.print(f"[bold red]{prefix}:[/] ", end="")
+        err.print(message, markup=False)
+        if not isinstance(exc, ErpOaError):
+            err.print("Run with ERPOA_DEBUG=1 for the traceback and report it as a bug.", style="dim")
+    raise typer.Exit(code)

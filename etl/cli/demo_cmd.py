@@ -1,0 +1,115 @@
+"""`erpoa demo`: build demo ERP and OA databases, write a ready project, run a full sync."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from etl.cli.common import emit_json, fail, load_config, out
+from etl.errors import ConfigError, ErpOaError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CONFIG_TEMPLATE = """\
+# erp-oa-sync demo project, written by `erpoa demo`. Edit freely; rerun `erpoa sync`.
+project: demo
+connections:
+  erp:    {{url: "sqlite:///{d}/erp.db"}}       # Yonyou-U8-style ERP
+  oa:     {{url: "sqlite:///{d}/oa.db"}}        # Weaver-e-cology-style OA
+  target: {{url: "sqlite:///{d}/target.db"}}    # where golden records are published
+  recon:  {{url: "sqlite:///{d}/recon.db"}}     # reconciliation store
+mappings: mappings
+expectations: expectations
+reports: reports
+run:
+  chunk_size: 50000
+  timezone: Asia/Shanghai
+"""
+
+
+def project_files_root() -> Path:
+    """Where the shipped mappings and expectations live (the source checkout)."""
+    if (REPO_ROOT / "mappings").is_dir():
+        return REPO_ROOT
+    raise ConfigError("the demo mappings were not found next to the package; run `erpoa demo` from a source checkout")
+
+
+def write_project(folder: Path) -> Path:
+    """Write erpoa.yaml and copy the demo mappings and expectations into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    root = project_files_root()
+    for name in ("mappings", "expectations"):
+        dest = folder / name
+        if dest.exists():
+            shutil.rmtree(dest)
+        if (root / name).is_dir():
+            shutil.copytree(root / name, dest)
+    config = folder / "erpoa.yaml"
+    config.write_text(CONFIG_TEMPLATE.format(d=folder.resolve().as_posix()), encoding="utf-8")
+    return config
+
+
+def demo(
+    rows: Annotated[int | None, typer.Option(help="Scale the purchase entity to about this many rows.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
+    folder: Annotated[Path, typer.Option("--dir", help="Where the demo lives.")] = Path("var/demo"),
+    sync: Annotated[bool, typer.Option("--sync/--no-sync", help="Run the full sync after building.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
+) -> None:
+    """Create demo ERP and OA databases (SQLite), a ready erpoa.yaml, and run one full sync."""
+    from etl.demo.generate import DemoSize, build_demo, size_for_rows
+
+    try:
+        folder = folder.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("erp.db", "oa.db", "target.db", "recon.db"):
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                (folder / f"{name}{suffix}").unlink(missing_ok=True)
+        size = size_for_rows(rows) if rows else DemoSize()
+        if not as_json:
+            out.print(f"Building demo ERP and OA databases in {folder} ...")
+        manifest = build_demo(f"sqlite:///{folder / 'erp.db'}", f"sqlite:///{folder / 'oa.db'}", size, seed)
+        (folder / "manifest.json").write_text(
+            manifest.to_json()
+            if hasattr(manifest, "to_json")
+            else __import__("json").dumps(manifest.to_dict(), ensure_ascii=False, indent=2, default=str),
+            encoding="utf-8",
+        )
+        config_path = write_project(folder)
+        if not as_json:
+            out.print(f"Wrote {config_path}")
+        if not sync:
+            if as_json:
+                emit_json({"config": str(config_path)})
+            return
+        cfg = load_config(config_path)
+        from etl.cli.render import StageProgress, summary_table
+        from etl.engine.hooks import default_hooks
+        from etl.engine.pipeline import run_sync
+
+        with StageProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
+            summary, _ = run_sync(cfg, full_refresh=True, trigger="demo", progress=progress, hooks=default_hooks(cfg))
+        reports = _reports(cfg, summary.run_id)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json({**summary.to_dict(), "config": str(config_path), "reports": reports})
+    else:
+        summary_table(summary)
+        out.print(f"\nConfig: {config_path}\nTry: erpoa status --config {config_path}")
+        for label, path in reports.items():
+            out.print(f"{label}: {path}")
+    raise typer.Exit(0 if summary.status in ("success", "partial") else 1)
+
+
+def _reports(cfg: object, run_id: str) -> dict[str, str]:
+    try:
+        from etl.report.build import write_reports
+    except ModuleNotFoundError:
+        return {}
+    return {k: str(v) for k, v in write_reports(cfg, run_id).items()}  # type: ignore[arg-type]

@@ -1,0 +1,126 @@
+"""`erpoa mappings check|suggest`: validate mapping files; find unmapped source values."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.errors import ConfigError, ErpOaError
+
+app = typer.Typer(help="Check mapping files and suggest code table entries.", no_args_is_help=True)
+
+
+@app.command()
+def check(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Mapping folders (default: `mappings:` of the config).")
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    against_db: Annotated[
+        bool, typer.Option("--against-db", help="Also check source tables and columns exist.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate mapping files and code tables; exit 0 when clean, 2 with every problem listed."""
+    from etl.mapping.loader import load_mappings
+
+    try:
+        cfg = load_config(config) if (against_db or not paths) and config.exists() else None
+        if against_db and cfg is None:
+            raise ConfigError(f"--against-db needs the project config ({config}) for the connections")
+        folders = (
+            [p.parent if p.is_file() else p for p in paths]
+            if paths
+            else [cfg.resolve(cfg.mappings) if cfg else Path("mappings")]
+        )
+        checked = []
+        for folder in dict.fromkeys(folders):
+            mappings = load_mappings(folder, connections=cfg.connections if cfg else None)
+            if against_db and cfg is not None:
+                from etl.mapping.dbcheck import check_against_db
+
+                issues = check_against_db(cfg, mappings)
+                if issues:
+                    raise ConfigError(issues)
+            checked.append(
+                {
+                    "folder": str(folder),
+                    "entities": list(mappings.entities),
+                    "code_tables": sorted(mappings.code_tables),
+                    "version": mappings.version,
+                }
+            )
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json({"status": "ok", "checked": checked})
+        return
+    for c in checked:
+        out.print(
+            f"[green]ok[/] {c['folder']}: entities {', '.join(c['entities'])}; code tables "
+            f"{', '.join(c['code_tables'])}; mapping version {c['version']}"
+        )
+
+
+@app.command()
+def suggest(
+    entity: Annotated[str, typer.Argument(help="Entity whose lookups to examine.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    limit: Annotated[int, typer.Option(help="Candidates per value.")] = 3,
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="Print code table snippets to paste.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List source values no code table maps, with counts and the closest existing entries. Writes nothing."""
+    import pandas as pd
+
+    from etl.db.extract import ExtractRequest, check_columns, iter_chunks
+    from etl.engine.pipeline import load_project_mappings
+    from etl.mapping.suggest import suggest as find
+    from etl.mapping.suggest import unmapped_values, yaml_snippet
+
+    try:
+        cfg = load_config(config)
+        mappings = load_project_mappings(cfg)
+        mapping = mappings.entity(entity)
+        parts = []
+        for source, spec in mapping.sources.items():
+            conn = cfg.connection(spec.connection or source)
+            resolved = check_columns(conn, spec, source, entity)
+            request = ExtractRequest(source, spec, [resolved[c] for c in spec.columns], chunk_size=cfg.run.chunk_size)
+            for chunk in iter_chunks(conn, request):
+                chunk.columns = list(spec.columns)
+                parts.append(
+                    unmapped_values(chunk, mapping, source, mappings.code_tables, date.today(), cfg.run.timezone)
+                )
+        frame = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=["source", "field", "table", "value", "count"])
+        )
+        frame = frame.groupby(["source", "field", "table", "value"], as_index=False)["count"].sum()
+        frame = frame.sort_values("count", ascending=False)
+        suggestions = find(frame, mappings.code_tables, limit)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json([s.__dict__ for s in suggestions])
+        return
+    if not suggestions:
+        out.print(f"{entity}: every source value is mapped by the code tables.")
+        return
+    table = Table(title=f"{entity}: unmapped source values")
+    for col in ("source", "field", "code table", "value", "rows", "closest entries (spelling → code, score)"):
+        table.add_column(col)
+    for s in suggestions:
+        close = "; ".join(f"{sp} → {code} ({score:.0f})" for sp, code, score in s.candidates)
+        table.add_row(s.source, s.field, s.table, s.value, str(s.count), close)
+    out.print(table)
+    if as_yaml:
+        out.print(yaml_snippet(suggestions), markup=False)

@@ -1,0 +1,124 @@
+"""`erpoa quarantine list|show|retry`: what was set aside, why, and replaying it after a fix."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.errors import ErpOaError
+
+app = typer.Typer(help="Inspect and replay quarantined rows.", no_args_is_help=True)
+
+
+def _masked(frame, config, entity: str | None):  # type: ignore[no-untyped-def]
+    """Mask values of pii fields."""
+    from etl.engine.pipeline import load_project_mappings
+
+    try:
+        mappings = load_project_mappings(config)
+    except ErpOaError:
+        return frame
+    for name, mapping in mappings.entities.items():
+        pii = set(mapping.pii_fields)
+        if not pii:
+            continue
+        rows = (frame["entity"] == name) & frame["field"].isin(pii)
+        frame.loc[rows, "value"] = frame.loc[rows, "value"].astype(str).str.slice(0, 3) + "****"
+        if "raw" in frame:
+            frame.loc[frame["entity"] == name, "raw"] = "(contains personal data; see the source record)"
+    return frame
+
+
+@app.command("list")
+def list_(
+    entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
+    status: Annotated[str, typer.Option(help="open, resolved or all.")] = "open",
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """List quarantined rows with the rule they broke."""
+    from etl.engine.pipeline import open_store
+
+    try:
+        cfg = load_config(config)
+        frame = open_store(cfg).quarantine(entity=entity, status=None if status == "all" else status)
+        total = len(frame)
+        frame = _masked(frame.head(limit).copy(), cfg, entity)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    cols = ["id", "run_id", "entity", "source", "src_id", "field", "rule", "value", "reason", "status"]
+    if as_json:
+        emit_json({"total": total, "rows": frame[cols].to_dict(orient="records")})
+        return
+    table = Table(title=f"quarantine ({status}): {total} row(s)" + (f", showing {limit}" if total > limit else ""))
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for row in frame[cols].itertuples(index=False):
+        table.add_row(*["" if v is None else str(v) for v in row])
+    out.print(table)
+
+
+@app.command()
+def show(
+    qid: Annotated[int, typer.Argument(help="Quarantine row id (see `list`).")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one quarantined row with its raw source record."""
+    from etl.engine.pipeline import open_store
+
+    try:
+        cfg = load_config(config)
+        frame = open_store(cfg).quarantine(status=None)
+        frame = _masked(frame[frame["id"] == qid].copy(), cfg, None)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if frame.empty:
+        out.print(f"No quarantine row {qid}.")
+        raise typer.Exit(1)
+    row = frame.iloc[0].to_dict()
+    if as_json:
+        emit_json(row)
+        return
+    for key, value in row.items():
+        out.print(f"[bold]{key:>16}[/]: ", end="")
+        out.print("" if value is None else str(value), markup=False)
+
+
+@app.command()
+def retry(
+    entity: Annotated[str, typer.Argument(help="Entity whose open quarantine rows to replay.")],
+    ids: Annotated[list[int] | None, typer.Option("--id", help="Only these quarantine ids (repeatable).")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay quarantined rows of ENTITY with the current mappings; rows that now pass are published."""
+    from etl.engine.replay import retry_quarantine
+
+    try:
+        cfg = load_config(config)
+        result, replayed, still = retry_quarantine(cfg, entity, ids=ids)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    payload = {
+        "entity": entity,
+        "replayed": replayed,
+        "still_quarantined": still,
+        "inserted": result.inserted,
+        "updated": result.updated,
+        "status": result.status,
+    }
+    if as_json:
+        emit_json(payload)
+    else:
+        out.print(
+            f"{entity}: replayed {replayed} quarantined row(s); published {result.inserted} new and "
+            f"{result.updated} updated record(s); {still} still quarantined."
+        )

@@ -1,0 +1,1 @@
+"""Database access: engines, chunked extraction, bulk writes and upserts per dialect."""

@@ -1,0 +1,99 @@
+"""Engines for configured connections: read-only where the driver allows, secrets kept out of logs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from etl.config.project import ConnectionConfig, mask_secrets
+from etl.errors import ConfigError, classify_db_error
+
+_ENGINES: dict[tuple[str, bool], Engine] = {}
+_LOCK = threading.Lock()
+SQLITE_BUSY_MS = 30_000
+
+
+def dialect_of(conn: ConnectionConfig) -> str:
+    """`postgresql`, `mysql`, `sqlite` or `mssql`."""
+    if conn.kind == "odbc":
+        assert conn.dialect is not None
+        return conn.dialect
+    name = make_url(conn.sqlalchemy_url()).get_backend_name()
+    return "mysql" if name == "mariadb" else name
+
+
+def engine_for(conn: ConnectionConfig, *, read_only: bool = False) -> Engine:
+    """A (cached) SQLAlchemy engine for `conn`; sources pass read_only=True."""
+    url = conn.sqlalchemy_url()
+    key = (url, read_only)
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _create(conn, url, read_only)
+            _ENGINES[key] = engine
+        return engine
+
+
+def dispose_all() -> None:
+    """Close every cached engine (tests and forked workers)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError(f"connection URL '{mask_secrets(url)}' is not a valid SQLAlchemy URL") from None
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": conn.pool_pre_ping, "connect_args": dict(conn.connect_args)}
+    if backend == "sqlite":
+        kwargs["poolclass"] = NullPool
+        kwargs["connect_args"].setdefault("timeout", SQLITE_BUSY_MS / 1000)
+    elif backend == "postgresql" and read_only and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+        options = kwargs["connect_args"].get("options", "")
+        kwargs["connect_args"]["options"] = f"{options} -c default_transaction_read_only=on".strip()
+    if backend == "mssql" and conn.fast_executemany:
+        kwargs["fast_executemany"] = True
+    if backend in ("mysql", "mariadb"):
+        kwargs["pool_recycle"] = 3600
+    try:
+        engine = create_engine(url, hide_parameters=True, **kwargs)
+    except Exception as exc:  # driver missing, bad URL options
+        raise ConfigError(f"cannot create engine for '{mask_secrets(url)}': {mask_secrets(str(exc))}") from None
+    _install_session_settings(engine, backend, read_only)
+    return engine
+
+
+def _install_session_settings(engine: Engine, backend: str, read_only: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            if backend == "sqlite":
+                cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+                if read_only:
+                    cursor.execute("PRAGMA query_only = ON")
+                else:
+                    cursor.execute("PRAGMA journal_mode = WAL")
+            elif backend in ("mysql", "mariadb") and read_only:
+                cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        finally:
+            cursor.close()
+
+
+def check_connection(conn: ConnectionConfig, name: str) -> None:
+    """Open and close a connection; raise a classified error naming the connection."""
+    from sqlalchemy import text
+
+    try:
+        with engine_for(conn).connect() as c:
+            c.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise classify_db_error(exc, what=f"connecting to '{name}' ({conn.display})") from None

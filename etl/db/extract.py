@@ -1,0 +1,178 @@
+"""Chunked extraction: server-side cursors through SQLAlchemy, or pyodbc for ODBC sources.
+
+Memory is bounded by the chunk size, not the table size. Identifiers from the
+mapping are quoted by SQLAlchemy's compiler, never spliced into SQL text; only a
+steward's `filter:` / `query:` is SQL by design, run on a read-only connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Select, String, and_, cast, column, or_, select, table, text
+from sqlalchemy.engine import Dialect
+
+from etl.config.project import ConnectionConfig
+from etl.db.connect import dialect_of, engine_for
+from etl.errors import SchemaDriftError, classify_db_error
+from etl.mapping.model import SourceSpec
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    """What to read from one source: columns, optional cursor lower bound."""
+
+    source_name: str
+    spec: SourceSpec
+    columns: Sequence[str]
+    since: Any | None = None
+    chunk_size: int = 50_000
+    where_ids: Sequence[str] | None = None
+
+
+def _from_clause(spec: SourceSpec, columns: Sequence[str]) -> Any:
+    if spec.table is not None:
+        name, schema = spec.table, spec.schema_
+        if "." in name and schema is None:
+            schema, name = name.split(".", 1)
+        return table(name, *[column(c) for c in columns], schema=schema)
+    assert spec.query is not None
+    return text(spec.query).columns(*[column(c) for c in columns]).subquery("src")
+
+
+def build_select(
+    spec: SourceSpec, columns: Sequence[str], since: Any | None = None, ids: Sequence[str] | None = None
+) -> Select[Any]:
+    """SELECT the given columns from the source, filtered, bounded by the cursor, optionally limited to ids."""
+    src = _from_clause(spec, columns)
+    stmt = select(*[src.c[c] for c in columns])
+    if spec.filter:
+        stmt = stmt.where(text(f"({spec.filter})"))
+    if since is not None and spec.cursor:
+        stmt = stmt.where(src.c[spec.cursor] >= since)
+    if ids is not None:
+        id_cols = [src.c[c] for c in columns[: len(spec.id)]]
+        conds = []
+        for value in ids:
+            parts = value.split("|", len(id_cols) - 1)
+            conds.append(and_(*[cast(col, String) == part for col, part in zip(id_cols, parts, strict=False)]))
+        stmt = stmt.where(or_(*conds) if conds else text("1=0"))
+    return stmt
+
+
+def probe_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str) -> list[str]:
+    """The column names the source returns today (no rows read)."""
+    if spec.table is not None:
+        name, schema = spec.table, spec.schema_
+        if "." in name and schema is None:
+            schema, name = name.split(".", 1)
+        stmt: Any = select(text("*")).select_from(table(name, schema=schema)).where(text("1=0"))
+    else:
+        stmt = select(text("*")).select_from(text(f"({spec.query}) src0")).where(text("1=0"))
+    try:
+        if conn.kind == "odbc":
+            sql, params = compile_for(stmt, conn)
+            with _odbc_connect(conn) as odbc:
+                cur = odbc.cursor()
+                cur.execute(sql, params)
+                return [d[0] for d in cur.description]
+        with engine_for(conn, read_only=True).connect() as c:
+            return list(c.execute(stmt).keys())
+    except Exception as exc:
+        raise classify_db_error(exc, what=f"reading the columns of {source_name} {spec.table or 'query'}") from None
+
+
+def check_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str, entity: str) -> dict[str, str]:
+    """Stop before anything is written if a mapped column disappeared; returns mapping name -> actual name."""
+    actual = probe_columns(conn, spec, source_name)
+    by_lower = {c.lower(): c for c in actual}
+    resolved: dict[str, str] = {}
+    missing = []
+    for col in spec.columns:
+        if col in actual:
+            resolved[col] = col
+        elif col.lower() in by_lower:
+            resolved[col] = by_lower[col.lower()]
+        else:
+            missing.append(col)
+    if missing:
+        raise SchemaDriftError(
+            f"{entity}: source '{source_name}' ({spec.table or 'query'}) has no column(s) {', '.join(missing)}; "
+            f"the mapping reads them. Columns there now: {', '.join(actual)}. "
+            "Fix the mapping (or the source) and rerun; nothing was written."
+        )
+    return resolved
+
+
+def compile_for(stmt: Any, conn: ConnectionConfig) -> tuple[str, list[Any]]:
+    """Compile a statement for an ODBC connection (qmark parameters)."""
+    dialect = _dialect(dialect_of(conn))
+    compiled = stmt.compile(dialect=dialect)
+    names = compiled.positiontup or []
+    return str(compiled), [compiled.params[n] for n in names]
+
+
+def _dialect(name: str) -> Dialect:
+    from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
+
+    module = {"postgresql": postgresql, "mysql": mysql, "sqlite": sqlite, "mssql": mssql}[name]
+    dialect: Dialect = module.dialect(paramstyle="qmark")
+    return dialect
+
+
+def _odbc_connect(conn: ConnectionConfig) -> Any:
+    import pyodbc
+
+    assert conn.odbc is not None
+    return pyodbc.connect(conn.odbc.get_secret_value(), readonly=True, autocommit=True)
+
+
+def iter_chunks(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[pd.DataFrame]:
+    """Yield DataFrames of at most `chunk_size` rows; memory does not grow with the table."""
+    stmt = build_select(request.spec, request.columns, request.since, request.where_ids)
+    what = f"extracting from {request.source_name}"
+    try:
+        if conn.kind == "odbc":
+            yield from _odbc_chunks(conn, stmt, request)
+            return
+        engine = engine_for(conn, read_only=True)
+        with engine.connect() as c:
+            result = c.execution_options(stream_results=True, max_row_buffer=request.chunk_size).execute(stmt)
+            keys = list(request.columns)
+            for rows in result.partitions(request.chunk_size):
+                yield pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
+    except GeneratorExit:
+        raise
+    except Exception as exc:
+        raise classify_db_error(exc, what=what) from None
+
+
+def _odbc_chunks(conn: ConnectionConfig, stmt: Any, request: ExtractRequest) -> Iterator[pd.DataFrame]:
+    sql, params = compile_for(stmt, conn)
+    with _odbc_connect(conn) as odbc:
+        cur = odbc.cursor()
+        cur.arraysize = request.chunk_size
+        cur.execute(sql, params)
+        while True:
+            rows = cur.fetchmany(request.chunk_size)
+            if not rows:
+                break
+            yield pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(request.columns))
+
+
+def lower_bound(watermark: Any | None, overlap: timedelta) -> Any | None:
+    """The cursor value to read from: the watermark minus the overlap window (for time cursors)."""
+    if watermark is None:
+        return None
+    if isinstance(watermark, datetime):
+        return watermark - overlap
+    if isinstance(watermark, str):
+        try:
+            return datetime.fromisoformat(watermark) - overlap
+        except ValueError:
+            return watermark
+    return watermark

@@ -1,0 +1,162 @@
+"""Bulk writes and upserts, one implementation per dialect.
+
+PostgreSQL loads with `COPY` (CSV through psycopg); MariaDB/MySQL and SQLite with
+executemany (PyMySQL folds it into multi-row INSERTs); SQL Server with
+`fast_executemany`. Upserts: `INSERT .. ON CONFLICT` (PostgreSQL, SQLite),
+`INSERT .. ON DUPLICATE KEY UPDATE` (MariaDB/MySQL), `MERGE` (SQL Server).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Select, Table, select, text
+from sqlalchemy.sql import ColumnElement
+
+BATCH_ROWS = 10_000
+
+
+def records(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Rows as tuples of Python values with None for every kind of null."""
+    if frame.empty:
+        return []
+    data = []
+    for name in columns:
+        col = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            values = np.array(col.dt.to_pydatetime(), dtype=object)
+            values[col.isna().to_numpy()] = None
+        else:
+            values = col.astype(object).to_numpy(copy=True)
+            values[pd.isna(values)] = None
+            if col.dtype.kind in "iuf" or str(col.dtype) in ("Int64", "boolean"):
+                values = np.array([v.item() if hasattr(v, "item") else v for v in values], dtype=object)
+        data.append(values)
+    return list(zip(*data, strict=True))
+
+
+def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> int:
+    """Append `frame` to `table` as fast as the dialect allows; returns rows written."""
+    columns = list(columns or frame.columns)
+    if frame.empty:
+        return 0
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        return _copy_postgres(conn, table, frame, columns)
+    rows = records(frame, columns)
+    stmt = table.insert()
+    for start in range(0, len(rows), BATCH_ROWS):
+        batch = [dict(zip(columns, row, strict=True)) for row in rows[start : start + BATCH_ROWS]]
+        conn.execute(stmt, batch)
+    return len(rows)
+
+
+def _copy_postgres(conn: Connection, table: Table, frame: pd.DataFrame, columns: list[str]) -> int:
+    out = frame[columns].copy()
+    for name in columns:
+        col = out[name]
+        if str(col.dtype) == "boolean" or col.dtype == bool:
+            out[name] = col.map({True: "t", False: "f"})
+        elif pd.api.types.is_datetime64_any_dtype(col.dtype):
+            out[name] = col.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+    buffer = io.StringIO()
+    # NULL is an unquoted empty field; empty strings never reach here (they are nulls in canonical form).
+    out.to_csv(buffer, index=False, header=False, na_rep="")
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    name = conn.dialect.identifier_preparer.format_table(table)
+    with dbapi.cursor() as cur, cur.copy(f"COPY {name} ({quoted}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(buffer.getvalue())
+    return len(out)
+
+
+def upsert_select(
+    conn: Connection,
+    target: Table,
+    columns: Sequence[str],
+    source: Select[Any],
+    key: Sequence[str],
+    update: Sequence[str] | None = None,
+) -> int:
+    """INSERT the rows of `source` (columns in order) into `target`, updating rows whose `key` exists."""
+    update = [c for c in (update if update is not None else columns) if c not in key]
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg_stmt = pg_insert(target).from_select(list(columns), source)
+        pg_stmt = (
+            pg_stmt.on_conflict_do_update(index_elements=list(key), set_={c: pg_stmt.excluded[c] for c in update})
+            if update
+            else pg_stmt.on_conflict_do_nothing(index_elements=list(key))
+        )
+        return conn.execute(pg_stmt).rowcount or 0
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        lite_stmt = sqlite_insert(target).from_select(list(columns), source)
+        lite_stmt = (
+            lite_stmt.on_conflict_do_update(index_elements=list(key), set_={c: lite_stmt.excluded[c] for c in update})
+            if update
+            else lite_stmt.on_conflict_do_nothing(index_elements=list(key))
+        )
+        return conn.execute(lite_stmt).rowcount or 0
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as my_insert
+
+        my_stmt = my_insert(target).from_select(list(columns), source)
+        refs = {c: my_stmt.inserted[c] for c in (update or key[:1])}
+        return conn.execute(my_stmt.on_duplicate_key_update(refs)).rowcount or 0
+    if dialect == "mssql":
+        return _merge_mssql(conn, target, columns, source, key, update)
+    raise NotImplementedError(f"upsert is not implemented for {dialect}")
+
+
+def _merge_mssql(
+    conn: Connection,
+    target: Table,
+    columns: Sequence[str],
+    source: Select[Any],
+    key: Sequence[str],
+    update: Sequence[str],
+) -> int:
+    q = conn.dialect.identifier_preparer.quote
+    src_sql = str(source.compile(conn, compile_kwargs={"literal_binds": True}))
+    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in key)
+    sets = ", ".join(f"t.{q(c)} = s.{q(c)}" for c in update)
+    cols = ", ".join(q(c) for c in columns)
+    vals = ", ".join(f"s.{q(c)}" for c in columns)
+    name = conn.dialect.identifier_preparer.format_table(target)
+    # Every identifier is quoted by the dialect's preparer; values come from the compiled SELECT.
+    sql = f"MERGE {name} AS t USING ({src_sql}) AS s ON {on} "  # noqa: S608
+    if sets:
+        sql += f"WHEN MATCHED THEN UPDATE SET {sets} "
+    sql += f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals});"
+    return conn.execute(text(sql)).rowcount or 0
+
+
+def upsert_rows(
+    conn: Connection,
+    target: Table,
+    rows: Iterable[dict[str, Any]],
+    key: Sequence[str],
+    update: Sequence[str] | None = None,
+) -> int:
+    """Upsert small lists of row dicts (store bookkeeping), portable across dialects."""
+    count = 0
+    for row in rows:
+        where: ColumnElement[bool] = target.c[key[0]] == row[key[0]]
+        for k in key[1:]:
+            where = where & (target.c[k] == row[k])
+        values = {c: v for c, v in row.items() if c not in key and (update is None or c in update)}
+        exists = conn.execute(select(target.c[key[0]]).where(where).limit(1)).first()
+        if exists is None:
+            conn.execute(target.insert().values(**row))
+        elif values:
+            conn.execute(target.update().where(where).values(**values))
+        count += 1
+    return count

@@ -1,0 +1,287 @@
+"""Stage 2: per partition, merge the sources into golden records, check them, stage what to publish.
+
+Reads this run's staged rows and the mirror (the sources' last accepted rows)
+for the affected keys, quarantines duplicate keys, merges by survivorship,
+compares with the target by row hash, checks references and runs the quality
+gate on the rows that would change, and writes the result to the gold table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, Table, and_, delete, select, update
+
+from etl.db.write import insert_frame
+from etl.engine.context import SyncContext
+from etl.engine.merge import merge
+from etl.engine.tables import bucket_of, bucket_range
+from etl.errors import IntegrityError
+from etl.mapping.model import EntityMapping
+from etl.mapping.types import coerce, row_hash
+
+IN_BATCH = 500
+SMALL_KEYSET = 5_000
+
+
+def _read(engine: Engine, stmt: Any, columns: Sequence[str]) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(stmt).all(), columns=list(columns))
+
+
+def _rows_for_keys(
+    engine: Engine, table: Table, columns: Sequence[str], keys: Sequence[str], lo: int, hi: int, extra: Any = None
+) -> pd.DataFrame:
+    """Rows of `table` whose `_key` is in `keys` (batched IN for few keys, bucket range scan for many)."""
+    cols = [table.c[c] for c in columns]
+    if len(keys) <= SMALL_KEYSET:
+        parts = []
+        for start in range(0, len(keys), IN_BATCH):
+            cond = table.c._key.in_(list(keys[start : start + IN_BATCH]))
+            parts.append(_read(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
+    cond = and_(table.c._bucket >= lo, table.c._bucket < hi)
+    frame = _read(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns)
+    return frame[frame["_key"].isin(set(keys))]
+
+
+def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partitions: int = 1) -> dict[str, int]:
+    """Merge, compare and gate one partition; returns counts per action."""
+    mapping = ctx.mapping(entity)
+    tables, work = ctx.tables(mapping), ctx.work_tables(mapping)
+    lo, hi = bucket_range(partition, partitions)
+    wengine, tengine = ctx.work_engine(mapping), ctx.target_engine(mapping)
+    fields = list(mapping.fields)
+    with wengine.begin() as conn:
+        conn.execute(
+            delete(work.gold).where(work.gold.c._run == ctx.run_id, work.gold.c._bucket >= lo, work.gold.c._bucket < hi)
+        )
+        conn.execute(
+            update(work.stage)
+            .where(
+                work.stage.c._run == ctx.run_id,
+                work.stage.c._status == "held",
+                work.stage.c._bucket >= lo,
+                work.stage.c._bucket < hi,
+            )
+            .values(_status="ok")
+        )
+    if not ctx.dry_run:
+        for stage_name in (f"merge{partition}", f"integrity{partition}", f"gate{partition}"):
+            ctx.store.clear_quarantine(ctx.run_id, entity, stage=stage_name)
+        ctx.store.clear_gate(ctx.run_id, entity, partition)
+    stage_cols = ["_source", "_src_id", "_status", "_key", *fields]
+    staged = _read(
+        wengine,
+        select(*[work.stage.c[c] for c in stage_cols]).where(
+            work.stage.c._run == ctx.run_id,
+            work.stage.c._status.in_(["ok", "deleted"]),
+            work.stage.c._bucket >= lo,
+            work.stage.c._bucket < hi,
+        ),
+        stage_cols,
+    )
+    counts = dict.fromkeys(["insert", "update", "unchanged", "inactivate", "rejected", "duplicates"], 0)
+    if staged.empty:
+        return counts
+    keys = sorted(staged["_key"].dropna().unique().tolist())
+    mirror_cols = ["_source", "_src_id", "_key", *fields]
+    mirrored = (
+        _rows_for_keys(tengine, tables.mirror, mirror_cols, keys, lo, hi)
+        if _exists(tengine, tables.mirror)
+        else pd.DataFrame(columns=mirror_cols)
+    )
+    touched = staged["_source"] + "\x1f" + staged["_src_id"]
+    mirrored = mirrored[~(mirrored["_source"] + "\x1f" + mirrored["_src_id"]).isin(set(touched))]
+    current = pd.concat([mirrored, staged[staged["_status"] == "ok"].drop(columns="_status")], ignore_index=True)
+    current = coerce(current, mapping.fields, ctx.timezone)
+    frames = {s: current[current["_source"] == s].drop(columns="_source") for s in mapping.sources}
+    result = merge(frames, mapping, ctx.timezone)
+    golden = result.golden
+    rejected_src: list[pd.DataFrame] = []
+    if not result.duplicates.empty:
+        dups = result.duplicates
+        counts["duplicates"] = len(dups)
+        _quarantine(
+            ctx,
+            entity,
+            pd.DataFrame(
+                {
+                    "source": dups["_source"],
+                    "src_id": dups["_src_id"],
+                    "golden_key": dups["_key"],
+                    "field": mapping.key[0],
+                    "rule": "duplicate_key",
+                    "value": dups["_key"],
+                    "reason": "this business key occurs more than once in the source; fix the source or the key mapping",
+                }
+            ),
+            stage=f"merge{partition}",
+        )
+        rejected_src.append(dups[["_source", "_src_id"]])
+    golden = _with_activity(golden, mapping)
+    golden["_hash"] = row_hash(golden, fields)
+    golden["_bucket"] = bucket_of(golden["_key"])
+    target_cols = ["_key", "_hash", "_active", "_presence"]
+    existing = (
+        _rows_for_keys(tengine, tables.target, target_cols, keys, lo, hi)
+        if _exists(tengine, tables.target)
+        else pd.DataFrame(columns=target_cols)
+    )
+    existing = existing.set_index("_key")
+    golden["_action"] = _actions(golden, existing)
+    vanished = [
+        k for k in keys if k not in set(golden["_key"]) and k in existing.index and bool(existing.at[k, "_active"])
+    ]
+    changed = golden["_action"].isin(["insert", "update"])
+    bad = _check_references(ctx, mapping, golden[changed], partition)
+    bad = pd.concat([bad, _gate(ctx, mapping, golden[changed], partition)], ignore_index=True)
+    if not bad.empty:
+        bad_keys = set(bad["golden_key"])
+        golden.loc[golden["_key"].isin(bad_keys) & changed, "_action"] = "rejected"
+        rejected_src.append(current[current["_key"].isin(bad_keys)][["_source", "_src_id"]])
+    if vanished:
+        gone = pd.DataFrame({"_key": vanished, "_action": "inactivate", "_active": False})
+        gone["_bucket"] = bucket_of(gone["_key"])
+        golden = pd.concat([golden, gone], ignore_index=True)
+    if rejected_src:
+        _mark_stage_rejected(ctx, mapping, pd.concat(rejected_src, ignore_index=True))
+    golden["_run"] = ctx.run_id
+    out_cols = ["_run", "_key", "_bucket", "_action", "_active", "_presence", "_hash", "_ids", *fields]
+    with wengine.begin() as conn:
+        insert_frame(conn, work.gold, golden.reindex(columns=out_cols), out_cols)
+    for action, n in golden["_action"].value_counts().items():
+        counts[str(action)] = counts.get(str(action), 0) + int(n)
+    counts["deactivated"] = int(
+        (
+            (golden["_action"] == "update")
+            & ~golden["_active"].astype(bool)
+            & golden["_key"].map(existing["_active"]).fillna(False).astype(bool)
+        ).sum()
+    )
+    ctx.tick(entity, "merge", len(staged))
+    return counts
+
+
+def _exists(engine: Engine, table: Table) -> bool:
+    from sqlalchemy import inspect
+
+    return inspect(engine).has_table(table.name, schema=table.schema)
+
+
+def _with_activity(golden: pd.DataFrame, mapping: EntityMapping) -> pd.DataFrame:
+    deletion = mapping.deletion
+    active = pd.Series(True, index=golden.index)
+    if deletion.status_field and deletion.inactive_values:
+        active = ~golden[deletion.status_field].astype("str").isin(deletion.inactive_values)
+    golden["_active"] = active.astype(bool)
+    return golden
+
+
+def _actions(golden: pd.DataFrame, existing: pd.DataFrame) -> pd.Series:
+    known = golden["_key"].isin(existing.index)
+    old_hash = golden["_key"].map(existing["_hash"]) if not existing.empty else pd.Series(np.nan, index=golden.index)
+    old_active = (
+        golden["_key"].map(existing["_active"]) if not existing.empty else pd.Series(np.nan, index=golden.index)
+    )
+    old_presence = (
+        golden["_key"].map(existing["_presence"]) if not existing.empty else pd.Series(np.nan, index=golden.index)
+    )
+    same = (
+        (old_hash.astype("float64") == golden["_hash"].astype("float64"))
+        & (old_active.fillna(False).astype(bool) == golden["_active"])
+        & (old_presence.astype("str") == golden["_presence"].astype("str"))
+    )
+    action = np.where(~known, "insert", np.where(same, "unchanged", "update"))
+    return pd.Series(action, index=golden.index)
+
+
+def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
+    """Quarantine (or fail on) golden rows that point to keys missing in another entity's target."""
+    found = []
+    for field, (entity, other) in mapping.references.items():
+        values = rows[field].dropna()
+        if values.empty:
+            continue
+        ref_mapping = ctx.mapping(entity)
+        ref_table = ctx.tables(ref_mapping).target
+        engine = ctx.target_engine(ref_mapping)
+        known = (
+            set(
+                _read(engine, select(ref_table.c[other]).where(ref_table.c._active.is_(True)).distinct(), [other])[
+                    other
+                ].astype("str")
+            )
+            if _exists(engine, ref_table)
+            else set()
+        )
+        missing = rows[rows[field].notna() & ~rows[field].astype("str").isin(known)]
+        if missing.empty:
+            continue
+        spec = mapping.fields[field]
+        if spec.on_missing_reference == "fail":
+            sample = ", ".join(missing[field].astype("str").unique()[:5])
+            raise IntegrityError(
+                f"{mapping.entity}: {len(missing)} row(s) reference {entity}.{other} values that do not exist ({sample}); "
+                f"sync {entity} first or fix the data. Nothing was published."
+            )
+        found.append(
+            pd.DataFrame(
+                {
+                    "source": missing["_presence"].astype("str"),
+                    "src_id": missing["_ids"],
+                    "golden_key": missing["_key"],
+                    "field": field,
+                    "rule": f"reference:{entity}.{other}",
+                    "value": missing[field].astype("str"),
+                    "reason": f"{field} is not an active {entity}.{other} in the target; add it to {entity} or fix the reference",
+                }
+            )
+        )
+    frame = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["golden_key"])
+    _quarantine(ctx, mapping.entity, frame, stage=f"integrity{partition}")
+    return frame
+
+
+def _gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
+    """Run the entity's Great Expectations suite on the rows to publish; quarantine failing rows."""
+    from etl.engine.quality import run_gate
+
+    return run_gate(ctx, mapping, rows, partition)
+
+
+def quarantine_rows(ctx: SyncContext, entity: str, frame: pd.DataFrame, *, stage: str) -> None:
+    """Record rejected rows in the store (or, in a dry run, in the plan)."""
+    if frame.empty:
+        return
+    if "raw" not in frame:
+        frame = frame.assign(raw=None)
+    if ctx.dry_run:
+        ctx.planned_quarantine.append(frame.assign(entity=entity, stage=stage))
+        return
+    ctx.store.add_quarantine(ctx.run_id, entity, frame, stage=stage)
+
+
+_quarantine = quarantine_rows
+
+
+def _mark_stage_rejected(ctx: SyncContext, mapping: EntityMapping, pairs: pd.DataFrame) -> None:
+    """Keep rejected source rows out of the mirror, so they are retried rather than forgotten."""
+    stage = ctx.work_tables(mapping).stage
+    with ctx.work_engine(mapping).begin() as conn:
+        for source, part in pairs.drop_duplicates().groupby("_source"):
+            ids = part["_src_id"].astype("str").tolist()
+            for start in range(0, len(ids), IN_BATCH):
+                conn.execute(
+                    update(stage)
+                    .where(
+                        stage.c._run == ctx.run_id,
+                        stage.c._source == source,
+                        stage.c._status == "ok",
+                        stage.c._src_id.in_(ids[start : start + IN_BATCH]),
+                    )
+                    .values(_status="held")
+                )

@@ -1,0 +1,189 @@
+"""Stage 1: extract a source in chunks, map each chunk, write canonical rows to staging."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, delete, exists, func, literal, select
+
+from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
+from etl.db.write import insert_frame
+from etl.engine.context import SyncContext
+from etl.engine.tables import bucket_of, key_text
+from etl.errors import UnmappedValueError
+from etl.mapping.apply import FATAL_PREFIX, map_chunk, source_ids
+
+
+def prepare(ctx: SyncContext, entity: str) -> None:
+    """Create the entity's tables and drop staging left by earlier runs (or earlier attempts of this one)."""
+    mapping = ctx.mapping(entity)
+    if not ctx.dry_run:
+        ctx.tables(mapping).create(ctx.target_engine(mapping))
+    work = ctx.work_tables(mapping)
+    work.create(ctx.work_engine(mapping), work_only=True)
+    with ctx.work_engine(mapping).begin() as conn:
+        conn.execute(delete(work.stage).where(work.stage.c._run != ctx.run_id))
+        conn.execute(delete(work.gold).where(work.gold.c._run != ctx.run_id))
+
+
+def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]:
+    """Extract `source` of `entity` into staging; returns read / staged / rejected counts.
+
+    Idempotent per (run, entity, source): a retry first removes what an earlier
+    attempt staged. Values that a `fail` lookup cannot map stop the run here,
+    before anything is published.
+    """
+    mapping = ctx.mapping(entity)
+    spec = mapping.sources[source]
+    conn_cfg = ctx.source_conn(mapping, source)
+    work = ctx.work_tables(mapping)
+    engine = ctx.work_engine(mapping)
+    with engine.begin() as conn:
+        conn.execute(delete(work.stage).where(work.stage.c._run == ctx.run_id, work.stage.c._source == source))
+    if not ctx.dry_run:
+        ctx.store.clear_quarantine(ctx.run_id, entity, source=source, stage="map")
+    resolved = check_columns(conn_cfg, spec, source, entity)
+    replay = ctx.only_ids is not None
+    watermark = None if ctx.full_refresh or replay or not spec.cursor else ctx.store.watermark(entity, source)
+    since = lower_bound(watermark, spec.overlap)
+    actual = [resolved[c] for c in spec.columns]
+    ids = None
+    if replay:
+        assert ctx.only_ids is not None
+        ids = ctx.only_ids.get(source, [])
+        if not ids:
+            return {"read": 0, "staged": 0, "rejected": 0, "deleted": 0}
+    request = ExtractRequest(source, spec, actual, since=since, chunk_size=ctx.chunk_size, where_ids=ids)
+    counts = {"read": 0, "staged": 0, "rejected": 0, "deleted": 0}
+    fatal: list[pd.DataFrame] = []
+    gaps: list[pd.DataFrame] = []
+    max_cursor: Any = None
+    for chunk in iter_chunks(conn_cfg, request):
+        chunk.columns = list(spec.columns)
+        counts["read"] += len(chunk)
+        if spec.cursor and not chunk.empty:
+            top = chunk[spec.cursor].max()
+            max_cursor = top if max_cursor is None or (top is not None and top > max_cursor) else max_cursor
+        mapped = map_chunk(chunk, mapping, source, ctx.mappings.code_tables, as_of=ctx.as_of, timezone=ctx.timezone)
+        rows = mapped.rows
+        staged = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rows["_src_id"], "_status": "ok"})
+        staged["_key"] = key_text(rows, mapping.key)
+        staged["_bucket"] = bucket_of(staged["_key"])
+        for name in mapping.fields:
+            if name in rows.columns:
+                staged[name] = rows[name]
+        rejected_ids = mapped.rejects["_src_id"].drop_duplicates()
+        rejected = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rejected_ids, "_status": "rejected"})
+        with engine.begin() as conn:
+            insert_frame(conn, work.stage, staged)
+            insert_frame(conn, work.stage, rejected)
+        counts["staged"] += len(staged)
+        counts["rejected"] += len(rejected)
+        _quarantine(ctx, entity, source, mapped.rejects)
+        if not mapped.fatal.empty:
+            fatal.append(mapped.fatal)
+        if not mapped.gaps.empty:
+            gaps.append(mapped.gaps)
+        ctx.tick(entity, f"extract {source}", len(chunk))
+    if gaps and not ctx.dry_run:
+        ctx.store.add_gaps(ctx.run_id, entity, source, pd.concat(gaps, ignore_index=True))
+    if fatal:
+        frame = pd.concat(fatal, ignore_index=True)
+        sample = ", ".join(f"'{v}'" for v in frame["value"].drop_duplicates().head(5))
+        tables = ", ".join(sorted({r.removeprefix(FATAL_PREFIX) for r in frame["rule"]}))
+        raise UnmappedValueError(
+            f"{entity}: {frame['_src_id'].nunique()} {source} row(s) have values that code table(s) {tables} "
+            f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
+            f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
+        )
+    full_read = since is None
+    if not replay and (full_read or spec.sweep):
+        if not full_read:
+            _sweep_ids(ctx, entity, source)
+        counts["deleted"] = _mark_vanished(ctx, entity, source)
+    if max_cursor is not None and not ctx.dry_run and not replay:
+        ctx.store.set_pending_watermark(ctx.run_id, entity, source, max_cursor)
+    return counts
+
+
+def _quarantine(ctx: SyncContext, entity: str, source: str, rejects: pd.DataFrame) -> None:
+    if rejects.empty:
+        return
+    frame = rejects.rename(columns={"_src_id": "src_id"}).assign(source=source)
+    if ctx.dry_run:
+        ctx.planned_quarantine.append(frame.assign(entity=entity, stage="map"))
+    else:
+        ctx.store.add_quarantine(ctx.run_id, entity, frame, stage="map")
+
+
+def _sweep_ids(ctx: SyncContext, entity: str, source: str) -> None:
+    """Keys-only pass: record every source id present now, so vanished ones can be found."""
+    mapping = ctx.mapping(entity)
+    spec = mapping.sources[source]
+    conn_cfg = ctx.source_conn(mapping, source)
+    work = ctx.work_tables(mapping)
+    request = ExtractRequest(source, spec, list(spec.id), chunk_size=max(ctx.chunk_size, 100_000))
+    engine = ctx.work_engine(mapping)
+    for chunk in iter_chunks(conn_cfg, request):
+        chunk.columns = list(spec.id)
+        seen = pd.DataFrame(
+            {"_run": ctx.run_id, "_source": source, "_src_id": source_ids(chunk, spec.id), "_status": "seen"}
+        )
+        with engine.begin() as conn:
+            insert_frame(conn, work.stage, seen)
+        ctx.tick(entity, f"sweep {source}", len(chunk))
+
+
+def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
+    """Stage a `deleted` row for every mirrored record of `source` that the source no longer has."""
+    mapping = ctx.mapping(entity)
+    tables = ctx.tables(mapping)
+    work = ctx.work_tables(mapping)
+    mirror, stage = tables.mirror, work.stage
+    if ctx.same_database:
+        present = exists().where(
+            and_(stage.c._run == ctx.run_id, stage.c._source == source, stage.c._src_id == mirror.c._src_id)
+        )
+        vanished = select(
+            literal(ctx.run_id), literal(source), mirror.c._src_id, literal("deleted"), mirror.c._key, mirror.c._bucket
+        ).where(mirror.c._source == source, ~present)
+        with ctx.work_engine(mapping).begin() as conn:
+            result = conn.execute(
+                stage.insert().from_select(["_run", "_source", "_src_id", "_status", "_key", "_bucket"], vanished)
+            )
+            return result.rowcount or 0
+    with ctx.target_engine(mapping).connect() as conn:
+        mirrored = pd.DataFrame(
+            conn.execute(
+                select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(mirror.c._source == source)
+            ).all(),
+            columns=["_src_id", "_key", "_bucket"],
+        )
+    with ctx.work_engine(mapping).connect() as conn:
+        seen = {
+            r[0]
+            for r in conn.execute(select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source))
+        }
+    gone = mirrored[~mirrored["_src_id"].isin(seen)].assign(_run=ctx.run_id, _source=source, _status="deleted")
+    with ctx.work_engine(mapping).begin() as conn:
+        insert_frame(conn, stage, gone, ["_run", "_source", "_src_id", "_status", "_key", "_bucket"])
+    return len(gone)
+
+
+def partitions(ctx: SyncContext, entity: str) -> int:
+    """How many partitions the merge of this run's staged rows needs."""
+    mapping = ctx.mapping(entity)
+    work = ctx.work_tables(mapping)
+    with ctx.work_engine(mapping).connect() as conn:
+        staged = (
+            conn.execute(
+                select(func.count())
+                .select_from(work.stage)
+                .where(work.stage.c._run == ctx.run_id, work.stage.c._status.in_(["ok", "deleted"]))
+            ).scalar()
+            or 0
+        )
+    size = mapping.partition_rows or ctx.config.run.partition_rows
+    return max(1, math.ceil(staged / size))

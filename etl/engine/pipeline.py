@@ -1,0 +1,258 @@
+"""A whole sync: every entity in dependency order, each through extract, merge+gate, publish, reconcile.
+
+The CLI calls `run_sync`; the Airflow DAG calls the same stage functions one task
+at a time (see `etl.airflow_tasks`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from etl.config.project import ProjectConfig
+from etl.db.connect import engine_for
+from etl.engine import build, extract, publish
+from etl.engine.context import ProgressFn, SyncContext
+from etl.engine.lock import entity_lock
+from etl.engine.retry import with_retries
+from etl.errors import ErpOaError
+from etl.mapping.loader import MappingSet, load_mappings
+from etl.store.repo import Store, new_run_id
+
+log = logging.getLogger("erpoa.sync")
+
+
+@dataclass
+class EntityResult:
+    """What a sync did to one entity (the `--json` summary per entity)."""
+
+    entity: str
+    status: str = "running"
+    read: dict[str, int] = field(default_factory=dict)
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    inactivated: int = 0
+    quarantined: int = 0
+    differences: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    message: str | None = None
+
+    @property
+    def read_total(self) -> int:
+        return sum(self.read.values())
+
+
+@dataclass
+class SyncSummary:
+    run_id: str
+    mode: str
+    mapping_version: str
+    status: str
+    entities: list[EntityResult]
+    seconds: float
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for entity in out["entities"]:
+            entity["read_total"] = sum(entity["read"].values())
+        return out
+
+
+def open_store(config: ProjectConfig) -> Store:
+    """The reconciliation store of the project, migrated to the current schema."""
+    store = Store(engine_for(config.connection("recon")))
+    store.migrate()
+    return store
+
+
+def load_project_mappings(config: ProjectConfig) -> MappingSet:
+    return load_mappings(config.resolve(config.mappings), connections=config.connections)
+
+
+def sync_entity(
+    ctx: SyncContext, entity: str, hooks: Iterable[Callable[[SyncContext, str, EntityResult], None]] = ()
+) -> EntityResult:
+    """Run one entity end to end under its lock."""
+    mapping = ctx.mapping(entity)
+    result = EntityResult(entity=entity)
+    settings = ctx.config.run
+    started = time.monotonic()
+
+    def retry(fn: Callable[[], Any], what: str) -> Any:
+        return with_retries(
+            fn, what=f"{entity}: {what}", retries=settings.retries, backoff=settings.retry_backoff_seconds
+        )
+
+    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.monotonic()
+        try:
+            return retry(fn, stage)
+        finally:
+            result.stage_seconds[stage] = result.stage_seconds.get(stage, 0.0) + time.monotonic() - t0
+
+    lock_ctx = (
+        entity_lock(
+            ctx.store.engine,
+            entity,
+            mapping.target.connection + ":" + mapping.target.table,
+            ctx.run_id,
+            wait_seconds=settings.lock_wait_seconds,
+        )
+        if not ctx.dry_run
+        else _nolock()
+    )
+    with lock_ctx:
+        if not ctx.dry_run:
+            ctx.store.record_entity(ctx.run_id, entity, status="running")
+        timed("extract", lambda: extract.prepare(ctx, entity))
+        for source in mapping.sources:
+            counts = timed("extract", lambda source=source: extract.extract_source(ctx, entity, source))
+            result.read[source] = counts["read"]
+        parts = extract.partitions(ctx, entity)
+        totals: dict[str, int] = {}
+        for part in range(parts):
+            counts = timed("merge", lambda part=part: build.build_partition(ctx, entity, part, parts))
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
+        result.inserted = totals.get("insert", 0)
+        result.updated = totals.get("update", 0)
+        result.unchanged = totals.get("unchanged", 0)
+        result.inactivated = totals.get("inactivate", 0) + totals.get("deactivated", 0)
+        if ctx.dry_run:
+            result.quarantined = sum(
+                int(f[f["entity"] == entity]["src_id"].nunique()) for f in ctx.planned_quarantine if not f.empty
+            )
+            result.status = "planned"
+        else:
+            timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))
+            timed("publish", lambda: publish.publish(ctx, entity))
+            timed("publish", lambda: publish.finalize(ctx, entity))
+            result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
+            result.status = "success"
+            for hook in hooks:
+                hook(ctx, entity, result)
+            timed("publish", lambda: publish.cleanup(ctx, entity))
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+class _nolock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def record(ctx: SyncContext, result: EntityResult) -> None:
+    """Write the entity-run figures to the store."""
+    if ctx.dry_run:
+        return
+    st = result.stage_seconds
+    ctx.store.record_entity(
+        ctx.run_id,
+        result.entity,
+        status=result.status,
+        read_erp=result.read.get("erp", 0),
+        read_oa=result.read.get("oa", 0),
+        read_total=result.read_total,
+        inserted=result.inserted,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        inactivated=result.inactivated,
+        quarantined=result.quarantined,
+        differences=result.differences,
+        seconds_extract=round(st.get("extract", 0), 3),
+        seconds_merge=round(st.get("merge", 0), 3),
+        seconds_validate=round(st.get("validate", 0), 3),
+        seconds_publish=round(st.get("publish", 0), 3),
+        seconds_reconcile=round(st.get("reconcile", 0), 3),
+        seconds_total=result.seconds,
+        message=result.message,
+    )
+
+
+def run_sync(
+    config: ProjectConfig,
+    *,
+    entities: Iterable[str] | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    trigger: str = "cli",
+    progress: ProgressFn | None = None,
+    run_id: str | None = None,
+    hooks: Iterable[Callable[[SyncContext, str, EntityResult], None]] = (),
+    mappings: MappingSet | None = None,
+) -> tuple[SyncSummary, SyncContext]:
+    """Sync the given entities (all by default) in dependency order.
+
+    An entity that fails does not stop the entities that do not depend on it;
+    those that do are skipped. The summary's status is `success`, `partial`
+    or `failed`.
+    """
+    mappings = mappings or load_project_mappings(config)
+    store = open_store(config)
+    names = mappings.order(entities or config.run.entities)
+    ctx = SyncContext(
+        config=config,
+        mappings=mappings,
+        store=store,
+        run_id=run_id or new_run_id(),
+        full_refresh=full_refresh,
+        dry_run=dry_run,
+        trigger=trigger,
+        progress=progress,
+    )
+    mode = "plan" if dry_run else ("full" if full_refresh else "incremental")
+    if not dry_run:
+        store.start_run(ctx.run_id, trigger=trigger, mode=mode, mapping_version=mappings.version, entities=names)
+    started = time.monotonic()
+    results: list[EntityResult] = []
+    failed: set[str] = set()
+    for name in names:
+        blocked = [d for d in mappings.entity(name).dependencies if d in failed]
+        if blocked:
+            res = EntityResult(entity=name, status="skipped", message=f"skipped: {', '.join(blocked)} failed")
+            failed.add(name)
+            results.append(res)
+            record(ctx, res)
+            continue
+        try:
+            res = sync_entity(ctx, name, hooks)
+        except ErpOaError as exc:
+            res = EntityResult(entity=name, status="failed", message=redact(str(exc), config))
+            failed.add(name)
+            log.error("%s", res.message)
+        results.append(res)
+        record(ctx, res)
+    status = "success" if not failed else ("failed" if len(failed) == len(names) else "partial")
+    if dry_run:
+        status = "planned" if not failed else status
+    message = "; ".join(r.message for r in results if r.message) or None
+    if not dry_run:
+        store.finish_run(ctx.run_id, status, message)
+    summary = SyncSummary(
+        run_id=ctx.run_id,
+        mode=mode,
+        mapping_version=mappings.version,
+        status=status,
+        entities=results,
+        seconds=round(time.monotonic() - started, 3),
+        message=message,
+    )
+    return summary, ctx
+
+
+def redact(text: str, config: ProjectConfig) -> str:
+    """Remove every connection secret from `text`."""
+    from etl.config.project import mask_secrets
+
+    for secret in config.secrets():
+        text = text.replace(secret, "***")
+    return mask_secrets(text)

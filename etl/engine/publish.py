@@ -1,0 +1,185 @@
+"""Stage 3: publish an entity in one transaction, then record what the run did.
+
+Inside one target transaction: upsert inserted/updated golden records, inactivate
+vanished ones (never a hard delete), and move accepted source rows into the
+mirror. Only after that commit do watermarks advance and the cross-reference and
+quarantine bookkeeping follow; all of it is idempotent, so a rerun after a crash
+at any point converges on the same state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, delete, exists, func, literal, select, update
+
+from etl.db.write import upsert_select
+from etl.engine.context import SyncContext
+from etl.errors import QualityGateError
+
+XREF_CHUNK = 50_000
+
+
+def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
+    """Refuse to publish when batch expectations failed or quarantine exceeds the thresholds."""
+    if ctx.dry_run:
+        return
+    mapping = ctx.mapping(entity)
+    results = ctx.store.gate(ctx.run_id, entity)
+    broken = [r for r in results if r["level"] == "batch"]
+    quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
+    reasons = [
+        f"{r['expectation']}" + (f" on {r['column']}" if r["column"] else "") + f": {r['message']}" for r in broken
+    ]
+    pct = mapping.quality.max_quarantined_pct
+    pct = ctx.config.run.max_quarantined_pct if pct is None else pct
+    rows = mapping.quality.max_quarantined_rows
+    rows = ctx.config.run.max_quarantined_rows if rows is None else rows
+    if rows is not None and quarantined > rows:
+        reasons.append(f"{quarantined} rows quarantined, more than max_quarantined_rows={rows}")
+    if pct is not None and read_total and quarantined * 100.0 / read_total > pct:
+        reasons.append(
+            f"{quarantined * 100.0 / read_total:.1f}% of rows quarantined, more than max_quarantined_pct={pct}"
+        )
+    if reasons:
+        row_rules = sorted({r["expectation"] for r in results if r["level"] == "row"})
+        extra = f" Row-level expectations that failed: {', '.join(row_rules)}." if row_rules else ""
+        raise QualityGateError(
+            f"{entity}: quality gate refused to publish: "
+            + "; ".join(reasons)
+            + "."
+            + extra
+            + " Nothing of this entity was published and its watermark did not move; see `erpoa quarantine list "
+            f"--entity {entity}` and the Data Docs of the run."
+        )
+
+
+def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
+    """Publish the gold rows of this run in one target transaction."""
+    mapping = ctx.mapping(entity)
+    tables = ctx.tables(mapping)
+    target, gold, stage, mirror = tables.target, tables.gold, tables.stage, tables.mirror
+    fields = list(mapping.fields)
+    key = mapping.target_key
+    stamp = datetime.now().replace(microsecond=0)
+    counts: dict[str, int] = {}
+    with ctx.target_engine(mapping).begin() as conn:
+        cols = [
+            *fields,
+            "_key",
+            "_bucket",
+            "_active",
+            "_presence",
+            "_hash",
+            "_run_id",
+            "_mapping_version",
+            "_updated_at",
+        ]
+        source = select(
+            *[gold.c[f] for f in fields],
+            gold.c._key,
+            gold.c._bucket,
+            gold.c._active,
+            gold.c._presence,
+            gold.c._hash,
+            literal(ctx.run_id),
+            literal(ctx.mappings.version),
+            literal(stamp),
+        ).where(gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update"]))
+        counts["upserted"] = upsert_select(conn, target, cols, source, key)
+        gone = select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate")
+        values: dict[str, Any] = {"_active": False, "_run_id": ctx.run_id, "_updated_at": stamp}
+        if mapping.deletion.status_field and mapping.deletion.set_status is not None:
+            values[mapping.deletion.status_field] = mapping.deletion.set_status
+        counts["inactivated"] = (
+            conn.execute(
+                update(target).where(target.c._key.in_(gone), target.c._active.is_(True)).values(**values)
+            ).rowcount
+            or 0
+        )
+        vanished = exists().where(
+            and_(
+                stage.c._run == ctx.run_id,
+                stage.c._status == "deleted",
+                stage.c._source == mirror.c._source,
+                stage.c._src_id == mirror.c._src_id,
+            )
+        )
+        conn.execute(delete(mirror).where(vanished))
+        mirror_cols = ["_source", "_src_id", "_key", "_bucket", "_run", *fields]
+        accepted = select(
+            stage.c._source,
+            stage.c._src_id,
+            stage.c._key,
+            stage.c._bucket,
+            literal(ctx.run_id),
+            *[stage.c[f] for f in fields],
+        ).where(stage.c._run == ctx.run_id, stage.c._status == "ok")
+        upsert_select(conn, mirror, mirror_cols, accepted, ["_source", "_src_id"])
+    return counts
+
+
+def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
+    """After the publish committed: advance watermarks, update the cross-reference, resolve quarantine."""
+    mapping = ctx.mapping(entity)
+    tables = ctx.tables(mapping)
+    gold, stage = tables.gold, tables.stage
+    engine = ctx.target_engine(mapping)
+    ctx.store.commit_watermarks(ctx.run_id, entity)
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True).execute(
+            select(gold.c._key, gold.c._ids).where(
+                gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update", "unchanged"])
+            )
+        )
+        linked = resolved = 0
+        for rows in result.partitions(XREF_CHUNK):
+            frame = pd.DataFrame(rows, columns=["golden_key", "ids"])
+            linked += ctx.store.upsert_xref(entity, ctx.run_id, _explode_ids(frame))
+            resolved += ctx.store.resolve_quarantine_keys(entity, frame["golden_key"].tolist(), ctx.run_id)
+        gone = [
+            r[0]
+            for r in conn.execute(select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate"))
+        ]
+        passed = pd.DataFrame(
+            conn.execute(
+                select(stage.c._source, stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._status == "ok")
+            ).all(),
+            columns=["source", "src_id"],
+        )
+    if gone:
+        ctx.store.deactivate_xref(entity, ctx.run_id, gone)
+    for source, part in passed.groupby("source"):
+        resolved += ctx.store.resolve_quarantine(entity, str(source), part["src_id"].tolist(), ctx.run_id)
+    return {"xref": linked, "resolved": resolved}
+
+
+def _explode_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    import json
+
+    rows = []
+    for key, ids in zip(frame["golden_key"], frame["ids"], strict=True):
+        for source, src_id in (json.loads(ids) if ids else {}).items():
+            rows.append((source, src_id, key))
+    return pd.DataFrame(rows, columns=["source", "src_id", "golden_key"])
+
+
+def cleanup(ctx: SyncContext, entity: str) -> None:
+    """Drop this run's staging rows (gold rows stay for the report until the next run)."""
+    mapping = ctx.mapping(entity)
+    work = ctx.work_tables(mapping)
+    with ctx.work_engine(mapping).begin() as conn:
+        conn.execute(delete(work.stage).where(work.stage.c._run == ctx.run_id))
+
+
+def gold_counts(ctx: SyncContext, entity: str) -> dict[str, int]:
+    """Actions of this run's gold rows."""
+    mapping = ctx.mapping(entity)
+    gold = ctx.work_tables(mapping).gold
+    with ctx.work_engine(mapping).connect() as conn:
+        rows = conn.execute(
+            select(gold.c._action, func.count()).where(gold.c._run == ctx.run_id).group_by(gold.c._action)
+        ).all()
+    return {str(a): int(n) for a, n in rows}

@@ -1,0 +1,170 @@
+"""The tables an entity uses in the target database.
+
+- the target table (`target.table` of the mapping): golden records, one per key,
+  with bookkeeping columns `_key`, `_bucket`, `_active`, `_presence`, `_hash`,
+  `_run_id`, `_mapping_version`, `_updated_at`;
+- `erpoa_src_<entity>`: the mirror, the last accepted canonical row of every source record;
+- `erpoa_stage_<entity>`: canonical rows extracted by a run (run-scoped);
+- `erpoa_gold_<entity>`: golden records a run built, with the action to publish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeEngine
+
+from etl.mapping.model import CanonicalField, EntityMapping
+from etl.mapping.types import as_text
+
+BUCKETS = 1024
+KEY_LEN = 255
+META_TARGET = ["_key", "_bucket", "_active", "_presence", "_hash", "_run_id", "_mapping_version", "_updated_at"]
+
+
+def sql_type(spec: CanonicalField) -> TypeEngine[object]:
+    """The column type of a canonical field."""
+    types: dict[str, TypeEngine[object]] = {
+        "string": String(spec.length or 255),
+        "integer": BigInteger(),
+        "decimal": Numeric(20, spec.scale or 0),
+        "date": Date(),
+        "datetime": DateTime(),
+        "boolean": Boolean(),
+    }
+    return types[spec.type]
+
+
+def _field_columns(mapping: EntityMapping, *, key_not_null: bool = False) -> list[Column[object]]:
+    return [
+        Column(name, sql_type(spec), nullable=not (key_not_null and name in mapping.target_key))
+        for name, spec in mapping.fields.items()
+    ]
+
+
+@dataclass
+class EntityTables:
+    """SQLAlchemy tables of one entity in the target (or work) database."""
+
+    mapping: EntityMapping
+    metadata: MetaData
+    target: Table
+    mirror: Table
+    stage: Table
+    gold: Table
+
+    @classmethod
+    def build(cls, mapping: EntityMapping, schema: str | None = None) -> EntityTables:
+        md = MetaData(schema=schema)
+        e = mapping.entity
+        # Keys are compared byte for byte on every dialect ('abc' and 'ABC' are two keys).
+        opts = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+        target = Table(
+            mapping.target.table,
+            md,
+            *[
+                Column(
+                    name,
+                    sql_type(spec),
+                    primary_key=name in mapping.target_key,
+                    nullable=name not in mapping.target_key,
+                )
+                for name, spec in mapping.fields.items()
+            ],
+            Column("_key", String(KEY_LEN), nullable=False, unique=True),
+            Column("_bucket", Integer, nullable=False),
+            Column("_active", Boolean, nullable=False),
+            Column("_presence", String(40)),
+            Column("_hash", BigInteger, nullable=False),
+            Column("_run_id", String(40)),
+            Column("_mapping_version", String(20)),
+            Column("_updated_at", DateTime),
+            **opts,
+        )
+        mirror = Table(
+            f"erpoa_src_{e}",
+            md,
+            Column("_source", String(40), primary_key=True),
+            Column("_src_id", String(KEY_LEN), primary_key=True),
+            Column("_key", String(KEY_LEN), nullable=False),
+            Column("_bucket", Integer, nullable=False),
+            Column("_run", String(40)),
+            *_field_columns(mapping),
+            Index(f"ix_erpoa_src_{e}_key", "_key"),
+            Index(f"ix_erpoa_src_{e}_bucket", "_bucket"),
+            **opts,
+        )
+        stage = Table(
+            f"erpoa_stage_{e}",
+            md,
+            Column("_run", String(40), nullable=False),
+            Column("_source", String(40), nullable=False),
+            Column("_src_id", String(KEY_LEN), nullable=False),
+            Column("_status", String(10), nullable=False),
+            Column("_key", String(KEY_LEN)),
+            Column("_bucket", Integer),
+            *_field_columns(mapping),
+            Index(f"ix_erpoa_stage_{e}_run", "_run", "_bucket"),
+            Index(f"ix_erpoa_stage_{e}_src", "_run", "_source", "_src_id"),
+            **opts,
+        )
+        gold = Table(
+            f"erpoa_gold_{e}",
+            md,
+            Column("_run", String(40), nullable=False),
+            Column("_key", String(KEY_LEN), nullable=False),
+            Column("_bucket", Integer, nullable=False),
+            Column("_action", String(12), nullable=False),
+            Column("_active", Boolean),
+            Column("_presence", String(40)),
+            Column("_hash", BigInteger),
+            Column("_ids", Text),
+            *_field_columns(mapping),
+            Index(f"ix_erpoa_gold_{e}_run", "_run", "_action"),
+            Index(f"ix_erpoa_gold_{e}_key", "_run", "_key"),
+            **opts,
+        )
+        return cls(mapping, md, target, mirror, stage, gold)
+
+    def create(self, engine: Engine, *, work_only: bool = False) -> None:
+        """Create missing tables (all, or only stage and gold for a separate work database)."""
+        tables = [self.stage, self.gold] if work_only else [self.target, self.mirror, self.stage, self.gold]
+        self.metadata.create_all(engine, tables=tables, checkfirst=True)
+
+
+def bucket_of(keys: pd.Series) -> pd.Series:
+    """Stable bucket (0..BUCKETS-1) of each key; partitions are bucket ranges."""
+    hashed = pd.util.hash_array(keys.to_numpy(dtype=object))
+    return pd.Series((hashed % np.uint64(BUCKETS)).astype("int64"), index=keys.index)
+
+
+def bucket_range(partition: int, partitions: int) -> tuple[int, int]:
+    """[lo, hi) bucket range of a partition."""
+    lo = partition * BUCKETS // partitions
+    hi = (partition + 1) * BUCKETS // partitions
+    return lo, hi
+
+
+def key_text(frame: pd.DataFrame, key: list[str]) -> pd.Series:
+    """The golden key as text: key fields joined with `|`."""
+    out = as_text(frame[key[0]])
+    for name in key[1:]:
+        out = out + "|" + as_text(frame[name]).fillna("")
+    return out

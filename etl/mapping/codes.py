@@ -1,0 +1,104 @@
+"""Governed code tables (`mappings/codes/*.yaml`) and vectorized lookups against them.
+
+A code table maps the many spellings two systems use for one thing (department
+codes and names, status codes, supplier codes) to one unified code. Each entry
+may carry synonyms and a validity period, so that reorganisations are dated.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class CodeEntry(BaseModel):
+    """One unified code with the names and synonyms that map to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    name: str | None = None
+    synonyms: list[str] = Field(default_factory=list)
+    valid_from: date | None = None
+    valid_to: date | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("code", "name", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @field_validator("synonyms", mode="before")
+    @classmethod
+    def _synonyms_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int | float) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _period_in_order(self) -> CodeEntry:
+        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
+            raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}; swap them")
+        return self
+
+    def valid_on(self, day: date) -> bool:
+        """True when the entry is in force on `day`."""
+        return (self.valid_from is None or self.valid_from <= day) and (self.valid_to is None or day <= self.valid_to)
+
+
+def normalize_code(value: str) -> str:
+    """The comparison form of a code or name: NFKC, whitespace removed, case-folded."""
+    return "".join(unicodedata.normalize("NFKC", value).split()).casefold()
+
+
+class CodeTable(BaseModel):
+    """A governed value map, loaded from `mappings/codes/<name>.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str | None = None
+    owner: str | None = None
+    entries: list[CodeEntry]
+
+    @model_validator(mode="after")
+    def _no_ambiguous_spellings(self) -> CodeTable:
+        seen: dict[tuple[str, date | None], str] = {}
+        for entry in self.entries:
+            for spelling in self._spellings(entry):
+                key = (normalize_code(spelling), entry.valid_from)
+                other = seen.setdefault(key, entry.code)
+                if other != entry.code:
+                    raise ValueError(
+                        f"'{spelling}' maps to both '{other}' and '{entry.code}'; keep it under one entry "
+                        "or give the entries non-overlapping valid_from/valid_to"
+                    )
+        return self
+
+    @staticmethod
+    def _spellings(entry: CodeEntry) -> list[str]:
+        return [entry.code, *([entry.name] if entry.name else []), *entry.synonyms]
+
+    def spellings(self, day: date, output: str = "code") -> dict[str, str]:
+        """Normalized spelling -> output value (`code` or `name`) for entries valid on `day`."""
+        result: dict[str, str] = {}
+        for entry in self.entries:
+            if not entry.valid_on(day):
+                continue
+            value = entry.code if output == "code" else (entry.name or entry.code)
+            for spelling in self._spellings(entry):
+                result.setdefault(normalize_code(spelling), value)
+        return result
+
+    @cached_property
+    def codes(self) -> frozenset[str]:
+        """All unified codes of the table (the domain a lookup produces)."""
+        return frozenset(entry.code for entry in self.entries)
+
+    def suggestion_targets(self) -> dict[str, str]:
+        """Every spelling (as written) -> its code, for fuzzy suggestions."""
+        return {spelling: entry.code for entry in self.entries for spelling in self._spellings(entry)}

@@ -1,0 +1,347 @@
+"""Load and check all mapping files and code tables of a project, reporting every issue at once."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from etl.errors import ConfigError, ConfigIssue
+from etl.mapping import registry
+from etl.mapping.codes import CodeTable
+from etl.mapping.model import EntityMapping, SourceSpec
+from etl.yamlio import SourceMap, issues_from_validation, load_yaml, sort_issues, validate_model
+
+ENTITY_ORDER = ("department", "employee", "contract", "purchase")
+
+
+@dataclass
+class MappingSet:
+    """Every entity mapping and code table of a project, checked together."""
+
+    entities: dict[str, EntityMapping]
+    code_tables: dict[str, CodeTable]
+    version: str
+    files: dict[str, Path] = field(default_factory=dict)
+    source_maps: dict[str, SourceMap] = field(default_factory=dict)
+
+    def entity(self, name: str) -> EntityMapping:
+        """The mapping of `name`; ConfigError listing the known entities when absent."""
+        if name not in self.entities:
+            raise ConfigError(f"unknown entity '{name}'; known entities: {', '.join(self.entities)}")
+        return self.entities[name]
+
+    def order(self, names: Iterable[str] | None = None) -> list[str]:
+        """Entity names in dependency order (dependencies first), limited to `names` when given."""
+        wanted = list(self.entities) if names is None else [self.entity(n).entity for n in names]
+        return [n for n in self.entities if n in wanted]
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.parent)) if root.parent != Path() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def load_code_tables(folder: Path, root: Path) -> tuple[dict[str, CodeTable], list[ConfigIssue], list[Path]]:
+    """Load `folder/*.yaml` code tables."""
+    tables: dict[str, CodeTable] = {}
+    issues: list[ConfigIssue] = []
+    files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")) if folder.is_dir() else []
+    for path in files:
+        name = _display(path, root)
+        try:
+            data, smap = load_yaml(path, display=name)
+            if isinstance(data, dict):
+                data.setdefault("name", path.stem)
+            table = validate_model(CodeTable, data, smap)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        if table.name != path.stem:
+            issues.append(
+                smap.issue(("name",), f"code table name '{table.name}' must match its file name '{path.stem}'")
+            )
+        tables[table.name] = table
+    return tables, issues, files
+
+
+def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = None) -> MappingSet:
+    """Load `folder/*.yaml` (entities) and `folder/codes/*.yaml` (code tables) and check them together.
+
+    `connections`, when given, are the connection names of the project config, so
+    that sources naming an unknown connection are reported too.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(
+            [ConfigIssue(str(folder), None, None, "", "mapping folder not found; check `mappings:` in erpoa.yaml")]
+        )
+    tables, issues, code_files = load_code_tables(folder / "codes", folder)
+    entities: dict[str, EntityMapping] = {}
+    files: dict[str, Path] = {}
+    maps: dict[str, SourceMap] = {}
+    entity_files = sorted(p for p in [*folder.glob("*.yaml"), *folder.glob("*.yml")] if p.is_file())
+    for path in entity_files:
+        name = _display(path, folder)
+        try:
+            data, smap = load_yaml(path, display=name)
+            if isinstance(data, dict):
+                data.setdefault("entity", path.stem)
+            mapping = validate_model(EntityMapping, data, smap)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        if mapping.entity in entities:
+            issues.append(
+                smap.issue(("entity",), f"entity '{mapping.entity}' is also defined in {files[mapping.entity]}")
+            )
+            continue
+        entities[mapping.entity] = mapping
+        files[mapping.entity] = path
+        maps[mapping.entity] = smap
+        issues.extend(check_entity(mapping, smap, tables, connections))
+    issues.extend(_check_across(entities, maps))
+    if not entities and not issues:
+        issues.append(ConfigIssue(str(folder), None, None, "", "no mapping files (*.yaml) found"))
+    if issues:
+        raise ConfigError(sort_issues(issues))
+    ordered = _topological(entities)
+    digest = hashlib.sha256()
+    for path in [*entity_files, *code_files]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return MappingSet(
+        entities={n: entities[n] for n in ordered},
+        code_tables=tables,
+        version=digest.hexdigest()[:12],
+        files=files,
+        source_maps=maps,
+    )
+
+
+def _unknown(what: str, value: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(value, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"{what} '{value}' not found; {hint}known: {', '.join(known) or '(none)'}"
+
+
+def check_entity(
+    mapping: EntityMapping, smap: SourceMap, tables: dict[str, CodeTable], connections: Iterable[str] | None
+) -> list[ConfigIssue]:
+    """Semantic checks of one entity that pydantic models cannot express."""
+    issues: list[ConfigIssue] = []
+    fields = mapping.fields
+    for i, key in enumerate(mapping.key):
+        if key not in fields:
+            issues.append(smap.issue(("key", i), _unknown("key field", key, fields) + "; declare it under fields:"))
+    for i, key in enumerate(mapping.target.key or []):
+        if key not in fields:
+            issues.append(smap.issue(("target", "key", i), _unknown("target key field", key, fields)))
+    if not mapping.sources:
+        issues.append(smap.issue(("sources",), "no sources; add at least one (erp and/or oa)"))
+    for source_name, source in mapping.sources.items():
+        issues.extend(_check_source(mapping, source_name, source, smap, tables, connections))
+    surv = mapping.survivorship
+    for loc, rule in [
+        (("survivorship", "default"), surv.default),
+        *((("survivorship", "fields", f), r) for f, r in surv.fields.items()),
+    ]:
+        if loc[1] == "fields" and loc[2] not in fields:
+            issues.append(smap.issue(loc, _unknown("field", str(loc[2]), fields), key=True))
+        if isinstance(rule, list):
+            for j, name in enumerate(rule):
+                if name not in mapping.sources:
+                    issues.append(smap.issue((*loc, j), _unknown("source", name, mapping.sources)))
+        elif surv.recency_field is None:
+            issues.append(smap.issue(loc, "`most_recent` needs `survivorship.recency_field:` naming a datetime field"))
+    if surv.recency_field is not None:
+        spec = fields.get(surv.recency_field)
+        if spec is None:
+            issues.append(smap.issue(("survivorship", "recency_field"), _unknown("field", surv.recency_field, fields)))
+        elif spec.type not in ("datetime", "date"):
+            issues.append(
+                smap.issue(
+                    ("survivorship", "recency_field"), f"recency field must be a date or datetime, not {spec.type}"
+                )
+            )
+    if mapping.deletion.status_field and mapping.deletion.status_field not in fields:
+        issues.append(
+            smap.issue(("deletion", "status_field"), _unknown("field", mapping.deletion.status_field, fields))
+        )
+    for name, spec in fields.items():
+        if spec.references:
+            entity, _ = spec.references.split(".")
+            if entity == mapping.entity:
+                issues.append(smap.issue(("fields", name, "references"), "a field cannot reference its own entity"))
+    if connections is not None and mapping.target.connection not in set(connections):
+        issues.append(
+            smap.issue(("target", "connection"), _unknown("connection", mapping.target.connection, connections))
+        )
+    return issues
+
+
+def _check_source(
+    mapping: EntityMapping,
+    source_name: str,
+    source: SourceSpec,
+    smap: SourceMap,
+    tables: dict[str, CodeTable],
+    connections: Iterable[str] | None,
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    base = ("sources", source_name)
+    conn = source.connection or source_name
+    if connections is not None and conn not in set(connections):
+        issues.append(smap.issue((*base, "connection"), _unknown("connection", conn, connections)))
+    for key in mapping.key:
+        if key in mapping.fields and key not in source.fields:
+            issues.append(
+                smap.issue(
+                    (*base, "fields"),
+                    f"key field '{key}' is not mapped from {source_name}; every source must map every key field",
+                )
+            )
+    if source.approval and source.approval.field not in mapping.fields:
+        issues.append(
+            smap.issue((*base, "approval", "field"), _unknown("field", source.approval.field, mapping.fields))
+        )
+    known = registry.known_transforms()
+    for field_name, spec in source.fields.items():
+        floc = (*base, "fields", field_name)
+        if field_name not in mapping.fields:
+            issues.append(
+                smap.issue(
+                    floc,
+                    _unknown("canonical field", field_name, mapping.fields) + "; declare it under fields:",
+                    key=True,
+                )
+            )
+        for index, raw in enumerate(spec.transforms):
+            tloc = (*floc, "transforms", index)
+            try:
+                name, args = registry.split_spec(raw)
+            except ValueError as exc:
+                issues.append(smap.issue(tloc, str(exc)))
+                continue
+            if name not in known:
+                issues.append(smap.issue(tloc, _unknown("transform", name, known)))
+                continue
+            tdef = registry.get(name)
+            try:
+                parsed = registry.parse_args(tdef, args)
+            except ValidationError as exc:
+                arg_loc = (*tloc, name) if isinstance(raw, dict) else tloc
+                issues.extend(issues_from_validation(exc, smap, tdef.args, base=arg_loc))
+                continue
+            except ValueError as exc:
+                issues.append(smap.issue(tloc, str(exc)))
+                continue
+            table = getattr(parsed, "table", None)
+            if name == "lookup" and table not in tables:
+                issues.append(smap.issue((*tloc, name), _unknown("code table", str(table), tables)))
+            if tdef.multi_column and (index != 0 or len(spec.columns) < 2):
+                issues.append(
+                    smap.issue(tloc, f"'{name}' combines several columns: give `from: [col1, col2]` and put it first")
+                )
+        if len(spec.columns) > 1 and not (
+            spec.transforms and registry.get(registry.split_spec(spec.transforms[0])[0]).multi_column
+            if spec.transforms and registry.split_spec(spec.transforms[0])[0] in known
+            else False
+        ):
+            issues.append(
+                smap.issue(
+                    (*floc, "from"), "several columns need a first transform that combines them: concat or coalesce"
+                )
+            )
+        if not spec.columns and not any(
+            registry.split_spec(t)[0] == "constant" for t in spec.transforms if isinstance(t, str | dict) and t
+        ):
+            issues.append(smap.issue(floc, "no `from:` column; give one, or use the `constant` transform"))
+    return issues
+
+
+def _check_across(entities: dict[str, EntityMapping], maps: dict[str, SourceMap]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    targets: dict[tuple[str, str], str] = {}
+    for name, mapping in entities.items():
+        smap = maps[name]
+        key = (mapping.target.connection, mapping.target.table.lower())
+        if key in targets:
+            issues.append(
+                smap.issue(
+                    ("target", "table"),
+                    f"target table '{mapping.target.table}' is also used by entity '{targets[key]}'",
+                )
+            )
+        targets.setdefault(key, name)
+        for fname, (entity, other) in mapping.references.items():
+            if entity not in entities:
+                issues.append(smap.issue(("fields", fname, "references"), _unknown("entity", entity, entities)))
+            elif other not in entities[entity].fields:
+                issues.append(
+                    smap.issue(
+                        ("fields", fname, "references"), _unknown(f"field of {entity}", other, entities[entity].fields)
+                    )
+                )
+        for i, dep in enumerate(mapping.depends_on):
+            if dep not in entities:
+                issues.append(smap.issue(("depends_on", i), _unknown("entity", dep, entities)))
+    cycle = _find_cycle(entities)
+    if cycle:
+        first = cycle[0]
+        issues.append(
+            maps[first].issue(
+                ("depends_on",),
+                f"entities depend on each other in a cycle: {' -> '.join(cycle)}; remove one dependency",
+            )
+        )
+    return issues
+
+
+def _find_cycle(entities: dict[str, EntityMapping]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in entities[node].dependencies:
+            if dep not in entities:
+                continue
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for name in entities:
+        if name not in state and (found := visit(name)):
+            return found
+    return None
+
+
+def _topological(entities: dict[str, EntityMapping]) -> list[str]:
+    preferred = {name: i for i, name in enumerate(ENTITY_ORDER)}
+    names = sorted(entities, key=lambda n: (preferred.get(n, len(preferred)), n))
+    done: list[str] = []
+
+    def place(name: str) -> None:
+        if name in done:
+            return
+        for dep in entities[name].dependencies:
+            if dep in entities:
+                place(dep)
+        done.append(name)
+
+    for name in names:
+        place(name)
+    return done

@@ -1,0 +1,129 @@
+"""Canonical types: one pandas representation per declared field type.
+
+Every frame that enters matching, hashing or comparison passes through `coerce`,
+whether it was just mapped from a source or read back from a database, so that
+the same value always has the same representation (and the same row hash):
+
+| type     | pandas dtype                          |
+|----------|---------------------------------------|
+| string   | `str` (NaN for null)                  |
+| integer  | `Int64`                               |
+| decimal  | `float64` rounded to the field's scale |
+| date     | `datetime64[ns]` at midnight          |
+| datetime | `datetime64[ns]`, naive, project zone |
+| boolean  | `boolean`                             |
+
+Decimals are float64 rounded to scale: exact for the 15 significant digits that
+master data amounts use (Numeric(18,2) up to 10^13).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from etl.mapping.model import CanonicalField
+
+_TRUE = {"1", "true", "t", "y", "yes", "是"}
+_FALSE = {"0", "false", "f", "n", "no", "否"}
+
+
+def as_text(series: pd.Series) -> pd.Series:
+    """Non-null values as text; integral floats without a trailing `.0`."""
+    if series.dtype == "str":
+        return series
+    if pd.api.types.is_float_dtype(series.dtype):
+        values = series.to_numpy()
+        integral = np.isfinite(values) & (np.floor(values) == values)
+        text = series.astype("str")
+        if integral.any():
+            text = text.where(~integral, series.astype("Int64").astype("str"))
+        return text
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return series.dt.strftime("%Y-%m-%d %H:%M:%S").astype("str")
+    return series.astype("str")
+
+
+def coerce_series(
+    series: pd.Series, spec: CanonicalField, timezone: str = "Asia/Shanghai"
+) -> tuple[pd.Series, pd.Series]:
+    """Cast to the canonical representation of `spec.type`; returns (values, mask of values that failed)."""
+    present = series.notna()
+    if spec.type == "string":
+        values = as_text(series)
+        values = values.where(values.str.len() > 0)
+        bad = present & values.isna()
+        if spec.length is not None:
+            bad = bad | (values.str.len() > spec.length).fillna(False).astype(bool)
+        return values, bad
+    if spec.type in ("integer", "decimal"):
+        numeric = (
+            series
+            if pd.api.types.is_numeric_dtype(series.dtype) and series.dtype != bool
+            else pd.to_numeric(as_text(series).str.replace(",", "", regex=False), errors="coerce")
+        )
+        numeric = pd.Series(numeric, index=series.index).astype("float64")
+        bad = present & (numeric.isna() | ~np.isfinite(numeric.fillna(0)))
+        if spec.type == "integer":
+            bad = bad | (present & (numeric.fillna(0) % 1 != 0))
+            return numeric.where(~bad).round().astype("Int64"), bad
+        return numeric.where(~bad).round(spec.scale or 0), bad
+    if spec.type in ("date", "datetime"):
+        values = _to_datetime(series, timezone)
+        bad = present & values.isna()
+        if spec.type == "date":
+            values = values.dt.normalize()
+        return values, bad
+    if spec.type == "boolean":
+        if pd.api.types.is_bool_dtype(series.dtype):
+            return series.astype("boolean"), pd.Series(False, index=series.index)
+        text = as_text(series).str.strip().str.lower()
+        values = pd.Series(pd.NA, index=series.index, dtype="boolean")
+        values[text.isin(_TRUE)] = True
+        values[text.isin(_FALSE)] = False
+        return values, present & values.isna()
+    raise ValueError(f"unknown type {spec.type}")
+
+
+def _to_datetime(series: pd.Series, timezone: str) -> pd.Series:
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert(timezone).dt.tz_localize(None).astype("datetime64[ns]")
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return series.astype("datetime64[ns]")
+    try:
+        values = pd.to_datetime(series, errors="coerce", format="mixed")
+    except (TypeError, ValueError):
+        values = pd.to_datetime(as_text(series), errors="coerce", format="mixed")
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert(timezone).dt.tz_localize(None)
+    return pd.Series(values, index=series.index).astype("datetime64[ns]")
+
+
+def coerce(frame: pd.DataFrame, fields: Mapping[str, CanonicalField], timezone: str = "Asia/Shanghai") -> pd.DataFrame:
+    """Coerce every canonical column present in `frame` (other columns untouched)."""
+    out = frame.copy()
+    for name, spec in fields.items():
+        if name in out.columns:
+            out[name] = coerce_series(out[name], spec, timezone)[0]
+    return out
+
+
+def empty_frame(fields: Mapping[str, CanonicalField], extra: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """An empty frame with the canonical columns (and `extra` name -> dtype)."""
+    data: dict[str, pd.Series] = {}
+    for name, spec in fields.items():
+        data[name] = coerce_series(pd.Series([], dtype=object), spec)[0]
+    for name, dtype in (extra or {}).items():
+        data[name] = pd.Series([], dtype=dtype)
+    return pd.DataFrame(data)
+
+
+def row_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """A stable 63-bit hash of the given columns per row (as int64, storable in BIGINT)."""
+    if frame.empty:
+        return pd.Series([], dtype="int64", index=frame.index)
+    hashed = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    return pd.Series((hashed >> np.uint64(1)).astype(np.int64), index=frame.index)

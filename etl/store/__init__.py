@@ -1,0 +1,1 @@
+"""The reconciliation store: runs, entity runs, watermarks, quarantine, cross-reference, differences."""

@@ -1,0 +1,486 @@
+"""Reads and writes of the reconciliation store, used by the engine and the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, and_, delete, func, select, update
+
+from etl.db.write import insert_frame, upsert_rows
+from etl.store import schema as s
+
+
+def now() -> datetime:
+    """Store timestamps: local wall-clock time without zone, second precision."""
+    return datetime.now().replace(microsecond=0)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id such as `20261124T020000-3f9a1c`."""
+    return f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+class Store:
+    """The reconciliation store behind one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def migrate(self) -> None:
+        s.migrate(self.engine)
+
+    # runs -------------------------------------------------------------------
+    def start_run(self, run_id: str, *, trigger: str, mode: str, mapping_version: str, entities: Iterable[str]) -> None:
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)).first()
+            if exists:
+                conn.execute(update(s.runs).where(s.runs.c.run_id == run_id).values(status="running", finished_at=None))
+                return
+            conn.execute(
+                s.runs.insert().values(
+                    run_id=run_id,
+                    started_at=now(),
+                    trigger=trigger,
+                    mode=mode,
+                    mapping_version=mapping_version,
+                    status="running",
+                    entities=",".join(entities),
+                    host=socket.gethostname()[:100],
+                    pid=os.getpid(),
+                )
+            )
+
+    def finish_run(self, run_id: str, status: str, message: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(s.runs)
+                .where(s.runs.c.run_id == run_id)
+                .values(status=status, finished_at=now(), message=message)
+            )
+
+    def record_entity(self, run_id: str, entity: str, **values: Any) -> None:
+        """Create or update the entity-run row with the given figures."""
+        values["updated_at"] = now()
+        with self.engine.begin() as conn:
+            upsert_rows(
+                conn,
+                s.entity_runs,
+                [{"run_id": run_id, "entity": entity, "status": "running", **values}],
+                ["run_id", "entity"],
+                update=list(values),
+            )
+
+    def entity_run(self, run_id: str, entity: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(s.entity_runs).where(s.entity_runs.c.run_id == run_id, s.entity_runs.c.entity == entity)
+                )
+                .mappings()
+                .first()
+            )
+            return dict(row) if row else None
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(s.runs).order_by(s.runs.c.started_at.desc(), s.runs.c.run_id.desc()).limit(limit)
+            )
+            return [dict(r) for r in rows.mappings()]
+
+    def entity_runs(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.entity_runs).where(s.entity_runs.c.run_id == run_id))
+            return [dict(r) for r in rows.mappings()]
+
+    def previous_read_total(self, entity: str, before_run: str) -> int | None:
+        """Rows the last successful run of `entity` read (for row-count bands)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(s.entity_runs.c.read_total)
+                .where(
+                    s.entity_runs.c.entity == entity,
+                    s.entity_runs.c.status == "success",
+                    s.entity_runs.c.run_id < before_run,
+                )
+                .order_by(s.entity_runs.c.run_id.desc())
+                .limit(1)
+            ).scalar()
+
+    # watermarks ---------------------------------------------------------------
+    def watermark(self, entity: str, source: str) -> Any | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(s.watermarks.c.value, s.watermarks.c.value_type).where(
+                    s.watermarks.c.entity == entity, s.watermarks.c.source == source
+                )
+            ).first()
+        return decode_watermark(row[0], row[1]) if row and row[0] is not None else None
+
+    def set_pending_watermark(self, run_id: str, entity: str, source: str, value: Any) -> None:
+        text_value, kind = encode_watermark(value)
+        with self.engine.begin() as conn:
+            upsert_rows(
+                conn,
+                s.pending_watermarks,
+                [{"run_id": run_id, "entity": entity, "source": source, "value": text_value, "value_type": kind}],
+                ["run_id", "entity", "source"],
+            )
+
+    def commit_watermarks(self, run_id: str, entity: str) -> None:
+        """Advance the entity's watermarks to what this run read; called after its publish committed."""
+        with self.engine.begin() as conn:
+            pending = (
+                conn.execute(
+                    select(s.pending_watermarks).where(
+                        s.pending_watermarks.c.run_id == run_id, s.pending_watermarks.c.entity == entity
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            for row in pending:
+                current = conn.execute(
+                    select(s.watermarks.c.value, s.watermarks.c.value_type).where(
+                        s.watermarks.c.entity == entity, s.watermarks.c.source == row["source"]
+                    )
+                ).first()
+                if row["value"] is None:
+                    continue
+                if current and current[0] is not None and decode_watermark(current[0], current[1]) >= decode_watermark(
+                    row["value"], row["value_type"]
+                ):
+                    continue
+                upsert_rows(
+                    conn,
+                    s.watermarks,
+                    [
+                        {
+                            "entity": entity,
+                            "source": row["source"],
+                            "value": row["value"],
+                            "value_type": row["value_type"],
+                            "run_id": run_id,
+                            "updated_at": now(),
+                        }
+                    ],
+                    ["entity", "source"],
+                )
+            conn.execute(
+                delete(s.pending_watermarks).where(
+                    s.pending_watermarks.c.run_id == run_id, s.pending_watermarks.c.entity == entity
+                )
+            )
+
+    def watermarks(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(s.watermarks).order_by(s.watermarks.c.entity)).mappings()]
+
+    # quarantine ---------------------------------------------------------------
+    def clear_quarantine(
+        self, run_id: str, entity: str, *, source: str | None = None, stage: str | None = None
+    ) -> None:
+        """Forget what a previous attempt of this run recorded (task retries stay idempotent)."""
+        cond = and_(s.quarantine.c.run_id == run_id, s.quarantine.c.entity == entity)
+        if source is not None:
+            cond = and_(cond, s.quarantine.c.source == source)
+        if stage is not None:
+            cond = and_(cond, s.quarantine.c.stage == stage)
+        with self.engine.begin() as conn:
+            conn.execute(delete(s.quarantine).where(cond))
+
+    def add_quarantine(self, run_id: str, entity: str, frame: pd.DataFrame, *, stage: str) -> int:
+        """Store rejected rows: frame has source, src_id, field, rule, value, reason, raw (golden_key optional)."""
+        if frame.empty:
+            return 0
+        out = pd.DataFrame(
+            {
+                "run_id": run_id,
+                "entity": entity,
+                "source": frame["source"].astype(str).to_numpy(),
+                "src_id": frame.get("src_id", pd.Series([None] * len(frame))).to_numpy(),
+                "golden_key": frame.get("golden_key", pd.Series([None] * len(frame))).to_numpy(),
+                "stage": stage,
+                "field": frame.get("field", pd.Series([None] * len(frame))).to_numpy(),
+                "rule": frame["rule"].astype(str).str.slice(0, 200).to_numpy(),
+                "value": frame.get("value", pd.Series([None] * len(frame))).to_numpy(),
+                "reason": frame.get("reason", pd.Series([None] * len(frame))).to_numpy(),
+                "raw": frame.get("raw", pd.Series([None] * len(frame))).to_numpy(),
+                "status": "open",
+                "created_at": now(),
+            }
+        )
+        with self.engine.begin() as conn:
+            written = insert_frame(conn, s.quarantine, out)
+            # The same problem seen again: keep one open row per (source record, rule), the newest.
+            for (source, rule), part in out.groupby(["source", "rule"]):
+                ids = part["src_id"].dropna().astype(str).unique().tolist()
+                for start in range(0, len(ids), 500):
+                    conn.execute(
+                        update(s.quarantine)
+                        .where(
+                            s.quarantine.c.entity == entity,
+                            s.quarantine.c.source == source,
+                            s.quarantine.c.rule == rule,
+                            s.quarantine.c.status == "open",
+                            s.quarantine.c.run_id != run_id,
+                            s.quarantine.c.src_id.in_(ids[start : start + 500]),
+                        )
+                        .values(status="superseded", resolved_run_id=run_id, resolved_at=now())
+                    )
+            return written
+
+    def quarantine(
+        self,
+        *,
+        entity: str | None = None,
+        status: str | None = "open",
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        stmt = select(s.quarantine).order_by(s.quarantine.c.id)
+        if entity:
+            stmt = stmt.where(s.quarantine.c.entity == entity)
+        if status:
+            stmt = stmt.where(s.quarantine.c.status == status)
+        if run_id:
+            stmt = stmt.where(s.quarantine.c.run_id == run_id)
+        if limit:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[c.name for c in s.quarantine.columns])
+
+    def count_quarantine(self, run_id: str, entity: str) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count(func.distinct(s.quarantine.c.src_id))).where(
+                        s.quarantine.c.run_id == run_id, s.quarantine.c.entity == entity
+                    )
+                ).scalar()
+                or 0
+            )
+
+    def resolve_quarantine(
+        self, entity: str, source: str, src_ids: Iterable[str], run_id: str, status: str = "resolved"
+    ) -> int:
+        """Mark open quarantine rows of these source ids resolved (they passed in `run_id`)."""
+        ids = list(dict.fromkeys(src_ids))
+        count = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                count += (
+                    conn.execute(
+                        update(s.quarantine)
+                        .where(
+                            s.quarantine.c.entity == entity,
+                            s.quarantine.c.source == source,
+                            s.quarantine.c.status == "open",
+                            s.quarantine.c.src_id.in_(part),
+                            s.quarantine.c.run_id != run_id,
+                        )
+                        .values(status=status, resolved_run_id=run_id, resolved_at=now())
+                    ).rowcount
+                    or 0
+                )
+        return count
+
+    def resolve_quarantine_keys(self, entity: str, keys: Iterable[str], run_id: str) -> int:
+        """Mark open merge/gate quarantine rows of these golden keys resolved (published in `run_id`)."""
+        keys = list(dict.fromkeys(keys))
+        count = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(keys), 500):
+                count += (
+                    conn.execute(
+                        update(s.quarantine)
+                        .where(
+                            s.quarantine.c.entity == entity,
+                            s.quarantine.c.status == "open",
+                            s.quarantine.c.golden_key.in_(keys[start : start + 500]),
+                            s.quarantine.c.stage.like("gate%") | s.quarantine.c.stage.like("integrity%"),
+                            s.quarantine.c.run_id != run_id,
+                        )
+                        .values(status="resolved", resolved_run_id=run_id, resolved_at=now())
+                    ).rowcount
+                    or 0
+                )
+        return count
+
+    # gaps and gate --------------------------------------------------------------
+    def add_gaps(self, run_id: str, entity: str, source: str, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        grouped = frame.groupby(["field", "table", "policy", "value"], as_index=False)["count"].sum()
+        rows = [
+            {
+                "run_id": run_id,
+                "entity": entity,
+                "source": source,
+                "field": r.field,
+                "value": str(r.value)[:255],
+                "code_table": r.table,
+                "policy": r.policy,
+                "count": int(r.count),
+            }
+            for r in grouped.itertuples(index=False)
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(s.gaps).where(s.gaps.c.run_id == run_id, s.gaps.c.entity == entity, s.gaps.c.source == source)
+            )
+            conn.execute(s.gaps.insert(), rows)
+
+    def gaps(self, run_id: str, entity: str | None = None) -> pd.DataFrame:
+        stmt = select(s.gaps).where(s.gaps.c.run_id == run_id)
+        if entity:
+            stmt = stmt.where(s.gaps.c.entity == entity)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[c.name for c in s.gaps.columns])
+
+    def clear_gate(self, run_id: str, entity: str, partition: int | None = None) -> None:
+        cond = and_(s.gate_results.c.run_id == run_id, s.gate_results.c.entity == entity)
+        if partition is not None:
+            cond = and_(cond, s.gate_results.c.partition == partition)
+        with self.engine.begin() as conn:
+            conn.execute(delete(s.gate_results).where(cond))
+
+    def add_gate(self, run_id: str, entity: str, partition: int, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                s.gate_results.insert(),
+                [{"run_id": run_id, "entity": entity, "partition": partition, **r} for r in rows],
+            )
+
+    def gate(self, run_id: str, entity: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(s.gate_results).where(s.gate_results.c.run_id == run_id, s.gate_results.c.entity == entity)
+            )
+            return [dict(r) for r in rows.mappings()]
+
+    # cross-reference ------------------------------------------------------------
+    def upsert_xref(self, entity: str, run_id: str, frame: pd.DataFrame) -> int:
+        """frame: source, src_id, golden_key, detail (optional). Batched, portable."""
+        if frame.empty:
+            return 0
+        stamp = now()
+        table = s.xref
+        count = 0
+        with self.engine.begin() as conn:
+            for source, part in frame.groupby("source"):
+                ids = part["src_id"].astype(str).tolist()
+                existing: dict[str, tuple[str, bool]] = {}
+                for start in range(0, len(ids), 1000):
+                    rows = conn.execute(
+                        select(table.c.src_id, table.c.golden_key, table.c.active).where(
+                            table.c.entity == entity,
+                            table.c.source == source,
+                            table.c.src_id.in_(ids[start : start + 1000]),
+                        )
+                    ).all()
+                    existing.update({r[0]: (r[1], bool(r[2])) for r in rows})
+                new, changed = [], []
+                details = part["detail"].tolist() if "detail" in part else [None] * len(part)
+                for src_id, key, detail in zip(ids, part["golden_key"].astype(str), details, strict=True):
+                    if src_id not in existing:
+                        new.append(
+                            {
+                                "entity": entity,
+                                "source": source,
+                                "src_id": src_id,
+                                "golden_key": key,
+                                "first_run_id": run_id,
+                                "last_run_id": run_id,
+                                "active": True,
+                                "detail": detail,
+                                "updated_at": stamp,
+                            }
+                        )
+                    elif existing[src_id] != (key, True):
+                        changed.append((src_id, key, detail))
+                if new:
+                    conn.execute(table.insert(), new)
+                for src_id, key, detail in changed:
+                    conn.execute(
+                        update(table)
+                        .where(table.c.entity == entity, table.c.source == source, table.c.src_id == src_id)
+                        .values(
+                            golden_key=key,
+                            active=True,
+                            last_run_id=run_id,
+                            updated_at=stamp,
+                            **({"detail": detail} if detail is not None else {}),
+                        )
+                    )
+                count += len(new) + len(changed)
+        return count
+
+    def deactivate_xref(self, entity: str, run_id: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        with self.engine.begin() as conn:
+            for start in range(0, len(keys), 500):
+                conn.execute(
+                    update(s.xref)
+                    .where(s.xref.c.entity == entity, s.xref.c.golden_key.in_(keys[start : start + 500]))
+                    .values(active=False, last_run_id=run_id, updated_at=now())
+                )
+
+    def xref(self, entity: str, value: str) -> list[dict[str, Any]]:
+        """Cross-reference rows whose golden key or source id equals `value`."""
+        with self.engine.connect() as conn:
+            by_key = conn.execute(select(s.xref).where(s.xref.c.entity == entity, s.xref.c.golden_key == value))
+            rows = [dict(r) for r in by_key.mappings()]
+            if not rows:
+                by_id = conn.execute(
+                    select(s.xref.c.golden_key).where(s.xref.c.entity == entity, s.xref.c.src_id == value)
+                ).first()
+                if by_id:
+                    rows = [
+                        dict(r)
+                        for r in conn.execute(
+                            select(s.xref).where(s.xref.c.entity == entity, s.xref.c.golden_key == by_id[0])
+                        ).mappings()
+                    ]
+        for row in rows:
+            if row.get("detail"):
+                with contextlib.suppress(ValueError):
+                    row["detail"] = json.loads(row["detail"])
+        return rows
+
+
+def encode_watermark(value: Any) -> tuple[str | None, str]:
+    if value is None:
+        return None, "none"
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" "), "datetime"
+    if isinstance(value, int):
+        return str(value), "int"
+    if hasattr(value, "item"):
+        return encode_watermark(value.item())
+    if isinstance(value, float):
+        return repr(value), "float"
+    return str(value), "str"
+
+
+def decode_watermark(value: str, kind: str | None) -> Any:
+    if kind == "datetime":
+        return datetime.fromisoformat(value)
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    return value

@@ -1,0 +1,210 @@
+"""Tables of the reconciliation store (SQLite, PostgreSQL or MariaDB), created and migrated by the tool.
+
+`SCHEMA_VERSION` rises with every change; `migrate` brings an older store up to date.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+SCHEMA_VERSION = 1
+metadata = MetaData()
+
+schema_version = Table("erpoa_schema_version", metadata, Column("version", Integer, primary_key=True))
+
+runs = Table(
+    "erpoa_run",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("trigger", String(20), nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("mapping_version", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("entities", String(400), nullable=False),
+    Column("message", Text),
+    Column("host", String(100)),
+    Column("pid", Integer),
+)
+
+entity_runs = Table(
+    "erpoa_entity_run",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("entity", String(60), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("read_erp", BigInteger, default=0),
+    Column("read_oa", BigInteger, default=0),
+    Column("read_total", BigInteger, default=0),
+    Column("inserted", BigInteger, default=0),
+    Column("updated", BigInteger, default=0),
+    Column("unchanged", BigInteger, default=0),
+    Column("inactivated", BigInteger, default=0),
+    Column("quarantined", BigInteger, default=0),
+    Column("differences", BigInteger, default=0),
+    Column("seconds_extract", Float, default=0),
+    Column("seconds_merge", Float, default=0),
+    Column("seconds_validate", Float, default=0),
+    Column("seconds_publish", Float, default=0),
+    Column("seconds_reconcile", Float, default=0),
+    Column("seconds_total", Float, default=0),
+    Column("message", Text),
+    Column("updated_at", DateTime),
+)
+
+watermarks = Table(
+    "erpoa_watermark",
+    metadata,
+    Column("entity", String(60), primary_key=True),
+    Column("source", String(40), primary_key=True),
+    Column("value", String(64)),
+    Column("value_type", String(20)),
+    Column("run_id", String(40)),
+    Column("updated_at", DateTime),
+)
+
+pending_watermarks = Table(
+    "erpoa_watermark_pending",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("entity", String(60), primary_key=True),
+    Column("source", String(40), primary_key=True),
+    Column("value", String(64)),
+    Column("value_type", String(20)),
+)
+
+quarantine = Table(
+    "erpoa_quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), nullable=False),
+    Column("entity", String(60), nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("src_id", String(255)),
+    Column("golden_key", String(512)),
+    Column("stage", String(20), nullable=False),
+    Column("field", String(100)),
+    Column("rule", String(200), nullable=False),
+    Column("value", Text),
+    Column("reason", Text),
+    Column("raw", Text),
+    Column("status", String(20), nullable=False, default="open"),
+    Column("created_at", DateTime),
+    Column("resolved_run_id", String(40)),
+    Column("resolved_at", DateTime),
+    Index("ix_erpoa_quarantine_entity_status", "entity", "status"),
+    Index("ix_erpoa_quarantine_run", "run_id", "entity"),
+)
+
+gaps = Table(
+    "erpoa_gap",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("entity", String(60), primary_key=True),
+    Column("source", String(40), primary_key=True),
+    Column("field", String(100), primary_key=True),
+    Column("value", String(255), primary_key=True),
+    Column("code_table", String(100)),
+    Column("policy", String(20)),
+    Column("count", BigInteger),
+)
+
+gate_results = Table(
+    "erpoa_gate",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), nullable=False),
+    Column("entity", String(60), nullable=False),
+    Column("partition", Integer, nullable=False, default=0),
+    Column("level", String(10), nullable=False),
+    Column("expectation", String(200), nullable=False),
+    Column("column", String(100)),
+    Column("failed", BigInteger, default=0),
+    Column("message", Text),
+    Index("ix_erpoa_gate_run", "run_id", "entity"),
+)
+
+xref = Table(
+    "erpoa_xref",
+    metadata,
+    Column("entity", String(60), primary_key=True),
+    Column("source", String(40), primary_key=True),
+    Column("src_id", String(255), primary_key=True),
+    Column("golden_key", String(512), nullable=False),
+    Column("first_run_id", String(40)),
+    Column("last_run_id", String(40)),
+    Column("active", Boolean, default=True),
+    Column("detail", Text),
+    Column("updated_at", DateTime),
+    Index("ix_erpoa_xref_key", "entity", "golden_key"),
+)
+
+differences = Table(
+    "erpoa_difference",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("diff_id", String(40), nullable=False),
+    Column("entity", String(60), nullable=False),
+    Column("class", String(30), nullable=False),
+    Column("golden_key", String(512)),
+    Column("field", String(100)),
+    Column("erp_value", Text),
+    Column("oa_value", Text),
+    Column("target_value", Text),
+    Column("detail", Text),
+    Column("first_run_id", String(40)),
+    Column("last_run_id", String(40)),
+    Column("first_seen_at", DateTime),
+    Column("last_seen_at", DateTime),
+    Column("run_count", Integer, default=1),
+    Column("present", Boolean, default=True),
+    Column("status", String(20), nullable=False, default="open"),
+    Column("signed_by", String(100)),
+    Column("signed_at", DateTime),
+    Column("note", Text),
+    UniqueConstraint("diff_id", name="uq_erpoa_difference_diff_id"),
+    Index("ix_erpoa_difference_entity", "entity", "status"),
+)
+
+locks = Table(
+    "erpoa_lock",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("host", String(100)),
+    Column("pid", Integer),
+    Column("acquired_at", DateTime),
+)
+
+
+def migrate(engine: Engine) -> None:
+    """Create missing tables and record the schema version (idempotent)."""
+    metadata.create_all(engine, checkfirst=True)
+    with engine.begin() as conn:
+        current = conn.execute(select(schema_version.c.version)).scalar()
+        if current is None:
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+        elif current < SCHEMA_VERSION:
+            conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+
+
+def is_initialised(engine: Engine) -> bool:
+    """True when the store's tables exist."""
+    return inspect(engine).has_table(runs.name)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the tests use: unixODBC with the PostgreSQL, MariaDB, SQLite and FreeTDS drivers, and Chromium.
+set -euo pipefail
+need=(unixodbc odbc-postgresql odbc-mariadb libsqliteodbc tdsodbc chromium)
+missing=()
+for pkg in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: apt-get not available; install ${missing[*]} yourself (ODBC and browser tests need them)" >&2
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
+echo "system-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
