@@ -18,17 +18,23 @@ CONFIG_TEMPLATE = """\
 # erp-oa-sync demo project, written by `erpoa demo`. Edit freely; rerun `erpoa sync`.
 project: demo
 connections:
-  erp:    {{url: "sqlite:///{d}/erp.db"}}       # Yonyou-U8-style ERP
-  oa:     {{url: "sqlite:///{d}/oa.db"}}        # Weaver-e-cology-style OA
-  target: {{url: "sqlite:///{d}/target.db"}}    # where golden records are published
-  recon:  {{url: "sqlite:///{d}/recon.db"}}     # reconciliation store
+  erp:    {{url: "{erp}"}}       # Yonyou-U8-style ERP
+  oa:     {{url: "{oa}"}}        # Weaver-e-cology-style OA
+  target: {{url: "{target}"}}    # where golden records are published
+  recon:  {{url: "{recon}"}}     # reconciliation store
 mappings: mappings
 expectations: expectations
 reports: reports
 run:
-  chunk_size: 50000
+  chunk_size: {chunk_size}
   timezone: Asia/Shanghai
 """
+
+
+def sqlite_urls(folder: Path) -> dict[str, str]:
+    """The demo's four SQLite databases in `folder`."""
+    d = folder.resolve().as_posix()
+    return {name: f"sqlite:///{d}/{name}.db" for name in ("erp", "oa", "target", "recon")}
 
 
 def project_files_root() -> Path:
@@ -38,8 +44,8 @@ def project_files_root() -> Path:
     raise ConfigError("the demo mappings were not found next to the package; run `erpoa demo` from a source checkout")
 
 
-def write_project(folder: Path) -> Path:
-    """Write erpoa.yaml and copy the demo mappings and expectations into `folder`."""
+def write_project(folder: Path, urls: dict[str, str] | None = None, *, chunk_size: int = 50_000) -> Path:
+    """Write erpoa.yaml (SQLite URLs in `folder` unless `urls` given) and copy the demo mappings and suites."""
     folder.mkdir(parents=True, exist_ok=True)
     root = project_files_root()
     for name in ("mappings", "expectations"):
@@ -49,7 +55,8 @@ def write_project(folder: Path) -> Path:
         if (root / name).is_dir():
             shutil.copytree(root / name, dest)
     config = folder / "erpoa.yaml"
-    config.write_text(CONFIG_TEMPLATE.format(d=folder.resolve().as_posix()), encoding="utf-8")
+    urls = {**sqlite_urls(folder), **(urls or {})}
+    config.write_text(CONFIG_TEMPLATE.format(chunk_size=chunk_size, **urls), encoding="utf-8")
     return config
 
 

@@ -57,7 +57,10 @@ def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
         kwargs["poolclass"] = NullPool
         kwargs["connect_args"].setdefault("timeout", SQLITE_BUSY_MS / 1000)
     elif backend == "postgresql" and read_only and parsed.get_driver_name() in ("psycopg", "psycopg2"):
-        options = kwargs["connect_args"].get("options", "")
+        # connect_args replace the URL's own `options` (e.g. a search_path), so carry them over.
+        url_options = parsed.query.get("options", "")
+        url_options = " ".join(url_options) if isinstance(url_options, tuple) else url_options
+        options = f"{url_options} {kwargs['connect_args'].get('options', '')}".strip()
         kwargs["connect_args"]["options"] = f"{options} -c default_transaction_read_only=on".strip()
     if backend == "mssql" and conn.fast_executemany:
         kwargs["fast_executemany"] = True
@@ -83,6 +86,8 @@ def _install_session_settings(engine: Engine, backend: str, read_only: bool) -> 
                 else:
                     cursor.execute("PRAGMA journal_mode = WAL")
             elif backend in ("mysql", "mariadb") and read_only:
+                # Steward queries quote identifiers with "..." on every database (ANSI SQL).
+                cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
                 cursor.execute("SET SESSION TRANSACTION READ ONLY")
         finally:
             cursor.close()

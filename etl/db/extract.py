@@ -128,7 +128,10 @@ def _odbc_connect(conn: ConnectionConfig) -> Any:
     import pyodbc
 
     assert conn.odbc is not None
-    return pyodbc.connect(conn.odbc.get_secret_value(), readonly=True, autocommit=True)
+    odbc = pyodbc.connect(conn.odbc.get_secret_value(), readonly=True, autocommit=True)
+    if conn.dialect == "mysql":
+        odbc.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+    return odbc
 
 
 def iter_chunks(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[pd.DataFrame]:

@@ -150,6 +150,8 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     if rejected_src:
         _mark_stage_rejected(ctx, mapping, pd.concat(rejected_src, ignore_index=True))
     golden["_run"] = ctx.run_id
+    golden["_hash"] = golden["_hash"].astype("Int64")
+    golden["_bucket"] = golden["_bucket"].astype("int64")
     out_cols = ["_run", "_key", "_bucket", "_action", "_active", "_presence", "_hash", "_ids", *fields]
     with wengine.begin() as conn:
         insert_frame(conn, work.gold, golden.reindex(columns=out_cols), out_cols)

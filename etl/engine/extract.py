@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import and_, delete, exists, func, literal, select
 
+from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
 from etl.db.write import insert_frame
 from etl.engine.context import SyncContext
@@ -48,6 +50,9 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
     replay = ctx.only_ids is not None
     watermark = None if ctx.full_refresh or replay or not spec.cursor else ctx.store.watermark(entity, source)
     since = lower_bound(watermark, spec.overlap)
+    if isinstance(since, datetime) and dialect_of(conn_cfg) == "sqlite":
+        # SQLite keeps timestamps as text in SQLAlchemy's format; compare like with like.
+        since = since.strftime("%Y-%m-%d %H:%M:%S.%f")
     actual = [resolved[c] for c in spec.columns]
     ids = None
     if replay:
@@ -64,8 +69,9 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
         chunk.columns = list(spec.columns)
         counts["read"] += len(chunk)
         if spec.cursor and not chunk.empty:
-            top = chunk[spec.cursor].max()
-            max_cursor = top if max_cursor is None or (top is not None and top > max_cursor) else max_cursor
+            top = _cursor_value(chunk[spec.cursor].max())
+            if top is not None and (max_cursor is None or top > max_cursor):
+                max_cursor = top
         mapped = map_chunk(chunk, mapping, source, ctx.mappings.code_tables, as_of=ctx.as_of, timezone=ctx.timezone)
         rows = mapped.rows
         staged = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rows["_src_id"], "_status": "ok"})
@@ -106,6 +112,20 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
     if max_cursor is not None and not ctx.dry_run and not replay:
         ctx.store.set_pending_watermark(ctx.run_id, entity, source, max_cursor)
     return counts
+
+
+def _cursor_value(value: Any) -> Any:
+    """A cursor maximum as a comparable Python value (timestamps stored as text become datetimes)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.item() if hasattr(value, "item") else value
 
 
 def _quarantine(ctx: SyncContext, entity: str, source: str, rejects: pd.DataFrame) -> None:

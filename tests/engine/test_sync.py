@@ -1,0 +1,148 @@
+"""The sync engine end to end on SQLite, PostgreSQL, MariaDB and a mix (ERP on MariaDB, OA on PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from etl.engine.pipeline import open_store, run_sync
+from etl.engine.replay import retry_quarantine
+from tests.helpers.project import BACKENDS, make_project, table_checksums, target_rows, urls_for
+
+
+@pytest.fixture(params=BACKENDS)
+def project(request: pytest.FixtureRequest, tmp_path: Path):
+    urls = urls_for(request.param, request, tmp_path)
+    config, manifest = make_project(tmp_path / "project", urls)
+    return config, manifest
+
+
+def _sql(url: str, statement: str, **params: object) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(statement), params)
+    engine.dispose()
+
+
+def _by_entity(summary):
+    return {e.entity: e for e in summary.entities}
+
+
+def test_full_sync_then_rerun_changes_nothing(project) -> None:
+    config, manifest = project
+    summary, _ = run_sync(config, full_refresh=True)
+    assert summary.status == "success", summary.message
+    result = _by_entity(summary)
+    for entity in ("department", "employee", "contract", "purchase"):
+        assert result[entity].inserted > 0
+    employees = target_rows(config, "md_employee", ["employee_code"])
+    codes = {r[0] for r in employees}
+    assert set(manifest["employees_only_in_erp"]) <= codes
+    assert set(manifest["employees_only_in_oa"]) <= codes
+    before = table_checksums(config.connection("target").sqlalchemy_url(), ("md_",))
+    again, _ = run_sync(config)
+    assert all(e.inserted == 0 and e.updated == 0 for e in again.entities), again.to_dict()
+    full_again, _ = run_sync(config, full_refresh=True)
+    assert all(e.inserted == 0 and e.updated == 0 and e.inactivated == 0 for e in full_again.entities)
+    after = table_checksums(config.connection("target").sqlalchemy_url(), ("md_",))
+    assert before == after
+
+
+def test_duplicates_quarantined_not_merged(project) -> None:
+    config, manifest = project
+    summary, _ = run_sync(config, full_refresh=True)
+    store = open_store(config)
+    q = store.quarantine(entity="employee")
+    dups = q[q["rule"] == "duplicate_key"]
+    expected = {d["code"] for d in manifest["duplicate_oa_workcodes"]}
+    assert set(dups["golden_key"]) == expected
+    assert len(dups) == 2 * len(expected)
+    rows = dict(target_rows(config, "md_employee", ["employee_code", "_presence"]))
+    # The ERP record of a duplicated key still publishes; the OA duplicates do not join it.
+    for code in expected:
+        assert rows.get(code) in (None, "erp")
+
+
+def test_incremental_picks_up_late_rows_and_departures(project) -> None:
+    config, manifest = project
+    run_sync(config, full_refresh=True)
+    erp, oa = config.connection("erp").sqlalchemy_url(), config.connection("oa").sqlalchemy_url()
+    store = open_store(config)
+    mark = store.watermark("employee", "erp")
+    code = sorted(set(r[0] for r in target_rows(config, "md_employee", ["employee_code"])) -
+                  set(manifest["employees_only_in_oa"]) - {d["code"] for d in manifest["duplicate_oa_workcodes"]})[5]
+    # A late row: committed now but stamped 5 minutes before the watermark (inside the 10 minute overlap).
+    _sql(erp, 'UPDATE hr_hi_person SET "cPsn_Name" = :n, "dModifyDate" = :t WHERE "cPsn_Num" = :c'
+         if not erp.startswith("mysql") else
+         "UPDATE hr_hi_person SET cPsn_Name = :n, dModifyDate = :t WHERE cPsn_Num = :c",
+         n="迟到的名字", t=mark - timedelta(minutes=5), c=code)
+    summary, _ = run_sync(config, entities=["employee"])
+    assert _by_entity(summary)["employee"].updated == 1
+    names = dict(target_rows(config, "md_employee", ["employee_code", "name"]))
+    assert names[code] == "迟到的名字"
+    # A departure recorded in OA now: the most recent status wins and the employee is inactivated.
+    active = dict(target_rows(config, "md_employee", ["employee_code", "_active"]))
+    leaver = next(c for c, a in sorted(active.items()) if a and c != code and c not in manifest["employees_only_in_erp"]
+                  and c not in {d["code"] for d in manifest["duplicate_oa_workcodes"]})
+    later = datetime(2027, 1, 5, 9, 30, 0)
+    oa_id = next(int(x["src_id"]) for x in store.xref("employee", leaver) if x["source"] == "oa")
+    q = '"' if not oa.startswith("mysql") else ""
+    _sql(oa, f"UPDATE {q}HrmResource{q} SET status = '5', modified = :t, lastmoddate = '2027-01-05', "
+             "lastmodtime = '09:30:00' WHERE id = :i", t=later, i=oa_id)
+    summary, _ = run_sync(config, entities=["employee"])
+    assert _by_entity(summary)["employee"].inactivated == 1
+    state = {r[0]: r[1:] for r in target_rows(config, "md_employee", ["employee_code", "status", "_active"])}
+    assert state[leaver][0] == "left" and not state[leaver][1]
+
+
+def test_vanished_record_is_inactivated_not_deleted(project) -> None:
+    config, manifest = project
+    run_sync(config, full_refresh=True)
+    gone = manifest["employees_only_in_erp"][0]
+    erp = config.connection("erp").sqlalchemy_url()
+    q = '"' if not erp.startswith("mysql") else ""
+    _sql(erp, f"DELETE FROM hr_hi_person WHERE {q}cPsn_Num{q} = :c", c=gone)
+    summary, _ = run_sync(config, entities=["employee"])
+    assert _by_entity(summary)["employee"].inactivated == 1
+    rows = {r[0]: r[1] for r in target_rows(config, "md_employee", ["employee_code", "_active"])}
+    assert gone in rows and not rows[gone]
+
+
+def test_quarantine_fix_mapping_retry(project) -> None:
+    config, manifest = project
+    run_sync(config, full_refresh=True)
+    store = open_store(config)
+    unmapped = manifest["unmapped_oa_department"]
+    q = store.quarantine(entity="department")
+    assert unmapped["code"] in set(q["value"])
+    codes = config.resolve(config.mappings) / "codes" / "department.yaml"
+    codes.write_text(codes.read_text(encoding="utf-8") + f"  - {{code: DSZ01, name: {unmapped['name']}, "
+                     f"synonyms: [{unmapped['code']}]}}\n", encoding="utf-8")
+    result, replayed, still = retry_quarantine(config, "department")
+    assert replayed >= 1 and still == 0
+    assert result.inserted == 1
+    assert "DSZ01" in {r[0] for r in target_rows(config, "md_department", ["department_code"])}
+    left = store.quarantine(entity="department")
+    assert unmapped["code"] not in set(left["value"])
+
+
+def test_plan_writes_nothing(project) -> None:
+    config, _ = project
+    run_sync(config, full_refresh=True)
+    erp = config.connection("erp").sqlalchemy_url()
+    q = '"' if not erp.startswith("mysql") else ""
+    _sql(erp, f"UPDATE {q}Department{q} SET {q}cDepName{q} = 'Changed', {q}dModifyDate{q} = :t "
+              f"WHERE {q}cDepCode{q} = '0101'", t=datetime(2027, 2, 1))
+    target_url, recon_url = config.connection("target").sqlalchemy_url(), config.connection("recon").sqlalchemy_url()
+    before = (table_checksums(target_url), table_checksums(recon_url))
+    summary, ctx = run_sync(config, dry_run=True)
+    from etl.engine.plan import plan_details
+
+    details = plan_details(ctx, "department")
+    ctx.close()
+    assert _by_entity(summary)["department"].updated == 1
+    assert details["updates"][0]["changes"]["name"]["new"] == "Changed"
+    assert (table_checksums(target_url), table_checksums(recon_url)) == before

@@ -1,0 +1,78 @@
+"""Build demo projects on any mix of databases for tests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from etl.cli.demo_cmd import sqlite_urls, write_project
+from etl.config.project import ProjectConfig, load_project
+from etl.demo.generate import DemoSize, build_demo
+
+SMALL = DemoSize(departments=12, employees=120, requisitions=80, contracts=30)
+
+BACKENDS = [
+    pytest.param("sqlite", marks=pytest.mark.sqlite),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+    pytest.param("mixed", marks=[pytest.mark.postgres, pytest.mark.mariadb]),
+]
+
+
+def urls_for(backend: str, request: pytest.FixtureRequest, folder: Path) -> dict[str, str]:
+    """Connection URLs: all on one server, or ERP on MariaDB and OA/target on PostgreSQL ("mixed")."""
+    urls = sqlite_urls(folder)
+    if backend == "postgres":
+        pg = request.getfixturevalue("pg_url")
+        urls = {"erp": pg, "oa": pg, "target": pg, "recon": pg}
+    elif backend == "mariadb":
+        my = request.getfixturevalue("mariadb_url")
+        urls = {"erp": my, "oa": my, "target": my, "recon": my}
+    elif backend == "mixed":
+        urls = {**urls, "erp": request.getfixturevalue("mariadb_url"), "oa": request.getfixturevalue("pg_url"),
+                "target": request.getfixturevalue("pg_url")}
+    return urls
+
+
+def make_project(folder: Path, urls: dict[str, str], size: DemoSize = SMALL, seed: int = 42,
+                 chunk_size: int = 5_000) -> tuple[ProjectConfig, dict[str, Any]]:
+    """Demo sources on `urls`, a project folder with config, mappings and suites; returns (config, manifest)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = build_demo(urls["erp"], urls["oa"], size, seed)
+    path = write_project(folder, urls, chunk_size=chunk_size)
+    return load_project(path), manifest.to_dict()
+
+
+def table_checksums(url: str, prefixes: tuple[str, ...] = ("md_", "erpoa_")) -> dict[str, str]:
+    """Row count and content hash of every table whose name starts with one of `prefixes`."""
+    engine = create_engine(url)
+    out = {}
+    try:
+        names = [n for n in inspect(engine).get_table_names() if n.lower().startswith(prefixes)]
+        with engine.connect() as conn:
+            for name in sorted(names):
+                quoted = engine.dialect.identifier_preparer.quote(name)
+                rows = conn.execute(text(f"SELECT * FROM {quoted}")).all()
+                digest = hashlib.sha256("\n".join(sorted(repr(tuple(r)) for r in rows)).encode()).hexdigest()
+                out[name] = f"{len(rows)}:{digest[:16]}"
+    finally:
+        engine.dispose()
+    return out
+
+
+def target_rows(config: ProjectConfig, table: str, columns: list[str] | None = None) -> list[tuple[Any, ...]]:
+    """Rows of a target table (canonical columns, sorted), for comparing two runs."""
+    engine = create_engine(config.connection("target").sqlalchemy_url())
+    try:
+        with engine.connect() as conn:
+            cols = columns or [c["name"] for c in inspect(engine).get_columns(table)
+                               if not c["name"].startswith(("_run_id", "_updated_at", "_mapping_version"))]
+            q = engine.dialect.identifier_preparer.quote
+            rows = conn.execute(text(f"SELECT {', '.join(q(c) for c in cols)} FROM {q(table)}")).all()
+    finally:
+        engine.dispose()
+    return sorted((tuple(r) for r in rows), key=repr)
