@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, Table, and_, delete, select, update
 
+from etl import faults
 from etl.db.write import insert_frame
 from etl.engine.context import SyncContext
 from etl.engine.merge import merge
@@ -73,6 +74,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
         for stage_name in (f"merge{partition}", f"integrity{partition}", f"gate{partition}"):
             ctx.store.clear_quarantine(ctx.run_id, entity, stage=stage_name)
         ctx.store.clear_gate(ctx.run_id, entity, partition)
+    faults.point("merge.start")
     stage_cols = ["_source", "_src_id", "_status", "_key", *fields]
     staged = _read(
         wengine,
@@ -155,6 +157,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     out_cols = ["_run", "_key", "_bucket", "_action", "_active", "_presence", "_hash", "_ids", *fields]
     with wengine.begin() as conn:
         insert_frame(conn, work.gold, golden.reindex(columns=out_cols), out_cols)
+    faults.point("merge.gold_written")
     for action, n in golden["_action"].value_counts().items():
         counts[str(action)] = counts.get(str(action), 0) + int(n)
     counts["deactivated"] = int(

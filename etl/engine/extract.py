@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import and_, delete, exists, func, literal, select
 
+from etl import faults
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
 from etl.db.write import insert_frame
@@ -23,11 +24,13 @@ def prepare(ctx: SyncContext, entity: str) -> None:
     mapping = ctx.mapping(entity)
     if not ctx.dry_run:
         ctx.tables(mapping).create(ctx.target_engine(mapping))
+        ctx.store.clear_pending_watermarks(entity, ctx.run_id)
     work = ctx.work_tables(mapping)
     work.create(ctx.work_engine(mapping), work_only=True)
     with ctx.work_engine(mapping).begin() as conn:
         conn.execute(delete(work.stage).where(work.stage.c._run != ctx.run_id))
         conn.execute(delete(work.gold).where(work.gold.c._run != ctx.run_id))
+    faults.point("extract.prepared")
 
 
 def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]:
@@ -85,6 +88,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
         with engine.begin() as conn:
             insert_frame(conn, work.stage, staged)
             insert_frame(conn, work.stage, rejected)
+        faults.point("extract.chunk_staged")
         counts["staged"] += len(staged)
         counts["rejected"] += len(rejected)
         _quarantine(ctx, entity, source, mapped.rejects)
@@ -104,13 +108,16 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
             f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
             f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
         )
+    faults.point("extract.source_done")
     full_read = since is None
     if not replay and (full_read or spec.sweep):
         if not full_read:
             _sweep_ids(ctx, entity, source)
         counts["deleted"] = _mark_vanished(ctx, entity, source)
+        faults.point("extract.vanished_marked")
     if max_cursor is not None and not ctx.dry_run and not replay:
         ctx.store.set_pending_watermark(ctx.run_id, entity, source, max_cursor)
+        faults.point("extract.watermark_pending")
     return counts
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from etl import faults
 from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
 from etl.engine import build, extract, publish
@@ -137,7 +138,9 @@ def sync_entity(
             result.status = "success"
             for hook in hooks:
                 hook(ctx, entity, result)
+            faults.point("entity.reconciled")
             timed("publish", lambda: publish.cleanup(ctx, entity))
+            faults.point("entity.cleaned")
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -213,6 +216,7 @@ def run_sync(
     if not dry_run:
         store.start_run(ctx.run_id, trigger=trigger, mode=mode, mapping_version=mappings.version, entities=names)
     started = time.monotonic()
+    faults.point("sync.start")
     results: list[EntityResult] = []
     failed: set[str] = set()
     for name in names:
@@ -231,12 +235,14 @@ def run_sync(
             log.error("%s", res.message)
         results.append(res)
         record(ctx, res)
+        faults.point("entity.recorded")
     status = "success" if not failed else ("failed" if len(failed) == len(names) else "partial")
     if dry_run:
         status = "planned" if not failed else status
     message = "; ".join(r.message for r in results if r.message) or None
     if not dry_run:
         store.finish_run(ctx.run_id, status, message)
+        faults.point("run.finished")
     summary = SyncSummary(
         run_id=ctx.run_id,
         mode=mode,

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import and_, delete, exists, func, literal, select, update
 
+from etl import faults
 from etl.db.write import upsert_select
 from etl.engine.context import SyncContext
 from etl.errors import QualityGateError
@@ -43,6 +44,7 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
         reasons.append(
             f"{quarantined * 100.0 / read_total:.1f}% of rows quarantined, more than max_quarantined_pct={pct}"
         )
+    faults.point("gate.decided")
     if reasons:
         row_rules = sorted({r["expectation"] for r in results if r["level"] == "row"})
         extra = f" Row-level expectations that failed: {', '.join(row_rules)}." if row_rules else ""
@@ -65,6 +67,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
     key = mapping.target_key
     stamp = datetime.now().replace(microsecond=0)
     counts: dict[str, int] = {}
+    faults.point("publish.begin")
     with ctx.target_engine(mapping).begin() as conn:
         cols = [
             *fields,
@@ -89,6 +92,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             literal(stamp),
         ).where(gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update"]))
         counts["upserted"] = upsert_select(conn, target, cols, source, key)
+        faults.point("publish.upserted")
         gone = select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate")
         values: dict[str, Any] = {"_active": False, "_run_id": ctx.run_id, "_updated_at": stamp}
         if mapping.deletion.status_field and mapping.deletion.set_status is not None:
@@ -99,6 +103,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             ).rowcount
             or 0
         )
+        faults.point("publish.inactivated")
         vanished = exists().where(
             and_(
                 stage.c._run == ctx.run_id,
@@ -108,6 +113,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             )
         )
         conn.execute(delete(mirror).where(vanished))
+        faults.point("publish.mirror_deleted")
         mirror_cols = ["_source", "_src_id", "_key", "_bucket", "_run", *fields]
         accepted = select(
             stage.c._source,
@@ -118,16 +124,21 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             *[stage.c[f] for f in fields],
         ).where(stage.c._run == ctx.run_id, stage.c._status == "ok")
         upsert_select(conn, mirror, mirror_cols, accepted, ["_source", "_src_id"])
+        faults.point("publish.mirror_upserted")
+    faults.point("publish.committed")
     return counts
 
 
 def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
-    """After the publish committed: advance watermarks, update the cross-reference, resolve quarantine."""
+    """After the publish committed: update the cross-reference, resolve quarantine, then advance watermarks.
+
+    Watermarks move last: a crash before them makes the rerun read the same rows
+    again, find them unchanged and redo this idempotent bookkeeping.
+    """
     mapping = ctx.mapping(entity)
     tables = ctx.tables(mapping)
     gold, stage = tables.gold, tables.stage
     engine = ctx.target_engine(mapping)
-    ctx.store.commit_watermarks(ctx.run_id, entity)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True).execute(
             select(gold.c._key, gold.c._ids).where(
@@ -138,6 +149,7 @@ def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
         for rows in result.partitions(XREF_CHUNK):
             frame = pd.DataFrame(rows, columns=["golden_key", "ids"])
             linked += ctx.store.upsert_xref(entity, ctx.run_id, _explode_ids(frame))
+            faults.point("finalize.xref_chunk")
             resolved += ctx.store.resolve_quarantine_keys(entity, frame["golden_key"].tolist(), ctx.run_id)
         gone = [
             r[0]
@@ -153,6 +165,9 @@ def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
         ctx.store.deactivate_xref(entity, ctx.run_id, gone)
     for source, part in passed.groupby("source"):
         resolved += ctx.store.resolve_quarantine(entity, str(source), part["src_id"].tolist(), ctx.run_id)
+    faults.point("finalize.resolved")
+    ctx.store.commit_watermarks(ctx.run_id, entity)
+    faults.point("finalize.watermarks")
     return {"xref": linked, "resolved": resolved}
 
 

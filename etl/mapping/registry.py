@@ -17,7 +17,8 @@ In YAML a transform is written as a bare name (``- trim``), as ``{name: scalar}`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,8 @@ class TransformContext:
     code_tables: Mapping[str, CodeTable]
     as_of: date
     timezone: str = "Asia/Shanghai"
-    rejections: list[Rejection] = field(default_factory=list)
-    gaps: list[Gap] = field(default_factory=list)
+    rejections: list[Rejection] = dc_field(default_factory=list)
+    gaps: list[Gap] = dc_field(default_factory=list)
 
     def reject(self, mask: pd.Series, rule: str, reason: str) -> None:
         """Send the rows under `mask` to quarantine with `rule` and a human `reason`."""

@@ -26,25 +26,12 @@ import numpy as np
 import pandas as pd
 
 from etl.mapping.model import CanonicalField
+from etl.mapping.transforms import as_text
+
+__all__ = ["as_text", "coerce", "coerce_series", "empty_frame", "row_hash"]
 
 _TRUE = {"1", "true", "t", "y", "yes", "是"}
 _FALSE = {"0", "false", "f", "n", "no", "否"}
-
-
-def as_text(series: pd.Series) -> pd.Series:
-    """Non-null values as text; integral floats without a trailing `.0`."""
-    if series.dtype == "str":
-        return series
-    if pd.api.types.is_float_dtype(series.dtype):
-        values = series.to_numpy()
-        integral = np.isfinite(values) & (np.floor(values) == values)
-        text = series.astype("str")
-        if integral.any():
-            text = text.where(~integral, series.astype("Int64").astype("str"))
-        return text
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return series.dt.strftime("%Y-%m-%d %H:%M:%S").astype("str")
-    return series.astype("str")
 
 
 def coerce_series(

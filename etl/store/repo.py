@@ -135,6 +135,15 @@ class Store:
                 ["run_id", "entity", "source"],
             )
 
+    def clear_pending_watermarks(self, entity: str, keep_run: str) -> None:
+        """Forget watermarks that crashed runs read but never published."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(s.pending_watermarks).where(
+                    s.pending_watermarks.c.entity == entity, s.pending_watermarks.c.run_id != keep_run
+                )
+            )
+
     def commit_watermarks(self, run_id: str, entity: str) -> None:
         """Advance the entity's watermarks to what this run read; called after its publish committed."""
         with self.engine.begin() as conn:
