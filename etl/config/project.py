@@ -174,7 +174,7 @@ def _literal_passwords(data: Any, smap: SourceMap) -> list[ConfigIssue]:
             pw = _PASSWORD_IN_URL.match(value)
             odbc_pw = _PASSWORD_IN_ODBC.search(value)
             literal = (pw and not settings.has_variables(pw.group("pw"))) or (
-                odbc_pw and not settings.has_variables(odbc_pw.group(2))
+                odbc_pw and odbc_pw.group(2).strip("{} ") and not settings.has_variables(odbc_pw.group(2))
             )
             if literal:
                 issues.append(
