@@ -87,6 +87,8 @@ def demo(
             encoding="utf-8",
         )
         config_path = write_project(folder)
+        if rows:
+            _write_department_codes(folder / "mappings" / "codes" / "department.yaml", manifest.to_dict())
         if not as_json:
             out.print(f"Wrote {config_path}")
         if not sync:
@@ -112,6 +114,18 @@ def demo(
         for label, path in reports.items():
             out.print(f"{label}: {path}")
     raise typer.Exit(0 if summary.status in ("success", "partial") else 1)
+
+
+def _write_department_codes(path: Path, manifest: dict[str, object]) -> None:
+    """A scaled demo has more departments than the shipped code table: list them all, as a steward would."""
+    import yaml
+
+    entries = []
+    for unit in manifest.get("department_mapping", []):  # type: ignore[union-attr]
+        synonyms = [str(unit["erp_code"]), str(unit["oa_code"]), str(unit["oa_name"])]
+        entries.append({"code": f"D{unit['erp_code']}", "name": str(unit["erp_name"]), "synonyms": synonyms})
+    table = {"name": "department", "description": "统一部门编码 (generated for the scaled demo)", "entries": entries}
+    path.write_text(yaml.safe_dump(table, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 def _reports(cfg: object, run_id: str) -> dict[str, str]:

@@ -241,6 +241,7 @@ def run_sync(
         status = "planned" if not failed else status
     message = "; ".join(r.message for r in results if r.message) or None
     if not dry_run:
+        build_data_docs(ctx)
         store.finish_run(ctx.run_id, status, message)
         faults.point("run.finished")
     summary = SyncSummary(
@@ -253,6 +254,20 @@ def run_sync(
         message=message,
     )
     return summary, ctx
+
+
+def build_data_docs(ctx: SyncContext) -> None:
+    """Great Expectations Data Docs of this run's validations, into `<reports>/<run id>/datadocs/`."""
+    results = [result for _, result in ctx.__dict__.get("gate_results", [])]
+    if not results:
+        return
+    from etl.validate import build_data_docs as build
+
+    out = ctx.config.resolve(ctx.config.reports) / ctx.run_id / "datadocs"
+    try:
+        build(results, out)
+    except Exception as exc:  # the docs are a convenience; never fail a published run over them
+        log.warning("could not build Data Docs in %s: %s", out, exc)
 
 
 def redact(text: str, config: ProjectConfig) -> str:

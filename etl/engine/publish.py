@@ -18,6 +18,7 @@ from sqlalchemy import and_, delete, exists, func, literal, select, update
 from etl import faults
 from etl.db.write import upsert_select
 from etl.engine.context import SyncContext
+from etl.engine.quality import row_count_band
 from etl.errors import QualityGateError
 
 XREF_CHUNK = 50_000
@@ -40,6 +41,13 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
     rows = ctx.config.run.max_quarantined_rows if rows is None else rows
     if rows is not None and quarantined > rows:
         reasons.append(f"{quarantined} rows quarantined, more than max_quarantined_rows={rows}")
+    band = row_count_band(ctx, mapping)
+    previous = ctx.store.previous_read_total(entity, ctx.run_id) if band and ctx.full_refresh else None
+    if band and previous and not band[0] * previous <= read_total <= band[1] * previous:
+        reasons.append(
+            f"expect_table_row_count_to_be_between: read {read_total} rows, outside {band[0]:g}-{band[1]:g} x "
+            f"the previous run's {previous}"
+        )
     if pct is not None and read_total and quarantined * 100.0 / read_total > pct:
         reasons.append(
             f"{quarantined * 100.0 / read_total:.1f}% of rows quarantined, more than max_quarantined_pct={pct}"

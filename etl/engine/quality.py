@@ -3,25 +3,117 @@
 The entity's suite (`expectations/<entity>.json`) runs on the golden rows a run
 would insert or update. Failing rows are quarantined with the expectation that
 caught them; batch-level failures are recorded and stop the publish (see
-`etl.engine.publish.gate_decision`).
+`etl.engine.publish.gate_decision`). The row-count band is a property of the
+whole entity, not of the changed rows, so it is checked there too.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from etl.engine.context import SyncContext
 from etl.mapping.model import EntityMapping
 
+ROW_COUNT = "expect_table_row_count_to_be_between"
 
-def suite_path(ctx: SyncContext, mapping: EntityMapping):  # type: ignore[no-untyped-def]
+
+def suite_path(ctx: SyncContext, mapping: EntityMapping) -> Path:
     folder = ctx.config.resolve(ctx.config.expectations)
     return folder / (mapping.quality.suite or f"{mapping.entity}.json")
 
 
-def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
-    """Validate `rows`; returns the quarantined rows (with `golden_key`)."""
+def row_count_band(ctx: SyncContext, mapping: EntityMapping) -> tuple[float, float] | None:
+    """The band of the suite's row-count expectation (`meta.relative_to_previous`) or of the mapping."""
+    if mapping.quality.row_count_band:
+        return mapping.quality.row_count_band
     path = suite_path(ctx, mapping)
-    if rows.empty or not path.exists():
+    if not path.exists():
+        return None
+    import json
+
+    for exp in json.loads(path.read_text(encoding="utf-8")).get("expectations", []):
+        band = (exp.get("meta") or {}).get("relative_to_previous")
+        if exp.get("type") == ROW_COUNT and band:
+            return float(band[0]), float(band[1])
+    return None
+
+
+def _suite(ctx: SyncContext, mapping: EntityMapping) -> Any | None:
+    cache: dict[str, Any] = ctx.__dict__.setdefault("_suites", {})
+    if mapping.entity in cache:
+        return cache[mapping.entity]
+    path = suite_path(ctx, mapping)
+    suite = None
+    if path.exists():
+        from etl.validate import load_suite, resolve_code_tables
+
+        suite = load_suite(path, list(mapping.fields))
+        suite.expectations = [e for e in suite.expectations if e.expectation_type != ROW_COUNT]
+        domains = {name: sorted(table.codes) for name, table in ctx.mappings.code_tables.items()}
+        suite = resolve_code_tables(suite, domains)
+    cache[mapping.entity] = suite
+    return suite
+
+
+def _reference_keys(ctx: SyncContext, suite: Any) -> dict[str, list[Any]]:
+    from sqlalchemy import inspect, select
+
+    keys: dict[str, list[Any]] = {}
+    for exp in suite.expectations:
+        if exp.expectation_type != "expect_column_values_to_exist_in_entity":
+            continue
+        entity, column = exp.kwargs["entity"], exp.kwargs.get("entity_column")
+        mapping = ctx.mapping(entity)
+        table = ctx.tables(mapping).target
+        engine = ctx.target_engine(mapping)
+        column = column or mapping.key[0]
+        values: list[Any] = []
+        if inspect(engine).has_table(table.name, schema=table.schema):
+            with engine.connect() as conn:
+                values = [r[0] for r in conn.execute(select(table.c[column]).where(table.c._active.is_(True)))]
+        keys[f"{entity}.{column}"] = values
+    return keys
+
+
+def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
+    """Validate `rows`; quarantine failing rows and record the outcome. Returns the quarantined rows."""
+    suite = _suite(ctx, mapping)
+    if suite is None or rows.empty:
         return pd.DataFrame(columns=["golden_key"])
-    return pd.DataFrame(columns=["golden_key"])
+    from etl.validate import resolve_references, validate_batch
+
+    refs = _reference_keys(ctx, suite)
+    if refs:
+        suite = resolve_references(suite, refs)
+    frame = rows.reset_index(drop=True)
+    result = validate_batch(frame[list(mapping.fields)], suite, mapping.key)
+    ctx.__dict__.setdefault("gate_results", []).append((mapping.entity, result))
+    failures = result.row_failures
+    records = [
+        {"level": "batch", "expectation": f.expectation, "column": f.column, "failed": 0, "message": f.message}
+        for f in result.batch_failures
+    ]
+    for (expectation, column), count in result.failure_counts().items():
+        records.append({"level": "row", "expectation": expectation, "column": column, "failed": count,
+                        "message": f"{count} row(s) quarantined"})
+    if not ctx.dry_run:
+        ctx.store.add_gate(ctx.run_id, mapping.entity, partition, records)
+    if failures.empty:
+        return pd.DataFrame(columns=["golden_key"])
+    pos = failures["row"].to_numpy()
+    bad = pd.DataFrame({
+        "source": frame["_presence"].astype("str").to_numpy()[pos],
+        "src_id": frame["_ids"].astype("str").to_numpy()[pos],
+        "golden_key": frame["_key"].to_numpy()[pos],
+        "field": failures["column"].astype("str").to_numpy(),
+        "rule": failures["expectation"].astype("str").to_numpy(),
+        "value": failures["value"].to_numpy(),
+        "reason": [f"failed {e} on {c}" for e, c in zip(failures["expectation"], failures["column"], strict=True)],
+    })
+    from etl.engine.build import quarantine_rows
+
+    quarantine_rows(ctx, mapping.entity, bad, stage=f"gate{partition}")
+    return bad
