@@ -40,6 +40,7 @@ POINTS = (
     "entity.cleaned",
     "entity.recorded",
     "run.finished",
+    # approval flows: see etl.flows.FLOW_POINTS
 )
 
 

@@ -29,18 +29,33 @@ class SourceMap:
     file: str
     values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    blocks: set[Loc] = field(default_factory=set)
+    misread: dict[Loc, tuple[str, bool]] = field(default_factory=dict)  # loc -> (text, is a key)
 
     def locate(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[int | None, int | None]:
-        """Line and column of `loc`, or of its deepest ancestor that exists."""
+        """Line and column of `loc`, or of its deepest ancestor that exists.
+
+        A block mapping or list is located at its key (``erp:``), not at its first
+        child line, where a reader would look for a problem with the child.
+        """
         loc = tuple(loc)
         for end in range(len(loc), -1, -1):
             prefix = loc[:end]
-            table = self.keys if key and end == len(loc) else self.values
+            table = self.keys if (key and end == len(loc)) or prefix in self.blocks else self.values
             if prefix in table:
                 return table[prefix]
             if prefix in self.values:
                 return self.values[prefix]
         return None, None
+
+    def misread_numbers(self) -> list[ConfigIssue]:
+        """Issues for unquoted scalars that YAML 1.1 turned into numbers nobody meant (see `_misread_number`)."""
+        issues = []
+        for loc, (text, is_key) in self.misread.items():
+            value = yaml.safe_load(f"x: {text}")["x"]
+            message = f"YAML reads {text} as the number {value}; quote it (\"{text}\") to keep it as written"
+            issues.append(self.issue(loc, message, key=is_key))
+        return issues
 
     def issue(self, loc: Sequence[str | int], message: str, *, key: bool = False) -> ConfigIssue:
         """A ConfigIssue located at `loc`."""
@@ -56,8 +71,23 @@ def dotted(loc: Iterable[str | int]) -> str:
     return out
 
 
+def _misread_number(node: yaml.Node) -> bool:
+    """A plain scalar that YAML 1.1 reads as a number its writer did not mean: a code with a leading zero
+    (``0101`` is octal 65, ``000123`` is 83) or a time (``12:30`` is 750, base 60)."""
+    return (
+        isinstance(node, yaml.ScalarNode)
+        and node.style is None
+        and node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+        and ((node.value.lstrip("+-")[:1] == "0" and node.value.lstrip("+-")[1:2].isdigit()) or ":" in node.value)
+    )
+
+
 def _walk(node: yaml.Node, loc: Loc, smap: SourceMap, issues: list[ConfigIssue]) -> None:
     smap.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if _misread_number(node):
+        smap.misread[loc] = (node.value, False)
+    if isinstance(node, yaml.CollectionNode) and node.flow_style is not True:
+        smap.blocks.add(loc)
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -68,6 +98,8 @@ def _walk(node: yaml.Node, loc: Loc, smap: SourceMap, issues: list[ConfigIssue])
                 issues.append(ConfigIssue(smap.file, line, col, dotted(child), "duplicate key; keep only one of them"))
             seen.add(key)
             smap.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if _misread_number(key_node):
+                smap.misread[child] = (key_node.value, True)
             _walk(value_node, child, smap, issues)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
@@ -88,22 +120,50 @@ def load_yaml(path: Path, *, display: str | None = None) -> tuple[Any, SourceMap
     return parse_yaml(text, name)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose impossible dates (``2026-13-01``) are located errors, not ValueErrors."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:  # type: ignore[override]
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"'{node.value}' looks like a date but is not one ({exc}); fix it, or quote it to keep it as text",
+                node.start_mark,
+            ) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
 def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
     """Parse YAML text (see `load_yaml`)."""
     smap = SourceMap(name)
     issues: list[ConfigIssue] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError([ConfigIssue(name, line, column, "", f"invalid value: {exc.problem}")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
+        start = exc.context_mark if exc.problem and exc.context else None
+        if start is not None and mark is not None and start.line != mark.line:
+            # The parser notices a missing `}` or `]` only on a later line: say where the construct began.
+            problem += f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})"
+        if "'\\t'" in problem:
+            problem += " (a tab; YAML is indented with spaces only)"
         raise ConfigError(
             [ConfigIssue(name, line, column, "", f"YAML syntax error: {problem}; check indentation and quoting")]
         ) from None
@@ -137,24 +197,32 @@ def _unwrap(annotation: Any) -> list[Any]:
 
 
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (None when it is not a model)."""
     current: Any = model
+    key_of_dict = False
     for part in loc:
+        if key_of_dict:  # a free key such as a field or source name, not a model field
+            key_of_dict = False
+            continue
         if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
             continue
         fld = current.model_fields.get(str(part))
         if fld is None:
             fld = next((f for f in current.model_fields.values() if f.alias == part), None)
         if fld is None:
-            if any(_is_dict(f.annotation) for f in current.model_fields.values()):
-                continue
             return None
+        key_of_dict = _is_dict(fld.annotation)
         candidates = [c for c in _unwrap(fld.annotation) if isinstance(c, type) and issubclass(c, BaseModel)]
         current = candidates[0] if candidates else None
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def _is_dict(annotation: Any) -> bool:
-    return typing.get_origin(annotation) is dict
+    """True for ``dict[...]``, also inside ``X | None``."""
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return True
+    return origin is not None and origin is not list and any(_is_dict(a) for a in typing.get_args(annotation))
 
 
 def allowed_keys(model: type[BaseModel]) -> list[str]:
@@ -166,53 +234,136 @@ _TYPE_HINTS = {
     "string_type": "expected text; quote the value",
     "int_type": "expected a whole number",
     "int_parsing": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
     "bool_type": "expected true or false",
     "bool_parsing": "expected true or false",
+    "date_type": "expected a date written YYYY-MM-DD",
+    "date_parsing": "expected a date written YYYY-MM-DD",
+    "date_from_datetime_parsing": "expected a date written YYYY-MM-DD",
     "dict_type": "expected a mapping of `key: value` lines",
+    "model_type": "expected a mapping of `key: value` lines",
     "list_type": "expected a list (`- item` lines or `[a, b]`)",
     "missing": "required key is missing; add it",
 }
+
+# What each alternative of a union accepts, for "got X; expected A or B" messages.
+_EXPECTED = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "date_type": "a date",
+    "datetime_type": "a date and time",
+    "dict_type": "a mapping of `key: value` lines",
+    "model_type": "a mapping of `key: value` lines",
+    "list_type": "a list (`- item` lines or `[a, b]`)",
+    "none_required": "nothing (null)",
+}
+
+# pydantic names each alternative of a union in the error location: `str`, `list[str]`,
+# `literal['a','b']`, `function-before[...]`, or a model's class name.
+_SIMPLE_TAGS = frozenset(
+    {"str", "int", "float", "bool", "bytes", "date", "datetime", "time", "timedelta", "decimal", "none", "list", "dict"}
+)
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (
+        "[" in part
+        or part.startswith(("function-", "union", "tagged-union"))
+        or part in _SIMPLE_TAGS
+        or (part[:1].isupper() and part.isidentifier())
+    )
+
+
+def _split_loc(loc: Iterable[Any], smap: SourceMap, base: Loc) -> tuple[Loc, int | None]:
+    """The location without union tags, and where (cleaned length) the first tag was.
+
+    A part that looks like a tag but is a key of the YAML document (a field named
+    `date`) is kept.
+    """
+    out: list[str | int] = []
+    union_at: int | None = None
+    for part in loc:
+        if _is_tag(part) and (*base, *out, part) not in smap.values:
+            if union_at is None:
+                union_at = len(out)
+            continue
+        out.append(part)
+    return tuple(out), union_at
+
+
+def _alternatives(errors: list[Any]) -> str:
+    wanted: list[str] = []
+    for err in errors:
+        kind = err["type"]
+        text = _EXPECTED.get(kind) or str(err["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
+        if text not in wanted:
+            wanted.append(text)
+    if len(wanted) <= 2:
+        return " or ".join(wanted)
+    return "one of: " + "; ".join(wanted)
 
 
 def issues_from_validation(
     exc: ValidationError, smap: SourceMap, model: type[BaseModel], base: Loc = ()
 ) -> list[ConfigIssue]:
-    """Turn a pydantic ValidationError into located, actionable ConfigIssues."""
+    """Turn a pydantic ValidationError into located, actionable ConfigIssues.
+
+    The alternatives of a union (``list[str] | Literal['most_recent']``) fail
+    together: when the value got into one alternative (a mapping that matched a
+    model) only that alternative's errors are reported, else one issue says what
+    the value could have been.
+    """
+    errors = [(err, *_split_loc(err["loc"], smap, base)) for err in exc.errors(include_url=False)]
+    unions: dict[Loc, list[tuple[Any, Loc]]] = {}
+    for err, loc, union_at in errors:
+        if union_at is not None:
+            unions.setdefault(loc[:union_at], []).append((err, loc))
     issues: list[ConfigIssue] = []
-    for err in exc.errors(include_url=False):
-        loc = (*base, *_clean_loc(err["loc"]))
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            parent = _model_at(model, tuple(_clean_loc(err["loc"]))[:-1])
-            allowed = allowed_keys(parent) if parent else []
-            bad = str(loc[-1])
-            close = difflib.get_close_matches(bad, allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            message = (
-                f"unknown key '{bad}'; {hint}allowed keys: {', '.join(allowed)}" if allowed else f"unknown key '{bad}'"
-            )
-            issues.append(smap.issue(loc, message, key=True))
+    merged: set[Loc] = set()
+    for err, loc, union_at in errors:
+        if union_at is None:
+            issues.append(_issue(err, loc, smap, model, base))
             continue
-        if kind == "missing":
-            issues.append(smap.issue(loc, f"required key '{loc[-1]}' is missing; add it"))
-            continue
-        message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if kind in _TYPE_HINTS and kind != "missing":
-            message = f"{_TYPE_HINTS[kind]}, got {err.get('input')!r}"
-        elif kind.startswith("literal_error"):
-            message = f"got {err.get('input')!r}; {message}"
-        issues.append(smap.issue(loc, message))
+        point = loc[:union_at]
+        group = unions[point]
+        deep = [e for e, other in group if len(other) > len(point)]
+        if (deep and len(loc) > len(point)) or (not deep and len(group) == 1):
+            issues.append(_issue(err, loc, smap, model, base))
+        elif not deep and point not in merged:
+            merged.add(point)
+            message = f"got {err.get('input')!r}; expected {_alternatives([e for e, _ in group])}"
+            issues.append(smap.issue((*base, *point), message))
     return issues
 
 
-def _clean_loc(loc: Iterable[Any]) -> list[str | int]:
-    """Drop pydantic's union/function tags from a location tuple."""
-    out: list[str | int] = []
-    for part in loc:
-        if isinstance(part, str) and ("[" in part or part.startswith(("function-", "union", "tagged-union"))):
-            continue
-        out.append(part)
-    return out
+def _issue(err: Any, clean: Loc, smap: SourceMap, model: type[BaseModel], base: Loc) -> ConfigIssue:
+    """One pydantic error as a located issue with an actionable message."""
+    loc = (*base, *clean)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(model, clean[:-1])
+        allowed = allowed_keys(parent) if parent else []
+        bad = str(loc[-1])
+        close = difflib.get_close_matches(bad, allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        message = f"unknown key '{bad}'"
+        if allowed:
+            message += f"; {hint}allowed keys: {', '.join(allowed)}"
+        return smap.issue(loc, message, key=True)
+    if kind == "missing":
+        return smap.issue(loc, f"required key '{loc[-1]}' is missing; add it")
+    message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in _TYPE_HINTS:
+        message = f"{_TYPE_HINTS[kind]}, got {err.get('input')!r}"
+    elif kind.startswith("literal_error"):
+        message = f"got {err.get('input')!r}; {message}"
+    return smap.issue(loc, message)
 
 
 def validate_model(model: type[BaseModel], data: Any, smap: SourceMap, *, context: dict[str, Any] | None = None) -> Any:

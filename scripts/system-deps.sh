@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: unixODBC with the PostgreSQL, MariaDB, SQLite and FreeTDS drivers, and Chromium.
+# Debian packages the tests use: unixODBC with the PostgreSQL, MariaDB, SQLite and FreeTDS drivers, Chromium
+# and a CJK font (report screenshots).
 set -euo pipefail
-need=(unixodbc odbc-postgresql odbc-mariadb libsqliteodbc tdsodbc chromium)
+need=(unixodbc odbc-postgresql odbc-mariadb libsqliteodbc tdsodbc chromium fonts-noto-cjk)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

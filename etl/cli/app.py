@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from etl import logs
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, err, fail, load_config, out
+from etl.config.project import ProjectConfig
 from etl.errors import ErpOaError
+
+if TYPE_CHECKING:
+    from etl.flows.run import FlowSummary
 
 app = typer.Typer(
     name="erpoa",
@@ -41,9 +45,12 @@ def sync(
     ] = False,
     wait: Annotated[float | None, typer.Option(help="Seconds to wait for another sync's lock.")] = None,
     notify: Annotated[bool, typer.Option("--notify", help="Send alerts to the channels under `notify:`.")] = False,
+    flows: Annotated[
+        bool, typer.Option("--flows/--no-flows", help="Also run the approval flows (OA approvals -> ERP documents).")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the sync: extract, map, merge, validate, publish and reconcile every entity."""
+    """Run the sync: extract, map, merge, validate, publish and reconcile every entity, then the approval flows."""
     from etl.cli.render import StageProgress, summary_table
     from etl.engine.hooks import default_hooks
     from etl.engine.pipeline import run_sync
@@ -53,9 +60,10 @@ def sync(
         if wait is not None:
             cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lock_wait_seconds": wait})})
         with StageProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
-            summary, ctx = run_sync(
+            summary, _ = run_sync(
                 cfg, entities=entities, full_refresh=full_refresh, progress=progress, hooks=default_hooks(cfg)
             )
+        flow_summary = run_approval_flows(cfg, summary.run_id) if flows and not entities else None
         if notify:
             from etl.engine.hooks import notify_run
 
@@ -64,10 +72,28 @@ def sync(
         fail(exc, as_json)
         return
     if as_json:
-        emit_json(summary.to_dict())
+        emit_json({**summary.to_dict(), "flows": flow_summary.to_dict() if flow_summary else None})
     else:
         summary_table(summary)
+        if flow_summary is not None:
+            from etl.cli.flow_cmds import print_summary
+
+            print_summary(flow_summary)
     raise typer.Exit(0 if summary.status == "success" else 1)
+
+
+def run_approval_flows(cfg: ProjectConfig, run_id: str) -> FlowSummary | None:
+    """Run the approval flows after the entity sync; a broken flow file must not hide the sync result."""
+    from etl.flows.run import run_flows
+
+    if not (cfg.resolve(cfg.mappings) / "flows").is_dir():
+        return None
+    try:
+        return run_flows(cfg, run_id=run_id)
+    except ErpOaError as exc:
+        err.print("flows: ", end="")
+        err.print(logs.redact(str(exc)), markup=False)
+        return None
 
 
 @app.command()
@@ -181,7 +207,11 @@ def xref(
 
     try:
         cfg = load_config(config)
-        rows = open_store(cfg).xref(entity, key)
+        store = open_store(cfg)
+        rows = store.xref(entity, key)
+        if not rows and entity == "purchase":
+            # Purchase orders created from OA approvals are linked under their flow's name.
+            rows = store.xref("purchase_order", key)
     except ErpOaError as exc:
         fail(exc, as_json)
         return
@@ -210,7 +240,7 @@ def _register_subcommands() -> None:
     app.command(name="demo")(demo_cmd.demo)
     app.add_typer(mapping_cmds.app, name="mappings")
     app.add_typer(quarantine_cmds.app, name="quarantine")
-    for module in ("etl.cli.reconcile_cmds", "etl.cli.expectations_cmds"):
+    for module in ("etl.cli.reconcile_cmds", "etl.cli.expectations_cmds", "etl.cli.flow_cmds"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError:

@@ -102,14 +102,22 @@ def demo(
 
         with StageProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
             summary, _ = run_sync(cfg, full_refresh=True, trigger="demo", progress=progress, hooks=default_hooks(cfg))
+        from etl.cli.app import run_approval_flows
+
+        flow_summary = run_approval_flows(cfg, summary.run_id)
         reports = _reports(cfg, summary.run_id)
     except ErpOaError as exc:
         fail(exc, as_json)
         return
     if as_json:
-        emit_json({**summary.to_dict(), "config": str(config_path), "reports": reports})
+        emit_json({**summary.to_dict(), "flows": flow_summary.to_dict() if flow_summary else None,
+                   "config": str(config_path), "reports": reports})
     else:
         summary_table(summary)
+        if flow_summary is not None:
+            from etl.cli.flow_cmds import print_summary
+
+            print_summary(flow_summary)
         out.print(f"\nConfig: {config_path}\nTry: erpoa status --config {config_path}")
         for label, path in reports.items():
             out.print(f"{label}: {path}")

@@ -122,7 +122,9 @@ class ProjectConfig(Strict):
     expectations: Path = Path("expectations")
     reports: Path = Path("var/reports")
     run: RunSettings = Field(default_factory=RunSettings)
-    notify: list[dict[str, Any]] = Field(default_factory=list)
+    notify: dict[str, Any] | list[dict[Any, Any]] = Field(
+        default_factory=list, description="alert channels: `{channels: [...]}` or a bare list (see docs/airflow.md)"
+    )
     config_path: Path | None = Field(default=None, exclude=True)
 
     def connection(self, name: str) -> ConnectionConfig:

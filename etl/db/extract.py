@@ -147,7 +147,8 @@ def iter_chunks(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[pd.
             result = c.execution_options(stream_results=True, max_row_buffer=request.chunk_size).execute(stmt)
             keys = list(request.columns)
             for rows in result.partitions(request.chunk_size):
-                yield pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
+                # Plain tuples: pandas probes SQLAlchemy Row objects attribute by attribute otherwise.
+                yield pd.DataFrame.from_records(list(map(tuple, rows)), columns=keys, coerce_float=False)
     except GeneratorExit:
         raise
     except Exception as exc:

@@ -14,27 +14,36 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Select, Table, select, text
+from sqlalchemy import Connection, Date, Select, Table, select, text
 from sqlalchemy.sql import ColumnElement
 
 BATCH_ROWS = 10_000
 
 
-def records(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Rows as tuples of Python values with None for every kind of null."""
+def records(frame: pd.DataFrame, columns: Sequence[str], table: Table | None = None,
+            dialect: str | None = None) -> list[tuple[Any, ...]]:
+    """Rows as tuples of plain Python values, None for every kind of null.
+
+    For SQLite, timestamps are written as text in SQLAlchemy's own format
+    (`Date` columns as `YYYY-MM-DD`), so rows written here and by SQLAlchemy agree.
+    """
     if frame.empty:
         return []
     data = []
     for name in columns:
         col = frame[name]
         if pd.api.types.is_datetime64_any_dtype(col.dtype):
-            values = np.array(col.dt.to_pydatetime(), dtype=object)
-            values[col.isna().to_numpy()] = None
+            if dialect == "sqlite":
+                is_date = table is not None and name in table.c and isinstance(table.c[name].type, Date)
+                text_values = col.dt.strftime("%Y-%m-%d" if is_date else "%Y-%m-%d %H:%M:%S.%f")
+                values = text_values.to_numpy(dtype=object, na_value=None)
+            else:
+                values = np.array(col.dt.to_pydatetime(), dtype=object)
+                values[col.isna().to_numpy()] = None
         else:
-            values = col.astype(object).to_numpy(copy=True)
-            values[pd.isna(values)] = None
-            if col.dtype.kind in "iuf" or str(col.dtype) in ("Int64", "boolean"):
-                values = np.array([v.item() if hasattr(v, "item") else v for v in values], dtype=object)
+            values = col.to_numpy(dtype=object, na_value=None, copy=True)
+            if col.dtype == object:
+                values[pd.isna(values)] = None
         data.append(values)
     return list(zip(*data, strict=True))
 
@@ -44,9 +53,24 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: S
     columns = list(columns or frame.columns)
     if frame.empty:
         return 0
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+    dialect = conn.dialect.name
+    if dialect == "postgresql" and conn.dialect.driver == "psycopg":
         return _copy_postgres(conn, table, frame, columns)
-    rows = records(frame, columns)
+    rows = records(frame, columns, table, dialect)
+    if dialect in ("sqlite", "mysql", "mariadb") and conn.dialect.driver in ("pysqlite", "pymysql"):
+        # The driver's own executemany: no per-row SQLAlchemy parameter processing (PyMySQL folds it
+        # into multi-row INSERTs); values are already plain Python objects.
+        q = conn.dialect.identifier_preparer.quote
+        marker = "?" if dialect == "sqlite" else "%s"
+        sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "  # noqa: S608
+               f"({', '.join(q(c) for c in columns)}) VALUES ({', '.join([marker] * len(columns))})")
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(rows), BATCH_ROWS):
+                cursor.executemany(sql, rows[start : start + BATCH_ROWS])
+        finally:
+            cursor.close()
+        return len(rows)
     stmt = table.insert()
     for start in range(0, len(rows), BATCH_ROWS):
         batch = [dict(zip(columns, row, strict=True)) for row in rows[start : start + BATCH_ROWS]]

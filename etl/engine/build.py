@@ -30,7 +30,7 @@ SMALL_KEYSET = 5_000
 
 def _read(engine: Engine, stmt: Any, columns: Sequence[str]) -> pd.DataFrame:
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(stmt).all(), columns=list(columns))
+        return pd.DataFrame.from_records(list(map(tuple, conn.execute(stmt))), columns=list(columns))
 
 
 def _rows_for_keys(
@@ -135,9 +135,8 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     )
     existing = existing.set_index("_key")
     golden["_action"] = _actions(golden, existing)
-    vanished = [
-        k for k in keys if k not in set(golden["_key"]) and k in existing.index and bool(existing.at[k, "_active"])
-    ]
+    without_sources = existing.index.difference(pd.Index(golden["_key"])).intersection(pd.Index(keys))
+    vanished = [k for k in without_sources if bool(existing.at[k, "_active"])]
     changed = golden["_action"].isin(["insert", "update"])
     bad = _check_references(ctx, mapping, golden[changed], partition)
     bad = pd.concat([bad, _gate(ctx, mapping, golden[changed], partition)], ignore_index=True)

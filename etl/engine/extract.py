@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, delete, exists, func, literal, select
+from sqlalchemy import and_, delete, exists, func, inspect, literal, select
 
 from etl import faults
 from etl.db.connect import dialect_of
@@ -169,6 +169,9 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     tables = ctx.tables(mapping)
     work = ctx.work_tables(mapping)
     mirror, stage = tables.mirror, work.stage
+    target_engine = ctx.target_engine(mapping)
+    if not inspect(target_engine).has_table(mirror.name, schema=mirror.schema):
+        return 0  # never published: nothing can have vanished
     if ctx.same_database:
         present = exists().where(
             and_(stage.c._run == ctx.run_id, stage.c._source == source, stage.c._src_id == mirror.c._src_id)

@@ -1,7 +1,7 @@
 """A whole sync: every entity in dependency order, each through extract, merge+gate, publish, reconcile.
 
 The CLI calls `run_sync`; the Airflow DAG calls the same stage functions one task
-at a time (see `etl.airflow_tasks`).
+at a time (see `etl.orchestration.tasks`).
 """
 
 from __future__ import annotations

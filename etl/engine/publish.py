@@ -154,11 +154,16 @@ def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
             )
         )
         linked = resolved = 0
+        open_rows = ctx.store.quarantine(entity=entity, status="open")
+        open_rows = open_rows[open_rows["run_id"] != ctx.run_id]
+        gate_keys = set(open_rows.loc[open_rows["stage"].str.match(r"^(gate|integrity)"), "golden_key"].dropna())
         for rows in result.partitions(XREF_CHUNK):
-            frame = pd.DataFrame(rows, columns=["golden_key", "ids"])
+            frame = pd.DataFrame.from_records(list(map(tuple, rows)), columns=["golden_key", "ids"])
             linked += ctx.store.upsert_xref(entity, ctx.run_id, _explode_ids(frame))
             faults.point("finalize.xref_chunk")
-            resolved += ctx.store.resolve_quarantine_keys(entity, frame["golden_key"].tolist(), ctx.run_id)
+            published = [k for k in frame["golden_key"] if k in gate_keys]
+            if published:
+                resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
         gone = [
             r[0]
             for r in conn.execute(select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate"))
@@ -171,6 +176,8 @@ def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
         )
     if gone:
         ctx.store.deactivate_xref(entity, ctx.run_id, gone)
+    open_ids = set(zip(open_rows["source"].astype(str), open_rows["src_id"].astype(str), strict=True))
+    passed = passed[[(s, i) in open_ids for s, i in zip(passed["source"], passed["src_id"], strict=True)]]
     for source, part in passed.groupby("source"):
         resolved += ctx.store.resolve_quarantine(entity, str(source), part["src_id"].tolist(), ctx.run_id)
     faults.point("finalize.resolved")

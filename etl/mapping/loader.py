@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from etl.errors import ConfigError, ConfigIssue
 from etl.mapping import registry
-from etl.mapping.codes import CodeTable
+from etl.mapping.codes import CodeTable, normalize_code
 from etl.mapping.model import EntityMapping, SourceSpec
 from etl.yamlio import SourceMap, issues_from_validation, load_yaml, sort_issues, validate_model
 
 ENTITY_ORDER = ("department", "employee", "contract", "purchase")
+EMPTY_MAPPING = "the file is empty; an entity mapping needs key:, fields:, sources: and target:"
 
 
 @dataclass
@@ -57,11 +58,16 @@ def load_code_tables(folder: Path, root: Path) -> tuple[dict[str, CodeTable], li
         name = _display(path, root)
         try:
             data, smap = load_yaml(path, display=name)
-            if isinstance(data, dict):
-                data.setdefault("name", path.stem)
-            table = validate_model(CodeTable, data, smap)
         except ConfigError as exc:
             issues.extend(exc.issues)
+            continue
+        issues.extend(smap.misread_numbers())
+        if isinstance(data, dict):
+            data.setdefault("name", path.stem)
+        try:
+            table = validate_model(CodeTable, data, smap)
+        except ConfigError as exc:
+            issues.extend(_locate_ambiguous(exc.issues, data, smap))
             continue
         if table.name != path.stem:
             issues.append(
@@ -69,6 +75,39 @@ def load_code_tables(folder: Path, root: Path) -> tuple[dict[str, CodeTable], li
             )
         tables[table.name] = table
     return tables, issues, files
+
+
+def _locate_ambiguous(issues: list[ConfigIssue], data: object, smap: SourceMap) -> list[ConfigIssue]:
+    """Point "'x' maps to both 'A' and 'B'" at the second spelling.
+
+    `CodeTable` finds the conflict in a whole-table validator, which pydantic can only
+    place at the table itself; the raw entries tell which entry and synonym it is.
+    """
+    located: list[ConfigIssue] = []
+    entries = data.get("entries") if isinstance(data, dict) else None
+    for issue in issues:
+        if issue.path or " maps to both " not in issue.message or not isinstance(entries, list):
+            located.append(issue)
+            continue
+        seen: dict[tuple[str, object], object] = {}
+        spot: tuple[str | int, ...] | None = None
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            synonyms = entry.get("synonyms")
+            spellings: list[tuple[tuple[str | int, ...], object]] = [
+                (("code",), entry.get("code")),
+                (("name",), entry.get("name")),
+                *((("synonyms", j), v) for j, v in enumerate(synonyms if isinstance(synonyms, list) else [])),
+            ]
+            for where, value in spellings:
+                if value is None:
+                    continue
+                key = (normalize_code(str(value)), entry.get("valid_from"))
+                if seen.setdefault(key, entry.get("code")) != entry.get("code") and spot is None:
+                    spot = ("entries", i, *where)
+        located.append(smap.issue(spot, issue.message) if spot else issue)
+    return located
 
 
 def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = None) -> MappingSet:
@@ -91,6 +130,9 @@ def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = Non
         name = _display(path, folder)
         try:
             data, smap = load_yaml(path, display=name)
+            if data is None:
+                raise ConfigError([ConfigIssue(name, None, None, "", EMPTY_MAPPING)])
+            issues.extend(smap.misread_numbers())
             if isinstance(data, dict):
                 data.setdefault("entity", path.stem)
             mapping = validate_model(EntityMapping, data, smap)
@@ -149,8 +191,10 @@ def check_entity(
     for source_name, source in mapping.sources.items():
         issues.extend(_check_source(mapping, source_name, source, smap, tables, connections))
     surv = mapping.survivorship
+    # The implicit default [erp, oa] must not be held against an entity with one source.
+    written_default = "default" in surv.model_fields_set
     for loc, rule in [
-        (("survivorship", "default"), surv.default),
+        *([(("survivorship", "default"), surv.default)] if written_default else []),
         *((("survivorship", "fields", f), r) for f, r in surv.fields.items()),
     ]:
         if loc[1] == "fields" and loc[2] not in fields:
@@ -274,12 +318,16 @@ def _check_across(entities: dict[str, EntityMapping], maps: dict[str, SourceMap]
         smap = maps[name]
         key = (mapping.target.connection, mapping.target.table.lower())
         if key in targets:
-            issues.append(
-                smap.issue(
-                    ("target", "table"),
-                    f"target table '{mapping.target.table}' is also used by entity '{targets[key]}'",
+            # Reported in both files: the steward may be editing either of them.
+            for here, there in ((name, targets[key]), (targets[key], name)):
+                line, _ = maps[there].locate(("target", "table"))
+                issues.append(
+                    maps[here].issue(
+                        ("target", "table"),
+                        f"target table '{entities[here].target.table}' is also used by entity '{there}' "
+                        f"({maps[there].file}:{line}); give each entity its own target table",
+                    )
                 )
-            )
         targets.setdefault(key, name)
         for fname, (entity, other) in mapping.references.items():
             if entity not in entities:
@@ -287,7 +335,7 @@ def _check_across(entities: dict[str, EntityMapping], maps: dict[str, SourceMap]
             elif other not in entities[entity].fields:
                 issues.append(
                     smap.issue(
-                        ("fields", fname, "references"), _unknown(f"field of {entity}", other, entities[entity].fields)
+                        ("fields", fname, "references"), _unknown(f"{entity} field", other, entities[entity].fields)
                     )
                 )
         for i, dep in enumerate(mapping.depends_on):
@@ -295,14 +343,24 @@ def _check_across(entities: dict[str, EntityMapping], maps: dict[str, SourceMap]
                 issues.append(smap.issue(("depends_on", i), _unknown("entity", dep, entities)))
     cycle = _find_cycle(entities)
     if cycle:
-        first = cycle[0]
+        first, second = cycle[0], cycle[1]
         issues.append(
             maps[first].issue(
-                ("depends_on",),
+                _dependency_loc(entities[first], second),
                 f"entities depend on each other in a cycle: {' -> '.join(cycle)}; remove one dependency",
             )
         )
     return issues
+
+
+def _dependency_loc(mapping: EntityMapping, other: str) -> tuple[str | int, ...]:
+    """Where `mapping` says it depends on `other`: a `depends_on` entry or a field's `references`."""
+    if other in mapping.depends_on:
+        return ("depends_on", mapping.depends_on.index(other))
+    for fname, (entity, _) in mapping.references.items():
+        if entity == other:
+            return ("fields", fname, "references")
+    return ("depends_on",)
 
 
 def _find_cycle(entities: dict[str, EntityMapping]) -> list[str] | None:

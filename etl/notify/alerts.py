@@ -66,9 +66,7 @@ def alerts_for_summary(
     report = report_path or _default_report_path(config)
     common: dict[str, Any] = {"run_id": summary.run_id, "dag_run": dag_run, "report_path": report}
     skipped = [e.entity for e in summary.entities if e.status == "skipped"]
-    alerts = [
-        _entity_failure(config, e, skipped, store, common) for e in summary.entities if e.status == "failed"
-    ]
+    alerts = [_entity_failure(config, e, skipped, store, common) for e in summary.entities if e.status == "failed"]
     if summary.status in ("failed", "partial") and not alerts:
         alerts.append(
             Alert(
@@ -226,7 +224,11 @@ def airflow_failure_callback(context: Mapping[str, Any]) -> list[DeliveryResult]
 
 def _alert_from_context(context: Mapping[str, Any]) -> list[DeliveryResult]:
     from etl.orchestration import connections
+    from etl.orchestration.errors import ALERTED
 
+    if getattr(context.get("exception"), ALERTED, False):
+        log.info("failure already alerted by the task itself")
+        return []
     ti = context.get("ti")
     dag_run = context.get("dag_run")
     params = dict(context.get("params") or {})

@@ -1,0 +1,116 @@
+"""
+### erpoa_approvals: approved OA requests -> ERP documents, every 15 minutes
+
+One task per approval flow of `mappings/flows/` (`erpoa flows run --flow NAME`):
+
+- `purchase_order`: approved e-cology purchase requisitions become U8 purchase
+  orders; the PO number is written back to the OA form;
+- `contract_archive`: approved contract requests are archived into CM_Contract;
+  the contract number is written back.
+
+Each task is idempotent: the OA request id is the key of a link table written in
+the same ERP transaction as the document, and the write-back and the
+cross-reference are derived from that table on every run. A task that fails, or
+a write-back that cannot be done, is completed by the next run; nothing is
+created twice. The flows take a lock in the reconciliation store, so a run that
+outlasts 15 minutes makes the next one skip (not queue).
+
+Transient errors (lost connection, deadlock) are retried with backoff; terminal
+ones (configuration, data) fail the task. Connections come from the Airflow
+Connections `erpoa_erp`, `erpoa_oa`, `erpoa_recon`, `erpoa_erp_write`,
+`erpoa_oa_write`, or from `erpoa.yaml` when not defined. See docs/approvals.md.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
+
+DAG_ID = "erpoa_approvals"
+# `flow:` of mappings/flows/*.yaml (a test keeps the two in step).
+FLOWS: tuple[str, ...] = ("purchase_order", "contract_archive")
+CONNECTION_NAMES = ("erp", "oa", "recon", "erp_write", "oa_write")
+
+TIMEZONE = os.environ.get("ERPOA_TIMEZONE", "Asia/Shanghai")
+_CRON = os.environ.get("ERPOA_APPROVALS_SCHEDULE", "*/15 * * * *").strip()
+SCHEDULE = None if _CRON.lower() in ("", "none", "manual") else CronTriggerTimetable(_CRON, timezone=TIMEZONE)
+RETRIES = int(os.environ.get("ERPOA_RETRIES", "3"))
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("ERPOA_RETRY_DELAY_SECONDS", "60")))
+
+
+def _default_config_path() -> str:
+    if os.environ.get("ERPOA_CONFIG"):
+        return os.environ["ERPOA_CONFIG"]
+    return os.path.join(os.environ.get("ERPOA_PROJECT_DIR") or ".", "erpoa.yaml")
+
+
+def _alert_on_failure(context: Any) -> None:
+    from etl.notify.alerts import airflow_failure_callback
+
+    airflow_failure_callback(context)
+
+
+@task(multiple_outputs=False, on_failure_callback=_alert_on_failure)
+def run_flow(flow: str, params: Any = None) -> dict[str, Any]:
+    """Run one flow; returns its counts (the XCom is counts, never data)."""
+    from etl import logs
+    from etl.errors import SourceUnavailableError
+    from etl.flows.run import run_flows
+    from etl.orchestration import connections
+    from etl.orchestration.errors import airflow_errors, fail_task, skip_task
+
+    params = params or {}
+    with airflow_errors(f"flow {flow}", redact=logs.redact):
+        config_path = str(params.get("config_path") or connections.default_config_path())
+        ids = connections.conn_ids(params.get("connections") or None)
+        config = connections.load_config(config_path, ids)
+        summary = run_flows(config, flows=[flow], dry_run=bool(params.get("dry_run")))
+        result = summary.flows[0]
+        if result.status == "failed":
+            if result.error == "LockedError":
+                raise skip_task(f"{flow}: the previous run still holds the lock")
+            if result.retryable:
+                raise SourceUnavailableError(result.message or f"{flow} failed")
+            raise fail_task(f"flow {flow}: {result.message}")
+    counts = summary.to_dict()["flows"][0]
+    counts.pop("created_numbers", None)
+    return counts
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2024, 1, 1, tz=TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["erpoa", "approvals", "erp", "oa"],
+    default_args={
+        "owner": "erpoa",
+        "retries": RETRIES,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=30),
+    },
+    params={
+        "dry_run": Param(False, type="boolean", description="Read everything, write nothing."),
+        "config_path": Param(_default_config_path(), type="string", description="Path of erpoa.yaml on the workers."),
+        "connections": Param(
+            {name: os.environ.get(f"ERPOA_CONN_ID_{name.upper()}", f"erpoa_{name}") for name in CONNECTION_NAMES},
+            type="object",
+            description="Airflow connection id per erpoa.yaml connection; ids not defined in Airflow fall back "
+            "to erpoa.yaml.",
+        ),
+    },
+)
+def erpoa_approvals() -> None:
+    for flow in FLOWS:
+        run_flow.override(task_id=flow)(flow)
+
+
+erpoa_approvals()

@@ -1,0 +1,221 @@
+"""
+### erpoa_master_data: nightly ERP <-> OA master-data sync
+
+The `erpoa sync` pipeline, one stage per task, so the stages of one entity can run
+on several workers:
+
+1. `start_run` checks the project config and mappings and records the run in the
+   reconciliation store (its XCom is the run id and settings, nothing else);
+2. one task group per entity, in dependency order department -> employee ->
+   (contract, purchase): `prepare` (takes the entity lock, creates tables) ->
+   `extract` (one mapped task per source) -> `plan_partitions` -> `merge_validate`
+   (one mapped task per partition: merge, compare, quality gate) -> `publish`
+   (gate decision, one target transaction, emits the entity's Asset) ->
+   `reconcile` (reconciliation, cleanup, releases the lock);
+3. `report` writes the run's reports; `finish_run` (runs whatever happened)
+   releases leftover locks, records the final status, sends alerts, and fails
+   when any entity failed.
+
+An entity whose dependency failed is skipped, as in `erpoa sync`. With
+`dry_run` only the `plan` task runs: it previews every entity and writes nothing.
+
+Transient errors (lost connection, deadlock, lock timeout) are retried with
+exponential backoff; terminal ones (configuration, data, quality gate) fail
+without retry. Connections come from the Airflow Connections `erpoa_erp`,
+`erpoa_oa`, `erpoa_target`, `erpoa_recon`, or from `erpoa.yaml` when not defined.
+See docs/airflow.md.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, CronTriggerTimetable, Param, TriggerRule, dag, task, task_group
+
+DAG_ID = "erpoa_master_data"
+# Dependency order; the entities of a layer run in parallel.
+LAYERS: tuple[tuple[str, ...], ...] = (("department",), ("employee",), ("contract", "purchase"))
+ENTITIES: tuple[str, ...] = tuple(e for layer in LAYERS for e in layer)
+# target.table of mappings/<entity>.yaml (a test keeps the two in step).
+TARGET_TABLES = {
+    "department": "md_department",
+    "employee": "md_employee",
+    "contract": "md_contract",
+    "purchase": "md_purchase_line",
+}
+ASSETS = {e: Asset(name=f"erpoa_{table}", uri=f"erpoa://target/{table}") for e, table in TARGET_TABLES.items()}
+CONNECTION_NAMES = ("erp", "oa", "target", "recon")
+
+TIMEZONE = os.environ.get("ERPOA_TIMEZONE", "Asia/Shanghai")
+_CRON = os.environ.get("ERPOA_SCHEDULE", "0 2 * * *").strip()
+SCHEDULE = None if _CRON.lower() in ("", "none", "manual") else CronTriggerTimetable(_CRON, timezone=TIMEZONE)
+RETRIES = int(os.environ.get("ERPOA_RETRIES", "3"))
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("ERPOA_RETRY_DELAY_SECONDS", "60")))
+# Optional routing of the heavy mapped tasks (extract, merge_validate) on Celery/Kubernetes.
+WORK_ROUTING: dict[str, Any] = {
+    k: v for k, v in (("queue", os.environ.get("ERPOA_QUEUE")), ("pool", os.environ.get("ERPOA_POOL"))) if v
+}
+
+
+def _default_config_path() -> str:
+    if os.environ.get("ERPOA_CONFIG"):
+        return os.environ["ERPOA_CONFIG"]
+    return os.path.join(os.environ.get("ERPOA_PROJECT_DIR") or ".", "erpoa.yaml")
+
+
+def _alert_on_failure(context: Any) -> None:
+    from etl.notify.alerts import airflow_failure_callback
+
+    airflow_failure_callback(context)
+
+
+# Task bodies are one call each into etl.orchestration.tasks, imported inside the task so
+# parsing this file imports nothing of the engine. `run` is start_run's XCom (a RunInfo dict).
+# Tasks return one small dict or list; multiple_outputs=False keeps it one XCom per task.
+
+
+@task(multiple_outputs=False, on_failure_callback=_alert_on_failure)
+def start_run(params: Any = None, dag_run: Any = None) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    return dict(
+        tasks.start_run(
+            params or {},
+            dag_id=DAG_ID,
+            dag_run=dag_run.run_id,
+            started=dag_run.start_date or dag_run.run_after,
+            known_entities=ENTITIES,
+        )
+    )
+
+
+@task(multiple_outputs=False)
+def plan(run: Any) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    return tasks.plan(run)
+
+
+# all_done: an entity decides itself (from the store) whether a dependency failed.
+@task(trigger_rule=TriggerRule.ALL_DONE)
+def prepare(run: Any, entity: str) -> list[str]:
+    from etl.orchestration import tasks
+
+    return tasks.prepare(run, entity)
+
+
+@task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['source'] }}", **WORK_ROUTING)
+def extract(run: Any, entity: str, source: str) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    return tasks.extract(run, entity, source)
+
+
+@task
+def plan_partitions(run: Any, entity: str) -> list[dict[str, int]]:
+    from etl.orchestration import tasks
+
+    return tasks.plan_partitions(run, entity)
+
+
+@task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['partition']['index'] }}", **WORK_ROUTING)
+def merge_validate(run: Any, entity: str, partition: dict[str, int]) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    return tasks.merge_validate(run, entity, partition)
+
+
+@task(multiple_outputs=False)
+def publish(run: Any, entity: str, extracted: Any, merged: Any) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    return tasks.publish(run, entity, extracted, merged)
+
+
+@task(multiple_outputs=False)
+def reconcile(run: Any, entity: str, published: dict[str, Any]) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    return tasks.reconcile(run, entity, published)
+
+
+@task(multiple_outputs=False, trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=_alert_on_failure)
+def report(run: Any) -> dict[str, str]:
+    from etl.orchestration import tasks
+
+    return tasks.report(run)
+
+
+@task(multiple_outputs=False, trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=_alert_on_failure)
+def finish_run(run: Any, reports: dict[str, str] | None, ti: Any = None) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    # The plan is pulled only in a dry run: otherwise `plan` is skipped and has no XCom.
+    return tasks.finish_run(run, plan=lambda: ti.xcom_pull(task_ids="plan"), reports=reports)
+
+
+@task_group
+def entity_sync(run: Any, entity: str) -> None:
+    """One entity: prepare -> extract per source -> merge_validate per partition -> publish -> reconcile."""
+    sources = prepare(run, entity)
+    extracted = extract.partial(run=run, entity=entity).expand(source=sources)
+    partitions = plan_partitions(run, entity)
+    extracted >> partitions
+    merged = merge_validate.partial(run=run, entity=entity).expand(partition=partitions)
+    published = publish.override(outlets=[ASSETS[entity]])(run, entity, extracted, merged)
+    reconcile(run, entity, published)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2024, 1, 1, tz=TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["erpoa", "master-data", "erp", "oa"],
+    default_args={
+        "owner": "erpoa",
+        "retries": RETRIES,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(hours=4),
+    },
+    params={
+        "entities": Param(
+            list(ENTITIES),
+            type="array",
+            items={"type": "string", "enum": list(ENTITIES)},
+            description="Entities to sync (dependencies first); empty means all.",
+        ),
+        "full_refresh": Param(False, type="boolean", description="Ignore watermarks and read everything."),
+        "dry_run": Param(False, type="boolean", description="Plan only: show what would change, publish nothing."),
+        "config_path": Param(_default_config_path(), type="string", description="Path of erpoa.yaml on the workers."),
+        "connections": Param(
+            {name: os.environ.get(f"ERPOA_CONN_ID_{name.upper()}", f"erpoa_{name}") for name in CONNECTION_NAMES},
+            type="object",
+            description="Airflow connection id per erpoa.yaml connection; ids not defined in Airflow fall back "
+            "to erpoa.yaml.",
+        ),
+    },
+)
+def erpoa_master_data() -> None:
+    run = start_run()
+    planned = plan(run)
+    previous: list[Any] = []
+    for layer in LAYERS:
+        groups = [entity_sync.override(group_id=entity)(run, entity) for entity in layer]
+        for upstream in previous:
+            upstream >> groups
+        previous = groups
+    reports = report(run)
+    previous >> reports
+    planned >> reports
+    planned >> finish_run(run, reports)
+
+
+erpoa_master_data()

@@ -1,0 +1,264 @@
+"""Compliance views and differences of the approval flows.
+
+`gather` takes a read-only snapshot of one flow (approvals, links, forms, ERP
+documents); `views` turns it into the four compliance views and `differences`
+into `erpoa_difference` rows (entity = flow name) together with the changes
+after creation (`approval_amended`, `approval_cancelled`). `audit_views(config)`
+is what the reconciliation report calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from etl import faults
+from etl.config.project import ProjectConfig
+from etl.db.connect import engine_for
+from etl.flows import connection_name, load_flows
+from etl.flows.approval import frame, read_approvals, table
+from etl.flows.contract_archive import checks_for
+from etl.flows.model import FlowSpec
+from etl.flows.purchase_order import (
+    PROBLEM_COLUMNS,
+    Checks,
+    Document,
+    Forms,
+    build_documents,
+    content_hashes,
+    read_forms,
+    read_links,
+)
+from etl.mapping.types import as_text
+from etl.store import schema as store_schema
+from etl.store.repo import Store
+
+VIEWS = ("req_without_po", "po_without_req", "amount_mismatch", "contract_without_approval")
+#: view -> `erpoa_difference.class` (a String(30) column: `audit_contract_without_approval` would not fit)
+CLASSES = {
+    "req_without_po": "audit_req_without_po",
+    "po_without_req": "audit_po_without_req",
+    "amount_mismatch": "audit_amount_mismatch",
+    "contract_without_approval": "audit_contract_no_approval",
+}
+DIFF_COLUMNS = ["diff_id", "class", "golden_key", "field", "erp_value", "oa_value", "target_value", "detail"]
+_IN = 500
+
+
+@dataclass
+class FlowState:
+    """What one flow sees of the OA and the ERP at one moment."""
+
+    spec: FlowSpec
+    approvals: pd.DataFrame
+    links: pd.DataFrame
+    forms: Forms
+    docs: dict[str, Document]
+    problems: pd.DataFrame
+    hashes: pd.Series
+
+    @property
+    def approved(self) -> pd.Index:
+        return self.approvals.index[self.approvals["state"] == "approved"]
+
+
+def gather(config: ProjectConfig, spec: FlowSpec, code_tables: Mapping[str, Any], *, as_of: date,
+           checks: Checks | None = None) -> FlowState:
+    """Read approvals, links and the forms of approved or linked requests; map them (no writes)."""
+    oa_conf = config.connection(spec.source.connection)
+    erp_conf = config.connection(connection_name(config, spec.target.connection, spec.target.fallback_connection))
+    with engine_for(oa_conf, read_only=True).connect() as conn:
+        approvals = read_approvals(conn, spec.approval, schema=oa_conf.schema_, code_tables=code_tables, as_of=as_of)
+    faults.point("flow.approvals_read")
+    with engine_for(erp_conf, read_only=True).connect() as conn:
+        links = read_links(conn, spec, erp_conf.schema_)
+    wanted = sorted(set(approvals.index[approvals["state"].isin(["approved", "held"])]) | set(links.index))
+    with engine_for(oa_conf, read_only=True).connect() as conn:
+        forms = read_forms(conn, spec, wanted, oa_conf.schema_)
+    hashes = content_hashes(spec, forms)
+    docs, problems = build_documents(spec, forms, approvals, code_tables, as_of=as_of, timezone=config.run.timezone,
+                                     checks=checks, hashes=hashes)
+    return FlowState(spec, approvals, links, forms, docs, problems, hashes)
+
+
+def read_erp_documents(conn: Connection, spec: FlowSpec, links: pd.DataFrame,
+                       schema: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every ERP document header (number, request_ref, id, compared columns) and the lines of linked ones."""
+    th, tl = spec.target.header, spec.target.lines
+    hcols = list(dict.fromkeys([th.number, th.request_ref, *([th.id] if th.id else []), *spec.audit.compare_header]))
+    heads = frame(conn, sa.select(*table(th.table, hcols, schema).c))
+    heads["doc_no"] = as_text(heads[th.number])
+    heads["request_ref"] = as_text(heads[th.request_ref]).str.strip()
+    lines = pd.DataFrame(columns=["doc_no", "row_no"])
+    if tl is not None and tl.row_no and spec.audit.compare_lines and not links.empty:
+        key = th.id or th.number
+        linked = heads[heads["doc_no"].isin(links["doc_no"].astype(str))]
+        owner = pd.Series(linked["doc_no"].to_numpy(), index=as_text(linked[key]).to_numpy())
+        lt = table(tl.table, [tl.parent, tl.row_no, *spec.audit.compare_lines], schema)
+        parents: list[Any] = [int(p) if p.isdigit() else p for p in owner.index]
+        parts = [frame(conn, sa.select(*lt.c).where(lt.c[tl.parent].in_(parents[s:s + _IN])))
+                 for s in range(0, len(parents), _IN)]
+        if parts:
+            lines = pd.concat(parts, ignore_index=True)
+            lines["doc_no"] = as_text(lines[tl.parent]).map(owner)
+            lines["row_no"] = pd.to_numeric(lines[tl.row_no], errors="coerce")
+    return heads.set_index("doc_no", drop=False), lines
+
+
+def _num(value: Any) -> float | None:
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return None if pd.isna(number) else float(number)
+
+
+def views(state: FlowState, heads: pd.DataFrame, lines: pd.DataFrame, *, now: datetime | None = None
+          ) -> dict[str, pd.DataFrame]:
+    """The compliance views of one flow (each with a `flow` column)."""
+    spec, appr, links = state.spec, state.approvals, state.links
+    now = now or datetime.now()
+    number = spec.source.header.number
+    reasons = state.problems.groupby("request_id")["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
+    waiting = appr[appr["state"].isin(["approved", "held"]) & ~appr.index.isin(links.index)]
+    no_doc = pd.DataFrame({
+        "flow": spec.flow,
+        "request_id": waiting.index,
+        "request_no": [state.forms.headers.at[r, number] if number and r in state.forms.headers.index else None
+                       for r in waiting.index],
+        "state": waiting["state"].to_numpy(),
+        "approved_at": waiting["approved_at"].to_numpy(),
+        "waiting_days": [(now - pd.Timestamp(t)).days if pd.notna(t) else None for t in waiting["approved_at"]],
+        "approver": waiting["approver"].to_numpy(),
+        "reason": [waiting.at[r, "note"] if waiting.at[r, "state"] == "held" else reasons.get(r) or (
+            "not created yet" if r in state.forms.headers.index else "form row not found") for r in waiting.index],
+    })
+    unlinked = heads[~heads["doc_no"].isin(links["doc_no"].astype(str))]
+    ref = unlinked["request_ref"].fillna("")
+    ref_state = ref.map(appr["state"]).fillna("missing").where(ref != "", "none")
+    orphan = unlinked[ref_state != "approved"]
+    orphan_state = ref_state[orphan.index]
+    stray = pd.DataFrame({
+        "flow": spec.flow,
+        "doc_no": orphan["doc_no"].to_numpy(),
+        "request_ref": orphan["request_ref"].to_numpy(),
+        "state": orphan_state.to_numpy(),
+        "reason": ["no OA request id" if not r else "OA request not found" if s == "missing"
+                   else f"OA request {s}" + (f": {appr.at[r, 'note']}" if pd.notna(appr.at[r, "note"]) else "")
+                   for r, s in zip(ref[orphan.index], orphan_state, strict=True)],
+    })
+    rows: list[dict[str, Any]] = []
+    for rid, link in links.iterrows():
+        doc, no = state.docs.get(str(rid)), str(link["doc_no"])
+        if doc is None or doc.header is None or no not in heads.index:
+            continue
+        for col in spec.audit.compare_header:
+            rows.append({"line": None, "column": col, "oa": _num(doc.header.get(col)), "erp": _num(heads.at[no, col]),
+                         "doc_no": no, "request_id": rid})
+        if spec.audit.compare_lines:
+            erp = lines[lines["doc_no"] == no].set_index("row_no")
+            for i in range(1, max(len(doc.lines), len(erp)) + 1):
+                mine = doc.lines[i - 1] if i <= len(doc.lines) else {}
+                for col in spec.audit.compare_lines:
+                    rows.append({"line": i, "column": col, "oa": _num(mine.get(col)),
+                                 "erp": _num(erp.at[i, col]) if i in erp.index else None, "doc_no": no,
+                                 "request_id": rid})
+    diff = pd.DataFrame(rows, columns=["doc_no", "request_id", "line", "column", "oa", "erp"])
+    differs = (diff["oa"].isna() != diff["erp"].isna()) | ((diff["oa"] - diff["erp"]).abs() > spec.audit.tolerance)
+    mismatch = diff[differs.fillna(False).astype(bool)]
+    mismatch.insert(0, "flow", spec.flow)
+    mismatch["difference"] = (mismatch["erp"] - mismatch["oa"]).round(4)
+    kind_view = "po_without_req" if spec.kind == "purchase_order" else "contract_without_approval"
+    return {"req_without_po": no_doc, kind_view: stray, "amount_mismatch": mismatch.reset_index(drop=True)}
+
+
+def changes(state: FlowState) -> pd.DataFrame:
+    """Linked requests changed in the OA after their document was created: amended or cancelled."""
+    rows = []
+    for rid, link in state.links.iterrows():
+        current = str(state.approvals["state"].get(rid, "missing"))
+        if current == "approved" and rid not in state.forms.headers.index:
+            current = "missing"
+        if current != "approved":
+            rows.append({"request_id": rid, "doc_no": str(link["doc_no"]), "class": "approval_cancelled",
+                         "state": current, "link_hash": link["content_hash"], "hash": state.hashes.get(rid)})
+        elif state.hashes.get(rid) != link["content_hash"]:
+            rows.append({"request_id": rid, "doc_no": str(link["doc_no"]), "class": "approval_amended",
+                         "state": current, "link_hash": link["content_hash"], "hash": state.hashes.get(rid)})
+    return pd.DataFrame(rows, columns=["request_id", "doc_no", "class", "state", "link_hash", "hash"])
+
+
+def diff_id(entity: str, cls: str, ident: str | None, fld: str | None) -> str:
+    """Stable identity of a difference (the formula of etl.reconcile.compare.diff_id)."""
+    return hashlib.sha1("\x1f".join([entity, cls, ident or "", fld or ""]).encode("utf-8")).hexdigest()[:16]
+
+
+def differences(spec: FlowSpec, changed: pd.DataFrame, found: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """`erpoa_difference` rows for the changes and the audit views of one flow."""
+    rows: list[dict[str, Any]] = []
+
+    def text(value: Any) -> str | None:
+        return None if value is None or (not isinstance(value, str) and pd.isna(value)) or value == "" else str(value)
+
+    def add(cls: str, key: str, fld: str | None, erp: Any, oa: Any, detail: dict[str, Any]) -> None:
+        rows.append({"diff_id": diff_id(spec.flow, cls, key, fld), "class": cls, "golden_key": key, "field": fld,
+                     "erp_value": text(erp), "oa_value": text(oa),
+                     "target_value": None, "detail": json.dumps(detail, ensure_ascii=False, default=str)})
+
+    for r in changed.itertuples(index=False):
+        what = "amended" if r[2] == "approval_amended" else r.state
+        add(r[2], r.doc_no, None, r.doc_no, f"{r.request_id} ({what})",
+            {"oa_request_id": r.request_id, "state": r.state, "hash_at_creation": r.link_hash, "hash_now": r.hash})
+    for r in found.get("req_without_po", pd.DataFrame()).itertuples(index=False):
+        add(CLASSES["req_without_po"], r.request_id, None, None, r.request_no,
+            {"state": r.state, "approved_at": r.approved_at, "approver": r.approver, "reason": r.reason})
+    for name in ("po_without_req", "contract_without_approval"):
+        for r in found.get(name, pd.DataFrame()).itertuples(index=False):
+            add(CLASSES[name], r.doc_no, None, r.request_ref, r.state, {"reason": r.reason})
+    for r in found.get("amount_mismatch", pd.DataFrame()).itertuples(index=False):
+        fld = r.column if pd.isna(r.line) else f"line {int(r.line)}.{r.column}"
+        add(CLASSES["amount_mismatch"], r.doc_no, fld, r.erp, r.oa, {"oa_request_id": r.request_id})
+    return pd.DataFrame(rows, columns=DIFF_COLUMNS)
+
+
+def erp_documents(config: ProjectConfig, spec: FlowSpec, links: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`read_erp_documents` through the flow's ERP connection (read-only)."""
+    erp_conf = config.connection(connection_name(config, spec.target.connection, spec.target.fallback_connection))
+    with engine_for(erp_conf, read_only=True).connect() as conn:
+        return read_erp_documents(conn, spec, links, erp_conf.schema_)
+
+
+def flow_views(config: ProjectConfig, spec: FlowSpec, code_tables: Mapping[str, Any], *, as_of: date,
+               state: FlowState | None = None) -> tuple[FlowState, dict[str, pd.DataFrame]]:
+    """Snapshot (unless given) and views of one flow."""
+    state = state or gather(config, spec, code_tables, as_of=as_of, checks=checks_for(spec))
+    heads, lines = erp_documents(config, spec, state.links)
+    return state, views(state, heads, lines)
+
+
+def open_problems(config: ProjectConfig, flow: str) -> pd.DataFrame:
+    """The flow's open quarantine rows (problems found when publishing, e.g. a refused document)."""
+    engine = engine_for(config.connection("recon"), read_only=True)
+    if not sa.inspect(engine).has_table(store_schema.quarantine.name):
+        return pd.DataFrame(columns=PROBLEM_COLUMNS)
+    rows = Store(engine).quarantine(entity=flow, status="open")
+    return rows.rename(columns={"src_id": "request_id"}).reindex(columns=PROBLEM_COLUMNS)
+
+
+def audit_views(config: ProjectConfig, flows: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The compliance views of every enabled flow (read-only), one frame per view with a `flow` column."""
+    flowset = load_flows(config)
+    found: dict[str, list[pd.DataFrame]] = {name: [] for name in VIEWS}
+    for spec in flowset.select(flows):
+        state = gather(config, spec, flowset.code_tables, as_of=date.today(), checks=checks_for(spec))
+        state.problems = pd.concat([state.problems, open_problems(config, spec.flow)], ignore_index=True)
+        _, got = flow_views(config, spec, flowset.code_tables, as_of=date.today(), state=state)
+        for name, part in got.items():
+            found[name].append(part)
+    return {name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flow"])
+            for name, parts in found.items()}

@@ -1,0 +1,89 @@
+"""Document numbers and ERP ids, allocated inside the document's ERP transaction under the flow lock.
+
+The lock is one row per flow in `erpoa_flow_lock` (ERP database). Updating it is
+the first statement of every document transaction: a row lock on PostgreSQL and
+MariaDB (InnoDB), the database write lock on SQLite. Flow runs therefore allocate
+one after another, and `max + 1` (ids) and "highest sequence of today + 1"
+(numbers) read what the previous holder committed. Writers outside the flows (a
+buyer keying a PO in U8 at the same moment) are caught by the ERP's own primary
+key / unique constraints: the transaction fails and is retried with fresh values.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from etl.errors import DataError
+from etl.flows.model import DocNoRule
+
+LOCK_TABLE = "erpoa_flow_lock"
+
+
+def lock_table(metadata: sa.MetaData, schema: str | None = None) -> sa.Table:
+    """`erpoa_flow_lock`: one row per flow, updated first in every document transaction."""
+    name = f"{schema}.{LOCK_TABLE}" if schema else LOCK_TABLE
+    if name in metadata.tables:
+        return metadata.tables[name]
+    return sa.Table(
+        LOCK_TABLE,
+        metadata,
+        sa.Column("flow", sa.String(60), primary_key=True),
+        sa.Column("run_id", sa.String(40)),
+        sa.Column("touched_at", sa.DateTime),
+        schema=schema,
+    )
+
+
+def ensure_lock_row(engine: sa.Engine, lock: sa.Table, flow: str) -> None:
+    """Create the flow's lock row once (outside the document transactions)."""
+    with engine.connect() as conn:
+        if conn.execute(sa.select(lock.c.flow).where(lock.c.flow == flow)).first() is not None:
+            return
+    try:
+        with engine.begin() as conn:
+            conn.execute(lock.insert().values(flow=flow, touched_at=datetime.now().replace(microsecond=0)))
+    except sa.exc.IntegrityError:
+        pass  # another run created it first
+
+
+def take_lock(conn: Connection, lock: sa.Table, flow: str, run_id: str) -> None:
+    """Serialise document transactions of `flow` until this transaction ends."""
+    stamp = datetime.now().replace(microsecond=0)
+    done = conn.execute(sa.update(lock).where(lock.c.flow == flow).values(run_id=run_id, touched_at=stamp))
+    if not done.rowcount:
+        raise DataError(f"the lock row of flow '{flow}' is missing from {LOCK_TABLE}; rerun to recreate it")
+
+
+def stem(rule: DocNoRule, day: date) -> str:
+    """Prefix and date part of the numbers of `day`, e.g. `PO20261124`."""
+    return f"{rule.prefix}{day.strftime(rule.date_format) if rule.date_format else ''}"
+
+
+def format_number(rule: DocNoRule, day: date, seq: int) -> str:
+    """The number with sequence `seq` on `day`; DataError when the sequence outgrows its width."""
+    if seq >= 10**rule.width:
+        raise DataError(f"document numbers {stem(rule, day)}{'9' * rule.width} exhausted; widen `docno.width`")
+    return f"{stem(rule, day)}{seq:0{rule.width}d}"
+
+
+def sequence_of(rule: DocNoRule, day: date, number: str) -> int | None:
+    """The sequence of `number` if it has the shape of a number of `day`, else None."""
+    head = stem(rule, day)
+    tail = number[len(head):] if number.startswith(head) else ""
+    return int(tail) if len(tail) == rule.width and tail.isdigit() else None
+
+
+def next_number(conn: Connection, column: sa.ColumnElement[str], rule: DocNoRule, day: date) -> str:
+    """The next free number of `day`: one above the highest the ERP already has (whoever created it)."""
+    # '_' in a prefix is a LIKE wildcard: harmless, `sequence_of` keeps only exact matches
+    taken = conn.execute(sa.select(column).where(column.like(stem(rule, day) + "%"))).scalars()
+    seqs = [s for s in (sequence_of(rule, day, str(n)) for n in taken if n is not None) if s is not None]
+    return format_number(rule, day, max(seqs, default=0) + 1)
+
+
+def next_id(conn: Connection, column: sa.ColumnElement[int]) -> int:
+    """`max + 1` of a numeric key column (call under the flow lock)."""
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(column), 0))).scalar() or 0) + 1

@@ -1,0 +1,442 @@
+"""The body of every task of the `erpoa_master_data` DAG, one function per task.
+
+Each function rebuilds the run's `SyncContext` from the project config (with
+Airflow's connections) and the `RunInfo` that `start_run` returned, runs one
+stage of `etl.engine`, and returns a small dict of counts: XCom carries run ids
+and counts, never data. Data stays in the staging and gold tables of the target
+database, keyed by run id, which is what makes every stage idempotent per
+(run, entity, stage) and lets mapped tasks run on different workers.
+
+The order is the one of `etl.engine.pipeline.sync_entity`: prepare (lock, create
+tables, drop old staging) -> extract per source -> partitions -> merge and
+validate per partition -> gate, publish, finalize -> reconcile, cleanup, unlock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any, TypedDict
+
+from etl import logs
+from etl.config.project import ProjectConfig
+from etl.db.connect import engine_for
+from etl.engine import build as build_stage
+from etl.engine import extract as extract_stage
+from etl.engine import publish as publish_stage
+from etl.engine.context import SyncContext
+from etl.engine.hooks import default_hooks
+from etl.engine.pipeline import EntityResult, SyncSummary, load_project_mappings, open_store, record, run_sync
+from etl.errors import ConfigError
+from etl.orchestration import connections, locking
+from etl.orchestration.errors import airflow_errors, fail_task, skip_task
+from etl.store.repo import Store
+
+log = logging.getLogger("erpoa.airflow")
+
+TRIGGER = "airflow"
+ACTIONS = ("insert", "update", "unchanged", "inactivate", "deactivated", "rejected", "duplicates")
+_FIGURES = ("inserted", "updated", "unchanged", "inactivated", "quarantined", "differences")
+
+
+class RunInfo(TypedDict):
+    """What every task needs to rebuild the run (the XCom of `start_run`)."""
+
+    run_id: str
+    dag_id: str
+    dag_run: str
+    config_path: str
+    connections: dict[str, str]
+    entities: list[str]
+    full_refresh: bool
+    dry_run: bool
+    mode: str
+    mapping_version: str
+    as_of: str
+    started_at: str
+
+
+def _since(t0: float) -> float:
+    return round(time.monotonic() - t0, 3)
+
+
+def make_run_id(dag_id: str, dag_run: str, started: datetime) -> str:
+    """The erp-oa-sync run id of a DAG run, the same on every retry of `start_run`.
+
+    Local time like `new_run_id`, because the store orders runs by id.
+    """
+    digest = hashlib.sha1(f"{dag_id}\x1f{dag_run}".encode(), usedforsecurity=False).hexdigest()[:6]
+    return f"{started.astimezone():%Y%m%dT%H%M%S}-{digest}"
+
+
+def start_run(
+    params: Mapping[str, Any],
+    *,
+    dag_id: str,
+    dag_run: str,
+    started: datetime | None,
+    known_entities: Sequence[str],
+) -> RunInfo:
+    """Check config and mappings, fix the run id and record the run in the store.
+
+    `started` is when the DAG run started; `as_of` is the local date now, as `erpoa sync` uses.
+    """
+    with airflow_errors("start_run", redact=logs.redact):
+        config_path = str(params.get("config_path") or connections.default_config_path())
+        ids = connections.conn_ids(params.get("connections") or None)
+        config = connections.load_config(config_path, ids)
+        mappings = load_project_mappings(config)
+        requested = [str(e) for e in params.get("entities") or []]
+        wanted = requested or config.run.entities or [e for e in known_entities if e in mappings.entities]
+        outside = [e for e in wanted if e not in known_entities]
+        if outside:
+            raise ConfigError(
+                f"entities {', '.join(outside)} have no task group in this DAG; it syncs {', '.join(known_entities)}"
+            )
+        names = mappings.order(wanted)
+        ignored = [e for e in mappings.entities if e not in known_entities]
+        if ignored:
+            log.warning("mappings define %s, which this DAG does not sync", ", ".join(ignored))
+        dry_run = bool(params.get("dry_run"))
+        full_refresh = bool(params.get("full_refresh"))
+        info = RunInfo(
+            run_id=make_run_id(dag_id, dag_run, started or datetime.now().astimezone()),
+            dag_id=dag_id,
+            dag_run=dag_run,
+            config_path=config_path,
+            connections=ids,
+            entities=names,
+            full_refresh=full_refresh,
+            dry_run=dry_run,
+            mode="plan" if dry_run else ("full" if full_refresh else "incremental"),
+            mapping_version=mappings.version,
+            as_of=date.today().isoformat(),
+            started_at=datetime.now().astimezone().isoformat(),
+        )
+        if not dry_run:
+            open_store(config).start_run(
+                info["run_id"], trigger=TRIGGER, mode=info["mode"], mapping_version=mappings.version, entities=names
+            )
+        log.info("run %s (%s) of %s: %s", info["run_id"], info["mode"], dag_run, ", ".join(names))
+        return info
+
+
+def context_for(run: RunInfo) -> SyncContext:
+    """The run's SyncContext, rebuilt in this task's process."""
+    config = connections.load_config(run["config_path"], run["connections"])
+    mappings = load_project_mappings(config)
+    if mappings.version != run["mapping_version"]:
+        raise ConfigError(
+            f"the mappings changed while run {run['run_id']} was running (version {run['mapping_version']} -> "
+            f"{mappings.version}); let this run fail and trigger a new one"
+        )
+    return SyncContext(
+        config=config,
+        mappings=mappings,
+        store=Store(engine_for(config.connection("recon"))),
+        run_id=run["run_id"],
+        full_refresh=run["full_refresh"],
+        trigger=TRIGGER,
+        as_of=date.fromisoformat(run["as_of"]),
+    )
+
+
+@contextmanager
+def _stage(run: RunInfo, entity: str, stage: str) -> Iterator[SyncContext]:
+    """The context of one entity stage; a failure is recorded on the entity row, then mapped for Airflow."""
+    built: list[SyncContext] = []
+
+    def record_failure(exc: BaseException, message: str, transient: bool) -> None:
+        if built:
+            if transient:
+                status, note = "running", f"{stage} (transient, retried by Airflow): {message}"
+            else:
+                status, note = "failed", message
+            built[0].store.record_entity(run["run_id"], entity, status=status, message=note)
+
+    with airflow_errors(f"{entity}: {stage}", redact=logs.redact, on_error=record_failure):
+        built.append(context_for(run))
+        yield built[0]
+
+
+def plan(run: RunInfo) -> dict[str, Any]:
+    """Dry run (`dry_run` param): plan every entity, write nothing; skipped otherwise."""
+    if not run["dry_run"]:
+        raise skip_task("not a dry run")
+    with airflow_errors("plan", redact=logs.redact):
+        config = connections.load_config(run["config_path"], run["connections"])
+        summary, ctx = run_sync(
+            config,
+            entities=run["entities"],
+            full_refresh=run["full_refresh"],
+            dry_run=True,
+            trigger=TRIGGER,
+            run_id=run["run_id"],
+        )
+        ctx.close()
+        return summary.to_dict()
+
+
+def prepare(run: RunInfo | None, entity: str) -> list[str]:
+    """Take the entity's lock, create its tables, drop old staging; returns the sources to extract."""
+    if run is None:
+        raise skip_task("the run did not start")
+    if run["dry_run"]:
+        raise skip_task("dry run: the plan task previews every entity")
+    if entity not in run["entities"]:
+        raise skip_task(f"{entity} is not among this run's entities")
+    with _stage(run, entity, "prepare") as ctx:
+        mapping = ctx.mapping(entity)
+        blocked = _blocked(ctx, run, mapping.dependencies)
+        if blocked:
+            message = f"skipped: {', '.join(blocked)} failed"
+            record(ctx, EntityResult(entity=entity, status="skipped", message=message))
+            raise skip_task(message)
+        locking.acquire(
+            ctx.store.engine,
+            entity,
+            locking.target_of(mapping),
+            ctx.run_id,
+            wait_seconds=ctx.config.run.lock_wait_seconds,
+        )
+        ctx.store.record_entity(ctx.run_id, entity, status="running", message=None)
+        extract_stage.prepare(ctx, entity)
+        return list(mapping.sources)
+
+
+def _blocked(ctx: SyncContext, run: RunInfo, dependencies: Iterable[str]) -> list[str]:
+    """Dependencies synced in this run that did not succeed (as `run_sync` skips dependants of failures)."""
+    statuses = {r["entity"]: r["status"] for r in ctx.store.entity_runs(run["run_id"])}
+    return [d for d in dependencies if d in run["entities"] and statuses.get(d) != "success"]
+
+
+def extract(run: RunInfo, entity: str, source: str) -> dict[str, Any]:
+    """Extract one source of the entity into staging; returns read/staged/rejected/deleted counts."""
+    with _stage(run, entity, f"extract {source}") as ctx:
+        t0 = time.monotonic()
+        counts = extract_stage.extract_source(ctx, entity, source)
+        return {"source": source, **{k: int(v) for k, v in counts.items()}, "seconds": _since(t0)}
+
+
+def plan_partitions(run: RunInfo, entity: str) -> list[dict[str, int]]:
+    """The merge partitions of the staged rows, one mapped `merge_validate` task each."""
+    with _stage(run, entity, "plan partitions") as ctx:
+        count = extract_stage.partitions(ctx, entity)
+        return [{"index": i, "of": count} for i in range(count)]
+
+
+def merge_validate(run: RunInfo, entity: str, partition: Mapping[str, int]) -> dict[str, Any]:
+    """Merge, compare, check references and run the quality gate on one partition."""
+    index, count = int(partition["index"]), int(partition["of"])
+    with _stage(run, entity, f"merge partition {index + 1}/{count}") as ctx:
+        t0 = time.monotonic()
+        counts = build_stage.build_partition(ctx, entity, index, count)
+        return {"partition": index, **{k: int(v) for k, v in counts.items()}, "seconds": _since(t0)}
+
+
+def publish(
+    run: RunInfo, entity: str, extracted: Iterable[Mapping[str, Any]], merged: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Gate decision, then publish in one target transaction, then finalize; records the entity's figures."""
+    extracted, merged = _materialize(extracted), _materialize(merged)
+    with _stage(run, entity, "publish") as ctx:
+        totals: Counter[str] = Counter()
+        for part in merged:
+            totals.update({k: int(part.get(k, 0)) for k in ACTIONS})
+        result = EntityResult(
+            entity=entity,
+            read={str(e["source"]): int(e["read"]) for e in extracted},
+            inserted=totals["insert"],
+            updated=totals["update"],
+            unchanged=totals["unchanged"],
+            inactivated=totals["inactivate"] + totals["deactivated"],
+            stage_seconds={
+                "extract": round(sum(float(e.get("seconds", 0)) for e in extracted), 3),
+                "merge": round(sum(float(m.get("seconds", 0)) for m in merged), 3),
+            },
+        )
+        t0 = time.monotonic()
+        publish_stage.gate_decision(ctx, entity, result.read_total)
+        result.stage_seconds["validate"] = _since(t0)
+        t0 = time.monotonic()
+        publish_stage.publish(ctx, entity)
+        publish_stage.finalize(ctx, entity)
+        result.stage_seconds["publish"] = _since(t0)
+        result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
+        result.seconds = round(sum(result.stage_seconds.values()), 3)
+        record(ctx, result)
+        return _figures(result)
+
+
+def reconcile(run: RunInfo, entity: str, published: Mapping[str, Any]) -> dict[str, Any]:
+    """Reconcile the published entity (when `etl.reconcile` is installed), drop its staging, release its lock."""
+    with _stage(run, entity, "reconcile") as ctx:
+        result = _result(published)
+        result.status = "success"
+        t0 = time.monotonic()
+        for hook in default_hooks(ctx.config):
+            hook(ctx, entity, result)
+        result.stage_seconds.setdefault("reconcile", _since(t0))
+        t0 = time.monotonic()
+        publish_stage.cleanup(ctx, entity)
+        result.stage_seconds["publish"] = result.stage_seconds.get("publish", 0.0) + _since(t0)
+        result.seconds = round(sum(result.stage_seconds.values()), 3)
+        record(ctx, result)
+        mapping = ctx.mapping(entity)
+        locking.release(ctx.store.engine, ctx.run_id, [locking.lock_name(entity, locking.target_of(mapping))])
+        return {"entity": entity, "status": result.status, "differences": result.differences}
+
+
+def report(run: RunInfo | None) -> dict[str, str]:
+    """Write the run's reports with `etl.report.build.write_reports` when that package is installed."""
+    if run is None:
+        raise skip_task("the run did not start")
+    if run["dry_run"]:
+        raise skip_task("dry run: nothing was published")
+    try:
+        from etl.report.build import write_reports
+    except ModuleNotFoundError:
+        log.info("etl.report is not installed; no report written")
+        return {}
+    with airflow_errors("report", redact=logs.redact):
+        config = connections.load_config(run["config_path"], run["connections"])
+        return {str(k): str(v) for k, v in write_reports(config, run["run_id"]).items()}
+
+
+def finish_run(
+    run: RunInfo | None,
+    *,
+    plan: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None = None,
+    reports: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Release the run's locks, record its final status, send alerts; fail the task unless all succeeded.
+
+    Runs whatever happened upstream (trigger rule all_done). `plan` is the plan
+    task's result, or a function fetching it (only called in a dry run).
+    """
+    if run is None:
+        raise fail_task("the run did not start (start_run failed); see the log of start_run")
+    if run["dry_run"]:
+        plan = plan() if callable(plan) else plan
+        if plan is None:
+            raise fail_task(f"dry run {run['run_id']}: the plan task failed")
+        for e in plan.get("entities", []):
+            log.info("plan %s: %s", e.get("entity"), {k: e.get(k) for k in ("status", *_FIGURES)})
+        return {"run_id": run["run_id"], "status": plan.get("status"), "alerts": 0}
+    with airflow_errors("finish_run", redact=logs.redact):
+        config = connections.load_config(run["config_path"], run["connections"])
+        store = Store(engine_for(config.connection("recon")))
+        released = locking.release(store.engine, run["run_id"])
+        summary = final_summary(config, store, run)
+        store.finish_run(run["run_id"], summary.status, summary.message)
+        from etl.notify.alerts import alerts_for_summary, send_alerts
+
+        alerts = alerts_for_summary(
+            config, summary, dag_run=run["dag_run"], report_path=_report_path(reports), store=store
+        )
+        deliveries = send_alerts(config, alerts)
+    outcome = {
+        "run_id": run["run_id"],
+        "status": summary.status,
+        "locks_released": released,
+        "alerts": len(alerts),
+        "delivered": sum(1 for d in deliveries if d.ok),
+        "undelivered": sum(1 for d in deliveries if not d.ok),
+    }
+    log.info("run %s finished %s: %s", run["run_id"], summary.status, outcome)
+    if summary.status != "success":
+        raise fail_task(f"run {run['run_id']} finished {summary.status}: {summary.message}", alerted=True)
+    return outcome
+
+
+def final_summary(config: ProjectConfig, store: Store, run: RunInfo) -> SyncSummary:
+    """The run's summary from the store, settling entities whose tasks never recorded an end."""
+    rows = {r["entity"]: r for r in store.entity_runs(run["run_id"])}
+    try:
+        mappings = load_project_mappings(config)
+        deps = {e: mappings.entity(e).dependencies for e in run["entities"]}
+    except Exception as exc:  # the summary must be written even when mappings no longer load
+        log.warning("mappings did not load (%s); dependants of failures are reported as failed", exc)
+        deps = {}
+    results: list[EntityResult] = []
+    failed: set[str] = set()
+    for entity in run["entities"]:
+        row = rows.get(entity)
+        status = row["status"] if row else None
+        result = _result_from_row(entity, row)
+        if status not in ("success", "failed", "skipped"):
+            blocked = [d for d in deps.get(entity, []) if d in failed]
+            if row is None and blocked:
+                result.status, result.message = "skipped", f"skipped: {', '.join(blocked)} failed"
+            else:
+                result.status = "failed"
+                detail = row["message"] if row and row["message"] else "one of its tasks failed or was stopped"
+                result.message = f"did not finish: {detail}"
+            store.record_entity(run["run_id"], entity, status=result.status, message=result.message)
+        if result.status != "success":
+            failed.add(entity)
+        results.append(result)
+    names = run["entities"]
+    status = "success" if not failed else ("failed" if len(failed) == len(names) else "partial")
+    started = datetime.fromisoformat(run["started_at"])
+    return SyncSummary(
+        run_id=run["run_id"],
+        mode=run["mode"],
+        mapping_version=run["mapping_version"],
+        status=status,
+        entities=results,
+        seconds=round((datetime.now(started.tzinfo) - started).total_seconds(), 3),
+        message="; ".join(f"{r.entity}: {r.message}" for r in results if r.message) or None,
+    )
+
+
+def _figures(result: EntityResult) -> dict[str, Any]:
+    return {
+        "entity": result.entity,
+        "status": result.status,
+        "read": dict(result.read),
+        **{k: int(getattr(result, k)) for k in _FIGURES},
+        "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
+    }
+
+
+def _result(figures: Mapping[str, Any]) -> EntityResult:
+    result = EntityResult(
+        entity=str(figures["entity"]),
+        status=str(figures.get("status", "running")),
+        read={str(k): int(v) for k, v in dict(figures.get("read", {})).items()},
+        stage_seconds={str(k): float(v) for k, v in dict(figures.get("stage_seconds", {})).items()},
+    )
+    for name in _FIGURES:
+        setattr(result, name, int(figures.get(name, 0)))
+    return result
+
+
+def _result_from_row(entity: str, row: Mapping[str, Any] | None) -> EntityResult:
+    if row is None:
+        return EntityResult(entity=entity, status="failed")
+    read = {"erp": int(row["read_erp"] or 0), "oa": int(row["read_oa"] or 0)}
+    other = int(row["read_total"] or 0) - sum(read.values())
+    if other > 0:
+        read["other"] = other
+    result = EntityResult(entity=entity, status=str(row["status"]), read=read, seconds=float(row["seconds_total"] or 0))
+    result.message = row["message"]
+    for name in _FIGURES:
+        setattr(result, name, int(row[name] or 0))
+    return result
+
+
+def _materialize(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    # A slice of Airflow's lazy XCom sequence is one request; iterating probes one past the end.
+    return list(items[:]) if isinstance(items, Sequence) else list(items)
+
+
+def _report_path(reports: Mapping[str, str] | None) -> str | None:
+    if not reports:
+        return None
+    return reports.get("html") or reports.get("index") or next(iter(reports.values()))

@@ -1,0 +1,231 @@
+"""Differences in the reconciliation store (`erpoa_difference`): persistence across runs and sign-off.
+
+A difference keeps its `diff_id` from run to run. Seen again, it gets a new
+`last_run_id` / `last_seen_at` and `run_count + 1`; no longer seen, it becomes
+`present = false` (an `open` one turns `fixed`, signed by `erpoa`). A difference
+marked `fixed` that is seen again is reopened; an `accepted` one stays accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, and_, func, or_, select, update
+
+from etl.db.write import insert_frame
+from etl.errors import ConfigError, TerminalError
+from etl.store import schema as s
+from etl.store.repo import now
+
+STATUSES = ("open", "accepted", "fixed")
+VALUE_COLUMNS = ["golden_key", "field", "erp_value", "oa_value", "target_value", "detail"]
+IN_BATCH = 500
+AUTO_SIGNER = "erpoa"
+
+
+def _clean(value: Any) -> Any:
+    """None for every kind of null (pandas turns None into NaN in string columns)."""
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+class UnknownDifferenceError(TerminalError):
+    """A DIFF_ID given on the command line matches no difference (or more than one)."""
+
+    exit_code = 2
+
+
+class DifferenceStore:
+    """Reads and writes of `erpoa_difference` behind one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.table = s.differences
+
+    # recording ------------------------------------------------------------------
+    def record(
+        self, entity: str, run_id: str, diffs: pd.DataFrame, *, seen_at: datetime | None = None
+    ) -> dict[str, Any]:
+        """Store the differences one run found for `entity`; returns counts of what changed.
+
+        Idempotent per run: recording the same run twice counts each difference once.
+        """
+        t = self.table
+        stamp = seen_at or now()
+        diffs = diffs.drop_duplicates("diff_id")
+        found = set(diffs["diff_id"])
+        with self.engine.begin() as conn:
+            cols = ["diff_id", "status", "present", "last_run_id", *VALUE_COLUMNS]
+            existing = pd.DataFrame(
+                conn.execute(select(*[t.c[c] for c in cols]).where(t.c.entity == entity)).all(), columns=cols
+            )
+            known = set(existing["diff_id"])
+            new = diffs[~diffs["diff_id"].isin(known)]
+            insert_frame(
+                conn,
+                t,
+                new.assign(
+                    entity=entity,
+                    first_run_id=run_id,
+                    last_run_id=run_id,
+                    first_seen_at=stamp,
+                    last_seen_at=stamp,
+                    run_count=1,
+                    present=True,
+                    status="open",
+                )[
+                    [
+                        "diff_id",
+                        "entity",
+                        "class",
+                        *VALUE_COLUMNS,
+                        "first_run_id",
+                        "last_run_id",
+                        "first_seen_at",
+                        "last_seen_at",
+                        "run_count",
+                        "present",
+                        "status",
+                    ]
+                ],
+            )
+            seen = existing[existing["diff_id"].isin(found)]
+            again = seen[seen["last_run_id"] != run_id]
+            self._batch(
+                conn,
+                again["diff_id"],
+                run_count=t.c.run_count + 1,
+                last_run_id=run_id,
+                last_seen_at=stamp,
+                present=True,
+            )
+            self._batch(conn, seen.loc[seen["last_run_id"] == run_id, "diff_id"], present=True)
+            reopened = again[again["status"] == "fixed"]
+            self._batch(
+                conn,
+                reopened["diff_id"],
+                status="open",
+                signed_by=None,
+                signed_at=stamp,
+                note=f"reopened: seen again in run {run_id}",
+            )
+            self._refresh_values(conn, seen, diffs)
+            gone = existing[existing["present"].fillna(False).astype(bool) & ~existing["diff_id"].isin(found)]
+            self._batch(conn, gone["diff_id"], present=False)
+            fixed = gone[gone["status"] == "open"]
+            self._batch(
+                conn,
+                fixed["diff_id"],
+                status="fixed",
+                signed_by=AUTO_SIGNER,
+                signed_at=stamp,
+                note=f"not found in run {run_id}",
+            )
+            counts = conn.execute(
+                select(t.c.status, func.count()).where(t.c.entity == entity, t.c.present.is_(True)).group_by(t.c.status)
+            ).all()
+        by_status = {str(k): int(v) for k, v in counts}
+        return {
+            "total": len(diffs),
+            "new": len(new),
+            "open": len(new) + len(reopened),
+            "reopened": len(reopened),
+            "persisting": len(seen),
+            "fixed": len(fixed),
+            "gone": len(gone),
+            "open_total": by_status.get("open", 0),
+            "accepted": by_status.get("accepted", 0),
+            "by_class": {str(k): int(v) for k, v in diffs["class"].value_counts().sort_index().items()},
+        }
+
+    def _batch(self, conn: Any, ids: Iterable[str], **values: Any) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), IN_BATCH):
+            conn.execute(
+                update(self.table).where(self.table.c.diff_id.in_(ids[start : start + IN_BATCH])).values(**values)
+            )
+
+    def _refresh_values(self, conn: Any, seen: pd.DataFrame, diffs: pd.DataFrame) -> None:
+        """Keep the latest values of persisting differences (an amount that moved but still differs)."""
+        if seen.empty:
+            return
+        current = {r["diff_id"]: r for r in diffs[["diff_id", *VALUE_COLUMNS]].to_dict("records")}
+        for old in seen[["diff_id", *VALUE_COLUMNS]].to_dict("records"):
+            new = {c: _clean(current[old["diff_id"]][c]) for c in VALUE_COLUMNS}
+            if any(_clean(old[c]) != new[c] for c in VALUE_COLUMNS):
+                conn.execute(update(self.table).where(self.table.c.diff_id == old["diff_id"]).values(**new))
+
+    # sign-off -------------------------------------------------------------------
+    def resolve(self, prefixes: Sequence[str]) -> list[str]:
+        """Full diff ids for ids or unique prefixes (at least 6 characters)."""
+        t = self.table
+        out: list[str] = []
+        problems: list[str] = []
+        with self.engine.connect() as conn:
+            for given in prefixes:
+                prefix = given.strip().lower()
+                if len(prefix) < 6:
+                    problems.append(f"'{prefix}' is too short; give at least 6 characters of the id")
+                    continue
+                rows = [r[0] for r in conn.execute(select(t.c.diff_id).where(t.c.diff_id.like(prefix + "%")).limit(3))]
+                if not rows:
+                    problems.append(f"no difference with id '{prefix}'; see `erpoa reconcile list`")
+                elif len(rows) > 1:
+                    problems.append(f"'{prefix}' matches several differences ({', '.join(rows)}); give more characters")
+                else:
+                    out.append(rows[0])
+        if problems:
+            raise UnknownDifferenceError("; ".join(problems))
+        return list(dict.fromkeys(out))
+
+    def sign_off(self, diff_ids: Sequence[str], status: str, *, by: str, note: str | None = None) -> pd.DataFrame:
+        """Set `status` (open, accepted or fixed) on the given differences, signed by `by`; returns them."""
+        if status not in STATUSES:
+            raise ConfigError(f"status must be one of {', '.join(STATUSES)}, not '{status}'")
+        if not by.strip():
+            raise ConfigError("say who signs off: --by NAME")
+        ids = self.resolve(diff_ids)
+        with self.engine.begin() as conn:
+            self._batch(conn, ids, status=status, signed_by=by.strip()[:100], signed_at=now(), note=note)
+        return self.frame(diff_ids=ids, present=None)
+
+    # reading --------------------------------------------------------------------
+    def frame(
+        self,
+        *,
+        entity: str | None = None,
+        cls: str | None = None,
+        status: str | None = None,
+        present: bool | None = True,
+        diff_ids: Sequence[str] | None = None,
+        entities: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Differences as a frame, filtered; ordered by entity, class and key."""
+        t = self.table
+        stmt = select(t).order_by(t.c.entity, t.c["class"], t.c.golden_key, t.c.field)
+        conds = []
+        if entity:
+            conds.append(t.c.entity == entity)
+        if entities is not None:
+            conds.append(t.c.entity.in_(list(entities)))
+        if cls:
+            conds.append(t.c["class"] == cls)
+        if status:
+            conds.append(t.c.status == status)
+        if present is not None:
+            conds.append(t.c.present.is_(present))
+        if diff_ids is not None:
+            conds.append(
+                or_(*[t.c.diff_id.in_(list(diff_ids[i : i + IN_BATCH])) for i in range(0, len(diff_ids), IN_BATCH)])
+                if diff_ids
+                else t.c.diff_id.is_(None)
+            )
+        if conds:
+            stmt = stmt.where(and_(*conds))
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[c.name for c in t.columns])
+        if not frame.empty:
+            frame["present"] = frame["present"].astype(bool)
+        return frame

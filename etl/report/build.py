@@ -1,0 +1,412 @@
+"""Collect what a reconciliation report shows and write it as HTML, Excel and CSV.
+
+`write_reports(config, run_id)` writes into `<reports>/<run_id>/`:
+`reconciliation.html` (self-contained), `reconciliation.xlsx`,
+`differences.csv`, `quarantine.csv`, `gaps.csv` and `summary.json`. Values of
+fields marked `pii: true` in the mappings are masked in all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from etl.config.project import ProjectConfig
+from etl.errors import ConfigError
+from etl.mapping.loader import MappingSet
+from etl.reconcile.compare import CLASSES
+from etl.reconcile.store import DifferenceStore
+from etl.report import labels
+from etl.store.repo import Store
+
+DIFF_COLUMNS = [
+    "diff_id",
+    "entity",
+    "class",
+    "golden_key",
+    "field",
+    "erp_value",
+    "oa_value",
+    "target_value",
+    "detail",
+    "status",
+    "signed_by",
+    "signed_at",
+    "note",
+    "first_run_id",
+    "last_run_id",
+    "first_seen_at",
+    "last_seen_at",
+    "run_count",
+    "present",
+]
+QUARANTINE_COLUMNS = [
+    "id",
+    "run_id",
+    "entity",
+    "source",
+    "src_id",
+    "golden_key",
+    "stage",
+    "field",
+    "rule",
+    "value",
+    "reason",
+    "status",
+    "created_at",
+]
+GAP_COLUMNS = ["entity", "source", "field", "value", "code_table", "policy", "count"]
+FIGURES = ["read_erp", "read_oa", "inserted", "updated", "unchanged", "inactivated", "quarantined"]
+HTML_ROW_LIMIT = 20_000
+SHEET_ROW_LIMIT = 200_000
+
+
+# --------------------------------------------------------------------------- masking
+
+
+def mask_value(value: Any) -> Any:
+    """Mask personal data, keeping enough to recognise it: `138****1234`, `3301**********1234`, `z***@example.com`."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return value
+    text = str(value)
+    if "@" in text:
+        local, _, domain = text.partition("@")
+        return (local[:1] + "***@" + domain) if local else "***@" + domain
+    n = len(text)
+    if n >= 15:
+        head, tail = 4, 4
+    elif n >= 7:
+        head, tail = 3, 4
+    elif n >= 3:
+        head, tail = 1, 1
+    else:
+        return "*" * n
+    return text[:head] + "*" * (n - head - tail) + text[n - tail :]
+
+
+def pii_fields(mappings: MappingSet) -> dict[str, set[str]]:
+    """entity -> fields marked `pii: true`."""
+    return {name: set(m.pii_fields) for name, m in mappings.entities.items()}
+
+
+def mask_differences(frame: pd.DataFrame, mappings: MappingSet) -> pd.DataFrame:
+    """Differences with pii values masked (values, keys made of pii fields, and the details' record)."""
+    if frame.empty:
+        return frame
+    out = frame.copy()
+    pii = pii_fields(mappings)
+    for entity, names in pii.items():
+        if not names:
+            continue
+        in_entity = out["entity"] == entity
+        rows = in_entity & out["field"].isin(names)
+        for col in ("erp_value", "oa_value", "target_value"):
+            out.loc[rows, col] = out.loc[rows, col].map(mask_value)
+        key_fields = set(mappings.entity(entity).key)
+        if key_fields & names:
+            out.loc[in_entity, "golden_key"] = out.loc[in_entity, "golden_key"].map(mask_value)
+        touched = in_entity & out["detail"].notna()
+        out.loc[touched, "detail"] = [
+            _mask_detail(d, names, bool(f in names))
+            for d, f in zip(out.loc[touched, "detail"], out.loc[touched, "field"], strict=True)
+        ]
+    return out
+
+
+def _mask_detail(detail: str, names: set[str], field_is_pii: bool) -> str:
+    data = labels.parse_detail(detail)
+    if not data:
+        return detail
+    record = data.get("record")
+    if isinstance(record, dict):
+        data["record"] = {k: mask_value(v) if k in names else v for k, v in record.items()}
+    if field_is_pii:
+        for key in ("golden", "value"):
+            if key in data:
+                data[key] = mask_value(data[key])
+    return json.dumps(data, ensure_ascii=False)
+
+
+def mask_rows(frame: pd.DataFrame, mappings: MappingSet, column: str = "value") -> pd.DataFrame:
+    """Quarantine or gap rows with the pii `column` masked (and the raw record withheld)."""
+    if frame.empty:
+        return frame
+    out = frame.copy()
+    for entity, names in pii_fields(mappings).items():
+        if names:
+            rows = (out["entity"] == entity) & out["field"].isin(names)
+            out.loc[rows, column] = out.loc[rows, column].map(mask_value)
+            key_fields = set(mappings.entity(entity).key)
+            if key_fields & names and "golden_key" in out:
+                sel = out["entity"] == entity
+                out.loc[sel, "golden_key"] = out.loc[sel, "golden_key"].map(mask_value)
+    if "raw" in out:
+        out = out.drop(columns="raw")
+    return out
+
+
+# --------------------------------------------------------------------------- collecting
+
+
+@dataclass
+class ReportData:
+    """Everything one report shows; values already masked."""
+
+    project: str
+    run: dict[str, Any]
+    entities: list[dict[str, Any]]
+    differences: pd.DataFrame
+    quarantine: pd.DataFrame
+    gaps: pd.DataFrame
+    trend: list[dict[str, Any]]
+    kpis: dict[str, int]
+    pii: dict[str, list[str]]
+    generated_at: datetime
+    datadocs: str | None = None
+    entity_order: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+
+
+def _reference_runs(history: pd.DataFrame, upto: str) -> dict[str, str]:
+    """entity -> the latest run (<= upto) that reconciled it successfully."""
+    ok = history[(history["run_id"] <= upto) & (history["status"] == "success")]
+    return ok.groupby("entity")["run_id"].max().to_dict()
+
+
+def _present_at(diffs: pd.DataFrame, refs: Mapping[str, str]) -> pd.Series:
+    """Differences present in each entity's reference run (first seen at or before it, last seen at or after)."""
+    ref = diffs["entity"].map(refs)
+    return ref.notna() & (diffs["first_run_id"] <= ref) & (diffs["last_run_id"] >= ref)
+
+
+def _entity_history(store: Store) -> pd.DataFrame:
+    from sqlalchemy import select
+
+    from etl.store import schema as s
+
+    cols = ["run_id", "entity", "status", *FIGURES, "differences", "seconds_total"]
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(*[s.entity_runs.c[c] for c in cols])).all()
+    return pd.DataFrame(rows, columns=cols)
+
+
+def collect(
+    config: ProjectConfig,
+    run_id: str | None = None,
+    *,
+    last_runs: int = 10,
+    out_dir: Path | None = None,
+    mappings: MappingSet | None = None,
+) -> ReportData:
+    """Read the store for the report of `run_id` (default: the latest run)."""
+    from etl.engine.pipeline import load_project_mappings, open_store
+    from etl.reconcile.run import census_gaps
+
+    mappings = mappings or load_project_mappings(config)
+    store = open_store(config)
+    runs = pd.DataFrame(store.runs(100_000))
+    if runs.empty:
+        raise ConfigError("there are no runs yet; run `erpoa sync` (or `erpoa demo`) first")
+    if run_id is None:
+        run_id = str(runs["run_id"].iloc[0])
+    if run_id not in set(runs["run_id"]):
+        known = ", ".join(runs["run_id"].head(5))
+        raise ConfigError(f"run '{run_id}' is not in the store; recent runs: {known} (see `erpoa status`)")
+    run = runs[runs["run_id"] == run_id].iloc[0].to_dict()
+    history = _entity_history(store)
+    refs = _reference_runs(history, run_id)
+    seen = set(refs) | set(history.loc[history["run_id"] == run_id, "entity"])
+    # Entities in dependency order, then anything else that records differences (e.g. the approval flows).
+    order = [e for e in mappings.order() if e in seen]
+    order += sorted(seen - set(order))
+
+    all_diffs = DifferenceStore(store.engine).frame(present=None)
+    if all_diffs.empty:
+        all_diffs = pd.DataFrame(columns=DIFF_COLUMNS)
+    diffs = all_diffs[_present_at(all_diffs, refs)].copy() if not all_diffs.empty else all_diffs
+    diffs["new"] = diffs["first_run_id"] == run_id
+    in_run = set(history.loc[(history["run_id"] == run_id) & (history["status"] == "success"), "entity"])
+    previous = {}
+    for entity in in_run:
+        earlier = history[
+            (history["entity"] == entity) & (history["run_id"] < run_id) & (history["status"] == "success")
+        ]
+        if not earlier.empty:
+            previous[entity] = str(earlier["run_id"].max())
+    resolved = 0
+    if previous and not all_diffs.empty:
+        resolved = int((_present_at(all_diffs, previous) & ~_present_at(all_diffs, refs)).sum())
+    diffs = mask_differences(diffs, mappings)
+    diffs["_order"] = diffs["class"].map({c: i for i, c in enumerate(CLASSES)}).fillna(len(CLASSES))
+    diffs = diffs.sort_values(["entity", "_order", "golden_key", "field"], na_position="first").drop(columns="_order")
+
+    q = store.quarantine(status=None)
+    q = q[(q["run_id"] == run_id) | ((q["status"] == "open") & (q["run_id"] <= run_id))]
+    q = mask_rows(q, mappings)
+    gaps = pd.concat(
+        [census_gaps(store, e, run_id).assign(entity=e) for e in order] or [pd.DataFrame(columns=GAP_COLUMNS)],
+        ignore_index=True,
+    )
+    gaps = mask_rows(gaps.reindex(columns=GAP_COLUMNS), mappings)
+
+    this_run = history[history["run_id"] == run_id].set_index("entity")
+    entities = []
+    for entity in order:
+        figures = this_run.loc[entity].to_dict() if entity in this_run.index else {}
+        mine = diffs[diffs["entity"] == entity]
+        entities.append(
+            {
+                "entity": entity,
+                "status": figures.get("status") or "-",
+                **{k: _int(figures.get(k)) for k in FIGURES},
+                "seconds": float(figures.get("seconds_total") or 0.0),
+                "in_run": entity in this_run.index,
+                "reference_run": refs.get(entity),
+                "diff_total": len(mine),
+                "diff_open": int((mine["status"] == "open").sum()),
+                "diff_accepted": int((mine["status"] == "accepted").sum()),
+                "diff_fixed": int((mine["status"] == "fixed").sum()),
+                "diff_new": int(mine["new"].sum()),
+                "by_class": {c: int(n) for c, n in mine["class"].value_counts().items()},
+            }
+        )
+    classes = [*CLASSES, *sorted(set(all_diffs["class"].dropna()) - set(CLASSES))]
+    trend = _trend(runs, history, all_diffs, run_id, last_runs, classes)
+    kpis = {
+        "total": len(diffs),
+        "open": int((diffs["status"] == "open").sum()),
+        "accepted": int((diffs["status"] == "accepted").sum()),
+        "fixed": int((diffs["status"] == "fixed").sum()),
+        "new": int(diffs["new"].sum()),
+        "resolved": resolved,
+        "quarantined": int(q.loc[q["status"] == "open", ["entity", "source", "src_id"]].drop_duplicates().shape[0]),
+        "gaps": len(gaps),
+    }
+    folder = out_dir or (config.resolve(config.reports) / run_id)
+    datadocs = "datadocs/index.html" if (folder / "datadocs" / "index.html").exists() else None
+    return ReportData(
+        project=config.project,
+        run={k: (None if pd.isna(v) else v) if not isinstance(v, str) else v for k, v in run.items()},
+        entities=entities,
+        differences=diffs.reset_index(drop=True),
+        quarantine=q.reset_index(drop=True),
+        gaps=gaps.reset_index(drop=True),
+        trend=trend,
+        kpis=kpis,
+        pii={e: sorted(n) for e, n in pii_fields(mappings).items() if n},
+        generated_at=datetime.now().replace(microsecond=0),
+        datadocs=datadocs,
+        entity_order=order,
+        classes=classes,
+    )
+
+
+def _int(value: Any) -> int:
+    try:
+        return 0 if value is None or pd.isna(value) else int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _trend(
+    runs: pd.DataFrame, history: pd.DataFrame, diffs: pd.DataFrame, upto: str, last: int, classes: list[str]
+) -> list[dict[str, Any]]:
+    """Per run (the last `last` up to `upto`): differences present by class, carrying each entity's last state."""
+    reconciled = set(history.loc[history["status"] == "success", "run_id"])
+    chosen = runs[(runs["run_id"] <= upto) & runs["run_id"].isin(reconciled)].sort_values("run_id").tail(max(1, last))
+    out = []
+    for row in chosen.itertuples(index=False):
+        refs = _reference_runs(history, str(row.run_id))
+        present = diffs[_present_at(diffs, refs)] if not diffs.empty else diffs
+        counts = present["class"].value_counts().to_dict() if not present.empty else {}
+        new = int((present["first_run_id"] == row.run_id).sum()) if not present.empty else 0
+        out.append(
+            {
+                "run_id": str(row.run_id),
+                "started_at": str(row.started_at)[:16] if row.started_at is not None else "",
+                "trigger": str(row.trigger),
+                "by_class": {c: int(counts.get(c, 0)) for c in classes},
+                "total": int(sum(counts.values())),
+                "new": new,
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _csv_frame(data: ReportData, lang: str) -> pd.DataFrame:
+    frame = data.differences.reindex(columns=[*DIFF_COLUMNS, "new"]).copy()
+    details = [labels.parse_detail(d) for d in frame["detail"]]
+    frame.insert(frame.columns.get_loc("detail"), "detail_code", [str(d.get("code") or "") for d in details])
+    frame["detail_text"] = [
+        labels.describe(d, lang, erp_value=e, oa_value=o)
+        for d, e, o in zip(details, frame["erp_value"], frame["oa_value"], strict=True)
+    ]
+    return frame
+
+
+def _safe_name(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+
+
+def write_reports(
+    config: ProjectConfig,
+    run_id: str | None = None,
+    *,
+    lang: str = "zh-CN",
+    out_dir: Path | None = None,
+    last_runs: int = 10,
+) -> dict[str, Path]:
+    """Write the HTML, Excel and CSV reports of a run; returns {"html", "excel", "csv", ...: path}.
+
+    Default folder: `<config.reports>/<run_id>/` (run_id: the latest run).
+    """
+    from etl.report.excel import write_excel
+    from etl.report.html import render_html
+
+    lang = labels.lang_of(lang)
+    data = collect(config, run_id, last_runs=last_runs, out_dir=out_dir)
+    folder = out_dir or (config.resolve(config.reports) / _safe_name(str(data.run["run_id"])))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "html": folder / "reconciliation.html",
+        "excel": folder / "reconciliation.xlsx",
+        "csv": folder / "differences.csv",
+        "quarantine_csv": folder / "quarantine.csv",
+        "gaps_csv": folder / "gaps.csv",
+        "json": folder / "summary.json",
+    }
+    paths["html"].write_text(render_html(data, lang), encoding="utf-8")
+    write_excel(data, lang, paths["excel"])
+    _csv_frame(data, lang).to_csv(paths["csv"], index=False, encoding="utf-8")
+    data.quarantine.reindex(columns=QUARANTINE_COLUMNS).to_csv(paths["quarantine_csv"], index=False, encoding="utf-8")
+    data.gaps.reindex(columns=GAP_COLUMNS).to_csv(paths["gaps_csv"], index=False, encoding="utf-8")
+    paths["json"].write_text(json.dumps(summary(data), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return paths
+
+
+def summary(data: ReportData) -> dict[str, Any]:
+    """The report's headline figures as plain data (summary.json, `erpoa report --json`)."""
+    return {
+        "project": data.project,
+        "run": data.run,
+        "generated_at": data.generated_at.isoformat(sep=" "),
+        "kpis": data.kpis,
+        "entities": data.entities,
+        "trend": data.trend,
+    }
+
+
+def entity_frames(data: ReportData) -> Iterable[tuple[str, pd.DataFrame]]:
+    """(entity, its differences) in dependency order."""
+    for entity in data.entity_order:
+        yield entity, data.differences[data.differences["entity"] == entity]

@@ -1,0 +1,449 @@
+"""Report wording in Simplified Chinese (default) and English, and the rendering of difference details."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+LANGS = ("zh-CN", "en")
+
+CLASS_LABELS = {
+    "zh-CN": {
+        "only_in_erp": "仅ERP存在",
+        "only_in_oa": "仅OA存在",
+        "field_mismatch": "字段不一致",
+        "mapping_gap": "编码映射缺失",
+        "duplicate_key": "业务键重复",
+        "orphan_reference": "引用失效",
+        "target_drift": "目标库偏移",
+        "approval_amended": "审批后被修改",
+        "approval_cancelled": "审批已撤销",
+        "audit_req_without_po": "请购无采购订单",
+        "audit_po_without_req": "采购订单无请购",
+        "audit_amount_mismatch": "金额不一致",
+        "audit_contract_no_approval": "合同无审批",
+    },
+    "en": {
+        "only_in_erp": "Only in ERP",
+        "only_in_oa": "Only in OA",
+        "field_mismatch": "Field mismatch",
+        "mapping_gap": "Mapping gap",
+        "duplicate_key": "Duplicate key",
+        "orphan_reference": "Orphan reference",
+        "target_drift": "Target drift",
+        "approval_amended": "Amended after approval",
+        "approval_cancelled": "Approval cancelled",
+        "audit_req_without_po": "Requisition without PO",
+        "audit_po_without_req": "PO without requisition",
+        "audit_amount_mismatch": "Amount mismatch",
+        "audit_contract_no_approval": "Contract without approval",
+    },
+}
+
+CLASS_HELP = {
+    "zh-CN": {
+        "only_in_erp": "记录在ERP中存在、在OA中不存在",
+        "only_in_oa": "记录在OA中存在、在ERP中不存在",
+        "field_mismatch": "两系统都有该记录，但字段值超出容差",
+        "mapping_gap": "源值在统一编码表中没有对应条目",
+        "duplicate_key": "同一业务键在一个系统中出现多次",
+        "orphan_reference": "引用的编码在被引用实体中不存在或已停用",
+        "target_drift": "目标库中的记录与两系统合并后的黄金记录不一致",
+    },
+    "en": {
+        "only_in_erp": "The record exists in the ERP but not in the OA",
+        "only_in_oa": "The record exists in the OA but not in the ERP",
+        "field_mismatch": "Both systems have the record; a field differs beyond tolerance",
+        "mapping_gap": "A source value has no entry in the unified code table",
+        "duplicate_key": "One business key occurs more than once in a system",
+        "orphan_reference": "A referenced code is missing or inactive in the referenced entity",
+        "target_drift": "The target record differs from the golden record the sources give",
+    },
+}
+
+STATUS_LABELS = {
+    "zh-CN": {"open": "待处理", "accepted": "已接受", "fixed": "已修复"},
+    "en": {"open": "Open", "accepted": "Accepted", "fixed": "Fixed"},
+}
+
+ENTITY_LABELS = {
+    "zh-CN": {"department": "部门", "employee": "员工", "contract": "合同", "purchase": "请购明细"},
+    "en": {
+        "department": "Departments",
+        "employee": "Employees",
+        "contract": "Contracts",
+        "purchase": "Requisition lines",
+    },
+}
+
+FIELD_LABELS_ZH = {
+    "name": "名称",
+    "amount": "金额",
+    "status": "状态",
+    "kind": "类型",
+    "department_code": "部门编码",
+    "employee_code": "工号",
+    "contract_no": "合同编号",
+    "counterparty_code": "对方单位编码",
+    "start_date": "开始日期",
+    "end_date": "结束日期",
+    "owner_code": "负责人工号",
+    "oa_request_id": "OA流程号",
+    "gender": "性别",
+    "mobile": "手机号",
+    "email": "邮箱",
+    "id_number": "身份证号",
+    "hire_date": "入职日期",
+    "leave_date": "离职日期",
+    "request_no": "请购单号",
+    "line_no": "行号",
+    "item_code": "物料编码",
+    "supplier_code": "供应商编码",
+    "quantity": "数量",
+    "unit_price": "单价",
+    "need_date": "需求日期",
+    "requester_code": "申请人工号",
+    "_presence": "来源标记",
+    "_active": "有效标志",
+}
+
+TEXT: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "title": "主数据对账报告",
+        "subtitle": "ERP ↔ OA 主数据同步 · 对账与差异签核",
+        "project": "项目",
+        "run": "运行编号",
+        "started": "开始时间",
+        "finished": "结束时间",
+        "trigger": "触发方式",
+        "mode": "模式",
+        "run_status": "运行状态",
+        "mapping_version": "映射版本",
+        "generated": "报告生成时间",
+        "datadocs": "数据质量文档 (Great Expectations Data Docs)",
+        "kpis": "关键指标",
+        "kpi_total": "本次差异",
+        "kpi_total_sub": "本次运行存在的差异",
+        "kpi_open": "待处理",
+        "kpi_open_sub": "尚未签核",
+        "kpi_accepted": "已接受",
+        "kpi_accepted_sub": "已签核接受",
+        "kpi_new": "本次新增",
+        "kpi_new_sub": "首次发现于本次运行",
+        "kpi_resolved": "已消除",
+        "kpi_resolved_sub": "上次存在、本次不再出现",
+        "kpi_quarantine": "隔离记录",
+        "kpi_quarantine_sub": "仍待处理的隔离记录（含以往运行）",
+        "sec_entities": "各实体概况",
+        "sec_entities_note": "读取、发布与隔离数量来自本次运行；差异为本次运行存在的差异及其当前签核状态。",
+        "sec_charts": "差异分布与趋势",
+        "chart_by_class": "按类别和实体的差异",
+        "chart_trend": "最近 {n} 次运行的差异趋势",
+        "chart_by_class_note": "各实体的差异按类别堆叠；悬停查看数量。",
+        "chart_trend_note": "每次运行时存在的差异数（按类别堆叠）；当前运行加粗显示。",
+        "sec_differences": "差异明细",
+        "sec_differences_note": "点击一行查看ERP、OA与目标库的字段值和签核信息。敏感字段已脱敏。",
+        "sec_quarantine": "隔离记录",
+        "sec_quarantine_note": "未能发布的源记录及原因（本次运行记录的，以及之前仍未处理的）。",
+        "sec_gaps": "映射缺口",
+        "sec_gaps_note": "按 pass/default 策略保留或替换的未映射源值；请补充统一编码表。",
+        "entity": "实体",
+        "status": "状态",
+        "read_erp": "读取ERP",
+        "read_oa": "读取OA",
+        "inserted": "新增",
+        "updated": "更新",
+        "unchanged": "未变",
+        "inactivated": "停用",
+        "quarantined": "隔离",
+        "diff_open": "差异待处理",
+        "diff_accepted": "差异已接受",
+        "diff_total": "差异合计",
+        "seconds": "耗时(秒)",
+        "class": "类别",
+        "golden_key": "业务键",
+        "field": "字段",
+        "erp_value": "ERP值",
+        "oa_value": "OA值",
+        "target_value": "目标值",
+        "detail": "说明",
+        "first_seen": "首次发现",
+        "last_seen": "最近发现",
+        "run_count": "次数",
+        "signed_by": "签核人",
+        "signed_at": "签核时间",
+        "note": "备注",
+        "diff_id": "差异ID",
+        "new": "新",
+        "source": "来源",
+        "src_id": "源记录ID",
+        "rule": "规则",
+        "value": "值",
+        "reason": "原因",
+        "run_id": "运行",
+        "code_table": "编码表",
+        "policy": "策略",
+        "count": "行数",
+        "all": "全部",
+        "search": "搜索业务键、字段或值…",
+        "showing": "显示 {shown} / {total} 条",
+        "prev": "上一页",
+        "next": "下一页",
+        "page": "第 {page} / {pages} 页",
+        "none": "无",
+        "no_rows": "没有符合条件的记录",
+        "record": "记录内容",
+        "golden": "黄金记录值",
+        "signoff_hint": "签核命令",
+        "truncated": "仅显示前 {shown} 条，共 {total} 条；完整清单见 CSV / Excel。",
+        "masked": "标有 * 的敏感字段（如手机号、身份证号）在所有报告输出中已脱敏。",
+        "footer": "由 erp-oa-sync 生成。差异签核：erpoa reconcile accept|fix|reopen DIFF_ID --by 姓名。",
+        "sheet_summary": "汇总",
+        "sheet_quarantine": "隔离记录",
+        "sheet_gaps": "映射缺口",
+        "xls_title": "主数据对账报告",
+        "by_class_entity": "差异按实体与类别",
+        "runs_axis": "运行",
+        "yes": "是",
+        "no": "否",
+        "refused_note": "；该记录未通过质量检查，尚未发布（见隔离记录）",
+    },
+    "en": {
+        "title": "Master Data Reconciliation Report",
+        "subtitle": "ERP ↔ OA master data sync · reconciliation and sign-off",
+        "project": "Project",
+        "run": "Run",
+        "started": "Started",
+        "finished": "Finished",
+        "trigger": "Trigger",
+        "mode": "Mode",
+        "run_status": "Run status",
+        "mapping_version": "Mapping version",
+        "generated": "Generated",
+        "datadocs": "Data quality docs (Great Expectations Data Docs)",
+        "kpis": "Headline figures",
+        "kpi_total": "Differences",
+        "kpi_total_sub": "present in this run",
+        "kpi_open": "Open",
+        "kpi_open_sub": "awaiting sign-off",
+        "kpi_accepted": "Accepted",
+        "kpi_accepted_sub": "signed off as accepted",
+        "kpi_new": "New",
+        "kpi_new_sub": "first seen in this run",
+        "kpi_resolved": "Resolved",
+        "kpi_resolved_sub": "present last run, gone now",
+        "kpi_quarantine": "Quarantined",
+        "kpi_quarantine_sub": "held-back records still open (all runs)",
+        "sec_entities": "Entities",
+        "sec_entities_note": "Read, published and quarantined figures are this run's; differences are those present "
+        "in this run with their current sign-off status.",
+        "sec_charts": "Differences by class and over time",
+        "chart_by_class": "Differences by class and entity",
+        "chart_trend": "Differences over the last {n} runs",
+        "chart_by_class_note": "Each entity's differences stacked by class; hover for counts.",
+        "chart_trend_note": "Differences present at each run, stacked by class; the current run in bold.",
+        "sec_differences": "Differences",
+        "sec_differences_note": "Click a row for the ERP, OA and target values and the sign-off record. "
+        "Personal data is masked.",
+        "sec_quarantine": "Quarantine",
+        "sec_quarantine_note": "Source records that could not be published, with the reason "
+        "(recorded by this run, or still open from earlier runs).",
+        "sec_gaps": "Mapping gaps",
+        "sec_gaps_note": "Unmapped source values kept (pass) or replaced (default); add them to the code tables.",
+        "entity": "Entity",
+        "status": "Status",
+        "read_erp": "Read ERP",
+        "read_oa": "Read OA",
+        "inserted": "Inserted",
+        "updated": "Updated",
+        "unchanged": "Unchanged",
+        "inactivated": "Inactivated",
+        "quarantined": "Quarantined",
+        "diff_open": "Open diffs",
+        "diff_accepted": "Accepted diffs",
+        "diff_total": "Differences",
+        "seconds": "Seconds",
+        "class": "Class",
+        "golden_key": "Business key",
+        "field": "Field",
+        "erp_value": "ERP value",
+        "oa_value": "OA value",
+        "target_value": "Target value",
+        "detail": "Detail",
+        "first_seen": "First seen",
+        "last_seen": "Last seen",
+        "run_count": "Runs",
+        "signed_by": "Signed by",
+        "signed_at": "Signed at",
+        "note": "Note",
+        "diff_id": "Difference id",
+        "new": "new",
+        "source": "Source",
+        "src_id": "Source id",
+        "rule": "Rule",
+        "value": "Value",
+        "reason": "Reason",
+        "run_id": "Run",
+        "code_table": "Code table",
+        "policy": "Policy",
+        "count": "Rows",
+        "all": "All",
+        "search": "Search key, field or value…",
+        "showing": "Showing {shown} of {total}",
+        "prev": "Previous",
+        "next": "Next",
+        "page": "Page {page} of {pages}",
+        "none": "None",
+        "no_rows": "No matching rows",
+        "record": "Record",
+        "golden": "Golden value",
+        "signoff_hint": "Sign-off command",
+        "truncated": "Showing the first {shown} of {total}; the CSV and Excel files have them all.",
+        "masked": "Fields marked * (personal data such as mobile and ID numbers) are masked in every report output.",
+        "footer": "Generated by erp-oa-sync. Sign off: erpoa reconcile accept|fix|reopen DIFF_ID --by NAME.",
+        "sheet_summary": "Summary",
+        "sheet_quarantine": "Quarantine",
+        "sheet_gaps": "Mapping gaps",
+        "xls_title": "Master Data Reconciliation Report",
+        "by_class_entity": "Differences by entity and class",
+        "runs_axis": "Run",
+        "yes": "yes",
+        "no": "no",
+        "refused_note": "; the record failed a quality check and is not published (see quarantine)",
+    },
+}
+
+_DETAILS = {
+    "zh-CN": {
+        "missing_in_oa": "OA中没有该记录（ERP记录 {src_id}）",
+        "missing_in_erp": "ERP中没有该记录（OA记录 {src_id}）",
+        "numeric": "差额 {delta}，超出容差 ±{tolerance}",
+        "missing_erp": "ERP中该字段为空",
+        "missing_oa": "OA中该字段为空",
+        "value": "两系统取值不同",
+        "unmapped_quarantined": "编码表 {table} 中无此值，源记录已隔离（{src_ids}）",
+        "unmapped_kept": "编码表 {table} 中无此值，按 pass 策略原样保留（{counts}）",
+        "unmapped_defaulted": "编码表 {table} 中无此值，已按 default 策略替换为默认值（{counts}）",
+        "duplicate_key": "同一业务键在 {sources} 中出现多次，均未合并",
+        "orphan_reference": "引用 {ref} = {value} 不存在或已停用",
+        "orphan_quarantined": "引用 {ref} = {value} 不存在，记录未发布（已隔离）",
+        "missing_in_target": "{source} 中有该记录，但目标库中没有",
+        "no_source_record": "目标库中为有效记录，但两系统均无来源记录",
+        "value_drift": "目标库值与黄金记录值 {golden} 不一致",
+        "presence_drift": "来源标记应为 {expected}",
+        "active_drift": "有效标志应为 {expected}",
+    },
+    "en": {
+        "missing_in_oa": "No such record in the OA (ERP record {src_id})",
+        "missing_in_erp": "No such record in the ERP (OA record {src_id})",
+        "numeric": "Difference {delta}, beyond the tolerance ±{tolerance}",
+        "missing_erp": "Empty in the ERP",
+        "missing_oa": "Empty in the OA",
+        "value": "The systems hold different values",
+        "unmapped_quarantined": "Not in code table {table}; the source record is quarantined ({src_ids})",
+        "unmapped_kept": "Not in code table {table}; kept as is by policy pass ({counts})",
+        "unmapped_defaulted": "Not in code table {table}; replaced by the default ({counts})",
+        "duplicate_key": "The business key occurs more than once in {sources}; nothing was merged",
+        "orphan_reference": "Reference {ref} = {value} does not exist or is inactive",
+        "orphan_quarantined": "Reference {ref} = {value} does not exist; the record was not published (quarantined)",
+        "missing_in_target": "The {source} has the record but the target does not",
+        "no_source_record": "Active in the target, but neither system has a source record",
+        "value_drift": "The target value differs from the golden value {golden}",
+        "presence_drift": "Presence should be {expected}",
+        "active_drift": "Active flag should be {expected}",
+    },
+}
+
+
+def lang_of(lang: str | None) -> str:
+    """A supported language code (`zh-CN` unless English is asked for)."""
+    if lang and lang.lower().startswith("en"):
+        return "en"
+    return "zh-CN"
+
+
+def text(lang: str, key: str, **params: Any) -> str:
+    """One label in `lang`, with `{params}` filled."""
+    value = TEXT[lang_of(lang)].get(key, key)
+    return value.format(**params) if params else value
+
+
+def class_label(lang: str, cls: str) -> str:
+    return CLASS_LABELS[lang_of(lang)].get(cls, cls)
+
+
+def status_label(lang: str, status: str | None) -> str:
+    return STATUS_LABELS[lang_of(lang)].get(status or "", status or "")
+
+
+def entity_label(lang: str, entity: str) -> str:
+    label = ENTITY_LABELS[lang_of(lang)].get(entity)
+    return f"{label} ({entity})" if label and lang_of(lang) == "zh-CN" else (label or entity)
+
+
+def entity_short(lang: str, entity: str) -> str:
+    """The entity's label for table cells: 部门 in Chinese, the entity name in English."""
+    return ENTITY_LABELS["zh-CN"].get(entity, entity) if lang_of(lang) == "zh-CN" else entity
+
+
+def field_label(lang: str, field: str | None) -> str:
+    """`金额 amount` in Chinese, the field name in English."""
+    if not field:
+        return ""
+    if lang_of(lang) == "zh-CN" and field in FIELD_LABELS_ZH:
+        return f"{FIELD_LABELS_ZH[field]} {field}"
+    return field
+
+
+def _fmt_param(value: Any, lang: str) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k.upper() if k in ('erp', 'oa') else k}: {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return "/".join(str(v).upper() if v in ("erp", "oa") else str(v) for v in value)
+    if isinstance(value, bool):
+        return text(lang, "yes") if value else text(lang, "no")
+    if value in ("erp", "oa"):
+        return str(value).upper()
+    return str(value)
+
+
+def parse_detail(detail: str | None) -> dict[str, Any]:
+    """The JSON object of a difference's `detail` ({} when empty or not JSON)."""
+    if not detail:
+        return {}
+    try:
+        value = json.loads(detail)
+    except (TypeError, ValueError):
+        return {"code": "", "text": str(detail)}
+    return value if isinstance(value, dict) else {"code": "", "text": str(value)}
+
+
+def describe(
+    detail: str | dict[str, Any] | None, lang: str, *, erp_value: str | None = None, oa_value: str | None = None
+) -> str:
+    """A difference's detail as one sentence in `lang`."""
+    data = detail if isinstance(detail, dict) else parse_detail(detail)
+    code = str(data.get("code") or "")
+    template = _DETAILS[lang_of(lang)].get(code)
+    if template is None:
+        if data.get("text"):
+            return str(data["text"])
+        return "; ".join(f"{k}: {_fmt_param(v, lang)}" for k, v in data.items() if k not in ("code", "record"))
+    params = {k: _fmt_param(v, lang) for k, v in data.items() if k not in ("code", "record")}
+    params.setdefault("src_id", (erp_value if code == "missing_in_oa" else oa_value) or "")
+    for name in (
+        "table",
+        "counts",
+        "src_ids",
+        "sources",
+        "ref",
+        "value",
+        "source",
+        "golden",
+        "expected",
+        "delta",
+        "tolerance",
+    ):
+        params.setdefault(name, "")
+    sentence = template.format(**params)
+    return sentence + text(lang, "refused_note") if data.get("refused") else sentence

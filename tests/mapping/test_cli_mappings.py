@@ -1,0 +1,173 @@
+"""`erpoa mappings check`: exit codes, output forms, folder resolution and `--against-db`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from etl.cli.app import app
+from etl.cli.demo_cmd import sqlite_urls, write_project
+from etl.demo.generate import DemoSize, build_demo
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "mappings"
+BROKEN = Path(__file__).resolve().parent / "broken"
+ENTITIES = "entities department, employee, contract, purchase"
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `erpoa <args>` run in-process."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def copy_mappings(tmp_path: Path, *broken: str) -> Path:
+    folder = tmp_path / "mappings"
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("flows"))
+    for name in broken:
+        shutil.copy(BROKEN / name, folder / Path(name).name)
+    return folder
+
+
+@pytest.mark.unit
+def test_clean_folder_exits_0_with_a_summary() -> None:
+    code, out, err = invoke("mappings", "check", str(SHIPPED))
+    assert code == 0, err
+    assert out.startswith(f"ok {SHIPPED}: {ENTITIES}; code tables contract_kind, contract_status, department")
+    assert "mapping version " in out and not err
+
+
+@pytest.mark.unit
+def test_a_file_argument_checks_its_folder() -> None:
+    code, out, _ = invoke("mappings", "check", str(SHIPPED / "employee.yaml"))
+    assert code == 0 and f"ok {SHIPPED}:" in out
+
+
+@pytest.mark.unit
+def test_problems_go_to_stderr_and_exit_2(tmp_path: Path) -> None:
+    folder = copy_mappings(tmp_path, "several_errors.yaml")
+    code, out, err = invoke("mappings", "check", str(folder))
+    assert code == 2 and not out
+    assert err.splitlines()[0] == "error: 4 problem(s) in the configuration:"
+    assert "  mappings/several_errors.yaml:5:55 fields.supplier_code.nullable: expected true or false" in err
+
+
+@pytest.mark.unit
+def test_json_output_for_success_and_failure(tmp_path: Path) -> None:
+    code, out, _ = invoke("mappings", "check", str(SHIPPED), "--json")
+    assert code == 0
+    ok = json.loads(out)
+    assert ok["status"] == "ok"
+    assert ok["checked"][0]["entities"] == ["department", "employee", "contract", "purchase"]
+    assert len(ok["checked"][0]["version"]) == 12
+
+    folder = copy_mappings(tmp_path, "unknown_top_level_key.yaml")
+    code, out, _ = invoke("mappings", "check", str(folder), "--json")
+    assert code == 2
+    error = json.loads(out)
+    assert (error["status"], error["error"], error["exit_code"]) == ("error", "ConfigError", 2)
+    assert error["issues"] == [
+        "mappings/unknown_top_level_key.yaml:16:1 quailty: unknown key 'quailty'; did you mean 'quality'? "
+        "allowed keys: entity, description, version, key, fields, sources, survivorship, target, depends_on, "
+        "deletion, quality, partition_rows"
+    ]
+
+
+@pytest.mark.unit
+def test_without_paths_the_configs_mappings_folder_is_checked(tmp_path: Path) -> None:
+    copy_mappings(tmp_path, "unknown_connection.yaml")
+    config = tmp_path / "erpoa.yaml"
+    urls = sqlite_urls(tmp_path)
+    config.write_text(
+        "connections:\n"
+        + "".join(f"  {name}: {{url: '{url}'}}\n" for name, url in urls.items())
+        + "mappings: mappings\n",
+        encoding="utf-8",
+    )
+    code, _, err = invoke("mappings", "check", "--config", str(config))
+    assert code == 2
+    assert "unknown_connection.yaml:9:17 sources.erp.connection: connection 'srm' not found" in err
+    # With a folder argument and no --against-db the config is not read, so connection names are not checked.
+    code, _, err = invoke("mappings", "check", str(tmp_path / "mappings"), "--config", str(config))
+    assert code == 0, err
+
+
+@pytest.mark.unit
+def test_without_paths_or_config_the_mappings_folder_of_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy_mappings(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = invoke("mappings", "check")
+    assert code == 0 and out.startswith("ok mappings:")
+
+
+@pytest.mark.unit
+def test_against_db_needs_the_project_config(tmp_path: Path) -> None:
+    code, _, err = invoke("mappings", "check", str(SHIPPED), "--against-db", "--config", str(tmp_path / "none.yaml"))
+    assert code == 2
+    assert "--against-db needs the project config" in err
+
+
+@pytest.mark.unit
+def test_the_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
+    """The real entry point, in a subprocess: a date YAML cannot build used to escape as a ValueError."""
+    folder = copy_mappings(tmp_path)
+    (folder / "codes" / "extra.yaml").write_text("entries:\n  - {code: X, valid_from: 2026-02-30}\n", "utf-8")
+    script = Path(sys.executable).with_name("erpoa")
+    env = {k: v for k, v in os.environ.items() if k != "ERPOA_DEBUG"}
+    command = [str(script), "mappings", "check", str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.splitlines() == [
+        "error: 1 problem(s) in the configuration:",
+        "  mappings/codes/extra.yaml:2:27: invalid value: '2026-02-30' looks like a date but is not one "
+        "(day is out of range for month); fix it, or quote it to keep it as text",
+    ]
+
+
+# --------------------------------------------------------------------------- --against-db on the demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A small SQLite demo project (its own copy of the mappings); returns its erpoa.yaml."""
+    folder = tmp_path_factory.mktemp("check-demo")
+    urls = sqlite_urls(folder)
+    build_demo(urls["erp"], urls["oa"], DemoSize(departments=12, employees=40, requisitions=10, contracts=5), seed=5)
+    yield write_project(folder, urls)
+    from etl.db.connect import dispose_all
+
+    dispose_all()
+
+
+@pytest.mark.sqlite
+def test_against_db_passes_on_the_demo(demo: Path) -> None:
+    code, out, err = invoke("mappings", "check", "--against-db", "--config", str(demo))
+    assert code == 0, err
+    assert f"mappings: {ENTITIES}" in out
+
+
+@pytest.mark.sqlite
+def test_against_db_reports_a_missing_column_where_it_is_mapped(demo: Path, tmp_path: Path) -> None:
+    folder = copy_mappings(tmp_path)
+    employee = folder / "employee.yaml"
+    employee.write_text(
+        employee.read_text(encoding="utf-8").replace("from: cPsn_Name,", "from: cPsnName,"), encoding="utf-8"
+    )
+    code, _, err = invoke("mappings", "check", str(folder), "--against-db", "--config", str(demo))
+    assert code == 2
+    assert (
+        "mappings/employee.yaml:26:20 sources.erp.fields.name.from: column 'cPsnName' not found in hr_hi_person; "
+        "columns there: cPsn_Num, cPsn_Name" in err
+    )
