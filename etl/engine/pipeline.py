@@ -200,8 +200,9 @@ def run_sync(
     or `failed`.
     """
     mappings = mappings or load_project_mappings(config)
-    store = open_store(config)
     names = mappings.order(entities or config.run.entities)
+    check_suites(config, mappings, names)
+    store = open_store(config)
     ctx = SyncContext(
         config=config,
         mappings=mappings,
@@ -254,6 +255,28 @@ def run_sync(
         message=message,
     )
     return summary, ctx
+
+
+def check_suites(config: ProjectConfig, mappings: MappingSet, names: Iterable[str]) -> None:
+    """Validate the entities' expectation suites before any data is read (ConfigError with every issue)."""
+    from etl.errors import ConfigError
+
+    folder = config.resolve(config.expectations)
+    wanted = {n: mappings.entity(n) for n in names}
+    paths = {n: folder / (m.quality.suite or f"{n}.json") for n, m in wanted.items()}
+    present = {n: p for n, p in paths.items() if p.exists()}
+    if not present:
+        return
+    from etl.validate import load_suite
+
+    issues = []
+    for name, path in present.items():
+        try:
+            load_suite(path, list(wanted[name].fields))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise ConfigError(issues)
 
 
 def build_data_docs(ctx: SyncContext) -> None:

@@ -79,7 +79,7 @@ def killed_sync(config_path: Path, point: str, nth: int, timeout: float = 120) -
     """Run `erpoa sync --full-refresh` in a subprocess that SIGKILLs itself at the point; True if it died there."""
     env = {**os.environ, "ERPOA_FAULT": f"{point}:{nth}"}
     proc = subprocess.run(
-        [sys.executable, "-m", "etl.cli.app", "sync", "--full-refresh", "--config", str(config_path), "--json"],
+        [sys.executable, "-m", "etl.cli.app", "sync", "--full-refresh", "--no-flows", "--config", str(config_path), "--json"],
         env=env, capture_output=True, timeout=timeout, check=False,
     )
     return proc.returncode == -signal.SIGKILL

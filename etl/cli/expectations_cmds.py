@@ -1,0 +1,92 @@
+"""`erpoa expectations check|init`: the stewards' commands for Great Expectations suites."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.errors import ConfigError, ErpOaError
+
+app = typer.Typer(help="Check and create Great Expectations suites (expectations/<entity>.json).",
+                  no_args_is_help=True)
+
+
+@app.command()
+def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
+    """Every suite loads and names only fields its entity's mapping declares; exit 2 with every problem."""
+    from etl.engine.pipeline import load_project_mappings
+    from etl.validate import check_suites
+
+    try:
+        cfg = load_config(config)
+        mappings = load_project_mappings(cfg)
+        folder = cfg.resolve(cfg.expectations)
+        known = {name: list(m.fields) for name, m in mappings.entities.items()}
+        issues = check_suites(folder, known)
+        missing = [name for name, m in mappings.entities.items()
+                   if not (folder / (m.quality.suite or f"{name}.json")).exists()]
+        if issues:
+            raise ConfigError(issues)
+    except ErpOaError as exc:
+        fail(exc, as_json)
+        return
+    if as_json:
+        emit_json({"status": "ok", "folder": str(folder), "entities_without_suite": missing})
+        return
+    out.print(f"[green]ok[/] {folder}: suites of {', '.join(n for n in known if n not in missing)} load "
+              "and reference declared fields")
+    for name in missing:
+        out.print(f"[yellow]note[/] {name} has no suite; create one with `erpoa expectations init {name}`")
+
+
+@app.command()
+def init(
+    entity: Annotated[str, typer.Argument(help="Entity to write a starter suite for.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing suite.")] = False,
+    stdout: Annotated[bool, typer.Option("--stdout", help="Print the suite instead of writing it.")] = False,
+) -> None:
+    """Write a starter suite from the mapping's declared types, keys and code-table lookups."""
+    from etl.engine.pipeline import load_project_mappings
+    from etl.mapping import registry
+    from etl.validate import init_suite
+
+    try:
+        cfg = load_config(config)
+        mapping = load_project_mappings(cfg).entity(entity)
+        lookups: dict[str, str] = {}
+        for source in mapping.sources.values():
+            for name, spec in source.fields.items():
+                for raw in spec.transforms:
+                    tname, args = registry.split_spec(raw)
+                    if tname == "lookup":
+                        parsed = registry.parse_args(registry.get(tname), args)
+                        if getattr(parsed, "unmapped", None) in ("quarantine", "fail") and \
+                                getattr(parsed, "output", "code") == "code":
+                            lookups[name] = str(getattr(parsed, "table"))
+        suite = init_suite(entity, mapping.fields, mapping.key, lookups)
+        text = json.dumps(suite, ensure_ascii=False, indent=2) + "\n"
+        path = cfg.resolve(cfg.expectations) / f"{entity}.json"
+        if stdout:
+            out.print(text, markup=False)
+            return
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists; pass --force to overwrite it or --stdout to compare")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except ErpOaError as exc:
+        fail(exc)
+        return
+    out.print(f"Wrote {path} ({len(suite['expectations'])} expectations). Refine it, then run "
+              "`erpoa expectations check`.")
+
+
+def register(root: typer.Typer) -> None:
+    """Add `erpoa expectations` to the CLI."""
+    root.add_typer(app, name="expectations")
+
+
+__all__ = ["register"]

@@ -1,0 +1,95 @@
+"""The Great Expectations gate inside real syncs on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from etl.engine.pipeline import open_store, run_sync
+from etl.errors import ConfigError
+from tests.helpers.project import BACKENDS, make_project, table_checksums, target_rows, urls_for
+
+BACKENDS3 = BACKENDS[:3]
+
+
+@pytest.fixture(params=BACKENDS3)
+def project(request: pytest.FixtureRequest, tmp_path: Path):
+    return make_project(tmp_path / "project", urls_for(request.param, request, tmp_path))
+
+
+def _edit_mapping(config, entity: str, **quality: object) -> None:
+    path = config.resolve(config.mappings) / f"{entity}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["quality"] = {**data.get("quality", {}), **quality}
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def test_bad_rows_quarantined_good_rows_published(project) -> None:
+    config, manifest = project
+    summary, _ = run_sync(config, full_refresh=True)
+    assert summary.status == "success", summary.message
+    q = open_store(config).quarantine(entity="purchase")
+    negative = {f"{line['sqdh'].replace('-', '')}|{line['line_no']}" for line in manifest["negative_quantity_lines"]}
+    caught = q[(q["rule"] == "expect_column_values_to_be_between") & (q["field"] == "quantity")]
+    assert set(caught["golden_key"]) == negative
+    published = {f"{r[0]}|{r[1]}" for r in target_rows(config, "md_purchase_line", ["request_no", "line_no"])}
+    assert not negative & published
+    assert len(published) > 100
+    contracts = open_store(config).quarantine(entity="contract")
+    pair = contracts[contracts["rule"] == "expect_column_pair_values_a_to_be_greater_than_b"]
+    assert set(pair["golden_key"]) == {manifest["contract_end_before_start"]}
+
+
+def test_over_threshold_publishes_nothing_and_keeps_watermark(project) -> None:
+    config, _ = project
+    first, _ = run_sync(config, full_refresh=True)
+    assert first.status == "success", first.message
+    store = open_store(config)
+    marks = (store.watermark("purchase", "erp"), store.watermark("purchase", "oa"))
+    target_url = config.connection("target").sqlalchemy_url()
+    before = table_checksums(target_url, ("md_purchase",))
+    _edit_mapping(config, "purchase", max_quarantined_rows=0)
+    summary, _ = run_sync(config, entities=["purchase"], full_refresh=True)
+    result = summary.entities[0]
+    assert result.status == "failed"
+    assert "quality gate refused to publish" in (result.message or "")
+    assert "max_quarantined_rows=0" in (result.message or "")
+    assert table_checksums(target_url, ("md_purchase",)) == before
+    assert (store.watermark("purchase", "erp"), store.watermark("purchase", "oa")) == marks
+    run = store.entity_run(summary.run_id, "purchase")
+    assert run is not None and run["status"] == "failed"
+
+
+@pytest.mark.sqlite
+def test_broken_suite_stops_before_any_data_is_read(tmp_path: Path) -> None:
+    from etl.cli.demo_cmd import sqlite_urls
+
+    config, _ = make_project(tmp_path / "p", sqlite_urls(tmp_path / "p"))
+    path = config.resolve(config.expectations) / "employee.json"
+    suite = json.loads(path.read_text(encoding="utf-8"))
+    suite["expectations"].append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nickname"}})
+    suite["expectations"].append({"type": "expect_column_values_to_be_awesome", "kwargs": {"column": "name"}})
+    path.write_text(json.dumps(suite), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        run_sync(config, full_refresh=True)
+    text = info.value.render()
+    assert "employee.json" in text and "nickname" in text and "expect_column_values_to_be_awesome" in text
+    assert not (tmp_path / "p" / "target.db").exists() or table_checksums(config.connection("target").sqlalchemy_url()) == {}
+
+
+@pytest.mark.sqlite
+def test_demo_bad_rows_name_their_expectation(tmp_path: Path) -> None:
+    from etl.cli.demo_cmd import sqlite_urls
+
+    config, manifest = make_project(tmp_path / "p", sqlite_urls(tmp_path / "p"))
+    run_sync(config, full_refresh=True)
+    q = open_store(config).quarantine()
+    rules = set(zip(q["entity"], q["rule"], strict=True))
+    assert ("employee", "expect_column_values_to_match_regex") in rules  # the invalid ID number
+    assert ("purchase", "expect_column_values_to_not_be_null") in rules  # the unknown requester
+    assert ("purchase", "decimal_scale") in rules  # over-precise prices, caught by the mapping
+    invalid = q[(q["entity"] == "employee") & (q["rule"] == "expect_column_values_to_match_regex")]
+    assert manifest["invalid_id_number"]["code"] in set(invalid["golden_key"])
