@@ -61,8 +61,8 @@ def setup(level: str = "WARNING", fmt: str = "text", secrets: Iterable[str] = ()
         handler.addFilter(_FILTER)
         logger.addHandler(handler)
         logger.propagate = False
-    for handler in logger.handlers:
-        handler.setFormatter(
+    for existing in logger.handlers:
+        existing.setFormatter(
             JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(name)s: %(message)s")
         )
     for noisy in ("great_expectations", "airflow", "alembic"):

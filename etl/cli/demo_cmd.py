@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -124,12 +124,12 @@ def demo(
     raise typer.Exit(0 if summary.status in ("success", "partial") else 1)
 
 
-def _write_department_codes(path: Path, manifest: dict[str, object]) -> None:
+def _write_department_codes(path: Path, manifest: dict[str, Any]) -> None:
     """A scaled demo has more departments than the shipped code table: list them all, as a steward would."""
     import yaml
 
     entries = []
-    for unit in manifest.get("department_mapping", []):  # type: ignore[union-attr]
+    for unit in manifest.get("department_mapping", []):
         synonyms = [str(unit["erp_code"]), str(unit["oa_code"]), str(unit["oa_name"])]
         entries.append({"code": f"D{unit['erp_code']}", "name": str(unit["erp_name"]), "synonyms": synonyms})
     table = {"name": "department", "description": "统一部门编码 (generated for the scaled demo)", "entries": entries}

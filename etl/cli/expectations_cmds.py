@@ -66,8 +66,8 @@ def init(
                         parsed = registry.parse_args(registry.get(tname), args)
                         if getattr(parsed, "unmapped", None) in ("quarantine", "fail") and \
                                 getattr(parsed, "output", "code") == "code":
-                            lookups[name] = str(getattr(parsed, "table"))
-        suite = init_suite(entity, mapping.fields, mapping.key, lookups)
+                            lookups[name] = str(getattr(parsed, "table"))  # noqa: B009 (TransformArgs subclass)
+        suite = init_suite(entity, dict(mapping.fields), mapping.key, lookups)  # type: ignore[arg-type]
         text = json.dumps(suite, ensure_ascii=False, indent=2) + "\n"
         path = cfg.resolve(cfg.expectations) / f"{entity}.json"
         if stdout:

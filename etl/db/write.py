@@ -156,10 +156,10 @@ def _merge_mssql(
     vals = ", ".join(f"s.{q(c)}" for c in columns)
     name = conn.dialect.identifier_preparer.format_table(target)
     # Every identifier is quoted by the dialect's preparer; values come from the compiled SELECT.
-    sql = f"MERGE {name} AS t USING ({src_sql}) AS s ON {on} "  # noqa: S608
+    sql = f"MERGE {name} AS t USING ({src_sql}) AS s ON {on} "
     if sets:
         sql += f"WHEN MATCHED THEN UPDATE SET {sets} "
-    sql += f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals});"
+    sql += f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals});"  # noqa: S608 (quoted identifiers only)
     return conn.execute(text(sql)).rowcount or 0
 
 

@@ -41,7 +41,7 @@ def _rows_for_keys(
     if len(keys) <= SMALL_KEYSET:
         parts = []
         for start in range(0, len(keys), IN_BATCH):
-            cond = table.c._key.in_(list(keys[start : start + IN_BATCH]))
+            cond: Any = table.c._key.in_(list(keys[start : start + IN_BATCH]))
             parts.append(_read(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
     cond = and_(table.c._bucket >= lo, table.c._bucket < hi)
@@ -118,7 +118,8 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
                     "field": mapping.key[0],
                     "rule": "duplicate_key",
                     "value": dups["_key"],
-                    "reason": "this business key occurs more than once in the source; fix the source or the key mapping",
+                    "reason": "this business key occurs more than once in the source; "
+                    "fix the source or the key mapping",
                 }
             ),
             stage=f"merge{partition}",
@@ -229,7 +230,8 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
         if spec.on_missing_reference == "fail":
             sample = ", ".join(missing[field].astype("str").unique()[:5])
             raise IntegrityError(
-                f"{mapping.entity}: {len(missing)} row(s) reference {entity}.{other} values that do not exist ({sample}); "
+                f"{mapping.entity}: {len(missing)} row(s) reference {entity}.{other} values that do not exist "
+                f"({sample}); "
                 f"sync {entity} first or fix the data. Nothing was published."
             )
         found.append(
@@ -241,7 +243,8 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
                     "field": field,
                     "rule": f"reference:{entity}.{other}",
                     "value": missing[field].astype("str"),
-                    "reason": f"{field} is not an active {entity}.{other} in the target; add it to {entity} or fix the reference",
+                    "reason": f"{field} is not an active {entity}.{other} in the target; "
+                    f"add it to {entity} or fix the reference",
                 }
             )
         )

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from etl import faults
@@ -113,12 +114,12 @@ def sync_entity(
             ctx.store.record_entity(ctx.run_id, entity, status="running")
         timed("extract", lambda: extract.prepare(ctx, entity))
         for source in mapping.sources:
-            counts = timed("extract", lambda source=source: extract.extract_source(ctx, entity, source))
+            counts = timed("extract", partial(extract.extract_source, ctx, entity, source))
             result.read[source] = counts["read"]
         parts = extract.partitions(ctx, entity)
         totals: dict[str, int] = {}
         for part in range(parts):
-            counts = timed("merge", lambda part=part: build.build_partition(ctx, entity, part, parts))
+            counts = timed("merge", partial(build.build_partition, ctx, entity, part, parts))
             for k, v in counts.items():
                 totals[k] = totals.get(k, 0) + v
         result.inserted = totals.get("insert", 0)

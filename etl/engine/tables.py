@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,6 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.types import TypeEngine
 
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.types import as_text
@@ -39,9 +39,9 @@ KEY_LEN = 255
 META_TARGET = ["_key", "_bucket", "_active", "_presence", "_hash", "_run_id", "_mapping_version", "_updated_at"]
 
 
-def sql_type(spec: CanonicalField) -> TypeEngine[object]:
+def sql_type(spec: CanonicalField) -> Any:
     """The column type of a canonical field."""
-    types: dict[str, TypeEngine[object]] = {
+    types: dict[str, Any] = {
         "string": String(spec.length or 255),
         "integer": BigInteger(),
         "decimal": Numeric(20, spec.scale or 0),
@@ -52,7 +52,7 @@ def sql_type(spec: CanonicalField) -> TypeEngine[object]:
     return types[spec.type]
 
 
-def _field_columns(mapping: EntityMapping, *, key_not_null: bool = False) -> list[Column[object]]:
+def _field_columns(mapping: EntityMapping, *, key_not_null: bool = False) -> list[Any]:
     return [
         Column(name, sql_type(spec), nullable=not (key_not_null and name in mapping.target_key))
         for name, spec in mapping.fields.items()
@@ -75,7 +75,7 @@ class EntityTables:
         md = MetaData(schema=schema)
         e = mapping.entity
         # Keys are compared byte for byte on every dialect ('abc' and 'ABC' are two keys).
-        opts = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+        opts: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
         target = Table(
             mapping.target.table,
             md,

@@ -76,6 +76,6 @@ def _column_types(conn: object, spec: object) -> dict[str, str]:
     schema = getattr(spec, "schema_", None)
     try:
         insp = inspect(engine_for(conn, read_only=True))  # type: ignore[arg-type]
-        return {c["name"]: str(c["type"]) for c in insp.get_columns(table, schema=schema)}
+        return {c["name"]: str(c["type"]) for c in insp.get_columns(str(table), schema=schema)}
     except Exception:
         return {}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import date
 
 import pandas as pd
@@ -26,7 +27,7 @@ class Suggestion:
     table: str
     value: str
     count: int
-    candidates: list[tuple[str, str, float]] = field(default_factory=list)  # (spelling, code, score)
+    candidates: list[tuple[str, str, float]] = dc_field(default_factory=list)  # (spelling, code, score)
 
 
 def _lookups(mapping: EntityMapping, source: str) -> Iterator[tuple[str, int, str]]:

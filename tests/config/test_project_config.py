@@ -24,16 +24,36 @@ connections:
 """
 
 CASES = [
-    ("unknown key", GOOD + "run:\n  chunk_sise: 5\n", "erpoa.yaml:7:3 run.chunk_sise: unknown key 'chunk_sise'; did you mean 'chunk_size'?"),
-    ("missing connection", GOOD.replace('  recon: {url: "sqlite:///recon.db"}\n', ""),
-     "erpoa.yaml:1:1 connections: missing connection(s) recon"),
-    ("unresolvable variable", GOOD.replace("sqlite:///erp.db", "postgresql://u:${ERPOA_TEST_NOPE}@h/db"),
-     "erpoa.yaml:2:14 connections.erp.url: environment variable ERPOA_TEST_NOPE is not set"),
-    ("literal password", GOOD.replace("sqlite:///oa.db", "mysql+pymysql://root:hunter2@h/db"),
-     "erpoa.yaml:3:13 connections.oa.url: a password is written in the file"),
-    ("odbc without dialect", GOOD.replace('{url: "sqlite:///target.db"}', '{odbc: "DSN=u8"}'),
-     "erpoa.yaml:4:11 connections.target: an `odbc` connection needs `dialect:`"),
-    ("bad timezone", GOOD + "run:\n  timezone: Mars/Base\n", "erpoa.yaml:7:13 run.timezone: unknown timezone 'Mars/Base'"),
+    (
+        "unknown key",
+        GOOD + "run:\n  chunk_sise: 5\n",
+        "erpoa.yaml:7:3 run.chunk_sise: unknown key 'chunk_sise'; did you mean 'chunk_size'?",
+    ),
+    (
+        "missing connection",
+        GOOD.replace('  recon: {url: "sqlite:///recon.db"}\n', ""),
+        "erpoa.yaml:1:1 connections: missing connection(s) recon",
+    ),
+    (
+        "unresolvable variable",
+        GOOD.replace("sqlite:///erp.db", "postgresql://u:${ERPOA_TEST_NOPE}@h/db"),
+        "erpoa.yaml:2:14 connections.erp.url: environment variable ERPOA_TEST_NOPE is not set",
+    ),
+    (
+        "literal password",
+        GOOD.replace("sqlite:///oa.db", "mysql+pymysql://root:hunter2@h/db"),
+        "erpoa.yaml:3:13 connections.oa.url: a password is written in the file",
+    ),
+    (
+        "odbc without dialect",
+        GOOD.replace('{url: "sqlite:///target.db"}', '{odbc: "DSN=u8"}'),
+        "erpoa.yaml:4:11 connections.target: an `odbc` connection needs `dialect:`",
+    ),
+    (
+        "bad timezone",
+        GOOD + "run:\n  timezone: Mars/Base\n",
+        "erpoa.yaml:7:13 run.timezone: unknown timezone 'Mars/Base'",
+    ),
     ("wrong type", GOOD + "run:\n  chunk_size: lots\n", "erpoa.yaml:7:15 run.chunk_size: expected a whole number"),
     ("syntax", GOOD + "run: [\n", "erpoa.yaml:"),
 ]
@@ -55,8 +75,10 @@ def test_broken_config_is_located(name: str, text: str, expected: str, tmp_path:
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
     path = tmp_path / "erpoa.yaml"
-    path.write_text(GOOD.replace('  recon: {url: "sqlite:///recon.db"}\n', "") + "run:\n  chunk_sise: 5\n  timezone: X/Y\n",
-                    encoding="utf-8")
+    path.write_text(
+        GOOD.replace('  recon: {url: "sqlite:///recon.db"}\n', "") + "run:\n  chunk_sise: 5\n  timezone: X/Y\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError) as info:
         load_project(path)
     paths = {issue.path for issue in info.value.issues}
@@ -66,8 +88,12 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
 def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     path = tmp_path / "erpoa.yaml"
     path.write_text("connections: [\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "etl.cli.app", "sync", "--config", str(path)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "etl.cli.app", "sync", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "YAML syntax error" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -82,7 +108,9 @@ def test_missing_file_names_the_fix(tmp_path: Path) -> None:
 def test_secrets_resolved_from_environment_and_masked(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ERPOA_TEST_PW", "s3cr3t")
     path = tmp_path / "erpoa.yaml"
-    path.write_text(GOOD.replace("sqlite:///erp.db", "postgresql+psycopg://erp:${ERPOA_TEST_PW}@db/erp"), encoding="utf-8")
+    path.write_text(
+        GOOD.replace("sqlite:///erp.db", "postgresql+psycopg://erp:${ERPOA_TEST_PW}@db/erp"), encoding="utf-8"
+    )
     config = load_project(path)
     erp = config.connection("erp")
     assert erp.sqlalchemy_url() == "postgresql+psycopg://erp:s3cr3t@db/erp"

@@ -1,4 +1,4 @@
-"""Extraction through unixODBC (Debian's odbc-postgresql and odbc-mariadb drivers) gives the same result as SQLAlchemy."""
+"""Extraction through unixODBC (Debian's odbc-postgresql and odbc-mariadb drivers) equals SQLAlchemy's."""
 
 from __future__ import annotations
 
@@ -21,14 +21,17 @@ TABLES = ("md_department", "md_employee", "md_contract", "md_purchase_line")
 def _driver(name: str) -> None:
     pyodbc = pytest.importorskip("pyodbc")
     if name not in pyodbc.drivers():
-        pytest.fail(f"ODBC driver '{name}' is not registered; run `make system-deps` (unixodbc, odbc-postgresql, "
-                    "odbc-mariadb)")
+        pytest.fail(
+            f"ODBC driver '{name}' is not registered; run `make system-deps` (unixodbc, odbc-postgresql, odbc-mariadb)"
+        )
 
 
 def _pg_odbc(pg_url: str) -> str:
     schema = parse_qs(urlparse(pg_url).query)["options"][0].split("=", 1)[1]
-    return (f"Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port=5432;Database=test;Uid=postgres;"
-            f"ConnSettings=SET search_path TO {schema}")
+    return (
+        f"Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port=5432;Database=test;Uid=postgres;"
+        f"ConnSettings=SET search_path TO {schema}"
+    )
 
 
 def _maria_odbc(mariadb_url: str) -> str:
@@ -44,10 +47,14 @@ def test_odbc_sources_sync_like_sqlalchemy(pg_url: str, mariadb_url: str, tmp_pa
     via_odbc_dir = tmp_path / "odbc"
     via_odbc = write_project(via_odbc_dir)
     text = via_odbc.read_text(encoding="utf-8")
-    text = text.replace(f'{{url: "sqlite:///{via_odbc_dir.resolve().as_posix()}/erp.db"}}',
-                        f'{{odbc: "{_pg_odbc(pg_url)}", dialect: postgresql}}')
-    text = text.replace(f'{{url: "sqlite:///{via_odbc_dir.resolve().as_posix()}/oa.db"}}',
-                        f'{{odbc: "{_maria_odbc(mariadb_url)}", dialect: mysql}}')
+    text = text.replace(
+        f'{{url: "sqlite:///{via_odbc_dir.resolve().as_posix()}/erp.db"}}',
+        f'{{odbc: "{_pg_odbc(pg_url)}", dialect: postgresql}}',
+    )
+    text = text.replace(
+        f'{{url: "sqlite:///{via_odbc_dir.resolve().as_posix()}/oa.db"}}',
+        f'{{odbc: "{_maria_odbc(mariadb_url)}", dialect: mysql}}',
+    )
     via_odbc.write_text(text, encoding="utf-8")
     a, _ = run_sync(load_project(via_sqlalchemy), full_refresh=True)
     b, _ = run_sync(load_project(via_odbc), full_refresh=True)

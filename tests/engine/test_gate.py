@@ -77,7 +77,10 @@ def test_broken_suite_stops_before_any_data_is_read(tmp_path: Path) -> None:
         run_sync(config, full_refresh=True)
     text = info.value.render()
     assert "employee.json" in text and "nickname" in text and "expect_column_values_to_be_awesome" in text
-    assert not (tmp_path / "p" / "target.db").exists() or table_checksums(config.connection("target").sqlalchemy_url()) == {}
+    assert (
+        not (tmp_path / "p" / "target.db").exists()
+        or table_checksums(config.connection("target").sqlalchemy_url()) == {}
+    )
 
 
 @pytest.mark.sqlite

@@ -53,7 +53,7 @@ def test_full_sync_then_rerun_changes_nothing(project) -> None:
 
 def test_duplicates_quarantined_not_merged(project) -> None:
     config, manifest = project
-    summary, _ = run_sync(config, full_refresh=True)
+    run_sync(config, full_refresh=True)
     store = open_store(config)
     q = store.quarantine(entity="employee")
     dups = q[q["rule"] == "duplicate_key"]
@@ -72,26 +72,45 @@ def test_incremental_picks_up_late_rows_and_departures(project) -> None:
     erp, oa = config.connection("erp").sqlalchemy_url(), config.connection("oa").sqlalchemy_url()
     store = open_store(config)
     mark = store.watermark("employee", "erp")
-    code = sorted(set(r[0] for r in target_rows(config, "md_employee", ["employee_code"])) -
-                  set(manifest["employees_only_in_oa"]) - {d["code"] for d in manifest["duplicate_oa_workcodes"]})[5]
+    code = sorted(
+        {r[0] for r in target_rows(config, "md_employee", ["employee_code"])}
+        - set(manifest["employees_only_in_oa"])
+        - {d["code"] for d in manifest["duplicate_oa_workcodes"]}
+    )[5]
     # A late row: committed now but stamped 5 minutes before the watermark (inside the 10 minute overlap).
-    _sql(erp, 'UPDATE hr_hi_person SET "cPsn_Name" = :n, "dModifyDate" = :t WHERE "cPsn_Num" = :c'
-         if not erp.startswith("mysql") else
-         "UPDATE hr_hi_person SET cPsn_Name = :n, dModifyDate = :t WHERE cPsn_Num = :c",
-         n="迟到的名字", t=mark - timedelta(minutes=5), c=code)
+    _sql(
+        erp,
+        'UPDATE hr_hi_person SET "cPsn_Name" = :n, "dModifyDate" = :t WHERE "cPsn_Num" = :c'
+        if not erp.startswith("mysql")
+        else "UPDATE hr_hi_person SET cPsn_Name = :n, dModifyDate = :t WHERE cPsn_Num = :c",
+        n="迟到的名字",
+        t=mark - timedelta(minutes=5),
+        c=code,
+    )
     summary, _ = run_sync(config, entities=["employee"])
     assert _by_entity(summary)["employee"].updated == 1
     names = dict(target_rows(config, "md_employee", ["employee_code", "name"]))
     assert names[code] == "迟到的名字"
     # A departure recorded in OA now: the most recent status wins and the employee is inactivated.
     active = dict(target_rows(config, "md_employee", ["employee_code", "_active"]))
-    leaver = next(c for c, a in sorted(active.items()) if a and c != code and c not in manifest["employees_only_in_erp"]
-                  and c not in {d["code"] for d in manifest["duplicate_oa_workcodes"]})
+    leaver = next(
+        c
+        for c, a in sorted(active.items())
+        if a
+        and c != code
+        and c not in manifest["employees_only_in_erp"]
+        and c not in {d["code"] for d in manifest["duplicate_oa_workcodes"]}
+    )
     later = datetime(2027, 1, 5, 9, 30, 0)
     oa_id = next(int(x["src_id"]) for x in store.xref("employee", leaver) if x["source"] == "oa")
     q = '"' if not oa.startswith("mysql") else ""
-    _sql(oa, f"UPDATE {q}HrmResource{q} SET status = '5', modified = :t, lastmoddate = '2027-01-05', "
-             "lastmodtime = '09:30:00' WHERE id = :i", t=later, i=oa_id)
+    _sql(
+        oa,
+        f"UPDATE {q}HrmResource{q} SET status = '5', modified = :t, lastmoddate = '2027-01-05', "
+        "lastmodtime = '09:30:00' WHERE id = :i",
+        t=later,
+        i=oa_id,
+    )
     summary, _ = run_sync(config, entities=["employee"])
     assert _by_entity(summary)["employee"].inactivated == 1
     state = {r[0]: r[1:] for r in target_rows(config, "md_employee", ["employee_code", "status", "_active"])}
@@ -119,8 +138,11 @@ def test_quarantine_fix_mapping_retry(project) -> None:
     q = store.quarantine(entity="department")
     assert unmapped["code"] in set(q["value"])
     codes = config.resolve(config.mappings) / "codes" / "department.yaml"
-    codes.write_text(codes.read_text(encoding="utf-8") + f"  - {{code: DSZ01, name: {unmapped['name']}, "
-                     f"synonyms: [{unmapped['code']}]}}\n", encoding="utf-8")
+    codes.write_text(
+        codes.read_text(encoding="utf-8") + f"  - {{code: DSZ01, name: {unmapped['name']}, "
+        f"synonyms: [{unmapped['code']}]}}\n",
+        encoding="utf-8",
+    )
     result, replayed, still = retry_quarantine(config, "department")
     assert replayed >= 1 and still == 0
     assert result.inserted == 1
@@ -134,8 +156,11 @@ def test_plan_writes_nothing(project) -> None:
     run_sync(config, full_refresh=True)
     erp = config.connection("erp").sqlalchemy_url()
     q = '"' if not erp.startswith("mysql") else ""
-    _sql(erp, f"UPDATE {q}Department{q} SET {q}cDepName{q} = 'Changed', {q}dModifyDate{q} = :t "
-              f"WHERE {q}cDepCode{q} = '0101'", t=datetime(2027, 2, 1))
+    _sql(
+        erp,
+        f"UPDATE {q}Department{q} SET {q}cDepName{q} = 'Changed', {q}dModifyDate{q} = :t WHERE {q}cDepCode{q} = '0101'",
+        t=datetime(2027, 2, 1),
+    )
     target_url, recon_url = config.connection("target").sqlalchemy_url(), config.connection("recon").sqlalchemy_url()
     before = (table_checksums(target_url), table_checksums(recon_url))
     summary, ctx = run_sync(config, dry_run=True)

@@ -20,8 +20,12 @@ from etl.demo.generate import DemoSize, build_demo
 from etl.engine.pipeline import run_sync
 
 TINY = DemoSize(departments=12, employees=60, requisitions=30, contracts=15)
-ENTITY_TABLES = {"department": "md_department", "employee": "md_employee", "contract": "md_contract",
-                 "purchase": "md_purchase_line"}
+ENTITY_TABLES = {
+    "department": "md_department",
+    "employee": "md_employee",
+    "contract": "md_contract",
+    "purchase": "md_purchase_line",
+}
 
 
 @dataclass
@@ -57,17 +61,23 @@ def snapshot(config_path: Path) -> dict[str, Any]:
         with target.connect() as conn:
             for entity, table in ENTITY_TABLES.items():
                 rows = conn.execute(text(f"SELECT * FROM {table}")).mappings().all()
-                keep = [{k: v for k, v in r.items() if k not in ("_run_id", "_updated_at", "_mapping_version")}
-                        for r in rows]
+                keep = [
+                    {k: v for k, v in r.items() if k not in ("_run_id", "_updated_at", "_mapping_version")}
+                    for r in rows
+                ]
                 out[table] = sorted(repr(sorted(r.items())) for r in keep)
                 mirror = conn.execute(text(f"SELECT * FROM erpoa_src_{entity}")).mappings().all()
-                out[f"mirror_{entity}"] = sorted(repr(sorted((k, v) for k, v in r.items() if k != "_run"))
-                                                 for r in mirror)
+                out[f"mirror_{entity}"] = sorted(
+                    repr(sorted((k, v) for k, v in r.items() if k != "_run")) for r in mirror
+                )
         with recon.connect() as conn:
-            out["watermarks"] = sorted(tuple(r) for r in conn.execute(
-                text("SELECT entity, source, value FROM erpoa_watermark")))
-            out["xref"] = sorted(tuple(r) for r in conn.execute(
-                text("SELECT entity, source, src_id, golden_key, active FROM erpoa_xref")))
+            out["watermarks"] = sorted(
+                tuple(r) for r in conn.execute(text("SELECT entity, source, value FROM erpoa_watermark"))
+            )
+            out["xref"] = sorted(
+                tuple(r)
+                for r in conn.execute(text("SELECT entity, source, src_id, golden_key, active FROM erpoa_xref"))
+            )
             out["pending"] = conn.execute(text("SELECT COUNT(*) FROM erpoa_watermark_pending")).scalar()
     finally:
         target.dispose()
@@ -79,8 +89,21 @@ def killed_sync(config_path: Path, point: str, nth: int, timeout: float = 120) -
     """Run `erpoa sync --full-refresh` in a subprocess that SIGKILLs itself at the point; True if it died there."""
     env = {**os.environ, "ERPOA_FAULT": f"{point}:{nth}"}
     proc = subprocess.run(
-        [sys.executable, "-m", "etl.cli.app", "sync", "--full-refresh", "--no-flows", "--config", str(config_path), "--json"],
-        env=env, capture_output=True, timeout=timeout, check=False,
+        [
+            sys.executable,
+            "-m",
+            "etl.cli.app",
+            "sync",
+            "--full-refresh",
+            "--no-flows",
+            "--config",
+            str(config_path),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
     )
     return proc.returncode == -signal.SIGKILL
 
@@ -94,12 +117,14 @@ def rerun(config_path: Path) -> None:
 
 def compare(reference: dict[str, Any], actual: dict[str, Any]) -> str:
     """'' when identical, else the first difference."""
-    for key in reference:
-        if reference[key] != actual.get(key):
-            ref, act = reference[key], actual.get(key)
+    for key, ref in reference.items():
+        act = actual.get(key)
+        if ref != act:
             if isinstance(ref, list) and isinstance(act, list):
                 missing = set(ref) - set(act)
                 extra = set(act) - set(ref)
-                return f"{key}: {len(missing)} missing, {len(extra)} unexpected (e.g. {next(iter(missing or extra), '')})"
+                return (
+                    f"{key}: {len(missing)} missing, {len(extra)} unexpected (e.g. {next(iter(missing or extra), '')})"
+                )
             return f"{key}: expected {ref!r}, got {act!r}"
     return ""

@@ -33,13 +33,18 @@ def urls_for(backend: str, request: pytest.FixtureRequest, folder: Path) -> dict
         my = request.getfixturevalue("mariadb_url")
         urls = {"erp": my, "oa": my, "target": my, "recon": my}
     elif backend == "mixed":
-        urls = {**urls, "erp": request.getfixturevalue("mariadb_url"), "oa": request.getfixturevalue("pg_url"),
-                "target": request.getfixturevalue("pg_url")}
+        urls = {
+            **urls,
+            "erp": request.getfixturevalue("mariadb_url"),
+            "oa": request.getfixturevalue("pg_url"),
+            "target": request.getfixturevalue("pg_url"),
+        }
     return urls
 
 
-def make_project(folder: Path, urls: dict[str, str], size: DemoSize = SMALL, seed: int = 42,
-                 chunk_size: int = 5_000) -> tuple[ProjectConfig, dict[str, Any]]:
+def make_project(
+    folder: Path, urls: dict[str, str], size: DemoSize = SMALL, seed: int = 42, chunk_size: int = 5_000
+) -> tuple[ProjectConfig, dict[str, Any]]:
     """Demo sources on `urls`, a project folder with config, mappings and suites; returns (config, manifest)."""
     folder.mkdir(parents=True, exist_ok=True)
     manifest = build_demo(urls["erp"], urls["oa"], size, seed)
@@ -69,8 +74,11 @@ def target_rows(config: ProjectConfig, table: str, columns: list[str] | None = N
     engine = create_engine(config.connection("target").sqlalchemy_url())
     try:
         with engine.connect() as conn:
-            cols = columns or [c["name"] for c in inspect(engine).get_columns(table)
-                               if not c["name"].startswith(("_run_id", "_updated_at", "_mapping_version"))]
+            cols = columns or [
+                c["name"]
+                for c in inspect(engine).get_columns(table)
+                if not c["name"].startswith(("_run_id", "_updated_at", "_mapping_version"))
+            ]
             q = engine.dialect.identifier_preparer.quote
             rows = conn.execute(text(f"SELECT {', '.join(q(c) for c in cols)} FROM {q(table)}")).all()
     finally:

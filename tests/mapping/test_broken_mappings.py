@@ -197,7 +197,8 @@ CASES: list[Broken] = [
         ("duplicate_target_table.yaml",),
         (
             Issue("duplicate_target_table.yaml", 15, 10, "target.table",
-                  f"target table 'MD_EMPLOYEE' is also used by entity 'employee' (mappings/employee.yaml:{EMPLOYEE_TARGET_LINE}); "
+                  "target table 'MD_EMPLOYEE' is also used by entity 'employee' "
+                  f"(mappings/employee.yaml:{EMPLOYEE_TARGET_LINE}); "
                   "give each entity its own target table"),
             Issue("employee.yaml", EMPLOYEE_TARGET_LINE, 10, "target.table",
                   "target table 'md_employee' is also used by entity 'supplier' "
@@ -208,7 +209,8 @@ CASES: list[Broken] = [
     case("reference_unknown_entity.yaml", 6, 59, "fields.department_code.references",
          "entity 'dept' not found; known: contract, department, employee, purchase, supplier", doc="entity '"),
     case("reference_unknown_field.yaml", 6, 59, "fields.department_code.references",
-         "department field 'code' not found; known: department_code, is_leaf, name, status, updated_at", doc="field 'code'"),
+         "department field 'code' not found; known: department_code, is_leaf, name, status, updated_at",
+         doc="field 'code'"),
     case("depends_on_unknown.yaml", 14, 14, "depends_on[0]", "entity 'employe' not found; did you mean 'employee'?",
          doc="not found; did you mean"),
     Broken(
