@@ -618,8 +618,16 @@ def compare_entity(
     ce = keys.erp[ue]
     pairs = ue[(pos_o[ce] >= 0) & ~skip[ce]]
     opos = pos_o[keys.erp[pairs]]
+    # A field only one system feeds (the ERP's leaf flag) has nothing to be compared with.
+    both = [n for n in mapping.fields if all(n in src.fields for src in mapping.sources.values())]
     for name, spec in mapping.fields.items():
-        if not spec.compare or name in mapping.key or name not in erp.columns or name not in oa.columns:
+        if (
+            not spec.compare
+            or name in mapping.key
+            or name not in both
+            or name not in erp.columns
+            or name not in oa.columns
+        ):
             continue
         a, b = _take(erp[name], pairs), _take(oa[name], opos)
         bad = np.flatnonzero(~values_equal(a, b, spec))

@@ -25,6 +25,8 @@ from etl.report.build import mask_value
 
 pytestmark = pytest.mark.unit
 
+# Both systems feed every field (a field only one system feeds is never compared).
+COMPARED = {f: f for f in ("name", "amount", "fee", "start_date", "department_code", "mobile", "status", "updated_at")}
 MAPPING = EntityMapping.model_validate(
     {
         "entity": "contract",
@@ -41,8 +43,8 @@ MAPPING = EntityMapping.model_validate(
             "updated_at": {"type": "datetime", "compare": False},
         },
         "sources": {
-            "erp": {"table": "CM_Contract", "id": "cid", "fields": {"contract_no": "cid"}},
-            "oa": {"table": "contracts", "id": "id", "fields": {"contract_no": "htbh"}},
+            "erp": {"table": "CM_Contract", "id": "cid", "fields": {"contract_no": "cid", **COMPARED}},
+            "oa": {"table": "contracts", "id": "id", "fields": {"contract_no": "htbh", **COMPARED}},
         },
         "deletion": {"status_field": "status", "inactive_values": ["terminated"]},
         "target": {"table": "md_contract"},
@@ -280,6 +282,29 @@ def test_identical_sources_and_correct_target_have_no_differences() -> None:
     erp, oa = _frame(rows, "erp"), _frame(rows, "oa")
     diffs = compare_entity(MAPPING, erp, oa, _golden(erp, oa), reference_keys=REFS)
     assert diffs.empty
+
+
+def test_a_field_only_one_system_feeds_is_not_compared() -> None:
+    erp_only = MAPPING.model_copy(
+        update={
+            "sources": {
+                "erp": MAPPING.sources["erp"],
+                "oa": MAPPING.sources["oa"].model_copy(
+                    update={"fields": {k: v for k, v in MAPPING.sources["oa"].fields.items() if k != "fee"}}
+                ),
+            }
+        }
+    )
+    rows = [_row(f"K{i}") for i in range(5)]
+    erp, oa = _frame(rows, "erp"), _frame(rows, "oa")
+    oa["fee"] = None
+    diffs = compare_entity(erp_only, erp, oa, _golden(erp, oa), reference_keys=REFS)
+    assert not ((diffs["class"] == "field_mismatch") & (diffs["field"] == "fee")).any()
+    assert (
+        not compare_entity(MAPPING, erp, oa, _golden(erp, oa), reference_keys=REFS)
+        .query("`class` == 'field_mismatch' and field == 'fee'")
+        .empty
+    )
 
 
 def test_values_equal_rules() -> None:
