@@ -8,22 +8,19 @@ tables, and reports every problem as `file:line:col key.path: message`.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from etl.config.project import ProjectConfig
 from etl.errors import ConfigError, ConfigIssue
 from etl.flows.model import FieldSpec, FlowSpec
 from etl.mapping import registry
 from etl.mapping.codes import CodeTable
-from etl.mapping.loader import load_code_tables
-from etl.yamlio import SourceMap, issues_from_validation, load_yaml, sort_issues, validate_model
+from etl.mapping.loader import check_transforms, load_code_tables, unknown_message
+from etl.yamlio import SourceMap, load_yaml, sort_issues, validate_model
 
 __all__ = ["FLOW_POINTS", "FlowSet", "connection_name", "load_flows"]
 
@@ -120,10 +117,7 @@ def _display(path: Path, root: Path) -> str:
 
 
 def _unknown(what: str, value: str, known: Iterable[str]) -> str:
-    known = sorted(known)
-    close = difflib.get_close_matches(value, known, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"{what} '{value}' not found; {hint}known: {', '.join(known) or '(none)'}"
+    return unknown_message(what, value, known)
 
 
 def check_flow(
@@ -195,30 +189,4 @@ def _check_field(
 
 def _check_transforms(specs: list[Any], smap: SourceMap, loc: tuple[Any, ...],
                       tables: dict[str, CodeTable]) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
-    known = registry.known_transforms()
-    for index, raw in enumerate(specs):
-        tloc = (*loc, index)
-        try:
-            name, args = registry.split_spec(raw)
-        except ValueError as exc:
-            issues.append(smap.issue(tloc, str(exc)))
-            continue
-        if name not in known:
-            issues.append(smap.issue(tloc, _unknown("transform", name, known)))
-            continue
-        tdef = registry.get(name)
-        try:
-            parsed = registry.parse_args(tdef, args)
-        except ValidationError as exc:
-            issues.extend(issues_from_validation(exc, smap, tdef.args, base=(*tloc, name) if isinstance(raw, dict)
-                                                 else tloc))
-            continue
-        except ValueError as exc:
-            issues.append(smap.issue(tloc, str(exc)))
-            continue
-        if name == "lookup" and getattr(parsed, "table", None) not in tables:
-            issues.append(smap.issue((*tloc, name), _unknown("code table", str(getattr(parsed, "table", "")), tables)))
-        if tdef.multi_column and index != 0:
-            issues.append(smap.issue(tloc, f"'{name}' combines several columns: put it first"))
-    return issues
+    return check_transforms(specs, smap, loc, tables)

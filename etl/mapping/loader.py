@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -174,6 +175,52 @@ def _unknown(what: str, value: str, known: Iterable[str]) -> str:
     return f"{what} '{value}' not found; {hint}known: {', '.join(known) or '(none)'}"
 
 
+def check_transforms(
+    specs: list[Any], smap: SourceMap, loc: tuple[Any, ...], tables: dict[str, CodeTable], *, columns: int | None = None
+) -> list[ConfigIssue]:
+    """Issues in a chain of transforms: unknown names, bad arguments, unknown code tables, misplaced combiners.
+
+    `columns` is how many source columns feed the chain (None where the caller checks that itself).
+    """
+    issues: list[ConfigIssue] = []
+    known = registry.known_transforms()
+    for index, raw in enumerate(specs):
+        tloc = (*loc, index)
+        try:
+            name, args = registry.split_spec(raw)
+        except ValueError as exc:
+            issues.append(smap.issue(tloc, str(exc)))
+            continue
+        if name not in known:
+            issues.append(smap.issue(tloc, _unknown("transform", name, known)))
+            continue
+        tdef = registry.get(name)
+        try:
+            parsed = registry.parse_args(tdef, args)
+        except ValidationError as exc:
+            arg_loc = (*tloc, name) if isinstance(raw, dict) else tloc
+            issues.extend(issues_from_validation(exc, smap, tdef.args, base=arg_loc))
+            continue
+        except ValueError as exc:
+            issues.append(smap.issue(tloc, str(exc)))
+            continue
+        table = getattr(parsed, "table", None)
+        if name == "lookup" and table not in tables:
+            issues.append(smap.issue((*tloc, name), _unknown("code table", str(table), tables)))
+        if tdef.multi_column and columns is None and index != 0:
+            issues.append(smap.issue(tloc, f"'{name}' combines several columns: put it first"))
+        elif tdef.multi_column and columns is not None and (index != 0 or columns < 2):
+            issues.append(
+                smap.issue(tloc, f"'{name}' combines several columns: give `from: [col1, col2]` and put it first")
+            )
+    return issues
+
+
+def unknown_message(what: str, value: str, known: Iterable[str]) -> str:
+    """`what 'value' not found; did you mean ...? known: ...`."""
+    return _unknown(what, value, known)
+
+
 def check_entity(
     mapping: EntityMapping, smap: SourceMap, tables: dict[str, CodeTable], connections: Iterable[str] | None
 ) -> list[ConfigIssue]:
@@ -267,33 +314,7 @@ def _check_source(
                     key=True,
                 )
             )
-        for index, raw in enumerate(spec.transforms):
-            tloc = (*floc, "transforms", index)
-            try:
-                name, args = registry.split_spec(raw)
-            except ValueError as exc:
-                issues.append(smap.issue(tloc, str(exc)))
-                continue
-            if name not in known:
-                issues.append(smap.issue(tloc, _unknown("transform", name, known)))
-                continue
-            tdef = registry.get(name)
-            try:
-                parsed = registry.parse_args(tdef, args)
-            except ValidationError as exc:
-                arg_loc = (*tloc, name) if isinstance(raw, dict) else tloc
-                issues.extend(issues_from_validation(exc, smap, tdef.args, base=arg_loc))
-                continue
-            except ValueError as exc:
-                issues.append(smap.issue(tloc, str(exc)))
-                continue
-            table = getattr(parsed, "table", None)
-            if name == "lookup" and table not in tables:
-                issues.append(smap.issue((*tloc, name), _unknown("code table", str(table), tables)))
-            if tdef.multi_column and (index != 0 or len(spec.columns) < 2):
-                issues.append(
-                    smap.issue(tloc, f"'{name}' combines several columns: give `from: [col1, col2]` and put it first")
-                )
+        issues.extend(check_transforms(spec.transforms, smap, (*floc, "transforms"), tables, columns=len(spec.columns)))
         if len(spec.columns) > 1 and not (
             spec.transforms and registry.get(registry.split_spec(spec.transforms[0])[0]).multi_column
             if spec.transforms and registry.split_spec(spec.transforms[0])[0] in known
