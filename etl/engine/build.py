@@ -204,6 +204,18 @@ def _actions(golden: pd.DataFrame, existing: pd.DataFrame) -> pd.Series:
     return pd.Series(action, index=golden.index)
 
 
+def _planned_values(ctx: SyncContext, mapping: EntityMapping, field: str) -> set[str]:
+    """In a dry run, what the referenced entity would publish counts as present (it is planned first)."""
+    gold = ctx.work_tables(mapping).gold
+    engine = ctx.work_engine(mapping)
+    if not _exists(engine, gold):
+        return set()
+    stmt = select(gold.c[field]).where(
+        gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update", "unchanged"]), gold.c._active.is_(True)
+    )
+    return set(_read(engine, stmt, [field])[field].dropna().astype("str"))
+
+
 def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
     """Quarantine (or fail on) golden rows that point to keys missing in another entity's target."""
     found = []
@@ -223,6 +235,8 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
             if _exists(engine, ref_table)
             else set()
         )
+        if ctx.dry_run:
+            known |= _planned_values(ctx, ref_mapping, other)
         missing = rows[rows[field].notna() & ~rows[field].astype("str").isin(known)]
         if missing.empty:
             continue
