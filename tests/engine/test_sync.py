@@ -171,3 +171,16 @@ def test_plan_writes_nothing(project) -> None:
     assert _by_entity(summary)["department"].updated == 1
     assert details["updates"][0]["changes"]["name"]["new"] == "Changed"
     assert (table_checksums(target_url), table_checksums(recon_url)) == before
+
+
+@pytest.mark.sqlite
+def test_plan_before_the_first_sync_predicts_it(tmp_path: Path) -> None:
+    from etl.cli.demo_cmd import sqlite_urls
+
+    config, _ = make_project(tmp_path / "p", sqlite_urls(tmp_path / "p"))
+    planned, ctx = run_sync(config, dry_run=True)
+    ctx.close()
+    done, _ = run_sync(config)
+    assert [(e.entity, e.inserted, e.quarantined) for e in planned.entities] == [
+        (e.entity, e.inserted, e.quarantined) for e in done.entities
+    ]
