@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import sys
 from collections.abc import Iterable
+from typing import Any
 
-_URL_PASSWORD = re.compile(r"([a-z0-9+]+://[^:/@\s]*):([^@\s]+)@", re.I)
-_ODBC_PASSWORD = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}]*\}|[^;\s]*)")
+# A masked value never runs past a double quote or a backslash: `redact` also cleans serialised JSON,
+# whose string delimiters and escapes must survive.
+_URL_PASSWORD = re.compile(r"([a-z0-9+]+://[^:/@\s\"]*):([^@\s\"]+)@", re.I)
+_ODBC_PASSWORD = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}\"]*\}|[^;\s\"\\]*)")
 
 
 class RedactingFilter(logging.Filter):
@@ -34,6 +39,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to `sys.stderr` as it is when a record is emitted, not as it was when logging was set up.
+
+    Test runners and embedding applications swap `sys.stderr`; a handler bound to the old
+    stream would fail with "I/O operation on closed file" on every record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload = {
@@ -56,7 +80,7 @@ def setup(level: str = "WARNING", fmt: str = "text", secrets: Iterable[str] = ()
     logger = logging.getLogger("erpoa")
     logger.setLevel(level.upper())
     if not any(getattr(h, "_erpoa", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler._erpoa = True  # type: ignore[attr-defined]
         handler.addFilter(_FILTER)
         logger.addHandler(handler)
@@ -78,3 +102,26 @@ def add_secrets(secrets: Iterable[str]) -> None:
 def redact(text: str) -> str:
     """Redact known secrets from any text (reports, messages, JSON output)."""
     return _FILTER.redact(text)
+
+
+def mask_personal(value: object) -> object:
+    """Mask personal data, keeping enough to recognise it: `138****1234`, `3301**********1234`, `z***@example.com`.
+
+    The same shape as the reports' masking (`etl.report.build.mask_value`), for what the engine stores.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return value
+    value = value if isinstance(value, str) else str(value)
+    if "@" in value:
+        local, _, domain = value.partition("@")
+        return (local[:1] + "***@" + domain) if local else "***@" + domain
+    n = len(value)
+    if n >= 15:
+        head, tail = 4, 4
+    elif n >= 7:
+        head, tail = 3, 4
+    elif n >= 3:
+        head, tail = 1, 1
+    else:
+        return "*" * n
+    return value[:head] + "*" * (n - head - tail) + value[n - tail :]

@@ -138,6 +138,38 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
 
 
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _expanded_size(node: yaml.Node, name: str, memo: dict[int, int], active: set[int]) -> int:
+    """How many values `node` stands for once aliases are expanded; ConfigError if recursive or huge.
+
+    Anchors and aliases are allowed, but a recursive alias or an "alias bomb" (a few
+    lines that expand to millions of values) would hang or crash every later step.
+    """
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    where = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if key in active:
+        raise ConfigError([ConfigIssue(name, *where, "", "an alias refers to a collection that contains it; "
+                                       "a configuration cannot be recursive")])
+    active.add(key)
+    if isinstance(node, yaml.MappingNode):
+        children: list[yaml.Node] = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    size = 1 + sum(_expanded_size(child, name, memo, active) for child in children)
+    active.discard(key)
+    if size > MAX_EXPANDED_VALUES:
+        raise ConfigError([ConfigIssue(name, *where, "", f"expands to more than {MAX_EXPANDED_VALUES} values "
+                                       "through anchors and aliases; write the values out")])
+    memo[key] = size
+    return size
+
+
 def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
     """Parse YAML text (see `load_yaml`)."""
     smap = SourceMap(name)
@@ -146,9 +178,13 @@ def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _expanded_size(node, name, {}, set())
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except RecursionError:
+        raise ConfigError([ConfigIssue(name, None, None, "", "nested too deeply to be a configuration")]) from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)

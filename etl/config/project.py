@@ -189,6 +189,43 @@ def _literal_passwords(data: Any, smap: SourceMap) -> list[ConfigIssue]:
     return issues
 
 
+def _unencoded_passwords(data: Any, smap: SourceMap) -> list[ConfigIssue]:
+    """URLs that do not parse, or whose user:password part holds a raw '@' (a password taken as is).
+
+    Checked once the environment is interpolated, so a problem is reported here, located,
+    instead of in a driver error that would print the URL (and so the password) or, for a
+    raw '@', the rest of the password as the host name. Messages never show the value.
+    """
+    from sqlalchemy.engine import make_url
+
+    issues = []
+    for name, conn in (data.get("connections") or {}).items() if isinstance(data, dict) else []:
+        url = conn.get("url") if isinstance(conn, dict) else None
+        if not isinstance(url, str) or settings.has_variables(url):
+            continue
+        try:
+            make_url(url)
+        except Exception:
+            issues.append(
+                smap.issue(
+                    ("connections", name, "url"),
+                    "not a valid SQLAlchemy URL (write dialect+driver://user:password@host:port/database); "
+                    "the value is not shown because it may contain a password",
+                )
+            )
+            continue
+        netloc = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0] if "://" in url else ""
+        if netloc.count("@") > 1:
+            issues.append(
+                smap.issue(
+                    ("connections", name, "url"),
+                    "the user:password part contains a raw '@'; URL-encode the password (in the environment "
+                    "variable too): @ as %40, : as %3A, / as %2F",
+                )
+            )
+    return issues
+
+
 def load_project(path: Path | str) -> ProjectConfig:
     """Load and validate `erpoa.yaml`, reporting every problem at once."""
     path = Path(path)
@@ -211,6 +248,7 @@ def load_project(path: Path | str) -> ProjectConfig:
                 )
             )
     data = _interpolate(data, smap, (), issues)
+    issues.extend(_unencoded_passwords(data, smap))
     try:
         config: ProjectConfig = validate_model(ProjectConfig, data, smap)
     except ConfigError as exc:

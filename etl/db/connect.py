@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -50,7 +51,12 @@ def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
     try:
         parsed = make_url(url)
     except Exception:
-        raise ConfigError(f"connection URL '{mask_secrets(url)}' is not a valid SQLAlchemy URL") from None
+        # An unparsable URL may hide its password from mask_secrets: show only the scheme.
+        scheme = re.match(r"^[A-Za-z0-9+]*", url)
+        raise ConfigError(
+            f"a connection URL starting '{scheme.group(0) if scheme else ''}' is not a valid SQLAlchemy URL "
+            "(dialect+driver://user:password@host:port/database); the value is not shown as it may hold a password"
+        ) from None
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"pool_pre_ping": conn.pool_pre_ping, "connect_args": dict(conn.connect_args)}
     if backend == "sqlite":

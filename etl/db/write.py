@@ -1,6 +1,6 @@
 """Bulk writes and upserts, one implementation per dialect.
 
-PostgreSQL loads with `COPY` (CSV through psycopg); MariaDB/MySQL and SQLite with
+PostgreSQL loads with `COPY` (rows formatted by psycopg); MariaDB/MySQL and SQLite with
 executemany (PyMySQL folds it into multi-row INSERTs); SQL Server with
 `fast_executemany`. Upserts: `INSERT .. ON CONFLICT` (PostgreSQL, SQLite),
 `INSERT .. ON DUPLICATE KEY UPDATE` (MariaDB/MySQL), `MERGE` (SQL Server).
@@ -8,7 +8,6 @@ executemany (PyMySQL folds it into multi-row INSERTs); SQL Server with
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,14 +17,16 @@ from sqlalchemy import Connection, Date, Select, Table, select, text
 from sqlalchemy.sql import ColumnElement
 
 BATCH_ROWS = 10_000
+COPY_ROWS = 50_000
 
 
 def records(frame: pd.DataFrame, columns: Sequence[str], table: Table | None = None,
-            dialect: str | None = None) -> list[tuple[Any, ...]]:
+            dialect: str | None = None, *, empty_as_null: bool = False) -> list[tuple[Any, ...]]:
     """Rows as tuples of plain Python values, None for every kind of null.
 
     For SQLite, timestamps are written as text in SQLAlchemy's own format
     (`Date` columns as `YYYY-MM-DD`), so rows written here and by SQLAlchemy agree.
+    `empty_as_null` also turns empty strings into None.
     """
     if frame.empty:
         return []
@@ -44,6 +45,8 @@ def records(frame: pd.DataFrame, columns: Sequence[str], table: Table | None = N
             values = col.to_numpy(dtype=object, na_value=None, copy=True)
             if col.dtype == object:
                 values[pd.isna(values)] = None
+            if empty_as_null and (col.dtype == object or isinstance(col.dtype, pd.StringDtype)):
+                values[values == ""] = None
         data.append(values)
     return list(zip(*data, strict=True))
 
@@ -79,23 +82,20 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: S
 
 
 def _copy_postgres(conn: Connection, table: Table, frame: pd.DataFrame, columns: list[str]) -> int:
-    out = frame[columns].copy()
-    for name in columns:
-        col = out[name]
-        if str(col.dtype) == "boolean" or col.dtype == bool:
-            out[name] = col.map({True: "t", False: "f"})
-        elif pd.api.types.is_datetime64_any_dtype(col.dtype):
-            out[name] = col.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-    buffer = io.StringIO()
-    # NULL is an unquoted empty field; empty strings never reach here (they are nulls in canonical form).
-    out.to_csv(buffer, index=False, header=False, na_rep="")
+    """COPY FROM STDIN, rows formatted by psycopg in C (`write_row`), a slice of the frame at a time.
+
+    Faster than rendering CSV with `DataFrame.to_csv` and holds at most `COPY_ROWS` rows as
+    Python tuples. Empty strings are written as NULL, as the CSV load this replaces did.
+    """
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     name = conn.dialect.identifier_preparer.format_table(table)
-    with dbapi.cursor() as cur, cur.copy(f"COPY {name} ({quoted}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(buffer.getvalue())
-    return len(out)
+    with dbapi.cursor() as cur, cur.copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
+        for start in range(0, len(frame), COPY_ROWS):
+            for row in records(frame.iloc[start : start + COPY_ROWS], columns, table, "postgresql", empty_as_null=True):
+                copy.write_row(row)
+    return len(frame)
 
 
 def upsert_select(

@@ -8,6 +8,7 @@ gate on the rows that would change, and writes the result to the gold table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, Table, and_, delete, select, update
 
-from etl import faults
+from etl import faults, logs
 from etl.db.write import insert_frame
 from etl.engine.context import SyncContext
 from etl.engine.merge import merge
@@ -28,9 +29,24 @@ IN_BATCH = 500
 SMALL_KEYSET = 5_000
 
 
+READ_CHUNK = 50_000
+
+
 def _read(engine: Engine, stmt: Any, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows of `stmt` as a frame, fetched through a server-side cursor a chunk at a time.
+
+    Only one chunk of rows exists as Python tuples at any moment, instead of the whole
+    result twice (driver rows and tuples) next to the frame built from them.
+    """
+    names = list(columns)
     with engine.connect() as conn:
-        return pd.DataFrame.from_records(list(map(tuple, conn.execute(stmt))), columns=list(columns))
+        result = conn.execution_options(stream_results=True, max_row_buffer=READ_CHUNK).execute(stmt)
+        parts = [
+            pd.DataFrame.from_records(list(map(tuple, rows)), columns=names) for rows in result.partitions(READ_CHUNK)
+        ]
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame.from_records([], columns=names)
 
 
 def _rows_for_keys(
@@ -96,9 +112,15 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
         if _exists(tengine, tables.mirror)
         else pd.DataFrame(columns=mirror_cols)
     )
-    touched = staged["_source"] + "\x1f" + staged["_src_id"]
-    mirrored = mirrored[~(mirrored["_source"] + "\x1f" + mirrored["_src_id"]).isin(set(touched))]
-    current = pd.concat([mirrored, staged[staged["_status"] == "ok"].drop(columns="_status")], ignore_index=True)
+    accepted = staged[staged["_status"] == "ok"].drop(columns="_status")
+    if mirrored.empty:  # first load of these keys: nothing to replace (coerce below settles the dtypes)
+        current = accepted.reset_index(drop=True)
+    else:
+        touched = staged["_source"] + "\x1f" + staged["_src_id"]
+        mirrored = mirrored[~(mirrored["_source"] + "\x1f" + mirrored["_src_id"]).isin(set(touched))]
+        current = pd.concat([mirrored, accepted], ignore_index=True)
+    staged_rows = len(staged)
+    del mirrored, accepted, staged
     current = coerce(current, mapping.fields, ctx.timezone)
     frames = {s: current[current["_source"] == s].drop(columns="_source") for s in mapping.sources}
     result = merge(frames, mapping, ctx.timezone)
@@ -126,7 +148,9 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
         )
         rejected_src.append(dups[["_source", "_src_id"]])
     golden = _with_activity(golden, mapping)
-    golden["_hash"] = row_hash(golden, fields)
+    # Nullable Int64 from the start: the concat with inactivated keys below would otherwise turn the column
+    # into float64 and store every hash of the partition rounded to 53 bits.
+    golden["_hash"] = row_hash(golden, fields).astype("Int64")
     golden["_bucket"] = bucket_of(golden["_key"])
     target_cols = ["_key", "_hash", "_active", "_presence"]
     existing = (
@@ -167,7 +191,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
             & golden["_key"].map(existing["_active"]).fillna(False).astype(bool)
         ).sum()
     )
-    ctx.tick(entity, "merge", len(staged))
+    ctx.tick(entity, "merge", staged_rows)
     return counts
 
 
@@ -280,6 +304,7 @@ def quarantine_rows(ctx: SyncContext, entity: str, frame: pd.DataFrame, *, stage
         return
     if "raw" not in frame:
         frame = frame.assign(raw=None)
+    frame = mask_personal_data(frame, ctx.mapping(entity))
     if ctx.dry_run:
         ctx.planned_quarantine.append(frame.assign(entity=entity, stage=stage))
         return
@@ -287,6 +312,41 @@ def quarantine_rows(ctx: SyncContext, entity: str, frame: pd.DataFrame, *, stage
 
 
 _quarantine = quarantine_rows
+
+
+def mask_personal_data(frame: pd.DataFrame, mapping: EntityMapping) -> pd.DataFrame:
+    """Quarantine rows with values of `pii: true` fields masked: the rejected `value` and the raw source row.
+
+    The store keeps a copy of rejected data for stewards; the source stays the system of record (the
+    row's source id points to it). Id columns and columns that feed the business key stay readable:
+    reconciliation derives the golden key of a quarantined row from its raw record.
+    """
+    pii = set(mapping.pii_fields)
+    if frame.empty or not pii:
+        return frame
+    out = frame.copy()
+    if "field" in out and "value" in out:
+        sel = out["field"].isin(pii)
+        out.loc[sel, "value"] = out.loc[sel, "value"].map(logs.mask_personal)
+    if "raw" not in out or "source" not in out:
+        return out
+    for source, spec in mapping.sources.items():
+        keep = set(spec.id) | {c for f, fs in spec.fields.items() if f in mapping.key for c in fs.columns}
+        hidden = {c for f, fs in spec.fields.items() if f in pii for c in fs.columns} - keep
+        sel = (out["source"].astype(str) == source) & out["raw"].notna()
+        if hidden and sel.any():
+            out.loc[sel, "raw"] = out.loc[sel, "raw"].map(lambda text, hidden=hidden: _mask_raw(text, hidden))
+    return out
+
+
+def _mask_raw(text: str, hidden: set[str]) -> str:
+    try:
+        record = json.loads(text)
+    except (TypeError, ValueError):
+        return text
+    if not isinstance(record, dict):
+        return text
+    return json.dumps({k: logs.mask_personal(v) if k in hidden else v for k, v in record.items()}, ensure_ascii=False)
 
 
 def _mark_stage_rejected(ctx: SyncContext, mapping: EntityMapping, pairs: pd.DataFrame) -> None:

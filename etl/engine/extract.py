@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,10 +15,12 @@ from etl import faults
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
 from etl.db.write import insert_frame
+from etl.engine.build import mask_personal_data
 from etl.engine.context import SyncContext
 from etl.engine.tables import bucket_of, key_text
 from etl.errors import UnmappedValueError
-from etl.mapping.apply import FATAL_PREFIX, map_chunk, source_ids
+from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk, source_ids
+from etl.mapping.model import EntityMapping
 
 
 def prepare(ctx: SyncContext, entity: str) -> None:
@@ -76,6 +80,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
             if top is not None and (max_cursor is None or top > max_cursor):
                 max_cursor = top
         mapped = map_chunk(chunk, mapping, source, ctx.mappings.code_tables, as_of=ctx.as_of, timezone=ctx.timezone)
+        mapped = reject_nul(mapped, mapping, chunk)
         rows = mapped.rows
         staged = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rows["_src_id"], "_status": "ok"})
         staged["_key"] = key_text(rows, mapping.key)
@@ -114,11 +119,50 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
         if not full_read:
             _sweep_ids(ctx, entity, source)
         counts["deleted"] = _mark_vanished(ctx, entity, source)
+        if counts["deleted"] and not ctx.dry_run:
+            _unlink_vanished(ctx, entity, source)
         faults.point("extract.vanished_marked")
     if max_cursor is not None and not ctx.dry_run and not replay:
         ctx.store.set_pending_watermark(ctx.run_id, entity, source, max_cursor)
         faults.point("extract.watermark_pending")
     return counts
+
+
+NUL_REASON = (
+    "text contains a NUL character (\\x00), which PostgreSQL cannot store and most tools cut off; "
+    "remove it at the source"
+)
+
+
+def reject_nul(mapped: MappedChunk, mapping: EntityMapping, raw: pd.DataFrame) -> MappedChunk:
+    """Quarantine rows whose text fields contain NUL (rule `type:string`) instead of failing the load.
+
+    Checked on every target so that a row behaves the same wherever it is published.
+    """
+    rows = mapped.rows
+    strings = [f for f, spec in mapping.fields.items() if spec.type == "string" and f in rows.columns]
+    if rows.empty or not strings:
+        return mapped
+    raw = raw.reset_index(drop=True)
+    parts = []
+    bad_any = pd.Series(False, index=rows.index)
+    for name in strings:
+        bad = rows[name].astype(object).map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
+        if not bad.any():
+            continue
+        bad_any |= bad
+        parts.append(pd.DataFrame({
+            "_src_id": rows.loc[bad, "_src_id"].to_numpy(),
+            "field": name,
+            "rule": "type:string",
+            "value": rows.loc[bad, name].str.replace("\x00", "\\x00", regex=False).to_numpy(),
+            "reason": NUL_REASON,
+            "raw": [json.dumps(_jsonable(raw.loc[i].to_dict()), ensure_ascii=False) for i in rows.index[bad]],
+        }))
+    if not parts:
+        return mapped
+    rejects = pd.concat([mapped.rejects, *parts], ignore_index=True)
+    return replace(mapped, rows=rows[~bad_any], rejects=rejects)
 
 
 def _cursor_value(value: Any) -> Any:
@@ -138,7 +182,7 @@ def _cursor_value(value: Any) -> Any:
 def _quarantine(ctx: SyncContext, entity: str, source: str, rejects: pd.DataFrame) -> None:
     if rejects.empty:
         return
-    frame = rejects.rename(columns={"_src_id": "src_id"}).assign(source=source)
+    frame = mask_personal_data(rejects.rename(columns={"_src_id": "src_id"}).assign(source=source), ctx.mapping(entity))
     if ctx.dry_run:
         ctx.planned_quarantine.append(frame.assign(entity=entity, stage="map"))
     else:
@@ -200,6 +244,28 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     with ctx.work_engine(mapping).begin() as conn:
         insert_frame(conn, stage, gone, ["_run", "_source", "_src_id", "_status", "_key", "_bucket"])
     return len(gone)
+
+
+def _unlink_vanished(ctx: SyncContext, entity: str, source: str) -> None:
+    """Mark the cross-reference links of the source records that vanished inactive.
+
+    Done before the publish, and repeated by every run that finds them vanished until the
+    mirror forgets them, so a crash anywhere cannot leave a link to a deleted record active
+    (the golden record may live on through the other source). A record that comes back is
+    linked again by the publish that accepts it.
+    """
+    mapping = ctx.mapping(entity)
+    stage = ctx.work_tables(mapping).stage
+    with ctx.work_engine(mapping).connect() as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                select(stage.c._src_id).where(
+                    stage.c._run == ctx.run_id, stage.c._source == source, stage.c._status == "deleted"
+                )
+            )
+        ]
+    ctx.store.deactivate_xref_ids(entity, source, ids, ctx.run_id)
 
 
 def partitions(ctx: SyncContext, entity: str) -> int:

@@ -30,6 +30,23 @@ def split_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _json_ids(ids: Mapping[str, pd.Series], index: pd.Index) -> pd.Series:
+    """`{"erp":"<id>","oa":"<id>"}` per golden key, sources without a row left out."""
+    columns = []
+    for source, series in ids.items():
+        aligned = series.reindex(index)
+        text = aligned.astype("str")
+        if text.str.contains(r'[\\",]', regex=True).fillna(False).any():
+            return _json_ids_text(ids, index)  # ids that need escaping (or hold commas): the general route
+        present = aligned.notna().to_numpy()
+        column = np.full(len(index), None, dtype=object)
+        head = '"' + source + '":"'
+        column[present] = [head + t + '"' for t in text.to_numpy(dtype=object)[present]]
+        columns.append(column)
+    out = ["{" + ",".join(p for p in row if p is not None) + "}" for row in zip(*columns, strict=True)]
+    return pd.Series(out, index=index, dtype="str")
+
+
+def _json_ids_text(ids: Mapping[str, pd.Series], index: pd.Index) -> pd.Series:
     parts = []
     for source, series in ids.items():
         escaped = (
@@ -65,15 +82,17 @@ def merge(frames: Mapping[str, pd.DataFrame], mapping: EntityMapping, timezone: 
     golden[KEY] = index.to_numpy()
     surv = mapping.survivorship
     recency = surv.recency_field
+    # Align each source to the golden index once (one hash lookup per source, not per field and source).
+    aligned = {s: f.reindex(index) for s, f in clean.items()}
     for field in mapping.fields:
         rule = surv.rule(field)
-        columns = {s: f[field].reindex(index) for s, f in clean.items() if field in f.columns}
+        columns = {s: aligned[s][field] for s, f in clean.items() if field in f.columns}
         if not columns:
             golden[field] = pd.Series(np.nan, index=index, dtype=object)
             continue
         if rule == "most_recent" and recency:
             golden[field] = _most_recent(
-                columns, {s: f[recency].reindex(index) for s, f in clean.items() if recency in f}, index
+                columns, {s: aligned[s][recency] for s, f in clean.items() if recency in f}, index
             )
             continue
         order = [s for s in (rule if isinstance(rule, list) else list(clean)) if s in columns]

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from etl import faults
 from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
@@ -20,7 +22,7 @@ from etl.engine import build, extract, publish
 from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
-from etl.errors import ErpOaError
+from etl.errors import ErpOaError, LockedError, classify_db_error
 from etl.mapping.loader import MappingSet, load_mappings
 from etl.store.repo import Store, new_run_id
 
@@ -68,8 +70,12 @@ class SyncSummary:
 
 def open_store(config: ProjectConfig) -> Store:
     """The reconciliation store of the project, migrated to the current schema."""
-    store = Store(engine_for(config.connection("recon")))
-    store.migrate()
+    conn = config.connection("recon")
+    store = Store(engine_for(conn))
+    try:
+        store.migrate()
+    except SQLAlchemyError as exc:  # unreachable or unwritable: a classified error, not a traceback
+        raise classify_db_error(exc, what=f"opening the reconciliation store ({conn.display})") from None
     return store
 
 
@@ -87,9 +93,12 @@ def sync_entity(
     started = time.monotonic()
 
     def retry(fn: Callable[[], Any], what: str) -> Any:
-        return with_retries(
-            fn, what=f"{entity}: {what}", retries=settings.retries, backoff=settings.retry_backoff_seconds
-        )
+        try:
+            return with_retries(
+                fn, what=f"{entity}: {what}", retries=settings.retries, backoff=settings.retry_backoff_seconds
+            )
+        except SQLAlchemyError as exc:  # a terminal database error fails this entity with a message, not the run
+            raise classify_db_error(exc, what=f"{entity}: {what}") from None
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         t0 = time.monotonic()
@@ -198,7 +207,8 @@ def run_sync(
 
     An entity that fails does not stop the entities that do not depend on it;
     those that do are skipped. The summary's status is `success`, `partial`
-    or `failed`.
+    or `failed`. When another sync held the lock of an entity, LockedError is
+    raised once the run is recorded (the CLI exits with code 5).
     """
     mappings = mappings or load_project_mappings(config)
     names = mappings.order(entities or config.run.entities)
@@ -221,6 +231,7 @@ def run_sync(
     faults.point("sync.start")
     results: list[EntityResult] = []
     failed: set[str] = set()
+    locked: list[str] = []
     for name in names:
         blocked = [d for d in mappings.entity(name).dependencies if d in failed]
         if blocked:
@@ -235,6 +246,8 @@ def run_sync(
             res = EntityResult(entity=name, status="failed", message=redact(str(exc), config))
             failed.add(name)
             log.error("%s", res.message)
+            if isinstance(exc, LockedError):
+                locked.append(res.message or "")
         results.append(res)
         record(ctx, res)
         faults.point("entity.recorded")
@@ -246,6 +259,9 @@ def run_sync(
         build_data_docs(ctx)
         store.finish_run(ctx.run_id, status, message)
         faults.point("run.finished")
+    if locked:
+        # Another sync holds an entity: say so with its own exit code (5), after the run was recorded.
+        raise LockedError("; ".join(locked))
     summary = SyncSummary(
         run_id=ctx.run_id,
         mode=mode,
@@ -282,16 +298,46 @@ def check_suites(config: ProjectConfig, mappings: MappingSet, names: Iterable[st
 
 def build_data_docs(ctx: SyncContext) -> None:
     """Great Expectations Data Docs of this run's validations, into `<reports>/<run id>/datadocs/`."""
-    results = [result for _, result in ctx.__dict__.get("gate_results", [])]
-    if not results:
+    gate_results = ctx.__dict__.get("gate_results", [])
+    if not gate_results:
         return
     from etl.validate import build_data_docs as build
 
     out = ctx.config.resolve(ctx.config.reports) / ctx.run_id / "datadocs"
     try:
-        build(results, out)
+        build([_mask_gate_result(result, set(ctx.mapping(entity).pii_fields)) for entity, result in gate_results], out)
     except Exception as exc:  # the docs are a convenience; never fail a published run over them
         log.warning("could not build Data Docs in %s: %s", out, exc)
+
+
+def _mask_gate_result(result: Any, pii: set[str]) -> Any:
+    """A copy of a gate result with the values of `pii: true` fields masked (Data Docs show failing values)."""
+    if not pii:
+        return result
+    import copy
+    import dataclasses
+
+    from etl.logs import mask_personal
+
+    failures = result.row_failures.copy()
+    if not failures.empty:
+        sel = failures["column"].isin(pii)
+        failures.loc[sel, "value"] = failures.loc[sel, "value"].map(mask_personal)
+    suite = copy.deepcopy(result.results)
+    for res in suite.results:
+        kwargs = res.expectation_config.kwargs if res.expectation_config is not None else {}
+        if not {kwargs.get(k) for k in ("column", "column_A", "column_B")} & pii:
+            continue
+        values = res.result or {}
+        for key in ("unexpected_list", "partial_unexpected_list"):
+            if isinstance(values.get(key), list):
+                values[key] = [mask_personal(v) for v in values[key]]
+        if isinstance(values.get("partial_unexpected_counts"), list):
+            values["partial_unexpected_counts"] = [
+                {**c, "value": mask_personal(c.get("value"))} if isinstance(c, dict) else c
+                for c in values["partial_unexpected_counts"]
+            ]
+    return dataclasses.replace(result, row_failures=failures, results=suite)
 
 
 def redact(text: str, config: ProjectConfig) -> str:

@@ -13,10 +13,26 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, delete, exists, func, literal, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from etl import faults
-from etl.db.write import upsert_select
+from etl.db.write import insert_frame, upsert_select
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
 from etl.errors import QualityGateError
@@ -157,33 +173,129 @@ def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
         open_rows = ctx.store.quarantine(entity=entity, status="open")
         open_rows = open_rows[open_rows["run_id"] != ctx.run_id]
         gate_keys = set(open_rows.loc[open_rows["stage"].str.match(r"^(gate|integrity)"), "golden_key"].dropna())
-        for rows in result.partitions(XREF_CHUNK):
-            frame = pd.DataFrame.from_records(list(map(tuple, rows)), columns=["golden_key", "ids"])
-            linked += ctx.store.upsert_xref(entity, ctx.run_id, _explode_ids(frame))
-            faults.point("finalize.xref_chunk")
-            published = [k for k in frame["golden_key"] if k in gate_keys]
-            if published:
-                resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
+        with _XrefLoader(ctx, entity) as xref:
+            for rows in result.partitions(XREF_CHUNK):
+                frame = pd.DataFrame.from_records(list(map(tuple, rows)), columns=["golden_key", "ids"])
+                xref.add(_explode_ids(frame))
+                faults.point("finalize.xref_chunk")
+                published = [k for k in frame["golden_key"] if k in gate_keys]
+                if published:
+                    resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
+        linked = xref.count
         gone = [
             r[0]
             for r in conn.execute(select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate"))
         ]
+        open_ids = set(zip(open_rows["source"].astype(str), open_rows["src_id"].astype(str), strict=True))
+        # Only source rows with an open quarantine entry can be resolved: read the passed ones only then.
         passed = pd.DataFrame(
             conn.execute(
                 select(stage.c._source, stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._status == "ok")
-            ).all(),
+            ).all()
+            if open_ids
+            else [],
             columns=["source", "src_id"],
         )
     if gone:
         ctx.store.deactivate_xref(entity, ctx.run_id, gone)
-    open_ids = set(zip(open_rows["source"].astype(str), open_rows["src_id"].astype(str), strict=True))
-    passed = passed[[(s, i) in open_ids for s, i in zip(passed["source"], passed["src_id"], strict=True)]]
-    for source, part in passed.groupby("source"):
-        resolved += ctx.store.resolve_quarantine(entity, str(source), part["src_id"].tolist(), ctx.run_id)
+    if not passed.empty:
+        passed = passed[[(s, i) in open_ids for s, i in zip(passed["source"], passed["src_id"], strict=True)]]
+        for source, part in passed.groupby("source"):
+            resolved += ctx.store.resolve_quarantine(entity, str(source), part["src_id"].tolist(), ctx.run_id)
     faults.point("finalize.resolved")
     ctx.store.commit_watermarks(ctx.run_id, entity)
     faults.point("finalize.watermarks")
     return {"xref": linked, "resolved": resolved}
+
+
+class _XrefLoader:
+    """`Store.upsert_xref` for a whole run, set-based when the store is PostgreSQL (psycopg).
+
+    The store's portable version looks existing rows up 1,000 ids at a time and inserts
+    row by row: at a million rows, thousands of round trips, and PostgreSQL reuses a plan
+    made while the table was still small (a sequential scan per lookup). Here every chunk
+    is COPied into a temporary table and, at the end, merged with one UPDATE (rows whose
+    key or activity changed) and one INSERT (new rows), in one transaction: the same rows
+    and values as the store's version (first/last run, `active`, `updated_at`, `detail`
+    untouched on update) and the same count (new + changed). Other stores: chunk by chunk
+    through `Store.upsert_xref`, as before.
+    """
+
+    def __init__(self, ctx: SyncContext, entity: str) -> None:
+        self.ctx, self.entity, self.count = ctx, entity, 0
+        engine = ctx.store.engine
+        self.fast = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        self.tmp = Table(
+            "erpoa_tmp_xref",
+            MetaData(),
+            Column("source", String(40)),
+            Column("src_id", String(255)),
+            Column("golden_key", String(512)),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        self._tx: Any = None
+        self._conn: Any = None
+        self.loaded = 0
+
+    def __enter__(self) -> _XrefLoader:
+        return self
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        if not self.fast:
+            self.count += self.ctx.store.upsert_xref(self.entity, self.ctx.run_id, frame)
+            return
+        if self._conn is None:
+            self._conn = self.ctx.store.engine.connect()
+            self._tx = self._conn.begin()
+            self.tmp.create(self._conn)
+        rows = frame.assign(src_id=frame["src_id"].astype(str), golden_key=frame["golden_key"].astype(str))
+        self.loaded += insert_frame(self._conn, self.tmp, rows, ["source", "src_id", "golden_key"])
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if self._conn is None:
+            return
+        try:
+            if kind is None:
+                self.count += self._merge(self._conn)
+                self._tx.commit()
+            else:
+                self._tx.rollback()
+        finally:
+            self._conn.close()
+
+    def _merge(self, conn: Any) -> int:
+        from etl.store import schema as store_schema
+        from etl.store.repo import now
+
+        xref, tmp, entity, run_id, stamp = store_schema.xref, self.tmp, self.entity, self.ctx.run_id, now()
+        conn.exec_driver_sql("ANALYZE erpoa_tmp_xref")
+        same = and_(xref.c.entity == entity, xref.c.source == tmp.c.source, xref.c.src_id == tmp.c.src_id)
+        changed = conn.execute(
+            update(xref)
+            .where(same, or_(xref.c.golden_key != tmp.c.golden_key, xref.c.active.is_not(True)))
+            .values(golden_key=tmp.c.golden_key, active=True, last_run_id=run_id, updated_at=stamp)
+        ).rowcount
+        new = conn.execute(
+            xref.insert().from_select(
+                ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "detail",
+                 "updated_at"],
+                select(
+                    literal(entity, String),
+                    tmp.c.source,
+                    tmp.c.src_id,
+                    tmp.c.golden_key,
+                    literal(run_id, String),
+                    literal(run_id, String),
+                    true(),
+                    null(),
+                    literal(stamp, DateTime),
+                ).where(~exists().where(same)),
+            )
+        ).rowcount
+        return int(changed or 0) + int(new or 0)
 
 
 def _explode_ids(frame: pd.DataFrame) -> pd.DataFrame:

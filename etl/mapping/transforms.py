@@ -870,8 +870,11 @@ def _number_cleanup(text: pd.Series) -> pd.Series:
 def _parse_number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """float64 values (NaN for nulls, blank text and errors) and the mask of non-null non-numbers."""
     notna = s.notna().pipe(_flags)
+    plain = _decimal_floats(s) if s.dtype == object else None
     if s.dtype.kind in "iuf":
         values = np.array(s.to_numpy(dtype="float64", na_value=np.nan))
+    elif plain is not None:
+        values = plain
     else:
         text = as_text(s)
         values = _floats(pd.to_numeric(text, errors="coerce"))
@@ -886,6 +889,20 @@ def _parse_number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     bad = notna & ~np.isfinite(values)
     values[bad] = np.nan
     return values, bad
+
+
+def _decimal_floats(s: pd.Series) -> np.ndarray | None:
+    """float64 of an object column of only Decimal / int / float values and nulls (as drivers return
+    DECIMAL columns), converted directly: `float(Decimal)` is correctly rounded, like parsing its text."""
+    values = s.to_numpy(dtype=object)
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if not kinds or not all(issubclass(k, Decimal | int | float) and not issubclass(k, bool) for k in kinds):
+        return None
+    try:
+        return np.array(values.astype("float64"))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _floats(x: pd.Series) -> np.ndarray:

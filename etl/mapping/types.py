@@ -20,6 +20,7 @@ master data amounts use (Numeric(18,2) up to 10^13).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,9 @@ def coerce_series(
         numeric = pd.Series(numeric, index=series.index).astype("float64")
         bad = present & (numeric.isna() | ~np.isfinite(numeric.fillna(0)))
         if spec.type == "integer":
-            bad = bad | (present & (numeric.fillna(0) % 1 != 0))
+            # float64 holds every integer exactly only below 2**53: beyond, a value would be silently altered
+            # (or overflow Int64 and crash the chunk), so it is rejected like any other non-integer.
+            bad = bad | (present & ((numeric.fillna(0) % 1 != 0) | (numeric.abs().fillna(0) >= 2**53)))
             return numeric.where(~bad).round().astype("Int64"), bad
         return numeric.where(~bad).round(spec.scale or 0), bad
     if spec.type in ("date", "datetime"):
@@ -77,16 +80,23 @@ def coerce_series(
 
 def _to_datetime(series: pd.Series, timezone: str) -> pd.Series:
     if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert(timezone).dt.tz_localize(None).astype("datetime64[ns]")
+        return _as_ns(series.dt.tz_convert(timezone).dt.tz_localize(None))
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return series.astype("datetime64[ns]")
+        return _as_ns(series)
     try:
         values = pd.to_datetime(series, errors="coerce", format="mixed")
     except (TypeError, ValueError):
         values = pd.to_datetime(as_text(series), errors="coerce", format="mixed")
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert(timezone).dt.tz_localize(None)
-    return pd.Series(values, index=series.index).astype("datetime64[ns]")
+    return _as_ns(pd.Series(values, index=series.index))
+
+
+def _as_ns(values: pd.Series) -> pd.Series:
+    """datetime64[ns]; values outside its range (e.g. a 9999-12-31 sentinel) become null, i.e. invalid, not a crash."""
+    if values.dtype != "datetime64[ns]":
+        values = values.where((values >= pd.Timestamp.min) & (values <= pd.Timestamp.max))
+    return values.astype("datetime64[ns]")
 
 
 def coerce(frame: pd.DataFrame, fields: Mapping[str, CanonicalField], timezone: str = "Asia/Shanghai") -> pd.DataFrame:
@@ -94,8 +104,42 @@ def coerce(frame: pd.DataFrame, fields: Mapping[str, CanonicalField], timezone: 
     out = frame.copy()
     for name, spec in fields.items():
         if name in out.columns:
-            out[name] = coerce_series(out[name], spec, timezone)[0]
+            out[name] = _coerced_values(out[name], spec, timezone)
     return out
+
+
+def _coerced_values(series: pd.Series, spec: CanonicalField, timezone: str) -> pd.Series:
+    """`coerce_series(series, spec, timezone)[0]`, without building the failure mask nobody reads here.
+
+    Two shortcuts, same values: strings skip the null and length checks; decimals read back from a
+    database (`Decimal` objects) are converted to float directly instead of through their text. For
+    a value with at most `scale` decimals both routes round to the same float64.
+    """
+    if spec.type == "string":
+        values = as_text(series)
+        empty = values.to_numpy(dtype=object) == ""
+        return values.where(~empty) if empty.any() else values
+    if spec.type == "decimal" and series.dtype == object:
+        numeric = _plain_numbers(series)
+        if numeric is not None:
+            return numeric.where(~np.isinf(numeric)).round(spec.scale or 0)
+    return coerce_series(series, spec, timezone)[0]
+
+
+_PLAIN_NUMBERS = (Decimal, float, int)
+
+
+def _plain_numbers(series: pd.Series) -> pd.Series | None:
+    """float64 of an object column holding only Decimal / float / int values and nulls, else None."""
+    values = series.to_numpy(dtype=object)
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if not kinds or not all(issubclass(k, _PLAIN_NUMBERS) and not issubclass(k, bool) for k in kinds):
+        return None
+    try:
+        return pd.Series(values.astype("float64"), index=series.index)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def empty_frame(fields: Mapping[str, CanonicalField], extra: Mapping[str, Any] | None = None) -> pd.DataFrame:

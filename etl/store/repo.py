@@ -210,6 +210,8 @@ class Store:
         """Store rejected rows: frame has source, src_id, field, rule, value, reason, raw (golden_key optional)."""
         if frame.empty:
             return 0
+        text = [c for c in frame.columns if frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype)]
+        frame = frame.assign(**{c: frame[c].map(_storable) for c in text})
         out = pd.DataFrame(
             {
                 "run_id": run_id,
@@ -242,6 +244,24 @@ class Store:
                             s.quarantine.c.status == "open",
                             s.quarantine.c.run_id != run_id,
                             s.quarantine.c.src_id.in_(ids[start : start + 500]),
+                        )
+                        .values(status="superseded", resolved_run_id=run_id, resolved_at=now())
+                    )
+            # Merge, integrity and gate findings are about a golden record, whose source ids change with the
+            # sources it was built from this time (`{"erp": "1"}`, then `{"erp": "1", "oa": "7"}`): the same
+            # problem of the same golden record seen again supersedes the older one too.
+            keyed = out[out["golden_key"].notna()]
+            for rule, part in keyed.groupby("rule"):
+                keys = part["golden_key"].astype(str).unique().tolist()
+                for start in range(0, len(keys), 500):
+                    conn.execute(
+                        update(s.quarantine)
+                        .where(
+                            s.quarantine.c.entity == entity,
+                            s.quarantine.c.rule == rule,
+                            s.quarantine.c.status == "open",
+                            s.quarantine.c.run_id != run_id,
+                            s.quarantine.c.golden_key.in_(keys[start : start + 500]),
                         )
                         .values(status="superseded", resolved_run_id=run_id, resolved_at=now())
                     )
@@ -336,7 +356,7 @@ class Store:
                 "entity": entity,
                 "source": source,
                 "field": r.field,
-                "value": str(r.value)[:255],
+                "value": _storable(str(r.value))[:255],
                 "code_table": r.table,
                 "policy": r.policy,
                 "count": int(r.count),
@@ -446,6 +466,22 @@ class Store:
                     .values(active=False, last_run_id=run_id, updated_at=now())
                 )
 
+    def deactivate_xref_ids(self, entity: str, source: str, src_ids: Iterable[str], run_id: str) -> None:
+        """Mark the active links of these source records inactive (the records vanished from the source)."""
+        ids = list(dict.fromkeys(src_ids))
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    update(s.xref)
+                    .where(
+                        s.xref.c.entity == entity,
+                        s.xref.c.source == source,
+                        s.xref.c.src_id.in_(ids[start : start + 500]),
+                        s.xref.c.active.is_(True),
+                    )
+                    .values(active=False, last_run_id=run_id, updated_at=now())
+                )
+
     def xref(self, entity: str, value: str) -> list[dict[str, Any]]:
         """Cross-reference rows whose golden key or source id equals `value`."""
         with self.engine.connect() as conn:
@@ -467,6 +503,11 @@ class Store:
                 with contextlib.suppress(ValueError):
                     row["detail"] = json.loads(row["detail"])
         return rows
+
+
+def _storable(value: Any) -> Any:
+    """Text every store database accepts: PostgreSQL text cannot hold NUL, so it is written as `\\x00`."""
+    return value.replace("\x00", "\\x00") if isinstance(value, str) and "\x00" in value else value
 
 
 def encode_watermark(value: Any) -> tuple[str | None, str]:
