@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, and_, delete, select, update
+from sqlalchemy import DateTime, Engine, Float, Table, and_, cast, delete, select, update
 
 from etl import faults, logs
 from etl.db.write import insert_frame
@@ -49,11 +49,40 @@ def _read(engine: Engine, stmt: Any, columns: Sequence[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame.from_records([], columns=names)
 
 
+def _typed_columns(engine: Engine, table: Table, columns: Sequence[str], mapping: EntityMapping | None) -> list[Any]:
+    """The columns to select; on PostgreSQL decimal fields come as float8 and dates as timestamps.
+
+    `coerce` turns both into float64 / datetime64 anyway; reading them so spares a Python
+    `Decimal` / `date` object per value (memory and conversion time). The values are the same:
+    a decimal of the column's scale parses to the same float64, and a date is midnight.
+    """
+    cols = [table.c[c] for c in columns]
+    if mapping is None or engine.dialect.name != "postgresql":
+        return cols
+    out: list[Any] = []
+    for col in cols:
+        spec = mapping.fields.get(col.name)
+        if spec is not None and spec.type == "decimal":
+            out.append(cast(col, Float).label(col.name))
+        elif spec is not None and spec.type == "date":
+            out.append(cast(col, DateTime).label(col.name))
+        else:
+            out.append(col)
+    return out
+
+
 def _rows_for_keys(
-    engine: Engine, table: Table, columns: Sequence[str], keys: Sequence[str], lo: int, hi: int, extra: Any = None
+    engine: Engine,
+    table: Table,
+    columns: Sequence[str],
+    keys: Sequence[str],
+    lo: int,
+    hi: int,
+    extra: Any = None,
+    mapping: EntityMapping | None = None,
 ) -> pd.DataFrame:
     """Rows of `table` whose `_key` is in `keys` (batched IN for few keys, bucket range scan for many)."""
-    cols = [table.c[c] for c in columns]
+    cols = _typed_columns(engine, table, columns, mapping)
     if len(keys) <= SMALL_KEYSET:
         parts = []
         for start in range(0, len(keys), IN_BATCH):
@@ -94,7 +123,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     stage_cols = ["_source", "_src_id", "_status", "_key", *fields]
     staged = _read(
         wengine,
-        select(*[work.stage.c[c] for c in stage_cols]).where(
+        select(*_typed_columns(wengine, work.stage, stage_cols, mapping)).where(
             work.stage.c._run == ctx.run_id,
             work.stage.c._status.in_(["ok", "deleted"]),
             work.stage.c._bucket >= lo,
@@ -108,7 +137,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     keys = sorted(staged["_key"].dropna().unique().tolist())
     mirror_cols = ["_source", "_src_id", "_key", *fields]
     mirrored = (
-        _rows_for_keys(tengine, tables.mirror, mirror_cols, keys, lo, hi)
+        _rows_for_keys(tengine, tables.mirror, mirror_cols, keys, lo, hi, mapping=mapping)
         if _exists(tengine, tables.mirror)
         else pd.DataFrame(columns=mirror_cols)
     )
@@ -192,7 +221,35 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
         ).sum()
     )
     ctx.tick(entity, "merge", staged_rows)
+    del golden, current, existing, result, frames
+    release_memory()
     return counts
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the operating system (glibc `malloc_trim`; a no-op elsewhere).
+
+    A partition's frames are freed when it ends, but glibc keeps the pages, so the process's
+    resident size would ratchet up to the largest partition seen plus fragmentation.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list[Any] = []
+
+
+def _malloc_trim() -> Any:
+    if not _TRIM:
+        try:
+            import ctypes
+            import ctypes.util
+
+            _TRIM.append(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _TRIM.append(None)
+    return _TRIM[0]
 
 
 def _exists(engine: Engine, table: Table) -> bool:

@@ -15,7 +15,7 @@ from etl import faults
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
 from etl.db.write import insert_frame
-from etl.engine.build import mask_personal_data
+from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.tables import bucket_of, key_text
 from etl.errors import UnmappedValueError
@@ -102,6 +102,8 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
         if not mapped.gaps.empty:
             gaps.append(mapped.gaps)
         ctx.tick(entity, f"extract {source}", len(chunk))
+        del chunk, mapped, rows, staged, rejected
+        release_memory()
     if gaps and not ctx.dry_run:
         ctx.store.add_gaps(ctx.run_id, entity, source, pd.concat(gaps, ignore_index=True))
     if fatal:
