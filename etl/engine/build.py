@@ -109,7 +109,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
             update(work.stage)
             .where(
                 work.stage.c._run == ctx.run_id,
-                work.stage.c._status == "held",
+                work.stage.c._status.in_(["held", "duplicate"]),
                 work.stage.c._bucket >= lo,
                 work.stage.c._bucket < hi,
             )
@@ -125,7 +125,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
         wengine,
         select(*_typed_columns(wengine, work.stage, stage_cols, mapping)).where(
             work.stage.c._run == ctx.run_id,
-            work.stage.c._status.in_(["ok", "deleted"]),
+            work.stage.c._status.in_(["ok", "deleted", "moved"]),
             work.stage.c._bucket >= lo,
             work.stage.c._bucket < hi,
         ),
@@ -175,7 +175,8 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
             ),
             stage=f"merge{partition}",
         )
-        rejected_src.append(dups[["_source", "_src_id"]])
+        # Into the mirror all the same: a later run that re-reads one member of the key must still see the others.
+        _mark_stage_rejected(ctx, mapping, dups[["_source", "_src_id"]], status="duplicate")
     golden = _with_activity(golden, mapping)
     # Nullable Int64 from the start: the concat with inactivated keys below would otherwise turn the column
     # into float64 and store every hash of the partition rounded to 53 bits.
@@ -406,8 +407,14 @@ def _mask_raw(text: str, hidden: set[str]) -> str:
     return json.dumps({k: logs.mask_personal(v) if k in hidden else v for k, v in record.items()}, ensure_ascii=False)
 
 
-def _mark_stage_rejected(ctx: SyncContext, mapping: EntityMapping, pairs: pd.DataFrame) -> None:
-    """Keep rejected source rows out of the mirror, so they are retried rather than forgotten."""
+def _mark_stage_rejected(ctx: SyncContext, mapping: EntityMapping, pairs: pd.DataFrame, status: str = "held") -> None:
+    """Set aside staged source rows the merge refused.
+
+    `held` rows (refused by an integrity or gate check) stay out of the mirror, so the
+    target keeps the last accepted version and the rows are retried rather than forgotten.
+    `duplicate` rows (a key that occurs more than once in one source) go into the mirror,
+    so the duplicate is found again however few of its members a later run re-reads.
+    """
     stage = ctx.work_tables(mapping).stage
     with ctx.work_engine(mapping).begin() as conn:
         for source, part in pairs.drop_duplicates().groupby("_source"):
@@ -421,5 +428,5 @@ def _mark_stage_rejected(ctx: SyncContext, mapping: EntityMapping, pairs: pd.Dat
                         stage.c._status == "ok",
                         stage.c._src_id.in_(ids[start : start + IN_BATCH]),
                     )
-                    .values(_status="held")
+                    .values(_status=status)
                 )

@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, exists, func, inspect, literal, select
 from etl import faults
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
-from etl.db.write import insert_frame
+from etl.db.write import insert_frame, refresh_statistics
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.tables import bucket_of, key_text
@@ -68,7 +68,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
         if not ids:
             return {"read": 0, "staged": 0, "rejected": 0, "deleted": 0}
     request = ExtractRequest(source, spec, actual, since=since, chunk_size=ctx.chunk_size, where_ids=ids)
-    counts = {"read": 0, "staged": 0, "rejected": 0, "deleted": 0}
+    counts = {"read": 0, "staged": 0, "rejected": 0, "deleted": 0, "moved": 0}
     fatal: list[pd.DataFrame] = []
     gaps: list[pd.DataFrame] = []
     max_cursor: Any = None
@@ -115,9 +115,10 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
             f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
             f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
         )
+    counts["moved"] = _mark_moved(ctx, entity, source)
     faults.point("extract.source_done")
     full_read = since is None
-    if not replay and (full_read or spec.sweep):
+    if not replay and (full_read or (spec.sweep and ctx.sweep)):
         if not full_read:
             _sweep_ids(ctx, entity, source)
         counts["deleted"] = _mark_vanished(ctx, entity, source)
@@ -209,6 +210,58 @@ def _sweep_ids(ctx: SyncContext, entity: str, source: str) -> None:
         ctx.tick(entity, f"sweep {source}", len(chunk))
 
 
+def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:
+    """Stage a `moved` row under the old key of every record whose business key changed since it was published.
+
+    The row makes the merge rebuild the old golden record without that record (so it is
+    inactivated when nothing else contributes to it) while the record itself is merged
+    under its new key.
+    """
+    mapping = ctx.mapping(entity)
+    mirror, stage = ctx.tables(mapping).mirror, ctx.work_tables(mapping).stage
+    target_engine = ctx.target_engine(mapping)
+    if not inspect(target_engine).has_table(mirror.name, schema=mirror.schema):
+        return 0
+    cols = ["_run", "_source", "_src_id", "_status", "_key", "_bucket"]
+    if ctx.same_database:
+        refresh_statistics(target_engine, stage)
+        moved = select(
+            literal(ctx.run_id), literal(source), mirror.c._src_id, literal("moved"), mirror.c._key, mirror.c._bucket
+        ).where(
+            stage.c._run == ctx.run_id,
+            stage.c._source == source,
+            stage.c._status == "ok",
+            mirror.c._source == source,
+            mirror.c._src_id == stage.c._src_id,
+            mirror.c._key != stage.c._key,
+        )
+        with target_engine.begin() as conn:
+            return conn.execute(stage.insert().from_select(cols, moved)).rowcount or 0
+    with ctx.work_engine(mapping).connect() as conn:
+        staged = pd.DataFrame(
+            conn.execute(
+                select(stage.c._src_id, stage.c._key).where(
+                    stage.c._run == ctx.run_id, stage.c._source == source, stage.c._status == "ok"
+                )
+            ).all(),
+            columns=["_src_id", "_new"],
+        )
+    if staged.empty:
+        return 0
+    with target_engine.connect() as conn:
+        mirrored = pd.DataFrame(
+            conn.execute(
+                select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(mirror.c._source == source)
+            ).all(),
+            columns=["_src_id", "_key", "_bucket"],
+        )
+    both = mirrored.merge(staged, on="_src_id")
+    gone = both[both["_key"] != both["_new"]].assign(_run=ctx.run_id, _source=source, _status="moved")
+    with ctx.work_engine(mapping).begin() as conn:
+        insert_frame(conn, stage, gone, cols)
+    return len(gone)
+
+
 def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     """Stage a `deleted` row for every mirrored record of `source` that the source no longer has."""
     mapping = ctx.mapping(entity)
@@ -219,6 +272,7 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     if not inspect(target_engine).has_table(mirror.name, schema=mirror.schema):
         return 0  # never published: nothing can have vanished
     if ctx.same_database:
+        refresh_statistics(ctx.work_engine(mapping), stage)
         present = exists().where(
             and_(stage.c._run == ctx.run_id, stage.c._source == source, stage.c._src_id == mirror.c._src_id)
         )
@@ -279,7 +333,7 @@ def partitions(ctx: SyncContext, entity: str) -> int:
             conn.execute(
                 select(func.count())
                 .select_from(work.stage)
-                .where(work.stage.c._run == ctx.run_id, work.stage.c._status.in_(["ok", "deleted"]))
+                .where(work.stage.c._run == ctx.run_id, work.stage.c._status.in_(["ok", "deleted", "moved"]))
             ).scalar()
             or 0
         )

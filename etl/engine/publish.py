@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from etl import faults
-from etl.db.write import insert_frame, upsert_select
+from etl.db.write import insert_frame, refresh_statistics, upsert_select
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
 from etl.errors import QualityGateError
@@ -80,6 +80,10 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
             + " Nothing of this entity was published and its watermark did not move; see `erpoa quarantine list "
             f"--entity {entity}` and the Data Docs of the run."
         )
+
+
+# Rows written by one publish above which the target's planner statistics are refreshed.
+STATISTICS_MIN_ROWS = 10_000
 
 
 def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
@@ -146,10 +150,12 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             stage.c._bucket,
             literal(ctx.run_id),
             *[stage.c[f] for f in fields],
-        ).where(stage.c._run == ctx.run_id, stage.c._status == "ok")
-        upsert_select(conn, mirror, mirror_cols, accepted, ["_source", "_src_id"])
+        ).where(stage.c._run == ctx.run_id, stage.c._status.in_(["ok", "duplicate"]))
+        counts["mirrored"] = upsert_select(conn, mirror, mirror_cols, accepted, ["_source", "_src_id"])
         faults.point("publish.mirror_upserted")
     faults.point("publish.committed")
+    if max(counts["upserted"], counts["mirrored"]) >= STATISTICS_MIN_ROWS:
+        refresh_statistics(ctx.target_engine(mapping), target, mirror)
     return counts
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -124,6 +125,8 @@ def test_vanished_record_is_inactivated_not_deleted(project) -> None:
     erp = config.connection("erp").sqlalchemy_url()
     q = '"' if not erp.startswith("mysql") else ""
     _sql(erp, f"DELETE FROM hr_hi_person WHERE {q}cPsn_Num{q} = :c", c=gone)
+    unswept, _ = run_sync(config, entities=["employee"], sweep=False)  # a frequent run: deletions wait
+    assert _by_entity(unswept)["employee"].inactivated == 0
     summary, _ = run_sync(config, entities=["employee"])
     assert _by_entity(summary)["employee"].inactivated == 1
     rows = {r[0]: r[1] for r in target_rows(config, "md_employee", ["employee_code", "_active"])}
@@ -184,3 +187,52 @@ def test_plan_before_the_first_sync_predicts_it(tmp_path: Path) -> None:
     assert [(e.entity, e.inserted, e.quarantined) for e in planned.entities] == [
         (e.entity, e.inserted, e.quarantined) for e in done.entities
     ]
+
+
+def test_changed_business_key_moves_the_record(project) -> None:
+    """A source record whose key changes is merged under the new key; the old golden record is inactivated."""
+    config, manifest = project
+    run_sync(config, full_refresh=True)
+    old = manifest["employees_only_in_oa"][0]
+    oa = config.connection("oa").sqlalchemy_url()
+    q = '"' if not oa.startswith("mysql") else "`"
+    engine = create_engine(oa)
+    with engine.connect() as conn:
+        spelled = {
+            r[0]: r[1] for r in conn.execute(text(f"SELECT id, workcode FROM {q}HrmResource{q}")) if r[1] is not None
+        }
+    engine.dispose()
+    (oa_id,) = [
+        i for i, w in spelled.items() if unicodedata.normalize("NFKC", w).strip().lstrip("0") == old.lstrip("0")
+    ]
+    _sql(oa, f"UPDATE {q}HrmResource{q} SET workcode = :new, modified = :t WHERE id = :i",
+         new="999990", i=oa_id, t=datetime(2030, 1, 1))
+    summary, _ = run_sync(config, entities=["employee"])
+    employee = _by_entity(summary)["employee"]
+    assert (employee.inserted, employee.inactivated) == (1, 1)
+    rows = {r[0]: bool(r[1]) for r in target_rows(config, "md_employee", ["employee_code", "_active"])}
+    assert rows[old] is False and rows["999990"] is True
+    store = open_store(config)
+    assert [(r["source"], bool(r["active"])) for r in store.xref("employee", "999990")] == [("oa", True)]
+    assert not any(r["active"] and r["golden_key"] == old for r in store.xref("employee", old))
+    again, _ = run_sync(config, entities=["employee"])
+    assert (_by_entity(again)["employee"].inserted, _by_entity(again)["employee"].updated) == (0, 0)
+
+
+def test_duplicate_stays_quarantined_when_one_member_changes_alone(project) -> None:
+    config, manifest = project
+    run_sync(config, full_refresh=True)
+    duplicate = manifest["duplicate_oa_workcodes"][0]
+    oa = config.connection("oa").sqlalchemy_url()
+    q = '"' if not oa.startswith("mysql") else "`"
+    _sql(oa, f"UPDATE {q}HrmResource{q} SET mobile = :m, modified = :t WHERE id = :i",
+         m="13912345678", t=datetime(2030, 1, 1), i=duplicate["oa_ids"][-1])
+    summary, _ = run_sync(config, entities=["employee"])
+    assert (_by_entity(summary)["employee"].inserted, _by_entity(summary)["employee"].updated) == (0, 0)
+    presence = dict(target_rows(config, "md_employee", ["employee_code", "_presence"]))
+    assert "oa" not in str(presence.get(duplicate["code"], ""))
+    open_dups = open_store(config).quarantine(entity="employee", status="open")
+    open_dups = open_dups[open_dups["rule"] == "duplicate_key"]
+    assert set(open_dups.loc[open_dups["golden_key"] == duplicate["code"], "src_id"]) == {
+        str(i) for i in duplicate["oa_ids"]
+    }

@@ -193,13 +193,12 @@ class SourceChanger:
             oa.dispose()
 
     def _protected_codes(self, erp: Any, oa: Any) -> set[str]:
-        """Employee codes whose records are never deleted nor set to `left`; OA duplicates are never touched.
+        """Employee codes whose records are never deleted nor set to `left` (OA duplicates: edited only).
 
         An incremental sync by design does not converge to a fresh full sync for them (see
         docs/reliability.md, "Known limitations"): a requisition, order or contract that names an
         employee who then leaves or disappears keeps its published row (a fresh sync quarantines it
-        for the broken reference), and the members of a duplicated work code are quarantined
-        together only when they are read together. Deletions also only take people the other
+        for the broken reference). Deletions also only take people the other
         system does not have: a golden record rebuilt from the remaining source may be refused,
         and a refused change keeps the last published version, which a fresh sync never had.
         """
@@ -211,11 +210,11 @@ class SourceChanger:
             "UNION SELECT sqr FROM formtable_main_15 UNION SELECT creater FROM workflow_requestbase "
             "UNION SELECT lastoperator FROM workflow_requestbase)"))}
         seen = Counter(_employee_code(r[0]) for r in oa.execute(text('SELECT workcode FROM "HrmResource"')))
-        self.duplicated = {c for c, n in seen.items() if n > 1}
+        duplicates = {c for c, n in seen.items() if n > 1}
         self.oa_codes = set(seen)
         self.erp_codes = {_employee_code(r[0]) for r in erp.execute(text('SELECT "cPsn_Num" FROM hr_hi_person'))}
-        self.duplicated |= self.frozen
-        return codes | self.duplicated
+        self.duplicated = set(self.frozen)
+        return codes | duplicates | self.frozen
 
     def _erp_changes(self, conn: Any, protected: set[str]) -> None:
         people = [r[0] for r in conn.execute(text('SELECT "cPsn_Num" FROM hr_hi_person ORDER BY 1'))]

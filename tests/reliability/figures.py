@@ -34,6 +34,16 @@ SECTIONS = {
 
 # Problems this suite found, and their fixes: (found by, problem, fix).
 FOUND = [
+    ('load',
+     'a duplicated key whose members were set aside stayed out of the mirror: an incremental run that '
+     're-read one member no longer saw the other and published it',
+     'duplicate members are mirrored (status `duplicate`), so every rebuild of the key finds the duplicate '
+     'again (`tests/engine/test_sync.py::test_duplicate_stays_quarantined_when_one_member_changes_alone`)'),
+    ('review',
+     'a source record whose business key changed (e.g. a corrected 工号) was published under the new key '
+     'while the old golden record stayed active for ever, even after a full refresh',
+     'the old key is staged as `moved`: its golden record is rebuilt without the record and inactivated '
+     'when nothing else contributes (`test_sync.py::test_changed_business_key_moves_the_record`)'),
     ('hostile data',
      'a `9999-12-31` date in a DATE column (a common "open end" sentinel) crashed the mapping with '
      '`OutOfBoundsDatetime`',
@@ -95,13 +105,6 @@ FOUND = [
 LIMITS = """\
 ## Known limitations (by design, or left to the engine's owners)
 
-* **Refused golden records hold their source rows back.** Rows of a golden record that a merge
-  (duplicate key), integrity or gate check refused stay out of the mirror until they are read
-  again. An incremental run that re-reads only one member of a duplicated key no longer sees the
-  other and publishes it (reproducer, a strict xfail:
-  `test_load.py::test_known_limitation_duplicate_member_changed_alone_stays_quarantined`);
-  a gate failure is then recorded against the re-read source only. A periodic
-  `erpoa sync --full-refresh` re-reads every member.
 * **A refused change keeps the last published version.** When a record's new version is refused
   (e.g. the OA-only version left after its ERP record was deleted points to an inactive department),
   the target keeps the version published before; a fresh full sync never had one. The open quarantine
@@ -118,8 +121,9 @@ LIMITS = """\
 * **Dates outside 1677-09-22..2262-04-11** cannot be represented and are quarantined (`type:date` for
   native DATE columns, with "not a valid date"; `parse_date` names the range).
 * The load test keeps the seeded changes inside these limits: it never deletes or sets to `left` people
-  that requisitions, orders or contracts name, never edits duplicated or refused records, deletes only
-  people the other system does not have, and files new people under published departments.
+  that requisitions, orders or contracts name, never edits refused records, edits members of duplicated
+  work codes but never deletes them, deletes only people the other system does not have, and files new
+  people under published departments.
 """
 
 

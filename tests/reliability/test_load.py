@@ -244,27 +244,3 @@ def test_vanished_source_record_is_unlinked_while_its_golden_record_lives_on() -
         dispose_all()
         assert {s: bool(a) for s, a in links.items()} == {"erp": False, "oa": True}
 
-
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation (docs/reliability.md): the rows of a refused golden record are held out of the mirror; "
-    "an incremental run that re-reads only one member of a duplicated key no longer sees the other and "
-    "publishes it"))
-def test_known_limitation_duplicate_member_changed_alone_stays_quarantined() -> None:
-    with scratch("duplicates") as work:
-        config, manifest = _demo_project(work)
-        duplicate = manifest["duplicate_oa_workcodes"][0]
-        oa = create_engine(sqlite_urls(work)["oa"])
-        with oa.begin() as conn:
-            conn.execute(text('UPDATE "HrmResource" SET mobile = :m, modified = :t WHERE id = :i'),
-                         {"m": "13912345678", "t": "2027-06-01 09:00:00.000000", "i": duplicate["oa_ids"][-1]})
-        oa.dispose()
-        summary, _ = run_sync(config, entities=["employee"])
-        dispose_all()
-        assert summary.status == "success", summary.message
-        recon = create_engine(sqlite_urls(work)["recon"])
-        with recon.connect() as conn:
-            quarantined = {r[0] for r in conn.execute(text(
-                "SELECT src_id FROM erpoa_quarantine WHERE entity = 'employee' AND status = 'open' "
-                "AND rule = 'duplicate_key' AND golden_key = :k"), {"k": duplicate["code"]})}
-        recon.dispose()
-        assert quarantined == {str(i) for i in duplicate["oa_ids"]}
