@@ -193,6 +193,11 @@ def entity_sync(run: Any, entity: str) -> None:
             description="Entities to sync (dependencies first); empty means all.",
         ),
         "full_refresh": Param(False, type="boolean", description="Ignore watermarks and read everything."),
+        "sweep": Param(
+            True,
+            type="boolean",
+            description="Sweep source keys to find deleted records; off for frequent runs (a sweeping run finds them).",
+        ),
         "dry_run": Param(False, type="boolean", description="Plan only: show what would change, publish nothing."),
         "config_path": Param(_default_config_path(), type="string", description="Path of erpoa.yaml on the workers."),
         "connections": Param(

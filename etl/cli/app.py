@@ -43,6 +43,14 @@ def sync(
     full_refresh: Annotated[
         bool, typer.Option("--full-refresh", help="Ignore watermarks and read everything.")
     ] = False,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep/--no-sweep",
+            help="Sweep source keys to find deleted records (incremental runs). --no-sweep for frequent runs; "
+            "deletions are then found by the next run that sweeps.",
+        ),
+    ] = True,
     wait: Annotated[float | None, typer.Option(help="Seconds to wait for another sync's lock.")] = None,
     notify: Annotated[bool, typer.Option("--notify", help="Send alerts to the channels under `notify:`.")] = False,
     flows: Annotated[
@@ -61,7 +69,12 @@ def sync(
             cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lock_wait_seconds": wait})})
         with StageProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
             summary, _ = run_sync(
-                cfg, entities=entities, full_refresh=full_refresh, progress=progress, hooks=default_hooks(cfg)
+                cfg,
+                entities=entities,
+                full_refresh=full_refresh,
+                sweep=sweep,
+                progress=progress,
+                hooks=default_hooks(cfg),
             )
         flow_summary = run_approval_flows(cfg, summary.run_id) if flows and not entities else None
         if notify:

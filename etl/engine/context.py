@@ -35,6 +35,8 @@ class SyncContext:
     store: Store
     run_id: str
     full_refresh: bool = False
+    #: False skips the keys-only deletion sweep of incremental reads (a later sweeping run finds deletions)
+    sweep: bool = True
     dry_run: bool = False
     trigger: str = "cli"
     as_of: date = field(default_factory=date.today)

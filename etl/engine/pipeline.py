@@ -196,6 +196,7 @@ def run_sync(
     *,
     entities: Iterable[str] | None = None,
     full_refresh: bool = False,
+    sweep: bool = True,
     dry_run: bool = False,
     trigger: str = "cli",
     progress: ProgressFn | None = None,
@@ -208,7 +209,8 @@ def run_sync(
     An entity that fails does not stop the entities that do not depend on it;
     those that do are skipped. The summary's status is `success`, `partial`
     or `failed`. When another sync held the lock of an entity, LockedError is
-    raised once the run is recorded (the CLI exits with code 5).
+    raised once the run is recorded (the CLI exits with code 5). `sweep=False`
+    skips the keys-only deletion sweep of incremental reads for this run.
     """
     mappings = mappings or load_project_mappings(config)
     names = mappings.order(entities or config.run.entities)
@@ -220,6 +222,7 @@ def run_sync(
         store=store,
         run_id=run_id or new_run_id(),
         full_refresh=full_refresh,
+        sweep=sweep,
         dry_run=dry_run,
         trigger=trigger,
         progress=progress,

@@ -54,6 +54,7 @@ class RunInfo(TypedDict):
     connections: dict[str, str]
     entities: list[str]
     full_refresh: bool
+    sweep: bool
     dry_run: bool
     mode: str
     mapping_version: str
@@ -112,6 +113,7 @@ def start_run(
             connections=ids,
             entities=names,
             full_refresh=full_refresh,
+            sweep=bool(params.get("sweep", True)),
             dry_run=dry_run,
             mode="plan" if dry_run else ("full" if full_refresh else "incremental"),
             mapping_version=mappings.version,
@@ -141,6 +143,7 @@ def context_for(run: RunInfo) -> SyncContext:
         store=Store(engine_for(config.connection("recon"))),
         run_id=run["run_id"],
         full_refresh=run["full_refresh"],
+        sweep=run.get("sweep", True),
         trigger=TRIGGER,
         as_of=date.fromisoformat(run["as_of"]),
     )
@@ -174,6 +177,7 @@ def plan(run: RunInfo) -> dict[str, Any]:
             config,
             entities=run["entities"],
             full_refresh=run["full_refresh"],
+            sweep=run.get("sweep", True),
             dry_run=True,
             trigger=TRIGGER,
             run_id=run["run_id"],
