@@ -96,7 +96,7 @@ class RunSettings(Strict):
     chunk_size: int = Field(default=50_000, ge=100, le=5_000_000)
     timezone: str = "Asia/Shanghai"
     entities: list[str] | None = None
-    partition_rows: int = Field(default=250_000, ge=1_000)
+    partition_rows: int = Field(default=80_000, ge=1_000)
     lock_wait_seconds: float = Field(default=0, ge=0)
     retries: int = Field(default=3, ge=0, le=20)
     retry_backoff_seconds: float = Field(default=2.0, ge=0)
