@@ -1,8 +1,10 @@
 """A lock per (entity, target) in the reconciliation store, so two syncs never publish the same entity at once.
 
-A lock left behind by a killed process on this host is detected (its pid is gone)
-and taken over; a live holder makes the second sync wait up to `wait_seconds`,
-then exit with a message naming the holder.
+One row per lock in `erpoa_lock`, owned by a run id. The CLI holds a lock inside one
+process (`entity_lock`, which records the pid); an Airflow run holds it across tasks
+(`etl.orchestration.locking`, no pid). A lock is stale, and taken over, when its
+process on this host is gone or its run is finished in the store. A live holder
+makes the second sync wait up to `wait_seconds`, then fail with a message naming it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,108 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, RowMapping, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from etl.errors import LockedError
 from etl.store import schema as s
 from etl.store.repo import now
+
+
+def lock_name(entity: str, target: str) -> str:
+    """The lock row's name for `entity` published to `target`."""
+    return f"sync:{entity}@{target}"[:200]
+
+
+def acquire(
+    engine: Engine,
+    name: str,
+    owner: str,
+    *,
+    what: str,
+    hint: str,
+    pid: int | None = None,
+    wait_seconds: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Take lock `name` for `owner`; taking it again for the same owner (a retried task) succeeds.
+
+    Raises LockedError (`<what>: another sync holds the lock (<holder>); <hint>`) when another
+    live sync keeps it longer than `wait_seconds`.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        holder = _try_acquire(engine, name, owner, pid)
+        if holder is None:
+            return
+        if holder == "retry":
+            continue
+        if time.monotonic() >= deadline:
+            raise LockedError(f"{what}: another sync holds the lock ({holder}); {hint}")
+        sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+
+def release(engine: Engine, owner: str, names: Iterable[str] | None = None) -> int:
+    """Drop the locks `owner` holds (all of them unless `names` is given); returns how many."""
+    cond = s.locks.c.owner == owner
+    if names is not None:
+        cond = cond & s.locks.c.name.in_(list(names))
+    with engine.begin() as conn:
+        return conn.execute(delete(s.locks).where(cond)).rowcount or 0
+
+
+@contextmanager
+def entity_lock(engine: Engine, entity: str, target: str, owner: str, *, wait_seconds: float = 0) -> Iterator[None]:
+    """Hold the lock for `entity` on `target` for the duration of the block (this process)."""
+    name = lock_name(entity, target)
+    acquire(
+        engine,
+        name,
+        owner,
+        what=entity,
+        hint="wait for it to finish, or pass --wait SECONDS to queue behind it",
+        pid=os.getpid(),
+        wait_seconds=wait_seconds,
+    )
+    try:
+        yield
+    finally:
+        release(engine, owner, [name])
+
+
+def _try_acquire(engine: Engine, name: str, owner: str, pid: int | None) -> str | None:
+    """None when `owner` holds the lock now; "retry" after removing a stale one; else who holds it."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(s.locks.insert().values(name=name, owner=owner, host=_host(), pid=pid, acquired_at=now()))
+        return None
+    except IntegrityError:
+        pass
+    with engine.begin() as conn:
+        row = conn.execute(select(s.locks).where(s.locks.c.name == name)).mappings().first()
+        if row is None:
+            return "retry"
+        if row["owner"] == owner:
+            return None
+        if _stale(conn, row):
+            conn.execute(delete(s.locks).where(s.locks.c.name == name, s.locks.c.owner == row["owner"]))
+            return "retry"
+        process = f" (pid {row['pid']})" if row["pid"] else ""
+        return f"{row['owner']} on {row['host']}{process} since {row['acquired_at']}"
+
+
+def _stale(conn: Connection, row: RowMapping) -> bool:
+    if row["pid"] and row["host"] == _host() and not _alive(int(row["pid"])):
+        return True
+    finished = conn.execute(select(s.runs.c.finished_at).where(s.runs.c.run_id == row["owner"])).first()
+    return finished is not None and finished[0] is not None
+
+
+def _host() -> str:
+    return socket.gethostname()[:100]
 
 
 def _alive(pid: int) -> bool:
@@ -29,45 +124,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _try_acquire(engine: Engine, name: str, owner: str) -> str | None:
-    host = socket.gethostname()[:100]
-    try:
-        with engine.begin() as conn:
-            conn.execute(s.locks.insert().values(name=name, owner=owner, host=host, pid=os.getpid(), acquired_at=now()))
-        return None
-    except IntegrityError:
-        pass
-    with engine.begin() as conn:
-        row = conn.execute(select(s.locks).where(s.locks.c.name == name)).mappings().first()
-        if row is None:
-            return "retry"
-        if row["host"] == host and row["pid"] and not _alive(int(row["pid"])):
-            conn.execute(delete(s.locks).where(s.locks.c.name == name, s.locks.c.owner == row["owner"]))
-            return "retry"
-        return f"{row['owner']} on {row['host']} (pid {row['pid']}) since {row['acquired_at']}"
-
-
-@contextmanager
-def entity_lock(engine: Engine, entity: str, target: str, owner: str, *, wait_seconds: float = 0) -> Iterator[None]:
-    """Hold the lock for `entity` on `target` for the duration of the block."""
-    name = f"sync:{entity}@{target}"[:200]
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        holder = _try_acquire(engine, name, owner)
-        if holder is None:
-            break
-        if holder == "retry":
-            continue
-        if time.monotonic() >= deadline:
-            raise LockedError(
-                f"{entity}: another sync holds the lock ({holder}); wait for it to finish, "
-                f"or pass --wait SECONDS to queue behind it"
-            )
-        time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            conn.execute(delete(s.locks).where(s.locks.c.name == name, s.locks.c.owner == owner))
