@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
+from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from etl import faults
 from etl.config.project import ProjectConfig
@@ -24,6 +26,7 @@ from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
 from etl.errors import ErpOaError, LockedError, classify_db_error
 from etl.mapping.loader import MappingSet, load_mappings
+from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
 
 log = logging.getLogger("erpoa.sync")
@@ -68,11 +71,19 @@ class SyncSummary:
         return out
 
 
-def open_store(config: ProjectConfig) -> Store:
-    """The reconciliation store of the project, migrated to the current schema."""
+def open_store(config: ProjectConfig, *, dry_run: bool = False) -> Store:
+    """The reconciliation store of the project, migrated to the current schema.
+
+    A dry run writes nothing: when the store was never created, it reads an empty
+    in-memory one instead of creating the tables.
+    """
     conn = config.connection("recon")
     store = Store(engine_for(conn))
     try:
+        if dry_run:
+            if store_schema.is_initialised(store.engine):
+                return store
+            store = Store(create_engine("sqlite://", poolclass=StaticPool))
         store.migrate()
     except SQLAlchemyError as exc:  # unreachable or unwritable: a classified error, not a traceback
         raise classify_db_error(exc, what=f"opening the reconciliation store ({conn.display})") from None
@@ -215,7 +226,7 @@ def run_sync(
     mappings = mappings or load_project_mappings(config)
     names = mappings.order(entities or config.run.entities)
     check_suites(config, mappings, names)
-    store = open_store(config)
+    store = open_store(config, dry_run=dry_run)
     ctx = SyncContext(
         config=config,
         mappings=mappings,

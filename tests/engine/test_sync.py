@@ -181,8 +181,11 @@ def test_plan_before_the_first_sync_predicts_it(tmp_path: Path) -> None:
     from etl.cli.demo_cmd import sqlite_urls
 
     config, _ = make_project(tmp_path / "p", sqlite_urls(tmp_path / "p"))
+    recon = config.connection("recon").sqlalchemy_url()
+    before = table_checksums(recon, ("",))
     planned, ctx = run_sync(config, dry_run=True)
     ctx.close()
+    assert table_checksums(recon, ("",)) == before  # no store tables created by a plan
     done, _ = run_sync(config)
     assert [(e.entity, e.inserted, e.quarantined) for e in planned.entities] == [
         (e.entity, e.inserted, e.quarantined) for e in done.entities
