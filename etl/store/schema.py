@@ -111,6 +111,9 @@ quarantine = Table(
     Column("resolved_at", DateTime),
     Index("ix_erpoa_quarantine_entity_status", "entity", "status"),
     Index("ix_erpoa_quarantine_run", "run_id", "entity"),
+    # superseding an older finding looks it up by golden key or by source id, once per 500 ids
+    Index("ix_erpoa_quarantine_key", "entity", "golden_key"),
+    Index("ix_erpoa_quarantine_src", "entity", "source", "src_id"),
 )
 
 gaps = Table(
@@ -197,6 +200,9 @@ locks = Table(
 def migrate(engine: Engine) -> None:
     """Create missing tables and record the schema version (idempotent)."""
     metadata.create_all(engine, checkfirst=True)
+    for table in metadata.sorted_tables:  # indexes added to tables that already existed
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
     with engine.begin() as conn:
         current = conn.execute(select(schema_version.c.version)).scalar()
         if current is None:
