@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: quarantine indexes by golden key and by source id
 metadata = MetaData()
 
 schema_version = Table("erpoa_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -200,11 +200,13 @@ locks = Table(
 def migrate(engine: Engine) -> None:
     """Create missing tables and record the schema version (idempotent)."""
     metadata.create_all(engine, checkfirst=True)
-    for table in metadata.sorted_tables:  # indexes added to tables that already existed
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         current = conn.execute(select(schema_version.c.version)).scalar()
+    if current is not None and current < SCHEMA_VERSION:
+        for table in metadata.sorted_tables:  # indexes added since: create_all skips tables that exist
+            for index in table.indexes:
+                index.create(engine, checkfirst=True)
+    with engine.begin() as conn:
         if current is None:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         elif current < SCHEMA_VERSION:
