@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, select, update
 
 from etl.db.write import insert_frame, upsert_rows
 from etl.store import schema as s
@@ -234,37 +234,14 @@ class Store:
             # The same problem seen again: keep one open row per (source record, rule), the newest.
             for (source, rule), part in out.groupby(["source", "rule"]):
                 ids = part["src_id"].dropna().astype(str).unique().tolist()
-                for start in range(0, len(ids), 500):
-                    conn.execute(
-                        update(s.quarantine)
-                        .where(
-                            s.quarantine.c.entity == entity,
-                            s.quarantine.c.source == source,
-                            s.quarantine.c.rule == rule,
-                            s.quarantine.c.status == "open",
-                            s.quarantine.c.run_id != run_id,
-                            s.quarantine.c.src_id.in_(ids[start : start + 500]),
-                        )
-                        .values(status="superseded", resolved_run_id=run_id, resolved_at=now())
-                    )
+                _supersede(conn, entity, rule, run_id, s.quarantine.c.src_id, ids, s.quarantine.c.source == source)
             # Merge, integrity and gate findings are about a golden record, whose source ids change with the
             # sources it was built from this time (`{"erp": "1"}`, then `{"erp": "1", "oa": "7"}`): the same
             # problem of the same golden record seen again supersedes the older one too.
             keyed = out[out["golden_key"].notna()]
             for rule, part in keyed.groupby("rule"):
                 keys = part["golden_key"].astype(str).unique().tolist()
-                for start in range(0, len(keys), 500):
-                    conn.execute(
-                        update(s.quarantine)
-                        .where(
-                            s.quarantine.c.entity == entity,
-                            s.quarantine.c.rule == rule,
-                            s.quarantine.c.status == "open",
-                            s.quarantine.c.run_id != run_id,
-                            s.quarantine.c.golden_key.in_(keys[start : start + 500]),
-                        )
-                        .values(status="superseded", resolved_run_id=run_id, resolved_at=now())
-                    )
+                _supersede(conn, entity, rule, run_id, s.quarantine.c.golden_key, keys)
             return written
 
     def quarantine(
@@ -534,3 +511,22 @@ def decode_watermark(value: str, kind: str | None) -> Any:
     if kind == "float":
         return float(value)
     return value
+
+
+def _supersede(
+    conn: Connection, entity: str, rule: str, run_id: str, column: Any, values: list[str], *where: Any
+) -> None:
+    """Mark open findings of `rule` from earlier runs whose `column` is in `values` superseded by `run_id`."""
+    for start in range(0, len(values), 500):
+        conn.execute(
+            update(s.quarantine)
+            .where(
+                s.quarantine.c.entity == entity,
+                s.quarantine.c.rule == rule,
+                s.quarantine.c.status == "open",
+                s.quarantine.c.run_id != run_id,
+                column.in_(values[start : start + 500]),
+                *where,
+            )
+            .values(status="superseded", resolved_run_id=run_id, resolved_at=now())
+        )
