@@ -107,7 +107,8 @@ def redact(text: str) -> str:
 def mask_personal(value: object) -> object:
     """Mask personal data, keeping enough to recognise it: `138****1234`, `3301**********1234`, `z***@example.com`.
 
-    The same shape as the reports' masking (`etl.report.build.mask_value`), for what the engine stores.
+    The one masking of the project: stored quarantine rows, gate results and reports
+    (`etl.report.build.mask_value`) all use it.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return value

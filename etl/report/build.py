@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from etl import logs
 from etl.config.project import ProjectConfig
 from etl.errors import ConfigError
 from etl.mapping.loader import MappingSet
@@ -75,20 +76,7 @@ def mask_value(value: Any) -> Any:
     """Mask personal data, keeping enough to recognise it: `138****1234`, `3301**********1234`, `z***@example.com`."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return value
-    text = str(value)
-    if "@" in text:
-        local, _, domain = text.partition("@")
-        return (local[:1] + "***@" + domain) if local else "***@" + domain
-    n = len(text)
-    if n >= 15:
-        head, tail = 4, 4
-    elif n >= 7:
-        head, tail = 3, 4
-    elif n >= 3:
-        head, tail = 1, 1
-    else:
-        return "*" * n
-    return text[:head] + "*" * (n - head - tail) + text[n - tail :]
+    return logs.mask_personal(str(value))
 
 
 def pii_fields(mappings: MappingSet) -> dict[str, set[str]]:
