@@ -208,6 +208,7 @@ def _sweep_ids(ctx: SyncContext, entity: str, source: str) -> None:
         with engine.begin() as conn:
             insert_frame(conn, work.stage, seen)
         ctx.tick(entity, f"sweep {source}", len(chunk))
+    refresh_statistics(engine, work.stage)
 
 
 def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:
@@ -271,8 +272,7 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     target_engine = ctx.target_engine(mapping)
     if not inspect(target_engine).has_table(mirror.name, schema=mirror.schema):
         return 0  # never published: nothing can have vanished
-    if ctx.same_database:
-        refresh_statistics(ctx.work_engine(mapping), stage)
+    if ctx.same_database:  # stage statistics are fresh: refreshed by _mark_moved, and by _sweep_ids after it
         present = exists().where(
             and_(stage.c._run == ctx.run_id, stage.c._source == source, stage.c._src_id == mirror.c._src_id)
         )
