@@ -707,7 +707,8 @@ def main() -> None:
     results["verdicts"] = verdicts(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = started.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
-    for path in (RESULTS / f"{name}.json", RESULTS / "latest.json"):
+    paths = [RESULTS / f"{name}.json"] + ([] if args.tag else [RESULTS / "latest.json"])  # tagged runs: a look
+    for path in paths:
         path.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     if not args.no_docs:
         write_doc(results)
