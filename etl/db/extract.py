@@ -7,6 +7,7 @@ steward's `filter:` / `query:` is SQL by design, run on a read-only connection.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Select, String, and_, cast, column, or_, select, table, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy, CursorFetchStrategy
 
 from etl.config.project import ConnectionConfig
 from etl.db.connect import dialect_of, engine_for
@@ -144,15 +146,41 @@ def iter_chunks(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[pd.
             return
         engine = engine_for(conn, read_only=True)
         with engine.connect() as c:
-            result = c.execution_options(stream_results=True, max_row_buffer=request.chunk_size).execute(stmt)
             keys = list(request.columns)
-            for rows in result.partitions(request.chunk_size):
-                # Plain tuples: pandas probes SQLAlchemy Row objects attribute by attribute otherwise.
-                yield pd.DataFrame.from_records(list(map(tuple, rows)), columns=keys, coerce_float=False)
+            for rows in stream_rows(c, stmt, request.chunk_size):
+                yield pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
     except GeneratorExit:
         raise
     except Exception as exc:
         raise classify_db_error(exc, what=what) from None
+
+
+def stream_rows(conn: Connection, stmt: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of `stmt` through a server-side cursor, `chunk_size` at a time, as the driver's tuples.
+
+    Fetched from the DB-API cursor itself: building a SQLAlchemy `Row` per row (and a tuple of
+    it again for pandas) costs more than PyMySQL's or mysqlclient's own parsing. Only for
+    statements whose columns need no result processing (untyped source columns, text and
+    integers): the values are then exactly what the `Row`s would hold.
+    """
+    result = conn.execution_options(stream_results=True, max_row_buffer=chunk_size).execute(stmt)
+    try:
+        strategy = result.cursor_strategy
+        if type(strategy) is BufferedRowCursorFetchStrategy and isinstance(strategy._rowbuffer, deque):
+            head = list(strategy._rowbuffer)  # the row SQLAlchemy fetched ahead when the cursor opened
+            strategy._rowbuffer.clear()
+        elif type(strategy) is CursorFetchStrategy:
+            head = []
+        else:  # a strategy this was not checked against: take SQLAlchemy's rows
+            for part in result.partitions(chunk_size):
+                yield list(map(tuple, part))
+            return
+        cursor = result.cursor
+        while rows := head or cursor.fetchmany(chunk_size):
+            head = []
+            yield rows if type(rows) is list and type(rows[0]) is tuple else list(map(tuple, rows))
+    finally:
+        result.close()
 
 
 def _odbc_chunks(conn: ConnectionConfig, stmt: Any, request: ExtractRequest) -> Iterator[pd.DataFrame]:
