@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
+MYSQL_HINT := setup: mysqlclient (the C MariaDB/MySQL driver) did not build: install libmariadb-dev and pkg-config, then make setup again; until then use mysql+pymysql URLs
 
 .PHONY: help setup system-deps demo test test-fast lint typecheck bench clean services
 
@@ -14,14 +15,17 @@ system-deps:  ## Debian ODBC drivers and Chromium (skipped where apt-get is not 
 	@bash scripts/system-deps.sh
 
 $(STAMP): pyproject.toml
+	@bash scripts/system-deps.sh --build
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || true
 	@if command -v uv >/dev/null 2>&1; then \
 		[ -x $(PY) ] || uv venv --quiet -p $(PYTHON) $(VENV); \
 		uv pip install --quiet -p $(PY) -e '.[airflow,dev]'; \
+		uv pip install --quiet -p $(PY) -e '.[mysql]' || echo "$(MYSQL_HINT)"; \
 	else \
 		[ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
 		$(PY) -m pip install --quiet --upgrade pip; \
 		$(PY) -m pip install --quiet -e '.[airflow,dev]'; \
+		$(PY) -m pip install --quiet -e '.[mysql]' || echo "$(MYSQL_HINT)"; \
 	fi
 	@touch $(STAMP)
 

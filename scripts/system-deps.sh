@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: unixODBC with the PostgreSQL, MariaDB, SQLite and FreeTDS drivers, Chromium
-# and a CJK font (report screenshots).
+# and a CJK font (report screenshots); the MariaDB client headers that mysqlclient (the C MySQL/MariaDB driver)
+# builds against. `--build` installs only those headers (what `make setup` needs).
 set -euo pipefail
-need=(unixodbc odbc-postgresql odbc-mariadb libsqliteodbc tdsodbc chromium fonts-noto-cjk)
+build=(libmariadb-dev pkg-config)
+need=("${build[@]}" unixodbc odbc-postgresql odbc-mariadb libsqliteodbc tdsodbc chromium fonts-noto-cjk)
+[ "${1:-}" = "--build" ] && need=("${build[@]}")
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

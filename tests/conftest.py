@@ -10,6 +10,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,8 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture
-def mariadb_url() -> Iterator[str]:
-    """A URL of a fresh MariaDB database, dropped afterwards."""
+@contextmanager
+def _fresh_mariadb() -> Iterator[str]:
     _require("mariadb", MARIADB_ADMIN)
     name = f"t_{uuid.uuid4().hex[:10]}"
     admin = create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
@@ -81,6 +81,27 @@ def mariadb_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A URL of a fresh MariaDB database (PyMySQL), dropped afterwards."""
+    with _fresh_mariadb() as url:
+        yield url
+
+
+@pytest.fixture
+def mariadb_c_url() -> Iterator[str]:
+    """A URL of another fresh MariaDB database through mysqlclient, the C driver (`mysql+mysqldb`)."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError as exc:
+        message = f"mysqlclient is not installed ({exc}); run make setup (needs libmariadb-dev)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with _fresh_mariadb() as url:
+        yield url.replace("mysql+pymysql://", "mysql+mysqldb://", 1)
 
 
 @pytest.fixture

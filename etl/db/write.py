@@ -74,9 +74,9 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: S
     if dialect == "postgresql" and conn.dialect.driver == "psycopg":
         return _copy_postgres(conn, table, frame, columns)
     rows = records(frame, columns, table, dialect)
-    if dialect in ("sqlite", "mysql", "mariadb") and conn.dialect.driver in ("pysqlite", "pymysql"):
-        # The driver's own executemany: no per-row SQLAlchemy parameter processing (PyMySQL folds it
-        # into multi-row INSERTs); values are already plain Python objects.
+    if dialect in ("sqlite", "mysql", "mariadb") and conn.dialect.driver in ("pysqlite", "pymysql", "mysqldb"):
+        # The driver's own executemany: no per-row SQLAlchemy parameter processing (PyMySQL and
+        # mysqlclient fold it into multi-row INSERTs); values are already plain Python objects.
         q = conn.dialect.identifier_preparer.quote
         marker = "?" if dialect == "sqlite" else "%s"
         sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "  # noqa: S608

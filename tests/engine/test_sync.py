@@ -239,3 +239,20 @@ def test_duplicate_stays_quarantined_when_one_member_changes_alone(project) -> N
     assert set(open_dups.loc[open_dups["golden_key"] == duplicate["code"], "src_id"]) == {
         str(i) for i in duplicate["oa_ids"]
     }
+
+
+@pytest.mark.mariadb
+def test_mysqlclient_and_pymysql_publish_the_same_rows(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The C driver (`mysql+mysqldb`) as source and target gives what PyMySQL gives, row for row."""
+    published = {}
+    for driver, fixture in (("pymysql", "mariadb_url"), ("mysqldb", "mariadb_c_url")):
+        url = request.getfixturevalue(fixture)
+        assert url.startswith(f"mysql+{driver}://")
+        config, manifest = make_project(tmp_path / driver, {"erp": url, "oa": url, "target": url, "recon": url})
+        summary, _ = run_sync(config, full_refresh=True)
+        assert summary.status == "success", summary.message
+        _sql(url, "DELETE FROM hr_hi_person WHERE cPsn_Num = :c", c=manifest["employees_only_in_erp"][0])
+        swept, _ = run_sync(config, entities=["employee"])  # incremental: the keys-only sweep finds it
+        assert _by_entity(swept)["employee"].inactivated == 1
+        published[driver] = {t: target_rows(config, t) for t in ("md_department", "md_employee", "md_purchase_line")}
+    assert published["pymysql"] == published["mysqldb"]

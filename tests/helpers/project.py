@@ -24,7 +24,11 @@ BACKENDS = [
 
 
 def urls_for(backend: str, request: pytest.FixtureRequest, folder: Path) -> dict[str, str]:
-    """Connection URLs: all on one server, or ERP on MariaDB and OA/target on PostgreSQL ("mixed")."""
+    """Connection URLs: all on one server, or ERP on MariaDB and OA/target on PostgreSQL ("mixed").
+
+    The MariaDB backend reads and writes through PyMySQL, the mixed one reads the ERP through
+    mysqlclient (the C driver), so both MySQL drivers are exercised.
+    """
     urls = sqlite_urls(folder)
     if backend == "postgres":
         pg = request.getfixturevalue("pg_url")
@@ -35,7 +39,7 @@ def urls_for(backend: str, request: pytest.FixtureRequest, folder: Path) -> dict
     elif backend == "mixed":
         urls = {
             **urls,
-            "erp": request.getfixturevalue("mariadb_url"),
+            "erp": request.getfixturevalue("mariadb_c_url"),
             "oa": request.getfixturevalue("pg_url"),
             "target": request.getfixturevalue("pg_url"),
         }
