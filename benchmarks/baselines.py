@@ -89,19 +89,20 @@ def rss_mb() -> float:
 
 
 def _mysql(url: str, *, stream: bool = False) -> Any:
-    import pymysql
+    """A DB-API connection through the URL's driver (mysqlclient or PyMySQL), as the engine reads."""
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    return pymysql.connect(
-        host=u.host or "127.0.0.1",
-        port=u.port or 3306,
-        user=u.username or "root",
-        password=u.password or "",
-        database=u.database,
-        charset="utf8mb4",
-        cursorclass=pymysql.cursors.SSCursor if stream else pymysql.cursors.Cursor,
-    )
+    options = {"host": u.host or "127.0.0.1", "port": u.port or 3306, "user": u.username or "root",
+               "password": u.password or "", "database": u.database, "charset": "utf8mb4"}
+    if u.get_driver_name() == "mysqldb":
+        import MySQLdb
+        import MySQLdb.cursors
+
+        return MySQLdb.connect(**options, cursorclass=MySQLdb.cursors.SSCursor if stream else MySQLdb.cursors.Cursor)
+    import pymysql
+
+    return pymysql.connect(**options, cursorclass=pymysql.cursors.SSCursor if stream else pymysql.cursors.Cursor)
 
 
 def _pg(url: str) -> Any:
