@@ -13,10 +13,12 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, delete, func, select, update
+from sqlalchemy import text as sql_text
 
 from etl.db.write import insert_frame, upsert_rows
 from etl.store import schema as s
 
+ANALYZE_AFTER = 10_000  # quarantined rows in one call after which PostgreSQL's statistics are refreshed
 
 def now() -> datetime:
     """Store timestamps: local wall-clock time without zone, second precision."""
@@ -231,6 +233,10 @@ class Store:
         )
         with self.engine.begin() as conn:
             written = insert_frame(conn, s.quarantine, out)
+            if written >= ANALYZE_AFTER and conn.dialect.name == "postgresql":
+                # Without fresh statistics the superseding below scans every open row per statement
+                # (0.6 s each at a million open findings, 2 ms after ANALYZE).
+                conn.execute(sql_text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(s.quarantine)}"))
             # The same problem seen again: keep one open row per (source record, rule), the newest.
             for (source, rule), part in out.groupby(["source", "rule"]):
                 ids = part["src_id"].dropna().astype(str).unique().tolist()
