@@ -15,7 +15,7 @@ system-deps:  ## Debian ODBC drivers and Chromium (skipped where apt-get is not 
 	@bash scripts/system-deps.sh
 
 $(STAMP): pyproject.toml
-	@bash scripts/system-deps.sh --build
+	@bash scripts/system-deps.sh --build || echo "$(MYSQL_HINT)"
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || true
 	@if command -v uv >/dev/null 2>&1; then \
 		[ -x $(PY) ] || uv venv --quiet -p $(PYTHON) $(VENV); \
