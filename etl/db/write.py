@@ -61,8 +61,15 @@ def refresh_statistics(engine: Engine, *tables: Table) -> None:
     if engine.dialect.name != "postgresql":
         return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in tables:
-            conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}"))
+        analyze(conn, *tables)
+
+
+def analyze(conn: Connection, *tables: Table) -> None:
+    """`ANALYZE` `tables` on `conn` (PostgreSQL; a no-op elsewhere), inside its transaction if it has one."""
+    if conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}"))
 
 
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> int:

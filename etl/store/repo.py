@@ -12,13 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, delete, func, select, update
-from sqlalchemy import text as sql_text
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
 
-from etl.db.write import insert_frame, upsert_rows
+from etl.db.write import analyze, insert_frame, upsert_rows
 from etl.store import schema as s
 
+IN_BATCH = 500  # values per `IN (...)` of one statement
 ANALYZE_AFTER = 10_000  # quarantined rows in one call after which PostgreSQL's statistics are refreshed
+
 
 def now() -> datetime:
     """Store timestamps: local wall-clock time without zone, second precision."""
@@ -233,10 +234,11 @@ class Store:
         )
         with self.engine.begin() as conn:
             written = insert_frame(conn, s.quarantine, out)
-            if written >= ANALYZE_AFTER and conn.dialect.name == "postgresql":
+            if written >= ANALYZE_AFTER:
                 # Without fresh statistics the superseding below scans every open row per statement
-                # (0.6 s each at a million open findings, 2 ms after ANALYZE).
-                conn.execute(sql_text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(s.quarantine)}"))
+                # (0.6 s each at a million open findings, 2 ms after ANALYZE). In this transaction: it
+                # counts the rows just written.
+                analyze(conn, s.quarantine)
             # The same problem seen again: keep one open row per (source record, rule), the newest.
             for (source, rule), part in out.groupby(["source", "rule"]):
                 ids = part["src_id"].dropna().astype(str).unique().tolist()
@@ -285,48 +287,24 @@ class Store:
         self, entity: str, source: str, src_ids: Iterable[str], run_id: str, status: str = "resolved"
     ) -> int:
         """Mark open quarantine rows of these source ids resolved (they passed in `run_id`)."""
-        ids = list(dict.fromkeys(src_ids))
-        count = 0
+        q = s.quarantine
         with self.engine.begin() as conn:
-            for start in range(0, len(ids), 500):
-                part = ids[start : start + 500]
-                count += (
-                    conn.execute(
-                        update(s.quarantine)
-                        .where(
-                            s.quarantine.c.entity == entity,
-                            s.quarantine.c.source == source,
-                            s.quarantine.c.status == "open",
-                            s.quarantine.c.src_id.in_(part),
-                            s.quarantine.c.run_id != run_id,
-                        )
-                        .values(status=status, resolved_run_id=run_id, resolved_at=now())
-                    ).rowcount
-                    or 0
-                )
-        return count
+            return _update_in(
+                conn, q, q.c.src_id, list(dict.fromkeys(src_ids)),
+                q.c.entity == entity, q.c.source == source, q.c.status == "open", q.c.run_id != run_id,
+                status=status, resolved_run_id=run_id, resolved_at=now(),
+            )
 
     def resolve_quarantine_keys(self, entity: str, keys: Iterable[str], run_id: str) -> int:
         """Mark open merge/gate quarantine rows of these golden keys resolved (published in `run_id`)."""
-        keys = list(dict.fromkeys(keys))
-        count = 0
+        q = s.quarantine
         with self.engine.begin() as conn:
-            for start in range(0, len(keys), 500):
-                count += (
-                    conn.execute(
-                        update(s.quarantine)
-                        .where(
-                            s.quarantine.c.entity == entity,
-                            s.quarantine.c.status == "open",
-                            s.quarantine.c.golden_key.in_(keys[start : start + 500]),
-                            s.quarantine.c.stage.like("gate%") | s.quarantine.c.stage.like("integrity%"),
-                            s.quarantine.c.run_id != run_id,
-                        )
-                        .values(status="resolved", resolved_run_id=run_id, resolved_at=now())
-                    ).rowcount
-                    or 0
-                )
-        return count
+            return _update_in(
+                conn, q, q.c.golden_key, list(dict.fromkeys(keys)),
+                q.c.entity == entity, q.c.status == "open", q.c.run_id != run_id,
+                q.c.stage.like("gate%") | q.c.stage.like("integrity%"),
+                status="resolved", resolved_run_id=run_id, resolved_at=now(),
+            )
 
     # gaps and gate --------------------------------------------------------------
     def add_gaps(self, run_id: str, entity: str, source: str, frame: pd.DataFrame) -> None:
@@ -440,30 +418,21 @@ class Store:
         return count
 
     def deactivate_xref(self, entity: str, run_id: str, keys: Iterable[str]) -> None:
-        keys = list(keys)
         with self.engine.begin() as conn:
-            for start in range(0, len(keys), 500):
-                conn.execute(
-                    update(s.xref)
-                    .where(s.xref.c.entity == entity, s.xref.c.golden_key.in_(keys[start : start + 500]))
-                    .values(active=False, last_run_id=run_id, updated_at=now())
-                )
+            _update_in(
+                conn, s.xref, s.xref.c.golden_key, list(keys), s.xref.c.entity == entity,
+                active=False, last_run_id=run_id, updated_at=now(),
+            )
 
     def deactivate_xref_ids(self, entity: str, source: str, src_ids: Iterable[str], run_id: str) -> None:
         """Mark the active links of these source records inactive (the records vanished from the source)."""
-        ids = list(dict.fromkeys(src_ids))
+        x = s.xref
         with self.engine.begin() as conn:
-            for start in range(0, len(ids), 500):
-                conn.execute(
-                    update(s.xref)
-                    .where(
-                        s.xref.c.entity == entity,
-                        s.xref.c.source == source,
-                        s.xref.c.src_id.in_(ids[start : start + 500]),
-                        s.xref.c.active.is_(True),
-                    )
-                    .values(active=False, last_run_id=run_id, updated_at=now())
-                )
+            _update_in(
+                conn, x, x.c.src_id, list(dict.fromkeys(src_ids)),
+                x.c.entity == entity, x.c.source == source, x.c.active.is_(True),
+                active=False, last_run_id=run_id, updated_at=now(),
+            )
 
     def xref(self, entity: str, value: str) -> list[dict[str, Any]]:
         """Cross-reference rows whose golden key or source id equals `value`."""
@@ -523,16 +492,17 @@ def _supersede(
     conn: Connection, entity: str, rule: str, run_id: str, column: Any, values: list[str], *where: Any
 ) -> None:
     """Mark open findings of `rule` from earlier runs whose `column` is in `values` superseded by `run_id`."""
-    for start in range(0, len(values), 500):
-        conn.execute(
-            update(s.quarantine)
-            .where(
-                s.quarantine.c.entity == entity,
-                s.quarantine.c.rule == rule,
-                s.quarantine.c.status == "open",
-                s.quarantine.c.run_id != run_id,
-                column.in_(values[start : start + 500]),
-                *where,
-            )
-            .values(status="superseded", resolved_run_id=run_id, resolved_at=now())
-        )
+    q = s.quarantine
+    _update_in(
+        conn, q, column, values, q.c.entity == entity, q.c.rule == rule, q.c.status == "open", q.c.run_id != run_id,
+        *where, status="superseded", resolved_run_id=run_id, resolved_at=now(),
+    )
+
+
+def _update_in(conn: Connection, table: Table, column: Any, values: list[str], *where: Any, **changes: Any) -> int:
+    """UPDATE `table` SET `changes` WHERE `where` AND `column` IN `values`, 500 values a statement; rows changed."""
+    count = 0
+    for start in range(0, len(values), IN_BATCH):
+        stmt = update(table).where(*where, column.in_(values[start : start + IN_BATCH])).values(**changes)
+        count += conn.execute(stmt).rowcount or 0
+    return count
