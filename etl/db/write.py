@@ -1,6 +1,6 @@
 """Bulk writes and upserts, one implementation per dialect.
 
-PostgreSQL loads with `COPY` (rows formatted by psycopg); MariaDB/MySQL and SQLite with
+PostgreSQL loads with `COPY` (CSV written by pyarrow); MariaDB/MySQL and SQLite with
 executemany (PyMySQL folds it into multi-row INSERTs); SQL Server with
 `fast_executemany`. Upserts: `INSERT .. ON CONFLICT` (PostgreSQL, SQLite),
 `INSERT .. ON DUPLICATE KEY UPDATE` (MariaDB/MySQL), `MERGE` (SQL Server).
@@ -103,20 +103,45 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: S
 
 
 def _copy_postgres(conn: Connection, table: Table, frame: pd.DataFrame, columns: list[str]) -> int:
-    """COPY FROM STDIN, rows formatted by psycopg in C (`write_row`), a slice of the frame at a time.
-
-    Faster than rendering CSV with `DataFrame.to_csv` and holds at most `COPY_ROWS` rows as
-    Python tuples. Empty strings are written as NULL, as the CSV load this replaces did.
-    """
+    """COPY FROM STDIN as CSV written by pyarrow (in C++), `COPY_ROWS` rows at a time (bounded memory)."""
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     name = conn.dialect.identifier_preparer.format_table(table)
-    with dbapi.cursor() as cur, cur.copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
+    with dbapi.cursor() as cur, cur.copy(f"COPY {name} ({quoted}) FROM STDIN WITH (FORMAT csv)") as copy:
         for start in range(0, len(frame), COPY_ROWS):
-            for row in records(frame.iloc[start : start + COPY_ROWS], columns, table, "postgresql", empty_as_null=True):
-                copy.write_row(row)
+            copy.write(copy_csv(frame.iloc[start : start + COPY_ROWS], columns))
     return len(frame)
+
+
+def copy_csv(frame: pd.DataFrame, columns: Sequence[str]) -> Any:
+    """`frame[columns]` as headerless CSV for PostgreSQL's `COPY … (FORMAT csv)` (a pyarrow buffer).
+
+    NULL is an unquoted empty field; empty strings are written as NULL too. Time-zone-aware
+    timestamps keep their wall time (what PostgreSQL stores of an offset written into a
+    `timestamp` column). A column of mixed Python objects, which Arrow cannot type, is written
+    as each value's `str()`.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    arrays = []
+    for name in columns:
+        col = frame[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            col = col.dt.tz_localize(None)
+        try:
+            arr = pa.array(col, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = pa.array([None if v is None else str(v) for v in col.to_numpy(dtype=object, na_value=None)])
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
+        arrays.append(arr)
+    out = pa.BufferOutputStream()
+    table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
+    pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+    return out.getvalue()
 
 
 def upsert_select(
