@@ -8,13 +8,27 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, MetaData, Numeric, String, Table, create_engine, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    create_engine,
+    select,
+)
 
 from etl.db.write import copy_csv, insert_frame, records
 
 pytestmark = pytest.mark.postgres
 
-TEXTS = ["a,b", 'say "hi"', "two\nlines", "cr\r\nlf", "tab\there", "back\\slash", "\\N", "中文　全角", " lead ", "", None]
+TEXTS = [
+    "a,b", 'say "hi"', "two\nlines", "cr\r\nlf", "tab\there", "back\\slash", "\\N", "中文　全角", " lead ", "", None,
+]
 
 
 def _frame() -> pd.DataFrame:
@@ -24,7 +38,9 @@ def _frame() -> pd.DataFrame:
         "i": pd.array([1, None, -3, 2**62, 0, 5, 6, 7, 8, 9, 10], dtype="Int64"),
         "f": [0.1, np.nan, 1e15, 123456.785, -0.0, 1 / 3, 5e-7, 2.5, 3.0, 12345678901234.56, -7.125],
         "b": pd.array([True, False, None, True, False, True, False, True, False, True, None], dtype="boolean"),
-        "t": pd.to_datetime(["2026-01-02 03:04:05.123456", None, "1999-12-31 23:59:59"] + ["2026-01-02 00:00:00"] * 8, format="ISO8601"),
+        "t": pd.to_datetime(
+            ["2026-01-02 03:04:05.123456", None, "1999-12-31 23:59:59"] + ["2026-01-02 00:00:00"] * 8, format="ISO8601"
+        ),
         "tz": pd.to_datetime(["2026-01-02 03:04:05"] * n).tz_localize("Asia/Shanghai"),
         "d": [dt.date(2026, 1, 2), None] + [dt.date(2000, 2, 29)] * (n - 2),
         "n": [Decimal("1.23"), None, Decimal("-0.0001")] + [Decimal("4.5")] * (n - 3),
