@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ _name = ""
 _target = 0
 _action = "kill"
 _seen: dict[str, int] = {}
+_count_lock = threading.Lock()  # sources are extracted in threads: every hit counts once
 
 POINTS = (
     "sync.start",
@@ -72,8 +74,9 @@ def point(name: str) -> None:
     """Crash (or pause) here if this point was selected by ERPOA_FAULT."""
     if name != _name:
         return
-    _seen[name] = _seen.get(name, 0) + 1
-    if _seen[name] != _target:
+    with _count_lock:
+        _seen[name] = hit = _seen.get(name, 0) + 1
+    if hit != _target:
         return
     if _action == "pause":
         _pause()

@@ -52,9 +52,8 @@ def _require(kind: str, url: str) -> None:
         pytest.skip(message)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh PostgreSQL schema, dropped afterwards."""
+@contextmanager
+def _fresh_pg_schema() -> Iterator[str]:
     _require("postgres", PG_ADMIN)
     schema = f"t_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
@@ -66,6 +65,20 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh PostgreSQL schema, dropped afterwards."""
+    with _fresh_pg_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url_b() -> Iterator[str]:
+    """A second fresh schema, for tests that compare two runs side by side."""
+    with _fresh_pg_schema() as url:
+        yield url
 
 
 @contextmanager

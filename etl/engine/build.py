@@ -20,7 +20,7 @@ from etl import faults, logs
 from etl.db.write import insert_frame
 from etl.engine.context import SyncContext
 from etl.engine.merge import merge
-from etl.engine.tables import bucket_of, bucket_range
+from etl.engine.tables import bucket_of, bucket_range, table_exists
 from etl.errors import IntegrityError
 from etl.mapping.model import EntityMapping
 from etl.mapping.types import coerce, row_hash
@@ -138,7 +138,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     mirror_cols = ["_source", "_src_id", "_key", *fields]
     mirrored = (
         _rows_for_keys(tengine, tables.mirror, mirror_cols, keys, lo, hi, mapping=mapping)
-        if _exists(tengine, tables.mirror)
+        if table_exists(tengine, tables.mirror)
         else pd.DataFrame(columns=mirror_cols)
     )
     accepted = staged[staged["_status"] == "ok"].drop(columns="_status")
@@ -185,7 +185,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     target_cols = ["_key", "_hash", "_active", "_presence"]
     existing = (
         _rows_for_keys(tengine, tables.target, target_cols, keys, lo, hi)
-        if _exists(tengine, tables.target)
+        if table_exists(tengine, tables.target)
         else pd.DataFrame(columns=target_cols)
     )
     existing = existing.set_index("_key")
@@ -253,12 +253,6 @@ def _malloc_trim() -> Any:
     return _TRIM[0]
 
 
-def _exists(engine: Engine, table: Table) -> bool:
-    from sqlalchemy import inspect
-
-    return inspect(engine).has_table(table.name, schema=table.schema)
-
-
 def _with_activity(golden: pd.DataFrame, mapping: EntityMapping) -> pd.DataFrame:
     deletion = mapping.deletion
     active = pd.Series(True, index=golden.index)
@@ -290,7 +284,7 @@ def _planned_values(ctx: SyncContext, mapping: EntityMapping, field: str) -> set
     """In a dry run, what the referenced entity would publish counts as present (it is planned first)."""
     gold = ctx.work_tables(mapping).gold
     engine = ctx.work_engine(mapping)
-    if not _exists(engine, gold):
+    if not table_exists(engine, gold):
         return set()
     stmt = select(gold.c[field]).where(
         gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update", "unchanged"]), gold.c._active.is_(True)
@@ -314,7 +308,7 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
                     other
                 ].astype("str")
             )
-            if _exists(engine, ref_table)
+            if table_exists(engine, ref_table)
             else set()
         )
         if ctx.dry_run:

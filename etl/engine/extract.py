@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, delete, exists, func, inspect, literal, select
+from sqlalchemy import and_, delete, exists, func, literal, select
 
 from etl import faults
 from etl.db.connect import dialect_of
@@ -18,7 +18,7 @@ from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bou
 from etl.db.write import insert_frame, refresh_statistics
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
-from etl.engine.tables import bucket_of, key_text
+from etl.engine.tables import bucket_of, key_text, table_exists
 from etl.errors import UnmappedValueError
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk, source_ids
 from etl.mapping.model import EntityMapping
@@ -204,7 +204,7 @@ def _sweep(ctx: SyncContext, entity: str, source: str) -> int:
     spec = mapping.sources[source]
     mirror, stage = ctx.tables(mapping).mirror, ctx.work_tables(mapping).stage
     target_engine = ctx.target_engine(mapping)
-    if not inspect(target_engine).has_table(mirror.name, schema=mirror.schema):
+    if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
     chunk_size = max(ctx.chunk_size, 100_000)
     request = ExtractRequest(source, spec, list(spec.id), chunk_size=chunk_size)
@@ -254,7 +254,7 @@ def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:
     mapping = ctx.mapping(entity)
     mirror, stage = ctx.tables(mapping).mirror, ctx.work_tables(mapping).stage
     target_engine = ctx.target_engine(mapping)
-    if not inspect(target_engine).has_table(mirror.name, schema=mirror.schema):
+    if not table_exists(target_engine, mirror):
         return 0
     cols = ["_run", "_source", "_src_id", "_status", "_key", "_bucket"]
     if ctx.same_database:
@@ -303,7 +303,7 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     work = ctx.work_tables(mapping)
     mirror, stage = tables.mirror, work.stage
     target_engine = ctx.target_engine(mapping)
-    if not inspect(target_engine).has_table(mirror.name, schema=mirror.schema):
+    if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
     if ctx.same_database:  # stage statistics are fresh: refreshed by _mark_moved
         present = exists().where(

@@ -59,7 +59,9 @@ def _suite(ctx: SyncContext, mapping: EntityMapping) -> Any | None:
 
 
 def _reference_keys(ctx: SyncContext, suite: Any) -> dict[str, list[Any]]:
-    from sqlalchemy import inspect, select
+    from sqlalchemy import select
+
+    from etl.engine.tables import table_exists
 
     keys: dict[str, list[Any]] = {}
     for exp in suite.expectations:
@@ -71,7 +73,7 @@ def _reference_keys(ctx: SyncContext, suite: Any) -> dict[str, list[Any]]:
         engine = ctx.target_engine(mapping)
         column = column or mapping.key[0]
         values: list[Any] = []
-        if inspect(engine).has_table(table.name, schema=table.schema):
+        if table_exists(engine, table):
             with engine.connect() as conn:
                 values = [r[0] for r in conn.execute(select(table.c[column]).where(table.c._active.is_(True)))]
         keys[f"{entity}.{column}"] = values

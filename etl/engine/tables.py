@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 
 from etl.mapping.model import CanonicalField, EntityMapping
@@ -173,6 +174,11 @@ def _no_pad_binary_collation(engine: Engine) -> str:
             )
         }
     return next((c for c in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin") if c in known), "utf8mb4_bin")
+
+
+def table_exists(engine: Engine, table: Table) -> bool:
+    """Whether `table` exists in `engine`'s database (in its schema)."""
+    return inspect(engine).has_table(table.name, schema=table.schema)
 
 
 def bucket_of(keys: pd.Series) -> pd.Series:

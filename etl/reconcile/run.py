@@ -20,13 +20,13 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Engine, Table, inspect, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks
-from etl.engine.tables import EntityTables, key_text
+from etl.engine.tables import EntityTables, key_text, table_exists
 from etl.errors import ErpOaError, classify_db_error
 from etl.mapping.apply import map_chunk
 from etl.mapping.codes import CodeTable
@@ -49,13 +49,9 @@ CENSUS_MODES = ("full", "reconcile")
 # --------------------------------------------------------------------------- reading
 
 
-def _exists(engine: Engine, table: Table) -> bool:
-    return inspect(engine).has_table(table.name, schema=table.schema)
-
-
 def read_table(engine: Engine, table: Table, columns: list[str], where: Any = None) -> pd.DataFrame:
     """Rows of `table` (only `columns`), read in chunks; empty when the table does not exist yet."""
-    if not _exists(engine, table):
+    if not table_exists(engine, table):
         return pd.DataFrame(columns=columns)
     stmt = select(*[table.c[c] for c in columns])
     if where is not None:
@@ -92,7 +88,7 @@ def reference_keys(mappings: MappingSet, mapping: EntityMapping, engine_of: Any,
         ref = mappings.entity(entity)
         table = tables_of(ref).target
         engine = engine_of(ref)
-        if not _exists(engine, table):
+        if not table_exists(engine, table):
             continue
         with engine.connect() as conn:
             values = conn.execute(select(table.c[other]).where(table.c._active.is_(True)).distinct()).scalars()

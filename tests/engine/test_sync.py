@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -256,3 +257,40 @@ def test_mysqlclient_and_pymysql_publish_the_same_rows(tmp_path: Path, request: 
         assert _by_entity(swept)["employee"].inactivated == 1
         published[driver] = {t: target_rows(config, t) for t in ("md_department", "md_employee", "md_purchase_line")}
     assert published["pymysql"] == published["mysqldb"]
+
+
+@pytest.mark.postgres
+def test_sources_extracted_at_once_publish_what_one_after_the_other_does(
+    tmp_path: Path, pg_url: str, pg_url_b: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run.parallel_sources`: ERP and OA are extracted in two threads at the same time, with the same result."""
+    from etl.engine import extract
+
+    real, threads = extract.extract_source, {}
+    meet = threading.Barrier(2, timeout=60)  # breaks (and fails the run) unless both purchase sources run at once
+
+    def extract_source(ctx, entity, source):
+        threads[(ctx.config.run.parallel_sources, entity, source)] = threading.current_thread().name
+        if entity == "purchase" and ctx.config.run.parallel_sources:
+            meet.wait()
+        return real(ctx, entity, source)
+
+    monkeypatch.setattr(extract, "extract_source", extract_source)
+    published = {}
+    for parallel, url in ((True, pg_url), (False, pg_url_b)):
+        config, _ = make_project(tmp_path / str(parallel), {"erp": url, "oa": url, "target": url, "recon": url})
+        config = config.model_copy(update={"run": config.run.model_copy(update={"parallel_sources": parallel})})
+        summary, _ = run_sync(config, full_refresh=True)
+        assert summary.status == "success", summary.message
+        quarantine = open_store(config).quarantine()
+        published[parallel] = (
+            {t: target_rows(config, t) for t in ("md_department", "md_employee", "md_contract", "md_purchase_line")},
+            sorted(quarantine[["entity", "source", "src_id", "rule"]].itertuples(index=False, name=None)),
+        )
+    assert published[True] == published[False]
+    assert published[True][1]  # the demo's planted problems were quarantined in both runs
+    assert {threads[(True, "purchase", s)] for s in ("erp", "oa")} == {
+        n for n in threads.values() if n.startswith("erpoa-extract-purchase")
+    }
+    assert len({threads[(True, "purchase", s)] for s in ("erp", "oa")}) == 2
+    assert {n for (parallel, _, _), n in threads.items() if not parallel} == {"MainThread"}
