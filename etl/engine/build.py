@@ -241,6 +241,27 @@ def release_memory() -> None:
 _TRIM: list[Any] = []
 
 
+def _arrow_from_malloc() -> None:
+    """Arrow buffers (pandas `str` columns, COPY CSV) from malloc, so that `release_memory` returns them too.
+
+    pyarrow's default pool (jemalloc or mimalloc) keeps freed pages for reuse, out of reach of
+    `malloc_trim`: about 80 MB more peak memory on a 200,000-row purchase sync. An explicit
+    `ARROW_DEFAULT_MEMORY_POOL` is left alone.
+    """
+    import os
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        import pyarrow
+    except ImportError:
+        return
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
+_arrow_from_malloc()
+
+
 def _malloc_trim() -> Any:
     if not _TRIM:
         try:

@@ -173,12 +173,12 @@ def sync_entity(
 def _extract_sources(
     ctx: SyncContext, entity: str, retry: Callable[[Callable[[], Any]], Any]
 ) -> dict[str, dict[str, int]]:
-    """Extract every source of `entity` into staging; at the same time, one thread each, where that is safe.
+    """Extract every source of `entity` into staging; with `run.parallel_sources`, at once, one thread each.
 
     Each source reads its own database and stages its own rows (as the Airflow DAG's
     per-source tasks do), so a second source overlaps the first one's database waits.
-    Sequential in a dry run, when `run.parallel_sources` is off, and when the target or the
-    store is SQLite (one writer at a time). A failing source fails the entity once the
+    Always sequential in a dry run and when the target or the store is SQLite (one writer
+    at a time). A failing source fails the entity once the
     others have finished; the first failure in mapping order is raised.
     """
     mapping = ctx.mapping(entity)
