@@ -21,12 +21,11 @@ COPY_ROWS = 50_000
 
 
 def records(frame: pd.DataFrame, columns: Sequence[str], table: Table | None = None,
-            dialect: str | None = None, *, empty_as_null: bool = False) -> list[tuple[Any, ...]]:
+            dialect: str | None = None) -> list[tuple[Any, ...]]:
     """Rows as tuples of plain Python values, None for every kind of null.
 
     For SQLite, timestamps are written as text in SQLAlchemy's own format
     (`Date` columns as `YYYY-MM-DD`), so rows written here and by SQLAlchemy agree.
-    `empty_as_null` also turns empty strings into None.
     """
     if frame.empty:
         return []
@@ -45,8 +44,6 @@ def records(frame: pd.DataFrame, columns: Sequence[str], table: Table | None = N
             values = col.to_numpy(dtype=object, na_value=None, copy=True)
             if col.dtype == object:
                 values[pd.isna(values)] = None
-            if empty_as_null and (col.dtype == object or isinstance(col.dtype, pd.StringDtype)):
-                values[values == ""] = None
         data.append(values)
     return list(zip(*data, strict=True))
 

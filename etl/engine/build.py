@@ -250,13 +250,10 @@ def _arrow_from_malloc() -> None:
     """
     import os
 
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        import pyarrow
-    except ImportError:
-        return
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    import pyarrow
+
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
 _arrow_from_malloc()

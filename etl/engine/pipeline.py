@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -112,12 +113,17 @@ def sync_entity(
         except SQLAlchemyError as exc:  # a terminal database error fails this entity with a message, not the run
             raise classify_db_error(exc, what=f"{entity}: {what}") from None
 
-    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+    @contextmanager
+    def clocked(stage: str) -> Iterator[None]:
         t0 = time.monotonic()
         try:
-            return retry(fn, stage)
+            yield
         finally:
             result.stage_seconds[stage] = result.stage_seconds.get(stage, 0.0) + time.monotonic() - t0
+
+    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        with clocked(stage):
+            return retry(fn, stage)
 
     lock_ctx = (
         entity_lock(
@@ -134,11 +140,8 @@ def sync_entity(
         if not ctx.dry_run:
             ctx.store.record_entity(ctx.run_id, entity, status="running")
         timed("extract", lambda: extract.prepare(ctx, entity))
-        t0 = time.monotonic()
-        try:
+        with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
             extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
-        finally:  # wall time: the sources may run at once
-            result.stage_seconds["extract"] += time.monotonic() - t0
         result.read = {source: counts["read"] for source, counts in extracted.items()}
         parts = extract.partitions(ctx, entity)
         totals: dict[str, int] = {}
@@ -178,13 +181,13 @@ def _extract_sources(
     Each source reads its own database and stages its own rows (as the Airflow DAG's
     per-source tasks do), so a second source overlaps the first one's database waits.
     Always sequential in a dry run and when the target or the store is SQLite (one writer
-    at a time). A failing source fails the entity once the
-    others have finished; the first failure in mapping order is raised.
+    at a time). A failing source fails the entity once the others have finished; the first
+    failure in mapping order is raised.
     """
     mapping = ctx.mapping(entity)
     calls = {source: partial(retry, partial(extract.extract_source, ctx, entity, source)) for source in mapping.sources}
-    writers = {ctx.work_engine(mapping).dialect.name, ctx.store.engine.dialect.name}
-    if len(calls) < 2 or ctx.dry_run or not ctx.config.run.parallel_sources or "sqlite" in writers:
+    at_once = ctx.config.run.parallel_sources and len(calls) > 1 and not ctx.dry_run
+    if not at_once or "sqlite" in {ctx.work_engine(mapping).dialect.name, ctx.store.engine.dialect.name}:
         return {source: call() for source, call in calls.items()}
     with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix=f"erpoa-extract-{entity}") as pool:
         futures = {source: pool.submit(call) for source, call in calls.items()}
