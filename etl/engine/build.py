@@ -22,6 +22,7 @@ from etl.engine.context import SyncContext
 from etl.engine.merge import merge
 from etl.engine.tables import bucket_of, bucket_range, table_exists
 from etl.errors import IntegrityError
+from etl.frames import isin
 from etl.mapping.model import EntityMapping
 from etl.mapping.types import coerce, row_hash
 
@@ -91,7 +92,7 @@ def _rows_for_keys(
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
     cond = and_(table.c._bucket >= lo, table.c._bucket < hi)
     frame = _read(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns)
-    return frame[frame["_key"].isin(set(keys))]
+    return frame[isin(frame["_key"], keys)]
 
 
 def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partitions: int = 1) -> dict[str, int]:
@@ -146,7 +147,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
         current = accepted.reset_index(drop=True)
     else:
         touched = staged["_source"] + "\x1f" + staged["_src_id"]
-        mirrored = mirrored[~(mirrored["_source"] + "\x1f" + mirrored["_src_id"]).isin(set(touched))]
+        mirrored = mirrored[~isin(mirrored["_source"] + "\x1f" + mirrored["_src_id"], touched)]
         current = pd.concat([mirrored, accepted], ignore_index=True)
     staged_rows = len(staged)
     del mirrored, accepted, staged
@@ -197,8 +198,8 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     bad = pd.concat([bad, _gate(ctx, mapping, golden[changed], partition)], ignore_index=True)
     if not bad.empty:
         bad_keys = set(bad["golden_key"])
-        golden.loc[golden["_key"].isin(bad_keys) & changed, "_action"] = "rejected"
-        rejected_src.append(current[current["_key"].isin(bad_keys)][["_source", "_src_id"]])
+        golden.loc[isin(golden["_key"], bad_keys) & changed, "_action"] = "rejected"
+        rejected_src.append(current[isin(current["_key"], bad_keys)][["_source", "_src_id"]])
     if vanished:
         gone = pd.DataFrame({"_key": vanished, "_action": "inactivate", "_active": False})
         gone["_bucket"] = bucket_of(gone["_key"])
@@ -281,7 +282,7 @@ def _with_activity(golden: pd.DataFrame, mapping: EntityMapping) -> pd.DataFrame
 
 
 def _actions(golden: pd.DataFrame, existing: pd.DataFrame) -> pd.Series:
-    known = golden["_key"].isin(existing.index)
+    known = pd.Series(isin(golden["_key"], existing.index), index=golden.index)
     old_hash = golden["_key"].map(existing["_hash"]) if not existing.empty else pd.Series(np.nan, index=golden.index)
     old_active = (
         golden["_key"].map(existing["_active"]) if not existing.empty else pd.Series(np.nan, index=golden.index)
@@ -331,7 +332,7 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
         )
         if ctx.dry_run:
             known |= _planned_values(ctx, ref_mapping, other)
-        missing = rows[rows[field].notna() & ~rows[field].astype("str").isin(known)]
+        missing = rows[rows[field].notna() & ~isin(rows[field].astype("str"), known)]
         if missing.empty:
             continue
         spec = mapping.fields[field]

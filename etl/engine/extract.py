@@ -20,6 +20,7 @@ from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.tables import bucket_of, key_text, table_exists
 from etl.errors import UnmappedValueError
+from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk, source_ids
 from etl.mapping.model import EntityMapping
 
@@ -329,7 +330,7 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
             r[0]
             for r in conn.execute(select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source))
         }
-    gone = mirrored[~mirrored["_src_id"].isin(seen)].assign(_run=ctx.run_id, _source=source, _status="deleted")
+    gone = mirrored[~isin(mirrored["_src_id"], seen)].assign(_run=ctx.run_id, _source=source, _status="deleted")
     with ctx.work_engine(mapping).begin() as conn:
         insert_frame(conn, stage, gone, ["_run", "_source", "_src_id", "_status", "_key", "_bucket"])
     return len(gone)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from etl.frames import isin
 from etl.mapping.model import EntityMapping
 from etl.mapping.types import coerce
 
@@ -77,7 +78,8 @@ def merge(frames: Mapping[str, pd.DataFrame], mapping: EntityMapping, timezone: 
         if not dup.empty:
             dups.append(dup.assign(_source=source))
         clean[source] = ok.set_index(KEY, drop=False)
-    index = pd.Index(sorted(set().union(*[set(f.index) for f in clean.values()])) if clean else [], name=KEY)
+    keys = pd.concat([pd.Series(f.index) for f in clean.values()], ignore_index=True) if clean else pd.Series([])
+    index = pd.Index(keys.drop_duplicates().sort_values(ignore_index=True), name=KEY)
     golden = pd.DataFrame(index=index)
     golden[KEY] = index.to_numpy()
     surv = mapping.survivorship
@@ -103,7 +105,7 @@ def merge(frames: Mapping[str, pd.DataFrame], mapping: EntityMapping, timezone: 
         golden[field] = value
     presence = pd.Series("", index=index, dtype="str")
     for source in sorted(clean):
-        present = pd.Series(index.isin(clean[source].index), index=index)
+        present = pd.Series(isin(index, clean[source].index), index=index)
         presence = presence.where(~present, presence + np.where(presence == "", "", "+") + source)
     golden["_presence"] = presence
     golden["_ids"] = _json_ids({s: f[SRC_ID] for s, f in clean.items()}, index) if clean else pd.Series(dtype="str")
