@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import DateTime, Engine, Float, Table, and_, cast, delete, select, update
 
 from etl import faults, logs
+from etl.db.read import read_frame
 from etl.db.write import insert_frame
 from etl.engine.context import SyncContext
 from etl.engine.merge import merge
@@ -28,26 +29,6 @@ from etl.mapping.types import coerce, row_hash
 
 IN_BATCH = 500
 SMALL_KEYSET = 5_000
-
-
-READ_CHUNK = 50_000
-
-
-def _read(engine: Engine, stmt: Any, columns: Sequence[str]) -> pd.DataFrame:
-    """The rows of `stmt` as a frame, fetched through a server-side cursor a chunk at a time.
-
-    Only one chunk of rows exists as Python tuples at any moment, instead of the whole
-    result twice (driver rows and tuples) next to the frame built from them.
-    """
-    names = list(columns)
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, max_row_buffer=READ_CHUNK).execute(stmt)
-        parts = [
-            pd.DataFrame.from_records(list(map(tuple, rows)), columns=names) for rows in result.partitions(READ_CHUNK)
-        ]
-    if len(parts) == 1:
-        return parts[0]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame.from_records([], columns=names)
 
 
 def _typed_columns(engine: Engine, table: Table, columns: Sequence[str], mapping: EntityMapping | None) -> list[Any]:
@@ -88,10 +69,10 @@ def _rows_for_keys(
         parts = []
         for start in range(0, len(keys), IN_BATCH):
             cond: Any = table.c._key.in_(list(keys[start : start + IN_BATCH]))
-            parts.append(_read(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns))
+            parts.append(read_frame(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
     cond = and_(table.c._bucket >= lo, table.c._bucket < hi)
-    frame = _read(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns)
+    frame = read_frame(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns)
     return frame[isin(frame["_key"], keys)]
 
 
@@ -122,7 +103,7 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
         ctx.store.clear_gate(ctx.run_id, entity, partition)
     faults.point("merge.start")
     stage_cols = ["_source", "_src_id", "_status", "_key", *fields]
-    staged = _read(
+    staged = read_frame(
         wengine,
         select(*_typed_columns(wengine, work.stage, stage_cols, mapping)).where(
             work.stage.c._run == ctx.run_id,
@@ -308,7 +289,7 @@ def _planned_values(ctx: SyncContext, mapping: EntityMapping, field: str) -> set
     stmt = select(gold.c[field]).where(
         gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update", "unchanged"]), gold.c._active.is_(True)
     )
-    return set(_read(engine, stmt, [field])[field].dropna().astype("str"))
+    return set(read_frame(engine, stmt, [field])[field].dropna().astype("str"))
 
 
 def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
@@ -323,7 +304,7 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
         engine = ctx.target_engine(ref_mapping)
         known = (
             set(
-                _read(engine, select(ref_table.c[other]).where(ref_table.c._active.is_(True)).distinct(), [other])[
+                read_frame(engine, select(ref_table.c[other]).where(ref_table.c._active.is_(True)).distinct(), [other])[
                     other
                 ].astype("str")
             )
