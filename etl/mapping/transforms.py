@@ -384,9 +384,11 @@ def regex_extract(s: pd.Series, args: RegexExtractArgs, ctx: TransformContext) -
     if group == 0:  # wrap the pattern in a group, after its leading global flags such as (?i)
         flags = _GLOBAL_FLAGS.match(pattern).group(0)  # type: ignore[union-attr]
         pattern, group = f"{flags}({pattern[len(flags) :]})", 1
-    groups = text.str.extract(pattern, expand=True)
+    # Python's re runs once per value: once per distinct value instead (request numbers repeat per line).
+    codes, uniques = pd.factorize(text)
+    groups = pd.Series(uniques, dtype=STR).str.extract(pattern, expand=True)
     position = group - 1 if isinstance(group, int) else re.compile(pattern).groupindex[group] - 1
-    out = groups.iloc[:, position].astype(STR)
+    out = _take(groups.iloc[:, position].astype(STR), codes, s.index)
     missed = text.notna() & out.isna()
     if args.on_no_match == "keep":
         return out.where(~missed, text)

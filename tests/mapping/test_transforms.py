@@ -199,6 +199,13 @@ def test_regex_extract_groups(ctx: TransformContext) -> None:
     assert ctx.rejections == []
 
 
+def test_regex_extract_of_repeated_values_keeps_rows_and_index(ctx: TransformContext) -> None:
+    data = pd.Series(["QG-2024-1", None, "x", "QG-2024-1", "QG2023", "x", "ＱＧ-２０２５"], index=[9, 3, 5, 1, 7, 0, 2])
+    out = run("regex_extract", data, {"pattern": r"QG-?(\d{4})", "on_no_match": "keep"}, ctx)
+    assert out.index.tolist() == [9, 3, 5, 1, 7, 0, 2]
+    assert values(out) == ["2024", None, "x", "2024", "2023", "x", "ＱＧ-２０２５"]
+
+
 def test_regex_extract_no_match_policies() -> None:
     data = ["A12", "xyz", None]
     keep = run("regex_extract", data, {"pattern": r"(\d+)", "on_no_match": "keep"})
