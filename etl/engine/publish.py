@@ -9,6 +9,8 @@ at any point converges on the same state.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -182,7 +184,7 @@ def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
         with _XrefLoader(ctx, entity) as xref:
             for rows in result.partitions(XREF_CHUNK):
                 frame = pd.DataFrame.from_records(list(map(tuple, rows)), columns=["golden_key", "ids"])
-                xref.add(_explode_ids(frame))
+                xref.add(_explode_ids(frame, list(mapping.sources)))
                 faults.point("finalize.xref_chunk")
                 published = [k for k in frame["golden_key"] if k in gate_keys]
                 if published:
@@ -304,14 +306,38 @@ class _XrefLoader:
         return int(changed or 0) + int(new or 0)
 
 
-def _explode_ids(frame: pd.DataFrame) -> pd.DataFrame:
+def _explode_ids(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
+    """One (source, src_id, golden_key) row per source id in the gold rows' `_ids` JSON.
+
+    `_ids` is written by `etl.engine.merge` as `{"erp":"<id>","oa":"<id>"}`; ids without a
+    backslash are cut out of it by one regular expression per source, run by pyarrow in C++.
+    The rare ids with escapes go through `json.loads`.
+    """
     import json
 
-    rows = []
-    for key, ids in zip(frame["golden_key"], frame["ids"], strict=True):
-        for source, src_id in (json.loads(ids) if ids else {}).items():
-            rows.append((source, src_id, key))
-    return pd.DataFrame(rows, columns=["source", "src_id", "golden_key"])
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = frame["ids"].astype("str")
+    escaped = ids.str.contains("\\", regex=False).fillna(False).to_numpy(dtype=bool)
+    plain = pa.array(ids[~escaped].array)
+    keys = frame["golden_key"].to_numpy(dtype=object)[~escaped]
+    parts = []
+    for source in sources:
+        found = pc.struct_field(pc.extract_regex(plain, pattern=f'"{re.escape(source)}":"(?P<id>[^"]*)"'), [0])
+        present = found.is_valid().to_numpy(zero_copy_only=False)
+        parts.append(
+            pd.DataFrame(
+                {"source": source, "src_id": found.filter(pa.array(present)).to_pandas(), "golden_key": keys[present]}
+            )
+        )
+    rows = [
+        (source, src_id, key)
+        for key, text in zip(frame["golden_key"][escaped], ids[escaped], strict=True)
+        for source, src_id in json.loads(text).items()
+    ]
+    parts.append(pd.DataFrame(rows, columns=["source", "src_id", "golden_key"]))
+    return pd.concat(parts, ignore_index=True)
 
 
 def cleanup(ctx: SyncContext, entity: str) -> None:
