@@ -64,6 +64,7 @@ without Data Docs sites, so nothing is written to disk.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 import time
 from collections.abc import Sequence
@@ -205,6 +206,11 @@ def validate_batch(
         .get_batch(batch_parameters={"dataframe": _gx_frame(frame)})
     )
     results = batch.validate(runtime_suite, result_format=dict(_RESULT_FORMAT))
+    # GX's context, data source and batch hold the frame in reference cycles, which only a full
+    # collection frees: left to the collector's own schedule, a partition's rows stayed resident
+    # for several partitions more (+100 MB peak on a 1M-row sync).
+    del batch, context
+    gc.collect()
 
     parts: list[pd.DataFrame] = []
     batch_failures: list[BatchFailure] = []

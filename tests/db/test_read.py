@@ -121,3 +121,17 @@ def test_no_rows_gives_the_columns(table) -> None:  # type: ignore[no-untyped-de
     engine, t = table
     copied = read_frame(engine, select(t.c.k, t.c.s).where(t.c.k == "none"), ["k", "s"])
     assert copied.empty and list(copied.columns) == ["k", "s"]
+
+
+def test_a_result_of_many_blocks_and_multiline_values(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    t = Table("read_many", MetaData(), Column("k", Integer, primary_key=True), Column("s", Text))
+    t.create(engine)
+    rows = [{"k": j, "s": None if j % 97 == 0 else f"行{j}\n,\"q\"{'x' * (j % 300)}"} for j in range(40_000)]
+    with engine.begin() as conn:
+        conn.execute(t.insert(), rows)
+    copied, fetched = _both(engine, select(t.c.k, t.c.s).order_by(t.c.k), ["k", "s"])
+    assert len(copied) == 40_000  # several MB: many COPY blocks and pyarrow blocks, cut inside quoted values
+    assert copied["s"].tolist() == fetched["s"].tolist()
+    assert copied["k"].tolist() == list(range(40_000))
+    engine.dispose()
