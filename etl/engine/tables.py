@@ -152,6 +152,32 @@ class EntityTables:
             for table in tables:
                 table.dialect_options["mysql"]["collate"] = collation
         self.metadata.create_all(engine, tables=tables, checkfirst=True)
+        if engine.dialect.name == "postgresql":
+            _unlogged(engine, [self.stage, self.gold])
+
+
+def _unlogged(engine: Engine, tables: list[Table]) -> None:
+    """Make PostgreSQL work tables UNLOGGED (no write-ahead log), tables created before this included.
+
+    Staging and gold rows live for one run and are rebuilt by a rerun, so they need no crash
+    recovery: without WAL, loading a run's rows into them costs the server far less. After a
+    server crash PostgreSQL empties them, which a rerun (a new run id) never reads anyway.
+    """
+    from sqlalchemy import text
+
+    prep = engine.dialect.identifier_preparer
+    names = {prep.format_table(t): t for t in tables}
+    with engine.begin() as conn:
+        logged = [
+            name
+            for name in names
+            if conn.execute(
+                text("SELECT relpersistence FROM pg_class WHERE oid = to_regclass(:name)"), {"name": name}
+            ).scalar()
+            == "p"
+        ]
+        for name in logged:
+            conn.execute(text(f"ALTER TABLE {name} SET UNLOGGED"))
 
 
 def _no_pad_binary_collation(engine: Engine) -> str:
