@@ -6,13 +6,15 @@ import json
 import math
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, delete, exists, func, literal, select
+from sqlalchemy import Engine, Table, and_, delete, exists, func, literal, select
 
 from etl import faults
+from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound, stream_rows
 from etl.db.write import insert_frame, refresh_statistics
@@ -74,38 +76,18 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
     fatal: list[pd.DataFrame] = []
     gaps: list[pd.DataFrame] = []
     max_cursor: Any = None
-    for chunk in iter_chunks(conn_cfg, request):
-        chunk.columns = list(spec.columns)
-        counts["read"] += len(chunk)
-        if spec.cursor and not chunk.empty:
-            top = _cursor_value(chunk[spec.cursor].max())
-            if top is not None and (max_cursor is None or top > max_cursor):
-                max_cursor = top
-        mapped = map_chunk(chunk, mapping, source, ctx.mappings.code_tables, as_of=ctx.as_of, timezone=ctx.timezone)
-        mapped = reject_nul(mapped, mapping, chunk)
-        rows = mapped.rows
-        staged = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rows["_src_id"], "_status": "ok"})
-        staged["_key"] = key_text(rows, mapping.key)
-        staged["_bucket"] = bucket_of(staged["_key"])
-        for name in mapping.fields:
-            if name in rows.columns:
-                staged[name] = rows[name]
-        rejected_ids = mapped.rejects["_src_id"].drop_duplicates()
-        rejected = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rejected_ids, "_status": "rejected"})
-        with engine.begin() as conn:
-            insert_frame(conn, work.stage, staged)
-            insert_frame(conn, work.stage, rejected)
-        faults.point("extract.chunk_staged")
-        counts["staged"] += len(staged)
-        counts["rejected"] += len(rejected)
-        _quarantine(ctx, entity, source, mapped.rejects)
-        if not mapped.fatal.empty:
-            fatal.append(mapped.fatal)
-        if not mapped.gaps.empty:
-            gaps.append(mapped.gaps)
-        ctx.tick(entity, f"extract {source}", len(chunk))
-        del chunk, mapped, rows, staged, rejected
-        release_memory()
+    # SQLite takes one writer at a time, and a dry run's work database is SQLite: write in line there.
+    in_line = ctx.dry_run or engine.dialect.name == "sqlite"
+    with BackgroundWrites(f"erpoa-stage-{entity}-{source}", sync=in_line) as writes:
+        for chunk in iter_chunks(conn_cfg, request):
+            chunk.columns = list(spec.columns)
+            if spec.cursor and not chunk.empty:
+                top = _cursor_value(chunk[spec.cursor].max())
+                if top is not None and (max_cursor is None or top > max_cursor):
+                    max_cursor = top
+            _extract_chunk(ctx, entity, source, chunk, writes, counts, fatal, gaps)
+            del chunk
+            release_memory()
     if gaps and not ctx.dry_run:
         ctx.store.add_gaps(ctx.run_id, entity, source, pd.concat(gaps, ignore_index=True))
     if fatal:
@@ -129,6 +111,48 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
         ctx.store.set_pending_watermark(ctx.run_id, entity, source, max_cursor)
         faults.point("extract.watermark_pending")
     return counts
+
+
+def _extract_chunk(
+    ctx: SyncContext,
+    entity: str,
+    source: str,
+    chunk: pd.DataFrame,
+    writes: BackgroundWrites,
+    counts: dict[str, int],
+    fatal: list[pd.DataFrame],
+    gaps: list[pd.DataFrame],
+) -> None:
+    """Map one extracted chunk, hand its canonical and rejected rows to the stage writer, quarantine rejects."""
+    mapping = ctx.mapping(entity)
+    counts["read"] += len(chunk)
+    mapped = map_chunk(chunk, mapping, source, ctx.mappings.code_tables, as_of=ctx.as_of, timezone=ctx.timezone)
+    mapped = reject_nul(mapped, mapping, chunk)
+    rows = mapped.rows
+    staged = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rows["_src_id"], "_status": "ok"})
+    staged["_key"] = key_text(rows, mapping.key)
+    staged["_bucket"] = bucket_of(staged["_key"])
+    for name in mapping.fields:
+        if name in rows.columns:
+            staged[name] = rows[name]
+    rejected_ids = mapped.rejects["_src_id"].drop_duplicates()
+    rejected = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rejected_ids, "_status": "rejected"})
+    writes.submit(partial(_stage, ctx.work_engine(mapping), ctx.work_tables(mapping).stage, staged, rejected))
+    faults.point("extract.chunk_staged")  # handed to the writer: a kill here may or may not leave it staged
+    counts["staged"] += len(staged)
+    counts["rejected"] += len(rejected)
+    _quarantine(ctx, entity, source, mapped.rejects)
+    if not mapped.fatal.empty:
+        fatal.append(mapped.fatal)
+    if not mapped.gaps.empty:
+        gaps.append(mapped.gaps)
+    ctx.tick(entity, f"extract {source}", len(chunk))
+
+
+def _stage(engine: Engine, stage: Table, *frames: pd.DataFrame) -> None:
+    with engine.begin() as conn:
+        for frame in frames:
+            insert_frame(conn, stage, frame)
 
 
 NUL_REASON = (
@@ -259,6 +283,8 @@ def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:
         return 0
     cols = ["_run", "_source", "_src_id", "_status", "_key", "_bucket"]
     if ctx.same_database:
+        if not _mirrors(target_engine, mirror, source):
+            return 0  # first load of the source: no statistics to refresh, no join to run
         refresh_statistics(target_engine, stage)
         moved = select(
             literal(ctx.run_id), literal(source), mirror.c._src_id, literal("moved"), mirror.c._key, mirror.c._bucket
@@ -297,6 +323,12 @@ def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:
     return len(gone)
 
 
+def _mirrors(engine: Engine, mirror: Table, source: str) -> bool:
+    """Whether the mirror holds any record of `source` (one index probe)."""
+    with engine.connect() as conn:
+        return conn.execute(select(mirror.c._src_id).where(mirror.c._source == source).limit(1)).first() is not None
+
+
 def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     """Stage a `deleted` row for every mirrored record of `source` that the source no longer has."""
     mapping = ctx.mapping(entity)
@@ -306,7 +338,7 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     target_engine = ctx.target_engine(mapping)
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
-    if ctx.same_database:  # stage statistics are fresh: refreshed by _mark_moved
+    if ctx.same_database:  # stage statistics are fresh where the mirror has rows: refreshed by _mark_moved
         present = exists().where(
             and_(stage.c._run == ctx.run_id, stage.c._source == source, stage.c._src_id == mirror.c._src_id)
         )
