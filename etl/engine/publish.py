@@ -40,6 +40,7 @@ from etl.engine.quality import row_count_band
 from etl.errors import QualityGateError
 
 XREF_CHUNK = 50_000
+XREF_COLUMNS = ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "updated_at"]
 
 
 def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
@@ -225,8 +226,10 @@ class _XrefLoader:
     is COPied into a temporary table and, at the end, merged with one UPDATE (rows whose
     key or activity changed) and one INSERT (new rows), in one transaction: the same rows
     and values as the store's version (first/last run, `active`, `updated_at`, `detail`
-    untouched on update) and the same count (new + changed). Other stores: chunk by chunk
-    through `Store.upsert_xref`, as before.
+    untouched on update) and the same count (new + changed). On the first load of an entity
+    (no cross-reference rows of it yet) the chunks are COPied straight into the table: every
+    row is new, so the temporary table and both joins are skipped. Other stores: chunk by
+    chunk through `Store.upsert_xref`, as before.
     """
 
     def __init__(self, ctx: SyncContext, entity: str) -> None:
@@ -245,6 +248,8 @@ class _XrefLoader:
         self._tx: Any = None
         self._conn: Any = None
         self.loaded = 0
+        self.direct = False
+        self.stamp: Any = None
 
     def __enter__(self) -> _XrefLoader:
         return self
@@ -256,18 +261,40 @@ class _XrefLoader:
             self.count += self.ctx.store.upsert_xref(self.entity, self.ctx.run_id, frame)
             return
         if self._conn is None:
-            self._conn = self.ctx.store.engine.connect()
-            self._tx = self._conn.begin()
-            self.tmp.create(self._conn)
+            self._begin()
         rows = frame.assign(src_id=frame["src_id"].astype(str), golden_key=frame["golden_key"].astype(str))
+        if self.direct:
+            from etl.store import schema as store_schema
+
+            rows = rows.assign(
+                entity=self.entity, first_run_id=self.ctx.run_id, last_run_id=self.ctx.run_id, active=True,
+                updated_at=self.stamp,
+            )
+            self.count += insert_frame(self._conn, store_schema.xref, rows, XREF_COLUMNS)
+            return
         self.loaded += insert_frame(self._conn, self.tmp, rows, ["source", "src_id", "golden_key"])
+
+    def _begin(self) -> None:
+        from etl.store import schema as store_schema
+        from etl.store.repo import now
+
+        xref = store_schema.xref
+        self._conn = self.ctx.store.engine.connect()
+        self._tx = self._conn.begin()
+        self.stamp = now()
+        # The entity is locked: nobody else adds its rows between this look and the commit.
+        first_row = self._conn.execute(select(xref.c.entity).where(xref.c.entity == self.entity).limit(1)).first()
+        self.direct = first_row is None
+        if not self.direct:
+            self.tmp.create(self._conn)
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if self._conn is None:
             return
         try:
             if kind is None:
-                self.count += self._merge(self._conn)
+                if not self.direct:
+                    self.count += self._merge(self._conn)
                 self._tx.commit()
             else:
                 self._tx.rollback()
@@ -276,9 +303,8 @@ class _XrefLoader:
 
     def _merge(self, conn: Any) -> int:
         from etl.store import schema as store_schema
-        from etl.store.repo import now
 
-        xref, tmp, entity, run_id, stamp = store_schema.xref, self.tmp, self.entity, self.ctx.run_id, now()
+        xref, tmp, entity, run_id, stamp = store_schema.xref, self.tmp, self.entity, self.ctx.run_id, self.stamp
         conn.exec_driver_sql("ANALYZE erpoa_tmp_xref")
         same = and_(xref.c.entity == entity, xref.c.source == tmp.c.source, xref.c.src_id == tmp.c.src_id)
         changed = conn.execute(
@@ -288,8 +314,7 @@ class _XrefLoader:
         ).rowcount
         new = conn.execute(
             xref.insert().from_select(
-                ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "detail",
-                 "updated_at"],
+                [*XREF_COLUMNS[:-1], "detail", XREF_COLUMNS[-1]],
                 select(
                     literal(entity, String),
                     tmp.c.source,

@@ -1,0 +1,76 @@
+"""Cross-reference on a PostgreSQL store: the first load of an entity COPies its links straight in,
+later runs merge through a temporary table; both give the same rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from etl.engine import publish
+from etl.engine.pipeline import run_sync
+from tests.helpers.project import make_project
+
+pytestmark = pytest.mark.postgres
+
+
+def _links(url: str) -> set[tuple[Any, ...]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT entity, source, src_id, golden_key, active, first_run_id = last_run_id, detail, "
+                "updated_at IS NOT NULL FROM erpoa_xref WHERE src_id <> 'planted'"
+            )
+        ).all()
+    engine.dispose()
+    return {tuple(r) for r in rows}
+
+
+def test_first_load_copies_links_straight_in_with_what_the_merge_writes(
+    tmp_path: Path, pg_url: str, pg_url_b: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths: dict[tuple[str, str], bool] = {}
+    real_exit = publish._XrefLoader.__exit__
+
+    def exit_recording(self: Any, *exc: Any) -> None:
+        paths[(self.ctx.config.connection("recon").sqlalchemy_url(), self.entity)] = self.direct
+        real_exit(self, *exc)
+
+    monkeypatch.setattr(publish._XrefLoader, "__exit__", exit_recording)
+    configs = {}
+    for name, url in (("direct", pg_url), ("merged", pg_url_b)):
+        config, _ = make_project(tmp_path / name, {"erp": url, "oa": url, "target": url, "recon": url})
+        configs[name] = config
+    # The second store already holds one link of every entity: its first sync takes the merge path.
+    run_sync(configs["merged"], entities=["department"], full_refresh=True)  # creates the store tables
+    engine = create_engine(pg_url_b)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM erpoa_xref"))
+        for entity in ("department", "employee", "contract", "purchase"):
+            conn.execute(
+                text("INSERT INTO erpoa_xref (entity, source, src_id, golden_key, active) "
+                     "VALUES (:e, 'erp', 'planted', 'nowhere', true)"),
+                {"e": entity},
+            )
+    engine.dispose()
+    for config in configs.values():
+        summary, _ = run_sync(config, full_refresh=True)
+        assert summary.status == "success", summary.message
+    direct_url = configs["direct"].connection("recon").sqlalchemy_url()
+    merged_url = configs["merged"].connection("recon").sqlalchemy_url()
+    assert {e: d for (u, e), d in paths.items() if u == direct_url} == dict.fromkeys(
+        ("department", "employee", "contract", "purchase"), True
+    )
+    assert {d for (u, _), d in paths.items() if u == merged_url} == {False}
+    links = _links(pg_url)
+    assert len(links) > 100
+    assert links == _links(pg_url_b)
+    # A second run of the directly loaded store merges, and changes no link.
+    paths.clear()
+    again, _ = run_sync(configs["direct"], full_refresh=True)
+    assert again.status == "success"
+    assert set(paths.values()) == {False}
+    assert _links(pg_url) == links
