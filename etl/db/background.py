@@ -19,12 +19,15 @@ from typing import Any
 class BackgroundWrites:
     """Run write functions one after the other in one thread; `sync=True` runs them at once instead.
 
-    An error of a write is raised by the next `submit`, by `wait`, or when the block ends.
+    An error of a write is raised by the next `submit`, by `wait`, or when the block ends,
+    and again by every later call: a caller that retries its own step after such an error
+    must not go on as if the failed write had happened (retry inside the write instead).
     """
 
     def __init__(self, name: str, *, sync: bool = False) -> None:
         self._pool = None if sync else ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: Future[Any] | None = None
+        self._failed: BaseException | None = None
 
     def __enter__(self) -> BackgroundWrites:
         return self
@@ -38,10 +41,12 @@ class BackgroundWrites:
         self._pending = self._pool.submit(write)
 
     def wait(self) -> None:
-        """Wait for the write in flight; raise its error."""
+        """Wait for the write in flight; raise its error (or that of any earlier write)."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        if pending is not None and self._failed is None:
+            self._failed = pending.exception()
+        if self._failed is not None:
+            raise self._failed
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

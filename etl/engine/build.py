@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,10 +18,12 @@ import pandas as pd
 from sqlalchemy import DateTime, Engine, Float, Table, and_, cast, delete, select, update
 
 from etl import faults, logs
+from etl.db.background import BackgroundWrites
 from etl.db.read import read_frame
 from etl.db.write import insert_frame
 from etl.engine.context import SyncContext
 from etl.engine.merge import merge
+from etl.engine.retry import with_retries
 from etl.engine.tables import bucket_of, bucket_range, table_exists
 from etl.errors import IntegrityError
 from etl.frames import isin
@@ -76,8 +79,14 @@ def _rows_for_keys(
     return frame[isin(frame["_key"], keys)]
 
 
-def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partitions: int = 1) -> dict[str, int]:
-    """Merge, compare and gate one partition; returns counts per action."""
+def build_partition(
+    ctx: SyncContext, entity: str, partition: int = 0, partitions: int = 1, writes: BackgroundWrites | None = None
+) -> dict[str, int]:
+    """Merge, compare and gate one partition; returns counts per action.
+
+    With `writes`, the partition's gold rows are written in the background (retried there on
+    transient errors) while the caller goes on with the next partition; without, before returning.
+    """
     mapping = ctx.mapping(entity)
     tables, work = ctx.tables(mapping), ctx.work_tables(mapping)
     lo, hi = bucket_range(partition, partitions)
@@ -191,9 +200,20 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     golden["_hash"] = golden["_hash"].astype("Int64")
     golden["_bucket"] = golden["_bucket"].astype("int64")
     out_cols = ["_run", "_key", "_bucket", "_action", "_active", "_presence", "_hash", "_ids", *fields]
-    with wengine.begin() as conn:
-        insert_frame(conn, work.gold, golden.reindex(columns=out_cols), out_cols)
-    faults.point("merge.gold_written")
+    write = partial(_write_gold, wengine, work.gold, golden.reindex(columns=out_cols))
+    if writes is None:
+        write()
+    else:
+        settings = ctx.config.run
+        writes.submit(
+            partial(
+                with_retries,
+                write,
+                what=f"{entity}: writing the gold rows of partition {partition}",
+                retries=settings.retries,
+                backoff=settings.retry_backoff_seconds,
+            )
+        )
     for action, n in golden["_action"].value_counts().items():
         counts[str(action)] = counts.get(str(action), 0) + int(n)
     counts["deactivated"] = int(
@@ -207,6 +227,18 @@ def build_partition(ctx: SyncContext, entity: str, partition: int = 0, partition
     del golden, current, existing, result, frames
     release_memory()
     return counts
+
+
+def _write_gold(engine: Engine, gold: Table, rows: pd.DataFrame) -> None:
+    with engine.begin() as conn:
+        insert_frame(conn, gold, rows)
+    faults.point("merge.gold_written")
+
+
+def gold_writes(ctx: SyncContext, entity: str) -> BackgroundWrites:
+    """The background writer of an entity's gold rows (in line on SQLite and in a dry run: one writer there)."""
+    in_line = ctx.dry_run or ctx.work_engine(ctx.mapping(entity)).dialect.name == "sqlite"
+    return BackgroundWrites(f"erpoa-gold-{entity}", sync=in_line)
 
 
 def release_memory() -> None:

@@ -145,10 +145,12 @@ def sync_entity(
         result.read = {source: counts["read"] for source, counts in extracted.items()}
         parts = extract.partitions(ctx, entity)
         totals: dict[str, int] = {}
-        for part in range(parts):
-            counts = timed("merge", partial(build.build_partition, ctx, entity, part, parts))
-            for k, v in counts.items():
-                totals[k] = totals.get(k, 0) + v
+        with build.gold_writes(ctx, entity) as writes:
+            for part in range(parts):
+                counts = timed("merge", partial(build.build_partition, ctx, entity, part, parts, writes))
+                for k, v in counts.items():
+                    totals[k] = totals.get(k, 0) + v
+            timed("merge", writes.wait)
         result.inserted = totals.get("insert", 0)
         result.updated = totals.get("update", 0)
         result.unchanged = totals.get("unchanged", 0)
@@ -160,8 +162,7 @@ def sync_entity(
             result.status = "planned"
         else:
             timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))
-            timed("publish", lambda: publish.publish(ctx, entity))
-            timed("publish", lambda: publish.finalize(ctx, entity))
+            timed("publish", lambda: publish.publish_and_finalize(ctx, entity))
             result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
             result.status = "success"
             for hook in hooks:

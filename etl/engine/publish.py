@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -162,40 +163,88 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
     return counts
 
 
+def publish_and_finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
+    """`publish`, then `finalize`; on a PostgreSQL store the cross-reference is loaded while the publish runs.
+
+    The links come from the gold rows, which the publish does not change, and go into the
+    store in its own transaction, committed only once the publish has committed: the two
+    database sessions work at the same time (the server has a core for each) and the end
+    state is that of `publish` followed by `finalize`. A failure of either rolls the links
+    back; both steps are idempotent, so a retry of the whole starts clean.
+    """
+    if not _XrefLoader.overlaps(ctx, entity):
+        counts = publish(ctx, entity)
+        return {**counts, **finalize(ctx, entity)}
+    findings = _open_findings(ctx, entity)
+    with (
+        _XrefLoader(ctx, entity) as xref,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"erpoa-xref-{entity}") as pool,
+    ):
+        loading = pool.submit(_load_links, ctx, entity, xref, _gate_keys(findings))
+        try:
+            counts = publish(ctx, entity)
+        except BaseException:
+            loading.exception()  # let the load finish before its transaction is rolled back
+            raise
+        published = loading.result()
+    return {**counts, **_settle(ctx, entity, findings, published, xref.count)}
+
+
 def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
     """After the publish committed: update the cross-reference, resolve quarantine, then advance watermarks.
 
     Watermarks move last: a crash before them makes the rerun read the same rows
     again, find them unchanged and redo this idempotent bookkeeping.
     """
+    findings = _open_findings(ctx, entity)
+    with _XrefLoader(ctx, entity) as xref:
+        published = _load_links(ctx, entity, xref, _gate_keys(findings))
+    return _settle(ctx, entity, findings, published, xref.count)
+
+
+def _open_findings(ctx: SyncContext, entity: str) -> pd.DataFrame:
+    """Open quarantine findings of earlier runs: those this run may resolve."""
+    open_rows = ctx.store.quarantine(entity=entity, status="open")
+    return open_rows[open_rows["run_id"] != ctx.run_id]
+
+
+def _gate_keys(findings: pd.DataFrame) -> set[str]:
+    return set(findings.loc[findings["stage"].str.match(r"^(gate|integrity)"), "golden_key"].dropna())
+
+
+def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set[str]) -> list[str]:
+    """Stream this run's published golden keys with their source ids into `xref`; returns those in `gate_keys`."""
     mapping = ctx.mapping(entity)
-    tables = ctx.tables(mapping)
-    gold, stage = tables.gold, tables.stage
-    engine = ctx.target_engine(mapping)
-    with engine.connect() as conn:
+    gold = ctx.tables(mapping).gold
+    published: list[str] = []
+    with ctx.target_engine(mapping).connect() as conn:
         result = conn.execution_options(stream_results=True).execute(
             select(gold.c._key, gold.c._ids).where(
                 gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update", "unchanged"])
             )
         )
-        linked = resolved = 0
-        open_rows = ctx.store.quarantine(entity=entity, status="open")
-        open_rows = open_rows[open_rows["run_id"] != ctx.run_id]
-        gate_keys = set(open_rows.loc[open_rows["stage"].str.match(r"^(gate|integrity)"), "golden_key"].dropna())
-        with _XrefLoader(ctx, entity) as xref:
-            for rows in result.partitions(XREF_CHUNK):
-                frame = pd.DataFrame.from_records(list(map(tuple, rows)), columns=["golden_key", "ids"])
-                xref.add(_explode_ids(frame, list(mapping.sources)))
-                faults.point("finalize.xref_chunk")
-                published = [k for k in frame["golden_key"] if k in gate_keys]
-                if published:
-                    resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
-        linked = xref.count
+        for rows in result.partitions(XREF_CHUNK):
+            frame = pd.DataFrame.from_records(list(map(tuple, rows)), columns=["golden_key", "ids"])
+            xref.add(_explode_ids(frame, list(mapping.sources)))
+            faults.point("finalize.xref_chunk")
+            published.extend(k for k in frame["golden_key"] if k in gate_keys)
+    return published
+
+
+def _settle(
+    ctx: SyncContext, entity: str, findings: pd.DataFrame, published: list[str], linked: int
+) -> dict[str, int]:
+    """Once the links are committed: resolve what the run fixed, unlink inactivated records, advance watermarks."""
+    mapping = ctx.mapping(entity)
+    tables = ctx.tables(mapping)
+    gold, stage = tables.gold, tables.stage
+    resolved = ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id) if published else 0
+    open_ids = set(zip(findings["source"].astype(str), findings["src_id"].astype(str), strict=True))
+    with ctx.target_engine(mapping).connect() as conn:
         gone = [
             r[0]
             for r in conn.execute(select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate"))
         ]
-        open_ids = set(zip(open_rows["source"].astype(str), open_rows["src_id"].astype(str), strict=True))
         # Only source rows with an open quarantine entry can be resolved: read the passed ones only then.
         passed = pd.DataFrame(
             conn.execute(
@@ -250,6 +299,15 @@ class _XrefLoader:
         self.loaded = 0
         self.direct = False
         self.stamp: Any = None
+
+    @staticmethod
+    def overlaps(ctx: SyncContext, entity: str) -> bool:
+        """Whether the links can load while the publish runs: a PostgreSQL store, a target that is not SQLite."""
+        store = ctx.store.engine
+        target = ctx.target_engine(ctx.mapping(entity))
+        return store.dialect.name == "postgresql" and store.dialect.driver == "psycopg" and (
+            target.dialect.name != "sqlite"
+        )
 
     def __enter__(self) -> _XrefLoader:
         return self

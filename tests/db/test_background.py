@@ -84,3 +84,21 @@ def test_sync_mode_runs_each_write_at_once_in_the_callers_thread() -> None:
     with BackgroundWrites("test", sync=True) as writes:
         writes.submit(lambda: where.append(threading.get_ident()))
         assert where == [threading.get_ident()]
+
+
+def test_a_failed_write_fails_every_later_call_so_a_retry_cannot_skip_it() -> None:
+    ran: list[str] = []
+
+    def broken() -> None:
+        raise ConnectionError("gold write lost")
+
+    writes = BackgroundWrites("test")
+    writes.submit(broken)
+    for _ in range(3):  # e.g. a caller's retries of its next step
+        with pytest.raises(ConnectionError, match="gold write lost"):
+            writes.submit(lambda: ran.append("next"))
+    with pytest.raises(ConnectionError, match="gold write lost"):
+        writes.wait()
+    with pytest.raises(ConnectionError, match="gold write lost"):
+        writes.__exit__(None, None, None)
+    assert ran == []
