@@ -153,11 +153,29 @@ def _split(
         )
     rejects = pd.concat(parts, ignore_index=True)
     # Only rejected rows are serialised: the raw row is what a steward replays.
-    raw_json = {i: json.dumps(_jsonable(raw.iloc[i].to_dict()), ensure_ascii=False) for i in rejects["_row"].unique()}
-    rejects["raw"] = rejects["_row"].map(raw_json)
+    rejects["raw"] = rejects["_row"].map(_raw_json(raw, rejects["_row"].unique()))
     rejects = rejects.drop(columns="_row")
     fatal = rejects[rejects["rule"].str.startswith(FATAL_PREFIX)]
     return MappedChunk(rows=rows[~bad_any], rejects=rejects, gaps=gap_frame, fatal=fatal)
+
+
+def _raw_json(raw: pd.DataFrame, rows: np.ndarray) -> dict[int, str]:
+    """JSON of the raw rows at positions `rows`, each as ``raw.iloc[i].to_dict()`` gives it."""
+    if len(rows) == 0 or raw.iloc[int(rows[0])].dtype != object:
+        return {i: _row_json(raw.iloc[i].to_dict()) for i in rows}
+    # A row of object dtype holds each column's own value, boxed as Python's: so do the column's
+    # `to_dict`, without building a Series per row.
+    part = raw.iloc[rows]
+    columns = [part.iloc[:, j].to_dict().values() for j in range(part.shape[1])]
+    names = list(raw.columns)
+    return {
+        i: _row_json(dict(zip(names, values, strict=True)))
+        for i, values in zip(rows, zip(*columns, strict=True), strict=True)
+    }
+
+
+def _row_json(row: dict[str, object]) -> str:
+    return json.dumps(_jsonable(row), ensure_ascii=False)
 
 
 def _jsonable(row: dict[str, object]) -> dict[str, object]:

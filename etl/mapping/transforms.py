@@ -2,8 +2,10 @@
 
 Conventions every transform follows:
 
-* Vectorized: pandas/numpy string and datetime operations only. Values that repeat
-  (codes, dates, flags) are processed once per distinct value (`pd.factorize`).
+* Vectorized: pandas/numpy/pyarrow operations only. Values that repeat
+  (codes, dates, flags) are processed once per distinct value (`pd.factorize`). Text
+  that pandas would walk in Python (NFKC, regular expressions with ``\\s`` or ``\\d``)
+  goes through pyarrow's C++ kernels where their answer is provably Python's.
 * Nulls (None/NaN/NA/NaT) pass through as nulls, except in the transforms about
   nulls (`default`, `constant`, `coalesce`, `required`).
 * Text transforms first turn non-null values into text with `as_text`: integers,
@@ -45,6 +47,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from etl.mapping.registry import Gap, TransformArgs, TransformContext, transform
@@ -59,9 +63,19 @@ _NS_MIN = np.datetime64("1677-09-22", "us")
 _NS_MAX = np.datetime64("2262-04-11T23:47:16", "us")
 _ISO_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _RANGE_TEXT = "1677-09-22..2262-04-11"
-_INVISIBLE = "[\u200b\ufeff]"  # zero-width space and BOM: pasted from web forms and Excel
-_NUMBER_JUNK = r"[\s,¥$€£]"  # thousands separators and currency signs, after NFKC
+_INVISIBLE = "\u200b\ufeff"  # zero-width space and BOM: pasted from web forms and Excel
+_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""What Python calls whitespace: `str.isspace`, `str.strip`, ``re``'s ``\\s``, Arrow's ``utf8_trim_whitespace``.
+
+Spelled out so that pyarrow's RE2 (whose ``\\s`` is ``[\\t\\n\\f\\r ]``) matches exactly these; a test
+checks the list against the running Python.
+"""
 _INT64_MAX = "9223372036854775807"
+_PLAIN_INT = r"^-?[0-9]{1,18}$"
+_PLAIN_DECIMAL = r"^-?[0-9]+(?:\.[0-9]+)?$"
 _FLOAT_EXACT_INT = 2.0**53
 
 OnError = Literal["quarantine", "null"]
@@ -79,11 +93,44 @@ def as_text(s: pd.Series) -> pd.Series:
     """`s` as text (`STR` dtype), non-null values converted by the module's text rules."""
     if isinstance(s.dtype, pd.StringDtype):
         return s if s.dtype == STR else s.astype(STR)
+    if pd.api.types.is_integer_dtype(s.dtype):  # ids: digits written by Arrow in C++
+        return _from_arrow(pc.cast(pa.Array.from_pandas(s), pa.large_string()), s.index)
+    if s.dtype == object and (text := _uniform_object_text(s)) is not None:
+        return text
     values = np.full(len(s), np.nan, dtype=object)
     notna = s.notna().pipe(_flags)
     if notna.any():
         values[notna] = _text_values(s[notna])
-    return pd.Series(values, index=s.index, dtype=STR)
+    return _text_series(values, s.index)
+
+
+_ARROW_REFUSED = (pa.ArrowException, OverflowError, TypeError, ValueError)
+
+
+def _uniform_object_text(s: pd.Series) -> pd.Series | None:
+    """`as_text` of an object column of only text or only integers besides nulls, converted in C; else None.
+
+    pyarrow reads None, NaN and pd.NA as null, as pandas does, and refuses other values it cannot
+    convert (NaT, a Decimal NaN), which then take the general route.
+    """
+    inferred = pd.api.types.infer_dtype(s, skipna=True)
+    if inferred not in ("string", "integer"):
+        return None
+    try:
+        values = pa.array(
+            s.to_numpy(), type=pa.large_string() if inferred == "string" else pa.int64(), from_pandas=True
+        )
+    except _ARROW_REFUSED:  # e.g. an integer beyond int64
+        return None
+    return _from_arrow(pc.cast(values, pa.large_string()), s.index)
+
+
+def _text_series(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """`STR` text from an object array of str and NaN."""
+    try:
+        return _from_arrow(pa.array(values, type=pa.large_string(), from_pandas=True), index)
+    except _ARROW_REFUSED:
+        return pd.Series(values, index=index, dtype=STR)
 
 
 def _text_values(v: pd.Series) -> np.ndarray:
@@ -126,9 +173,13 @@ def _categories(v: pd.Series) -> pd.Series:
     return types.map({t: _category(t) for t in types.unique()})
 
 
+_INFERRED_CATEGORY = {"string": "str", "integer": "int", "floating": "float", "decimal": "decimal", "boolean": "bool"}
+
+
 def _object_text(v: pd.Series) -> np.ndarray:
-    if pd.api.types.infer_dtype(v, skipna=False) == "string":
-        return v.to_numpy(dtype=object)
+    uniform = _INFERRED_CATEGORY.get(pd.api.types.infer_dtype(v, skipna=False))
+    if uniform is not None:  # one kind of value: no type lookup per value
+        return _OBJECT_TEXT[uniform](v)
     cats = _categories(v)
     out = np.empty(len(v), dtype=object)
     for cat in cats.unique():
@@ -263,29 +314,86 @@ def _check_regex(value: Any) -> Any:
 Regex = Annotated[str, BeforeValidator(_check_regex)]
 
 
-# --------------------------------------------------------------------------- text transforms
+# --------------------------------------------------------------------------- Arrow text kernels
+# pandas runs some string methods on Arrow text as a Python loop (`normalize`, and regular expressions
+# with \s or \d on non-ASCII text); these helpers keep the hot transforms in pyarrow's C++ kernels.
+
+
+def _arrow(text: pd.Series) -> pa.Array:
+    """The Arrow array under `STR` text, in one chunk."""
+    values = pa.array(text.array)
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _from_arrow(values: pa.Array, index: pd.Index) -> pd.Series:
+    """`STR` text from an Arrow string array."""
+    return pd.Series(pd.arrays.ArrowStringArray(values.cast(pa.large_string()), dtype=STR), index=index)
+
+
+def _bools(values: pa.Array) -> np.ndarray:
+    """An Arrow boolean array as a writable numpy array, null as False."""
+    return np.array(values.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _re2_chars(chars: str) -> str:
+    r"""`chars` as RE2 escapes (``\x{3000}``), literal inside or outside a character class."""
+    return "".join(f"\\x{{{ord(c):x}}}" for c in chars)
+
+
+def _on_distinct(values: pa.Array, rows: np.ndarray, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """`values` with the element-wise `fn` applied to the rows under `rows`, once per distinct value there."""
+    if rows.all():
+        encoded = values.dictionary_encode()
+        return fn(encoded.dictionary).cast(values.type).take(encoded.indices)
+    mask = pa.array(rows)
+    return pc.replace_with_mask(values, mask, _on_distinct(values.filter(mask), np.ones(int(rows.sum()), bool), fn))
+
+
+_RE2_SPACE = _re2_chars(_WHITESPACE)
+_UNTRIMMED = f"^[{_RE2_SPACE}]|[{_RE2_SPACE}]$|[{_re2_chars(_INVISIBLE + _WHITESPACE.replace(' ', ''))}]| {{2}}|^$"
+"""Text that `trim` changes: edge whitespace, invisible characters, whitespace but single spaces, ''."""
+_NUMBER_JUNK = f"[{_RE2_SPACE}{_re2_chars(',¥$€£')}]"
+"""Thousands separators, currency signs and whitespace (after NFKC)."""
 
 
 @transform("trim")
 def trim(s: pd.Series, args: TransformArgs, ctx: TransformContext) -> pd.Series:
     """Strip and collapse whitespace (tabs, newlines, NBSP, U+3000) to one space; blank → null: ``- trim``."""
     text = as_text(s)
-    invisible = text.str.contains(_INVISIBLE, regex=True).pipe(_flags)
-    if invisible.any():
-        text = text.copy()
-        text[invisible] = text[invisible].str.replace(_INVISIBLE, "", regex=True).to_numpy()
-    text = text.str.strip()
-    messy = text.str.contains(r"[^\S ]| {2}", regex=True).pipe(_flags)
-    if messy.any():
-        text = text.copy()
-        text[messy] = text[messy].str.replace(r"\s+", " ", regex=True).to_numpy()
-    return text.mask(text.eq(""))
+    values = _arrow(text)
+    untrimmed = _bools(pc.match_substring_regex(values, _UNTRIMMED))
+    if not untrimmed.any():
+        return text
+    return _from_arrow(_on_distinct(values, untrimmed, _trim_values), text.index)
+
+
+def _trim_values(values: pa.Array) -> pa.Array:
+    """Non-null text without invisible characters, stripped, whitespace runs as one space, blank as null."""
+    values = pc.replace_substring_regex(values, f"[{_re2_chars(_INVISIBLE)}]", "")
+    # Collapsing every run is a no-op where each run already is one space.
+    values = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), f"[{_RE2_SPACE}]+", " ")
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
 
 
 @transform("nfkc")
 def nfkc(s: pd.Series, args: TransformArgs, ctx: TransformContext) -> pd.Series:
     """Unicode NFKC: full-width to half-width (``００１２３`` → ``00123``): ``- nfkc``."""
-    return _with_text(s, lambda t: t.str.normalize("NFKC"))
+    return _nfkc(as_text(s))
+
+
+def _nfkc(text: pd.Series) -> pd.Series:
+    """NFKC of `STR` text. ASCII text is its own NFKC, so only the distinct other values are normalized
+    (by Python's `unicodedata`, as pandas does: pyarrow's kernel does not compose)."""
+    values = _arrow(text)
+    wide = _bools(pc.invert(pc.string_is_ascii(values)))
+    if not wide.any():
+        return text
+    return _from_arrow(_on_distinct(values, wide, _nfkc_values), text.index)
+
+
+def _nfkc_values(values: pa.Array) -> pa.Array:
+    """NFKC of non-null text by pandas (Python's `unicodedata`, one call per value)."""
+    return _arrow(_from_arrow(values, pd.RangeIndex(len(values))).str.normalize("NFKC"))
 
 
 @transform("upper")
@@ -384,17 +492,25 @@ def regex_extract(s: pd.Series, args: RegexExtractArgs, ctx: TransformContext) -
     if group == 0:  # wrap the pattern in a group, after its leading global flags such as (?i)
         flags = _GLOBAL_FLAGS.match(pattern).group(0)  # type: ignore[union-attr]
         pattern, group = f"{flags}({pattern[len(flags) :]})", 1
-    # Python's re runs once per value: once per distinct value instead (request numbers repeat per line).
-    codes, uniques = pd.factorize(text)
-    groups = pd.Series(uniques, dtype=STR).str.extract(pattern, expand=True)
-    position = group - 1 if isinstance(group, int) else re.compile(pattern).groupindex[group] - 1
-    out = _take(groups.iloc[:, position].astype(STR), codes, s.index)
+    number = group if isinstance(group, int) else re.compile(pattern).groupindex[group]
+    out = _extract(text, pattern, number)
     missed = text.notna() & out.isna()
     if args.on_no_match == "keep":
         return out.where(~missed, text)
     if args.on_no_match == "quarantine":
         ctx.reject(missed, "regex_extract", _reason(text[missed], f"does not match {args.pattern}"))
     return out
+
+
+def _extract(text: pd.Series, pattern: str, group: int) -> pd.Series:
+    """Capture group `group` of the first match of `pattern` in `STR` text, null where none.
+
+    Python's `re` (its `\\d` matches full-width digits, RE2's does not), once per distinct value:
+    request numbers repeat on every line.
+    """
+    codes, uniques = pd.factorize(text)
+    groups = pd.Series(uniques, dtype=STR).str.extract(pattern, expand=True)
+    return _take(groups.iloc[:, group - 1].astype(STR), codes, text.index)
 
 
 class ReplaceArgs(TransformArgs):
@@ -684,7 +800,8 @@ class LookupArgs(TransformArgs):
 
 def _code_key(text: pd.Series) -> pd.Series:
     """`etl.mapping.codes.normalize_code`, vectorized: NFKC, whitespace removed, case-folded."""
-    return text.str.normalize("NFKC").str.replace(r"\s+", "", regex=True).str.casefold()
+    spaced = _arrow(_nfkc(text))
+    return _from_arrow(pc.replace_substring_regex(spaced, f"[{_RE2_SPACE}]+", ""), text.index).str.casefold()
 
 
 @transform("lookup", LookupArgs, shorthand="table")
@@ -781,7 +898,7 @@ def _parse_datetimes(
         else:
             out[:], local[:] = s.to_numpy(dtype="datetime64[us]"), notna
         text_rows = np.zeros(n, dtype=bool)
-    elif s.dtype == object and notna.any():
+    elif s.dtype == object and notna.any() and pd.api.types.infer_dtype(s, skipna=True) != "string":
         cats = np.full(n, "", dtype=object)
         cats[notna] = _categories(s[notna]).to_numpy()
         naive = (cats == "date") | (cats == "datetime")
@@ -864,38 +981,79 @@ def parse_datetime(s: pd.Series, args: DatetimeArgs, ctx: TransformContext) -> p
 
 def _number_cleanup(text: pd.Series) -> pd.Series:
     """Full-width digits, separators, currency signs, ``(12.5)`` and SAP's trailing ``12.5-``."""
-    t = text.str.normalize("NFKC").str.replace(_NUMBER_JUNK, "", regex=True)
+    t = _nfkc(text)
+    t = _from_arrow(pc.replace_substring_regex(_arrow(t), _NUMBER_JUNK, ""), t.index)
     t = t.str.replace(r"^\((.+)\)$", r"-\1", regex=True)
     return t.str.replace(r"^([^-].*)-$", r"-\1", regex=True)
 
 
 def _parse_number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """float64 values (NaN for nulls, blank text and errors) and the mask of non-null non-numbers."""
-    notna = s.notna().pipe(_flags)
     plain = _decimal_floats(s) if s.dtype == object else None
     if s.dtype.kind in "iuf":
-        values = np.array(s.to_numpy(dtype="float64", na_value=np.nan))
+        values, notna = np.array(s.to_numpy(dtype="float64", na_value=np.nan)), s.notna().pipe(_flags)
     elif plain is not None:
-        values = plain
+        values, notna = plain, s.notna().pipe(_flags)
     else:
-        text = as_text(s)
-        values = _floats(pd.to_numeric(text, errors="coerce"))
-        # cheapest cleanup first: most failures are only thousands separators
-        for cleanup in (lambda t: t.str.replace(",", "", regex=False), _number_cleanup):
-            retry = notna & np.isnan(values)
-            if retry.any():
-                values[retry] = _floats(pd.to_numeric(cleanup(text[retry]), errors="coerce"))
-        failed = notna & np.isnan(values)
-        if failed.any():
-            notna[failed] = ~_blank(text[failed]).pipe(_flags)
+        values, notna = _parse_number_text(as_text(s))
     bad = notna & ~np.isfinite(values)
     values[bad] = np.nan
     return values, bad
 
 
+def _parse_number_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """`_parse_number` of `STR` text: float64 values and the mask of non-null, non-blank values."""
+    notna = text.notna().pipe(_flags)
+    values = _text_floats(text)
+    # cheapest cleanup first: most failures are only thousands separators
+    for cleanup in (lambda t: t.str.replace(",", "", regex=False), _number_cleanup):
+        retry = notna & np.isnan(values)
+        if retry.any():
+            values[retry] = _text_floats(cleanup(text[retry]))
+    failed = notna & np.isnan(values)
+    if failed.any():
+        notna[failed] = ~_blank(text[failed]).pipe(_flags)
+    return values, notna
+
+
+def _text_floats(text: pd.Series) -> np.ndarray:
+    """`pd.to_numeric(text, errors="coerce")` as float64 (`_floats`), plain decimals parsed by Arrow in C++.
+
+    For plain decimals of up to 15 characters both parsers round correctly (checked on millions of
+    values). What the rest of the column does to them is kept too: pandas returns integers when every
+    value is an integer, where ``-0`` becomes ``0.0`` instead of ``-0.0``; runs of 16+ digits (whose
+    int/float handling differs) keep pandas' own route for the whole column.
+    """
+    values = _arrow(text)
+    short = pc.less_equal(pc.utf8_length(values), 15)
+    plain = _bools(pc.and_(pc.match_substring_regex(values, _PLAIN_DECIMAL), short))
+    rest = ~plain & text.notna().pipe(_flags)
+    if not plain.any() or pc.any(pc.match_substring_regex(values.filter(pa.array(rest)), "[0-9]{16}")).as_py():
+        return _floats(pd.to_numeric(text, errors="coerce"))
+    plain_values = values.filter(pa.array(plain))
+    out = np.full(len(text), np.nan)
+    out[plain] = pc.cast(plain_values, pa.float64()).to_numpy(zero_copy_only=False)
+    # pandas parses all values as floats when one is null or not an integer, else all as integers
+    floats = bool(text.isna().any()) or bool(pc.any(pc.match_substring(plain_values, ".")).as_py())
+    if rest.any():
+        others = text[rest]
+        if floats:
+            others = pd.concat([others, pd.Series(["0.5"], dtype=STR)])
+        parsed = pd.to_numeric(others, errors="coerce")
+        if parsed.dtype.kind not in "fi":
+            return _floats(pd.to_numeric(text, errors="coerce"))
+        floats |= parsed.dtype.kind == "f"
+        out[rest] = _floats(parsed)[: int(rest.sum())]
+    if not floats:
+        out[plain] += 0.0  # as integers, -0 is 0 (as a float it is -0.0)
+    return out
+
+
 def _decimal_floats(s: pd.Series) -> np.ndarray | None:
     """float64 of an object column of only Decimal / int / float values and nulls (as drivers return
     DECIMAL columns), converted directly: `float(Decimal)` is correctly rounded, like parsing its text."""
+    if pd.api.types.infer_dtype(s, skipna=True) == "string":  # the common case, decided in C
+        return None
     values = s.to_numpy(dtype=object)
     kinds = set(map(type, values))
     kinds.discard(type(None))
@@ -953,6 +1111,9 @@ def _parse_int_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """Exact int64 parse of text: (values, valid mask, bad mask); blank text is null."""
     n = len(text)
     notna = text.notna().pipe(_flags)
+    plain = _plain_ints(text)
+    if plain is not None:
+        return plain, notna, np.zeros(n, dtype=bool)
     quick = pd.to_numeric(text, errors="coerce", dtype_backend="numpy_nullable")
     if quick.dtype == "Int64" and not (notna & quick.isna().pipe(_flags)).any():
         return np.array(quick.to_numpy(dtype=np.int64, na_value=0)), notna, np.zeros(n, dtype=bool)
@@ -972,6 +1133,15 @@ def _parse_int_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
         positions = np.flatnonzero(others)[whole]
         values[positions], valid[positions] = floats[whole].astype(np.int64), True
     return values, valid, notna & ~valid
+
+
+def _plain_ints(text: pd.Series) -> np.ndarray | None:
+    """int64 of text whose non-null values are all plain integers of up to 18 digits, cast by Arrow in C++
+    (what `pd.to_numeric` returns for them), else None."""
+    values = _arrow(text)
+    if not pc.all(pc.match_substring_regex(values, _PLAIN_INT)).as_py():  # null when there are no values
+        return None
+    return np.array(pc.cast(values, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False))
 
 
 @transform("to_integer", OnErrorArgs)

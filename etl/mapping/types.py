@@ -42,10 +42,11 @@ def coerce_series(
     present = series.notna()
     if spec.type == "string":
         values = as_text(series)
-        values = values.where(values.str.len() > 0)
+        lengths = values.str.len()
+        values = values.where(lengths > 0)
         bad = present & values.isna()
         if spec.length is not None:
-            bad = bad | (values.str.len() > spec.length).fillna(False).astype(bool)
+            bad = bad | (lengths > spec.length).fillna(False).astype(bool)
         return values, bad
     if spec.type in ("integer", "decimal"):
         numeric = (
@@ -83,13 +84,25 @@ def _to_datetime(series: pd.Series, timezone: str) -> pd.Series:
         return _as_ns(series.dt.tz_convert(timezone).dt.tz_localize(None))
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         return _as_ns(series)
+    if isinstance(series.dtype, pd.StringDtype) or pd.api.types.infer_dtype(series, skipna=True) == "string":
+        # timestamps repeat across a chunk: parse each distinct text once
+        codes, uniques = pd.factorize(series)
+        parsed = _parse_datetimes(pd.Series(uniques, dtype=series.dtype), timezone)
+        if parsed.dtype.kind == "M":
+            values = _as_ns(parsed).array
+            return pd.Series(pd.api.extensions.take(values, codes, allow_fill=True), index=series.index)
+    return _as_ns(pd.Series(_parse_datetimes(series, timezone), index=series.index))
+
+
+def _parse_datetimes(series: pd.Series, timezone: str) -> pd.Series:
+    """Values of any form (text, datetime objects) parsed as naive datetimes in `timezone`, NaT where not."""
     try:
         values = pd.to_datetime(series, errors="coerce", format="mixed")
     except (TypeError, ValueError):
         values = pd.to_datetime(as_text(series), errors="coerce", format="mixed")
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert(timezone).dt.tz_localize(None)
-    return _as_ns(pd.Series(values, index=series.index))
+    return pd.Series(values)
 
 
 def _as_ns(values: pd.Series) -> pd.Series:
