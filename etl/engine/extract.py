@@ -174,7 +174,7 @@ def reject_nul(mapped: MappedChunk, mapping: EntityMapping, raw: pd.DataFrame) -
     parts = []
     bad_any = pd.Series(False, index=rows.index)
     for name in strings:
-        bad = rows[name].astype(object).map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
+        bad = _has_nul(rows[name])
         if not bad.any():
             continue
         bad_any |= bad
@@ -190,6 +190,12 @@ def reject_nul(mapped: MappedChunk, mapping: EntityMapping, raw: pd.DataFrame) -
         return mapped
     rejects = pd.concat([mapped.rejects, *parts], ignore_index=True)
     return replace(mapped, rows=rows[~bad_any], rejects=rejects)
+
+
+def _has_nul(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.StringDtype):  # in C++ for text columns
+        return values.str.contains("\x00", regex=False).fillna(False).astype(bool)
+    return values.astype(object).map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
 
 
 def _cursor_value(value: Any) -> Any:
