@@ -9,21 +9,21 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, Table, and_, delete, exists, func, literal, select
 
 from etl import faults
 from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of
-from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound, stream_rows
+from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
 from etl.db.write import insert_frame, refresh_statistics
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
+from etl.engine.sweep import sweep
 from etl.engine.tables import bucket_of, key_text, table_exists
 from etl.errors import UnmappedValueError
 from etl.frames import isin
-from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk, source_ids
+from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
 from etl.mapping.model import EntityMapping
 
 
@@ -103,7 +103,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
     faults.point("extract.source_done")
     full_read = since is None
     if not replay and (full_read or (spec.sweep and ctx.sweep)):
-        counts["deleted"] = _mark_vanished(ctx, entity, source) if full_read else _sweep(ctx, entity, source)
+        counts["deleted"] = _mark_vanished(ctx, entity, source) if full_read else sweep(ctx, entity, source)
         if counts["deleted"] and not ctx.dry_run:
             _unlink_vanished(ctx, entity, source)
         faults.point("extract.vanished_marked")
@@ -220,59 +220,6 @@ def _quarantine(ctx: SyncContext, entity: str, source: str, rejects: pd.DataFram
         ctx.planned_quarantine.append(frame.assign(entity=entity, stage="map"))
     else:
         ctx.store.add_quarantine(ctx.run_id, entity, frame, stage="map")
-
-
-def _sweep(ctx: SyncContext, entity: str, source: str) -> int:
-    """Keys-only pass of an incremental run: stage a `deleted` row for every mirrored record the source lost.
-
-    The ids present at the source now are read and kept as 64-bit hashes (8 bytes an id,
-    about 40 MB for five million); the mirror's ids of the source are streamed against
-    them and only the vanished ones are written. Nothing is staged per present id. A hash
-    collision could only hide a deletion (odds of about 1 in 10^13 per run at a million
-    ids), never inactivate a record that is still there.
-    """
-    mapping = ctx.mapping(entity)
-    spec = mapping.sources[source]
-    mirror, stage = ctx.tables(mapping).mirror, ctx.work_tables(mapping).stage
-    target_engine = ctx.target_engine(mapping)
-    if not table_exists(target_engine, mirror):
-        return 0  # never published: nothing can have vanished
-    chunk_size = max(ctx.chunk_size, 100_000)
-    request = ExtractRequest(source, spec, list(spec.id), chunk_size=chunk_size)
-    present = []
-    for chunk in iter_chunks(ctx.source_conn(mapping, source), request):
-        chunk.columns = list(spec.id)
-        present.append(_id_hashes(source_ids(chunk, spec.id)))
-        ctx.tick(entity, f"sweep {source}", len(chunk))
-    staged = select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source)
-    with ctx.work_engine(mapping).connect() as conn:  # read this run, before the sweep: present too
-        present.append(_id_hashes(pd.Series(conn.execute(staged).scalars().all(), dtype=object)))
-    known = np.sort(np.concatenate(present))  # duplicates are harmless to the binary search below
-    del present
-    cols = ["_src_id", "_key", "_bucket"]
-    mirrored = select(*[mirror.c[c] for c in cols]).where(mirror.c._source == source)
-    gone = []
-    with target_engine.connect() as conn:
-        for rows in stream_rows(conn, mirrored, chunk_size):
-            frame = pd.DataFrame.from_records(rows, columns=cols)
-            hashes = _id_hashes(frame["_src_id"])
-            at = np.searchsorted(known, hashes).clip(max=max(len(known) - 1, 0))
-            gone.append(frame[known[at] != hashes] if len(known) else frame)
-    # Written once the mirror's cursor is closed (on SQLite an open read would block the write).
-    vanished = pd.concat(gone, ignore_index=True) if gone else pd.DataFrame(columns=cols)
-    if not vanished.empty:
-        with ctx.work_engine(mapping).begin() as conn:
-            insert_frame(
-                conn,
-                stage,
-                vanished.assign(_run=ctx.run_id, _source=source, _status="deleted"),
-                ["_run", "_source", "_status", *cols],
-            )
-    return len(vanished)
-
-
-def _id_hashes(ids: pd.Series) -> np.ndarray:
-    return pd.util.hash_array(ids.astype(object).to_numpy(), categorize=False)
 
 
 def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:

@@ -1,0 +1,334 @@
+"""The keys-only deletion sweep (`etl.engine.sweep`): its id hash, and the sweep on real databases."""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sqlalchemy import create_engine, text
+
+from etl.cli.demo_cmd import sqlite_urls
+from etl.config.project import ProjectConfig, load_project
+from etl.engine import sweep as sweep_module
+from etl.engine.context import SyncContext
+from etl.engine.pipeline import load_project_mappings, open_store, run_sync
+from etl.engine.sweep import id_hashes, sweep
+from etl.engine.tables import bucket_of
+from etl.mapping.apply import source_ids
+from tests.helpers.project import urls_for
+from tests.reliability import write_tiny_project
+
+# Ids that differ only in ways a careless comparison loses: width, case, trailing blanks,
+# Unicode normalisation, the `|` of composite ids, quotes, backslashes, 7/8/9-byte boundaries.
+TRICKY = [
+    "A1", "a1", "A1 ", " A1", "Ａ１", "ＡＢＣ１２３", "ABC123", "中文|竖线", "a|b", "a||b", "|",
+    "it's", 'say "x"', "back\\slash", "%_*?", "é", "e\u0301", "😀 emoji", "1234567", "12345678", "123456789",
+    "x" * 200, "Ω" * 60, "0", "00", "-1", "1.0",
+]
+DELETED = ["a1", "A1 ", "Ａ１", "中文|竖线", 'say "x"', "e\u0301", "12345678", "x" * 200, "00"]
+
+MAPPING = """\
+entity: item
+key: code
+fields:
+  code: {type: string, length: 20, nullable: false}
+  name: {type: string, length: 300}
+  updated_at: {type: datetime, compare: false}
+sources:
+  erp:
+    table: erp_item
+    id: id
+    cursor: modified
+    fields:
+      code: code
+      name: id
+      updated_at: modified
+target:
+  table: md_item
+"""
+
+BACKENDS = [
+    pytest.param("sqlite", marks=pytest.mark.sqlite),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+    pytest.param("mixed", marks=[pytest.mark.postgres, pytest.mark.mariadb]),  # MariaDB via mysqlclient -> PostgreSQL
+]
+
+# --------------------------------------------------------------------------- the hash
+
+_M = 2**64 - 1
+
+
+def _rotl(x: int, bits: int) -> int:
+    return ((x << bits) | (x >> (64 - bits))) & _M
+
+
+def reference_hash(value: str) -> int:
+    """The documented hash, one byte string at a time in plain Python."""
+    data = value.encode("utf-8")
+    h = 0x9E3779B97F4A7C15 ^ ((len(data) * 0x87C37B91114253D5) & _M)
+    for at in range(0, len(data), 8):
+        k = (int.from_bytes(data[at : at + 8], "little") * 0x87C37B91114253D5) & _M
+        k = (_rotl(k, 31) * 0x4CF5AD432745937F) & _M
+        h = (_rotl(h ^ k, 27) * 5 + 0x52DCE729) & _M
+    for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        h = ((h ^ (h >> 33)) * multiplier) & _M
+    return h ^ (h >> 33)
+
+
+@pytest.mark.unit
+def test_hash_is_the_documented_function_of_the_utf8_bytes() -> None:
+    ids = [*TRICKY, "", *("abcdefghijklmnopq"[:n] for n in range(18))]
+    assert id_hashes(pa.array(ids)).tolist() == [reference_hash(i) for i in ids]
+    assert id_hashes(pa.array(ids)).dtype == np.uint64
+
+
+@pytest.mark.unit
+def test_hash_does_not_depend_on_how_the_text_is_held() -> None:
+    expected = id_hashes(pa.array(TRICKY))
+    padded = ["pad", *TRICKY, "tail"]
+    forms: list[Any] = [
+        pd.Series(TRICKY, dtype="str"),
+        pd.Series(TRICKY, dtype=object),
+        pa.array(TRICKY, type=pa.large_string()),
+        pa.array(TRICKY, type=pa.string_view()),
+        pa.array(padded).slice(1, len(TRICKY)),  # an offset into shared buffers
+        pa.array(padded, type=pa.large_string()).slice(1, len(TRICKY)),
+        pa.chunked_array([TRICKY[:5], TRICKY[5:]]),
+    ]
+    for form in forms:
+        assert id_hashes(form).tolist() == expected.tolist(), type(form)
+
+
+@pytest.mark.unit
+def test_hash_separates_ids_that_differ_in_one_byte_or_in_length() -> None:
+    ids = [*TRICKY, "", "ab", "ab\x00", "abcdefgh", "abcdefgh\x00"]
+    assert len(set(ids)) == len(ids)
+    assert len(set(id_hashes(pa.array(ids)).tolist())) == len(ids)
+    assert unicodedata.normalize("NFC", "e\u0301") == "é"  # equal when normalised, two ids here
+    many = id_hashes(pd.Series(np.arange(500_000)).astype("str"))
+    assert len(np.unique(many)) == len(many)
+
+
+@pytest.mark.unit
+def test_nulls_and_empty_inputs() -> None:
+    assert id_hashes(pa.array([None, ""], type=pa.string())).tolist() == [reference_hash("")] * 2
+    assert id_hashes(pa.array([], type=pa.string())).tolist() == []
+    assert id_hashes(pd.Series([], dtype=object)).tolist() == []
+
+
+@pytest.mark.unit
+def test_source_side_and_mirror_side_hash_the_same_text() -> None:
+    """`source_ids` of a driver's values (integers, composite ids) against the text the mirror holds."""
+    ints = pd.DataFrame({"AutoID": np.array([1, 42, 1234567890123, -7], dtype=np.int64)})
+    assert id_hashes(source_ids(ints, ["AutoID"])).tolist() == id_hashes(
+        pa.array(["1", "42", "1234567890123", "-7"])
+    ).tolist()
+    composite = pd.DataFrame({"doc": ["QG-1", "中文|竖线", "Ａ"], "line": [1, 2, 30]})
+    assert id_hashes(source_ids(composite, ["doc", "line"])).tolist() == [
+        reference_hash(t) for t in ("QG-1|1", "中文|竖线|2", "Ａ|30")
+    ]
+
+
+@pytest.mark.unit
+def test_contains_finds_exactly_the_known_hashes() -> None:
+    rng = np.random.default_rng(7)
+    known = np.sort(rng.integers(0, 2**63, 10_000, dtype=np.int64).astype(np.uint64))
+    probe = np.concatenate([known[::3], np.array([0, 2**64 - 1, 12345], dtype=np.uint64)])
+    rng.shuffle(probe)
+    found = sweep_module._contains(known, probe)
+    assert found.tolist() == np.isin(probe, known).tolist()
+    assert not sweep_module._contains(np.empty(0, dtype=np.uint64), probe).any()
+
+
+# --------------------------------------------------------------------------- the sweep on databases
+
+
+def _execute(url: str, statement: str, rows: list[dict[str, Any]] | dict[str, Any] | None = None) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement), rows or {})
+    finally:
+        engine.dispose()
+
+
+def _fetch(url: str, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(statement), params)]
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Synced:
+    """A one-entity project whose ERP ids are `ids`, fully synced once (mirror filled)."""
+
+    config: ProjectConfig
+    ids: list[str]
+    deleted: list[str]
+
+
+@pytest.fixture(params=BACKENDS)
+def synced(request: pytest.FixtureRequest, tmp_path: Path) -> Synced:
+    urls = urls_for(request.param, request, tmp_path)
+    ids = TRICKY
+    if request.param == "mariadb":
+        # The store's cross-reference on MariaDB compares with PAD SPACE: 'A1 ' would be 'A1' there.
+        ids = [i for i in TRICKY if not i.endswith(" ")]
+    # No primary key on the source: the same PAD SPACE rule would apply to it.
+    _execute(urls["erp"], "CREATE TABLE erp_item (id VARCHAR(255) NOT NULL, code VARCHAR(20) NOT NULL, "
+                          "modified TIMESTAMP NULL)")
+    start = datetime(2026, 6, 1, 9, 0, 0)
+    _execute(urls["erp"], "INSERT INTO erp_item (id, code, modified) VALUES (:id, :code, :m)",
+             [{"id": i, "code": _code(i), "m": start + timedelta(minutes=n)} for n, i in enumerate(ids)])
+    config = load_project(write_tiny_project(tmp_path / "project", urls, {"item": MAPPING}))
+    summary, _ = run_sync(config, full_refresh=True)
+    assert summary.status == "success", summary.message
+    assert summary.entities[0].inserted == len(ids)
+    return Synced(config, ids, [i for i in DELETED if i in ids])
+
+
+def _code(src_id: str) -> str:
+    return f"IT{TRICKY.index(src_id):03d}"
+
+
+def _delete(config: ProjectConfig, ids: list[str]) -> None:
+    url = config.connection("erp").sqlalchemy_url()
+    exactly = "BINARY :id" if url.startswith("mysql") else ":id"  # else MariaDB's 'A1 ' deletes 'A1' too
+    _execute(url, f"DELETE FROM erp_item WHERE id = {exactly}", [{"id": i} for i in ids])
+
+
+def _sweep(config: ProjectConfig, run_id: str) -> int:
+    """`sweep` of the ERP source of `item` as run `run_id` would call it."""
+    ctx = SyncContext(config=config, mappings=load_project_mappings(config), store=open_store(config), run_id=run_id)
+    try:
+        return sweep(ctx, "item", "erp")
+    finally:
+        ctx.close()
+
+
+def _staged(config: ProjectConfig, run_id: str) -> dict[str, tuple[str, str, int]]:
+    rows = _fetch(config.connection("target").sqlalchemy_url(),
+                  "SELECT _src_id, _status, _key, _bucket FROM erpoa_stage_item WHERE _run = :r", r=run_id)
+    assert len({r[0] for r in rows}) == len(rows)
+    return {r[0]: (r[1], r[2], int(r[3])) for r in rows}
+
+
+def _mirror(config: ProjectConfig) -> dict[str, tuple[str, int]]:
+    rows = _fetch(config.connection("target").sqlalchemy_url(), "SELECT _src_id, _key, _bucket FROM erpoa_src_item")
+    return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
+def test_mirror_holds_the_ids_exactly(synced: Synced) -> None:
+    assert sorted(_mirror(synced.config)) == sorted(synced.ids)
+
+
+def test_sweep_stages_exactly_the_deleted_ids(synced: Synced) -> None:
+    config, deleted = synced.config, synced.deleted
+    _delete(config, deleted)
+    mirror = _mirror(config)
+    assert _sweep(config, "sweep-test-1") == len(deleted)
+    staged = _staged(config, "sweep-test-1")
+    assert sorted(staged) == sorted(deleted)
+    for src_id, (status, key, bucket) in staged.items():
+        assert status == "deleted"
+        assert (key, bucket) == mirror[src_id]
+        assert bucket == bucket_of(pd.Series([key])).iloc[0]
+
+
+def test_ids_this_run_staged_count_as_present(synced: Synced) -> None:
+    config, deleted = synced.config, synced.deleted
+    _delete(config, deleted)
+    kept = deleted[:3]  # staged by this run already (say, read by its incremental extract)
+    _execute(config.connection("target").sqlalchemy_url(),
+             "INSERT INTO erpoa_stage_item (_run, _source, _src_id, _status, _key, _bucket) "
+             "VALUES ('sweep-test-2', 'erp', :id, 'ok', 'k', 0)", [{"id": i} for i in kept])
+    assert _sweep(config, "sweep-test-2") == len(deleted) - len(kept)
+    staged = _staged(config, "sweep-test-2")
+    assert {i for i, v in staged.items() if v[0] == "deleted"} == set(deleted[3:])
+    assert {i for i, v in staged.items() if v[0] == "ok"} == set(kept)
+
+
+def test_nothing_deleted_stages_nothing(synced: Synced) -> None:
+    config = synced.config
+    assert _sweep(config, "sweep-test-3") == 0
+    assert _staged(config, "sweep-test-3") == {}
+
+
+def test_many_vanished_ids_take_the_rescan_and_batches_give_the_same_rows(
+    synced: Synced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, deleted = synced.config, synced.deleted
+    _delete(config, deleted)
+    results = []
+    for run_id, lookup_max, batch in (("sweep-test-4a", 2, 900), ("sweep-test-4b", 10_000, 2)):
+        monkeypatch.setattr(sweep_module, "LOOKUP_MAX", lookup_max)
+        monkeypatch.setattr(sweep_module, "LOOKUP_BATCH", batch)
+        assert _sweep(config, run_id) == len(deleted)
+        results.append(_staged(config, run_id))
+    assert results[0] == results[1]
+    assert sorted(results[0]) == sorted(deleted)
+
+
+def test_a_hash_collision_only_hides_deletions(synced: Synced, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every id hashing alike nothing looks vanished: a present record is never inactivated."""
+    config, deleted = synced.config, synced.deleted
+    _delete(config, deleted)
+    monkeypatch.setattr(sweep_module, "id_hashes", lambda ids: np.zeros(len(ids), dtype=np.uint64))
+    assert _sweep(config, "sweep-test-5") == 0
+    assert _staged(config, "sweep-test-5") == {}
+
+
+def test_a_source_failure_propagates_and_stages_nothing(synced: Synced, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("source went away")
+
+    config = synced.config
+    monkeypatch.setattr(sweep_module, "iter_chunks", broken)
+    with pytest.raises(RuntimeError, match="source went away"):
+        _sweep(config, "sweep-test-6")
+    assert _staged(config, "sweep-test-6") == {}
+
+
+def test_mirror_read_stops_when_told(synced: Synced) -> None:
+    config = synced.config
+    ctx = SyncContext(config=config, mappings=load_project_mappings(config), store=open_store(config), run_id="r")
+    try:
+        mirror, engine = ctx.tables(ctx.mapping("item")).mirror, ctx.target_engine(ctx.mapping("item"))
+        chunks = sweep_module._mirrored_ids(engine, mirror, "erp", threading.Event())
+        assert sorted(pa.chunked_array(chunks, type=pa.string()).to_pylist()) == sorted(synced.ids)
+        stopped = threading.Event()
+        stopped.set()
+        assert sweep_module._mirrored_ids(engine, mirror, "erp", stopped) == []
+    finally:
+        ctx.close()
+
+
+def test_incremental_run_inactivates_exactly_the_deleted_records(synced: Synced) -> None:
+    config, deleted = synced.config, synced.deleted
+    _delete(config, deleted)
+    summary, _ = run_sync(config)
+    assert summary.status == "success", summary.message
+    assert summary.entities[0].inactivated == len(deleted)
+    active = dict(_fetch(config.connection("target").sqlalchemy_url(), "SELECT code, _active FROM md_item"))
+    assert {c for c, a in active.items() if not a} == {_code(i) for i in deleted}
+    assert len(active) == len(synced.ids)
+
+
+@pytest.mark.sqlite
+def test_unpublished_entity_sweeps_nothing(tmp_path: Path) -> None:
+    urls = sqlite_urls(tmp_path)
+    _execute(urls["erp"], "CREATE TABLE erp_item (id VARCHAR(255), code VARCHAR(20), modified TIMESTAMP)")
+    config = load_project(write_tiny_project(tmp_path / "project", urls, {"item": MAPPING}))
+    assert _sweep(config, "sweep-test-7") == 0
