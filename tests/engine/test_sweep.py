@@ -23,7 +23,7 @@ from etl.engine.pipeline import load_project_mappings, open_store, run_sync
 from etl.engine.sweep import id_hashes, sweep
 from etl.engine.tables import bucket_of
 from etl.mapping.apply import source_ids
-from tests.helpers.project import urls_for
+from tests.helpers.project import execute_sql, urls_for
 from tests.reliability import write_tiny_project
 
 # Ids that differ only in ways a careless comparison loses: width, case, trailing blanks,
@@ -152,15 +152,6 @@ def test_contains_finds_exactly_the_known_hashes() -> None:
 # --------------------------------------------------------------------------- the sweep on databases
 
 
-def _execute(url: str, statement: str, rows: list[dict[str, Any]] | dict[str, Any] | None = None) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(statement), rows or {})
-    finally:
-        engine.dispose()
-
-
 def _fetch(url: str, statement: str, **params: Any) -> list[tuple[Any, ...]]:
     engine = create_engine(url)
     try:
@@ -187,10 +178,10 @@ def synced(request: pytest.FixtureRequest, tmp_path: Path) -> Synced:
         # The store's cross-reference on MariaDB compares with PAD SPACE: 'A1 ' would be 'A1' there.
         ids = [i for i in TRICKY if not i.endswith(" ")]
     # No primary key on the source: the same PAD SPACE rule would apply to it.
-    _execute(urls["erp"], "CREATE TABLE erp_item (id VARCHAR(255) NOT NULL, code VARCHAR(20) NOT NULL, "
+    execute_sql(urls["erp"], "CREATE TABLE erp_item (id VARCHAR(255) NOT NULL, code VARCHAR(20) NOT NULL, "
                           "modified TIMESTAMP NULL)")
     start = datetime(2026, 6, 1, 9, 0, 0)
-    _execute(urls["erp"], "INSERT INTO erp_item (id, code, modified) VALUES (:id, :code, :m)",
+    execute_sql(urls["erp"], "INSERT INTO erp_item (id, code, modified) VALUES (:id, :code, :m)",
              [{"id": i, "code": _code(i), "m": start + timedelta(minutes=n)} for n, i in enumerate(ids)])
     config = load_project(write_tiny_project(tmp_path / "project", urls, {"item": MAPPING}))
     summary, _ = run_sync(config, full_refresh=True)
@@ -206,7 +197,7 @@ def _code(src_id: str) -> str:
 def _delete(config: ProjectConfig, ids: list[str]) -> None:
     url = config.connection("erp").sqlalchemy_url()
     exactly = "BINARY :id" if url.startswith("mysql") else ":id"  # else MariaDB's 'A1 ' deletes 'A1' too
-    _execute(url, f"DELETE FROM erp_item WHERE id = {exactly}", [{"id": i} for i in ids])
+    execute_sql(url, f"DELETE FROM erp_item WHERE id = {exactly}", [{"id": i} for i in ids])
 
 
 def _sweep(config: ProjectConfig, run_id: str) -> int:
@@ -251,7 +242,7 @@ def test_ids_this_run_staged_count_as_present(synced: Synced) -> None:
     config, deleted = synced.config, synced.deleted
     _delete(config, deleted)
     kept = deleted[:3]  # staged by this run already (say, read by its incremental extract)
-    _execute(config.connection("target").sqlalchemy_url(),
+    execute_sql(config.connection("target").sqlalchemy_url(),
              "INSERT INTO erpoa_stage_item (_run, _source, _src_id, _status, _key, _bucket) "
              "VALUES ('sweep-test-2', 'erp', :id, 'ok', 'k', 0)", [{"id": i} for i in kept])
     assert _sweep(config, "sweep-test-2") == len(deleted) - len(kept)
@@ -329,6 +320,6 @@ def test_incremental_run_inactivates_exactly_the_deleted_records(synced: Synced)
 @pytest.mark.sqlite
 def test_unpublished_entity_sweeps_nothing(tmp_path: Path) -> None:
     urls = sqlite_urls(tmp_path)
-    _execute(urls["erp"], "CREATE TABLE erp_item (id VARCHAR(255), code VARCHAR(20), modified TIMESTAMP)")
+    execute_sql(urls["erp"], "CREATE TABLE erp_item (id VARCHAR(255), code VARCHAR(20), modified TIMESTAMP)")
     config = load_project(write_tiny_project(tmp_path / "project", urls, {"item": MAPPING}))
     assert _sweep(config, "sweep-test-7") == 0

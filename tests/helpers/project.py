@@ -88,3 +88,13 @@ def target_rows(config: ProjectConfig, table: str, columns: list[str] | None = N
     finally:
         engine.dispose()
     return sorted((tuple(r) for r in rows), key=repr)
+
+
+def execute_sql(url: str, statement: str, rows: list[dict[str, Any]] | dict[str, Any] | None = None) -> None:
+    """Run one statement (once per row of `rows` if a list) on `url` in its own transaction."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement), rows or {})
+    finally:
+        engine.dispose()

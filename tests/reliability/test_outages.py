@@ -36,7 +36,7 @@ from etl.engine.pipeline import open_store, run_sync
 from etl.engine.retry import with_retries
 from etl.errors import SourceUnavailableError
 from tests.conftest import MARIADB_ADMIN, PG_ADMIN
-from tests.helpers.project import table_checksums
+from tests.helpers.project import execute_sql, table_checksums
 from tests.reliability import on_fault_point, write_tiny_project
 from tests.reliability.figures import record
 
@@ -143,15 +143,6 @@ def _maria_killer(db: str, *, running_query: bool) -> Callable[[], int]:
     return kill
 
 
-def _source_sql(url: str, statement: str, rows: list[dict[str, Any]] | dict[str, Any] | None = None) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(statement), rows or {})
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=BACKENDS)
 def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     backend = request.param
@@ -166,10 +157,10 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
         urls = dict.fromkeys(("erp", "oa", "target", "recon"), base)
         kill_source = _maria_killer(db, running_query=True)
         kill_target = _maria_killer(db, running_query=False)
-    _source_sql(urls["erp"], "CREATE TABLE erp_item (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, "
+    execute_sql(urls["erp"], "CREATE TABLE erp_item (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, "
                              "name VARCHAR(100), price NUMERIC(12, 2), note VARCHAR(400), modified TIMESTAMP NULL)")
     start = datetime(2026, 6, 1, 9, 0, 0)
-    _source_sql(urls["erp"], "INSERT INTO erp_item VALUES (:id, :code, :name, :price, :note, :modified)",
+    execute_sql(urls["erp"], "INSERT INTO erp_item VALUES (:id, :code, :name, :price, :note, :modified)",
                 [{"id": i, "code": f"IT{i:05d}", "name": f"物料 {i}", "price": Decimal(i) / 4, "note": f"{NOTE}{i}",
                   "modified": start + timedelta(minutes=i)} for i in range(1, ROWS + 1)])
     path = write_tiny_project(tmp_path / "project", urls, {"item": MAPPING.format(filter=SLOW_FILTER[backend])},
@@ -179,12 +170,12 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     assert summary.status == "success", summary.message
     # Changes for the sync under test: 20 updates, 10 inserts, 5 deletes.
     later = datetime(2026, 7, 1, 9, 0, 0)
-    _source_sql(urls["erp"], "UPDATE erp_item SET name = :name, price = price + 1, modified = :m WHERE id = :id",
+    execute_sql(urls["erp"], "UPDATE erp_item SET name = :name, price = price + 1, modified = :m WHERE id = :id",
                 [{"id": i, "name": f"改名 {i}", "m": later + timedelta(minutes=i)} for i in range(10, 210, 10)])
-    _source_sql(urls["erp"], "INSERT INTO erp_item VALUES (:id, :code, :name, :price, :note, :modified)",
+    execute_sql(urls["erp"], "INSERT INTO erp_item VALUES (:id, :code, :name, :price, :note, :modified)",
                 [{"id": i, "code": f"IT{i:05d}", "name": f"新物料 {i}", "price": Decimal("9.99"), "note": NOTE,
                   "modified": later + timedelta(hours=5, minutes=i)} for i in range(ROWS + 1, ROWS + 11)])
-    _source_sql(urls["erp"], "DELETE FROM erp_item WHERE id IN (3, 33, 133, 233, 299)")
+    execute_sql(urls["erp"], "DELETE FROM erp_item WHERE id IN (3, 33, 133, 233, 299)")
     dispose_all()
     yield Outage(backend, config, urls["erp"], urls["target"], kill_source, kill_target)
     dispose_all()
