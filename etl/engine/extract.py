@@ -344,9 +344,15 @@ def _unlink_vanished(ctx: SyncContext, entity: str, source: str) -> None:
 
 
 def partitions(ctx: SyncContext, entity: str) -> int:
-    """How many partitions the merge of this run's staged rows needs."""
+    """How many partitions the merge of this run's staged rows needs.
+
+    Called once every source is staged: the stage's planner statistics are refreshed here, so
+    that the merge's reads and status updates of one partition use its indexes (without them,
+    each of those statements scanned every staged row: 12.7 s at a million rows).
+    """
     mapping = ctx.mapping(entity)
     work = ctx.work_tables(mapping)
+    refresh_statistics(ctx.work_engine(mapping), work.stage)
     with ctx.work_engine(mapping).connect() as conn:
         staged = (
             conn.execute(
