@@ -8,12 +8,13 @@ executemany (PyMySQL folds it into multi-row INSERTs); SQL Server with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Date, Engine, Select, Table, select, text
+from sqlalchemy import Connection, Date, Engine, Select, Table, literal, select, text
 from sqlalchemy.sql import ColumnElement
 
 BATCH_ROWS = 10_000
@@ -139,6 +140,55 @@ def copy_csv(frame: pd.DataFrame, columns: Sequence[str]) -> Any:
     table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
     pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
     return out.getvalue()
+
+
+@contextmanager
+def indexes_built_after(conn: Connection, table: Table) -> Iterator[bool]:
+    """Bulk-load an empty PostgreSQL table without its indexes, then build them, in the caller's transaction.
+
+    Yields whether that happens (the table is empty): the caller then loads with a plain
+    INSERT, as there is nothing to conflict with, and the key constraint arbiter is gone until
+    the block ends. Building an index with one sort costs far less than inserting every row
+    into it (the first publish of a million rows). Constraints and indexes come back with
+    their own names and definitions; on an error the transaction's rollback restores them.
+    Other dialects, tables with rows and tables that foreign keys point to load as usual
+    (yields False).
+    """
+    prep = conn.dialect.identifier_preparer
+    name = prep.format_table(table)
+    oid = {"t": name}
+    if (
+        conn.dialect.name != "postgresql"
+        or conn.execute(select(literal(1)).select_from(table).limit(1)).first()
+        or conn.execute(text("SELECT 1 FROM pg_constraint WHERE confrelid = to_regclass(:t)"), oid).first()
+    ):
+        yield False
+        return
+    constraints = conn.execute(
+        text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+             "WHERE conrelid = to_regclass(:t) AND contype IN ('p', 'u') ORDER BY contype, conname"), oid
+    ).all()
+    indexes = conn.execute(
+        text("SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE i.indrelid = to_regclass(:t) "
+             "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) ORDER BY c.relname"), oid
+    ).all()
+    for conname, _ in constraints:
+        conn.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT {prep.quote(conname)}"))
+    for schema, index, _ in indexes:
+        conn.execute(text(f"DROP INDEX {prep.quote(schema)}.{prep.quote(index)}"))
+    yield True
+    for conname, definition in constraints:
+        conn.execute(text(f"ALTER TABLE {name} ADD CONSTRAINT {prep.quote(conname)} {definition}"))
+    for _, _, definition in indexes:
+        conn.execute(text(definition))
+
+
+def insert_select(conn: Connection, target: Table, columns: Sequence[str], source: Select[Any]) -> int:
+    """INSERT the rows of `source` (columns in order) into `target`; returns rows inserted."""
+    stmt = target.insert().from_select(list(columns), source).execution_options(preserve_rowcount=True)
+    return conn.execute(stmt).rowcount or 0
 
 
 def upsert_select(

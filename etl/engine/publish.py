@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 
 from etl import faults
-from etl.db.write import insert_frame, refresh_statistics, upsert_select
+from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
 from etl.errors import QualityGateError
@@ -123,7 +124,9 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             literal(ctx.mappings.version),
             literal(stamp),
         ).where(gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update"]))
-        counts["upserted"] = upsert_select(conn, target, cols, source, key)
+        with indexes_built_after(conn, target) as first_load:
+            load = insert_select if first_load else partial(upsert_select, key=key)
+            counts["upserted"] = load(conn, target, cols, source)
         faults.point("publish.upserted")
         gone = select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate")
         values: dict[str, Any] = {"_active": False, "_run_id": ctx.run_id, "_updated_at": stamp}
@@ -155,7 +158,9 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             literal(ctx.run_id),
             *[stage.c[f] for f in fields],
         ).where(stage.c._run == ctx.run_id, stage.c._status.in_(["ok", "duplicate"]))
-        counts["mirrored"] = upsert_select(conn, mirror, mirror_cols, accepted, ["_source", "_src_id"])
+        with indexes_built_after(conn, mirror) as first_load:
+            load = insert_select if first_load else partial(upsert_select, key=["_source", "_src_id"])
+            counts["mirrored"] = load(conn, mirror, mirror_cols, accepted)
         faults.point("publish.mirror_upserted")
     faults.point("publish.committed")
     if max(counts["upserted"], counts["mirrored"]) >= STATISTICS_MIN_ROWS:
