@@ -88,7 +88,7 @@ def test_duplicates_in_the_load_still_fail_on_the_rebuilt_key(engine: Engine) ->
 
 
 def test_a_table_that_foreign_keys_point_to_keeps_its_indexes(engine: Engine) -> None:
-    source, target = _tables(engine)
+    _, target = _tables(engine)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE child (tgt_id VARCHAR(20) REFERENCES tgt (id))"))
     with engine.begin() as conn, indexes_built_after(conn, target) as first_load:
