@@ -70,6 +70,13 @@ def analyze(conn: Connection, *tables: Table) -> None:
         conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(table)}"))
 
 
+def insert_frames(engine: Engine, table: Table, *frames: pd.DataFrame) -> None:
+    """Append `frames` to `table` in one transaction of their own."""
+    with engine.begin() as conn:
+        for frame in frames:
+            insert_frame(conn, table, frame)
+
+
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> int:
     """Append `frame` to `table` as fast as the dialect allows; returns rows written."""
     columns = list(columns or frame.columns)

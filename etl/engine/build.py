@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, Engine, Float, Table, and_, cast, delete, selec
 from etl import faults, logs
 from etl.db.background import BackgroundWrites
 from etl.db.read import read_frame
-from etl.db.write import insert_frame
+from etl.db.write import insert_frames
 from etl.engine.context import SyncContext
 from etl.engine.merge import merge
 from etl.engine.retry import with_retries
@@ -230,15 +230,8 @@ def build_partition(
 
 
 def _write_gold(engine: Engine, gold: Table, rows: pd.DataFrame) -> None:
-    with engine.begin() as conn:
-        insert_frame(conn, gold, rows)
+    insert_frames(engine, gold, rows)
     faults.point("merge.gold_written")
-
-
-def gold_writes(ctx: SyncContext, entity: str) -> BackgroundWrites:
-    """The background writer of an entity's gold rows (in line on SQLite and in a dry run: one writer there)."""
-    in_line = ctx.dry_run or ctx.work_engine(ctx.mapping(entity)).dialect.name == "sqlite"
-    return BackgroundWrites(f"erpoa-gold-{entity}", sync=in_line)
 
 
 def release_memory() -> None:

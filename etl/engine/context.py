@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import Engine, create_engine
 
 from etl.config.project import ConnectionConfig, ProjectConfig
+from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of, engine_for
 from etl.engine.tables import EntityTables
 from etl.mapping.loader import MappingSet
@@ -98,6 +99,12 @@ class SyncContext:
             tables = EntityTables.build(mapping, schema=None)
             self._tables[key] = tables
         return tables
+
+    def background_writes(self, mapping: EntityMapping, name: str) -> BackgroundWrites:
+        """A writer for work-table rows: in a thread, or in line where the work database is SQLite (one writer
+        at a time; a dry run's work database is SQLite too)."""
+        in_line = self.dry_run or self.work_engine(mapping).dialect.name == "sqlite"
+        return BackgroundWrites(name, sync=in_line)
 
     def target_dialect(self, mapping: EntityMapping) -> str:
         return dialect_of(self.target_conn(mapping))

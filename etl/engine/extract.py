@@ -16,7 +16,7 @@ from etl import faults
 from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
-from etl.db.write import insert_frame, refresh_statistics
+from etl.db.write import insert_frame, insert_frames, refresh_statistics
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.sweep import sweep
@@ -76,9 +76,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str) -> dict[str, Any]
     fatal: list[pd.DataFrame] = []
     gaps: list[pd.DataFrame] = []
     max_cursor: Any = None
-    # SQLite takes one writer at a time, and a dry run's work database is SQLite: write in line there.
-    in_line = ctx.dry_run or engine.dialect.name == "sqlite"
-    with BackgroundWrites(f"erpoa-stage-{entity}-{source}", sync=in_line) as writes:
+    with ctx.background_writes(mapping, f"erpoa-stage-{entity}-{source}") as writes:
         for chunk in iter_chunks(conn_cfg, request):
             chunk.columns = list(spec.columns)
             if spec.cursor and not chunk.empty:
@@ -137,7 +135,7 @@ def _extract_chunk(
             staged[name] = rows[name]
     rejected_ids = mapped.rejects["_src_id"].drop_duplicates()
     rejected = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rejected_ids, "_status": "rejected"})
-    writes.submit(partial(_stage, ctx.work_engine(mapping), ctx.work_tables(mapping).stage, staged, rejected))
+    writes.submit(partial(insert_frames, ctx.work_engine(mapping), ctx.work_tables(mapping).stage, staged, rejected))
     faults.point("extract.chunk_staged")  # handed to the writer: a kill here may or may not leave it staged
     counts["staged"] += len(staged)
     counts["rejected"] += len(rejected)
@@ -147,12 +145,6 @@ def _extract_chunk(
     if not mapped.gaps.empty:
         gaps.append(mapped.gaps)
     ctx.tick(entity, f"extract {source}", len(chunk))
-
-
-def _stage(engine: Engine, stage: Table, *frames: pd.DataFrame) -> None:
-    with engine.begin() as conn:
-        for frame in frames:
-            insert_frame(conn, stage, frame)
 
 
 NUL_REASON = (

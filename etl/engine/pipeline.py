@@ -145,7 +145,7 @@ def sync_entity(
         result.read = {source: counts["read"] for source, counts in extracted.items()}
         parts = extract.partitions(ctx, entity)
         totals: dict[str, int] = {}
-        with build.gold_writes(ctx, entity) as writes:
+        with ctx.background_writes(mapping, f"erpoa-gold-{entity}") as writes:
             for part in range(parts):
                 counts = timed("merge", partial(build.build_partition, ctx, entity, part, parts, writes))
                 for k, v in counts.items():
