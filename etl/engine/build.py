@@ -111,6 +111,7 @@ def build_partition(
             ctx.store.clear_quarantine(ctx.run_id, entity, stage=stage_name)
         ctx.store.clear_gate(ctx.run_id, entity, partition)
     faults.point("merge.start")
+    freeze_long_lived(ctx, mapping)
     stage_cols = ["_source", "_src_id", "_status", "_key", *fields]
     staged = read_frame(
         wengine,
@@ -227,6 +228,31 @@ def build_partition(
     del golden, current, existing, result, frames
     release_memory()
     return counts
+
+
+_FROZEN: list[bool] = []
+
+
+def freeze_long_lived(ctx: SyncContext, mapping: EntityMapping) -> None:
+    """Once per process, before the first partition: move what is alive now out of the collector's sight.
+
+    The gate ends each partition with a full collection (GX holds the partition's frame in
+    reference cycles). A full collection visits every tracked object: with Airflow, SQLAlchemy,
+    pandas and GX loaded that took 0.25 s per partition, 5 s at a million rows. What is alive
+    between extraction and the first partition (modules, registries, the run's configuration)
+    lives as long as the process, so it is frozen once (`gc.freeze`) and later collections
+    only visit the objects of the partition at hand.
+    """
+    import gc
+
+    if _FROZEN:
+        return
+    from etl.engine.quality import load_gate
+
+    load_gate(ctx, mapping)  # GX and the suite first, so that they are frozen too
+    gc.collect()
+    gc.freeze()
+    _FROZEN.append(True)
 
 
 def _write_gold(engine: Engine, gold: Table, rows: pd.DataFrame) -> None:
