@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -143,7 +143,7 @@ def sync_entity(
         with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
             extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
         result.read = {source: counts["read"] for source, counts in extracted.items()}
-        parts = extract.partitions(ctx, entity)
+        parts = timed("extract", lambda: extract.partitions(ctx, entity))  # builds the stage's indexes
         totals: dict[str, int] = {}
         with ctx.background_writes(mapping, f"erpoa-gold-{entity}") as writes:
             for part in range(parts):
@@ -182,17 +182,38 @@ def _extract_sources(
     Each source reads its own database and stages its own rows (as the Airflow DAG's
     per-source tasks do), so a second source overlaps the first one's database waits.
     Always sequential in a dry run and when the target or the store is SQLite (one writer
-    at a time). A failing source fails the entity once the others have finished; the first
-    failure in mapping order is raised.
+    at a time). Extracted one after the other, the deletion sweeps of an incremental run
+    (keys only, little memory) still run at once, once every source is staged: each waits
+    mostly on its source's database. A failing source fails the entity once the others have
+    finished; the first failure in mapping order is raised.
     """
     mapping = ctx.mapping(entity)
+    threads = len(mapping.sources) > 1 and not ctx.dry_run and "sqlite" not in {
+        ctx.work_engine(mapping).dialect.name,
+        ctx.store.engine.dialect.name,
+    }
+    if not (threads and ctx.config.run.parallel_sources):
+        # One source after the other; their deletion sweeps (keys only, little memory) at once, after.
+        counts = {
+            source: retry(partial(extract.extract_source, ctx, entity, source, defer_sweep=threads))
+            for source in mapping.sources
+        }
+        due = [source for source, c in counts.items() if c.pop("sweep_due", 0)]
+        sweeps = {source: partial(retry, partial(extract.sweep_source, ctx, entity, source)) for source in due}
+        for source, deleted in _at_once(sweeps, f"erpoa-sweep-{entity}").items():
+            counts[source]["deleted"] = deleted
+        return counts
     calls = {source: partial(retry, partial(extract.extract_source, ctx, entity, source)) for source in mapping.sources}
-    at_once = ctx.config.run.parallel_sources and len(calls) > 1 and not ctx.dry_run
-    if not at_once or "sqlite" in {ctx.work_engine(mapping).dialect.name, ctx.store.engine.dialect.name}:
-        return {source: call() for source, call in calls.items()}
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix=f"erpoa-extract-{entity}") as pool:
-        futures = {source: pool.submit(call) for source, call in calls.items()}
-    return {source: future.result() for source, future in futures.items()}
+    return _at_once(calls, f"erpoa-extract-{entity}")
+
+
+def _at_once(calls: Mapping[str, Callable[[], Any]], name: str) -> dict[str, Any]:
+    """Run `calls` in one thread each; once all have ended, their results, or the first failure in order."""
+    if not calls:
+        return {}
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix=name) as pool:
+        futures = {key: pool.submit(call) for key, call in calls.items()}
+    return {key: future.result() for key, future in futures.items()}
 
 
 class _nolock:

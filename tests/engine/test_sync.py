@@ -269,11 +269,11 @@ def test_sources_extracted_at_once_publish_what_one_after_the_other_does(
     real, threads = extract.extract_source, {}
     meet = threading.Barrier(2, timeout=60)  # breaks (and fails the run) unless both purchase sources run at once
 
-    def extract_source(ctx, entity, source):
+    def extract_source(ctx, entity, source, **options):
         threads[(ctx.config.run.parallel_sources, entity, source)] = threading.current_thread().name
         if entity == "purchase" and ctx.config.run.parallel_sources:
             meet.wait()
-        return real(ctx, entity, source)
+        return real(ctx, entity, source, **options)
 
     monkeypatch.setattr(extract, "extract_source", extract_source)
     published = {}
@@ -294,3 +294,40 @@ def test_sources_extracted_at_once_publish_what_one_after_the_other_does(
     }
     assert len({threads[(True, "purchase", s)] for s in ("erp", "oa")}) == 2
     assert {n for (parallel, _, _), n in threads.items() if not parallel} == {"MainThread"}
+
+
+@pytest.mark.postgres
+def test_deletion_sweeps_of_the_sources_run_at_once_after_both_are_staged(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Extracted one after the other, an incremental run sweeps ERP and OA for deletions in two threads at once."""
+    from etl.engine import extract
+
+    config, manifest = make_project(tmp_path / "p", {"erp": pg_url, "oa": pg_url, "target": pg_url, "recon": pg_url})
+    summary, _ = run_sync(config, full_refresh=True)
+    assert summary.status == "success", summary.message
+    store = open_store(config)
+    gone = {}
+    for source, key in (("erp", manifest["employees_only_in_erp"][0]), ("oa", manifest["employees_only_in_oa"][0])):
+        links = [r for r in store.xref("employee", key) if r["source"] == source]
+        assert len(links) == 1, links
+        gone[source] = links[0]["src_id"]
+    _sql(pg_url, 'DELETE FROM "hr_hi_person" WHERE "cPsn_Num" = :i', i=gone["erp"])
+    _sql(pg_url, 'DELETE FROM "HrmResource" WHERE id = :i', i=int(gone["oa"]))
+    real, threads = extract.sweep_source, {}
+    meet = threading.Barrier(2, timeout=60)  # breaks (and fails the run) unless both sweeps run at once
+
+    def sweep_source(ctx, entity, source):
+        threads[(entity, source)] = threading.current_thread().name
+        if entity == "employee":
+            meet.wait()
+        return real(ctx, entity, source)
+
+    monkeypatch.setattr(extract, "sweep_source", sweep_source)
+    swept, _ = run_sync(config, entities=["employee"])
+    assert swept.status == "success", swept.message
+    assert _by_entity(swept)["employee"].inactivated == 2
+    names = {threads[("employee", s)] for s in ("erp", "oa")}
+    assert len(names) == 2 and all(n.startswith("erpoa-sweep-employee") for n in names)
+    active = dict(target_rows(config, "md_employee", ["employee_code", "_active"]))
+    assert not active[manifest["employees_only_in_erp"][0]] and not active[manifest["employees_only_in_oa"][0]]
