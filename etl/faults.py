@@ -46,6 +46,7 @@ POINTS = (
     "publish.committed",
     "finalize.watermarks",
     "finalize.xref_chunk",
+    "finalize.xref_loaded",
     "finalize.resolved",
     "entity.reconciled",
     "entity.cleaned",

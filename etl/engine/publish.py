@@ -9,6 +9,7 @@ at any point converges on the same state.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    cast,
     delete,
     exists,
     func,
@@ -31,15 +33,18 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
 from etl.errors import QualityGateError
+from etl.store import schema as store_schema
 
 XREF_CHUNK = 50_000
 XREF_COLUMNS = ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "updated_at"]
@@ -221,12 +226,31 @@ def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set
     """Stream this run's published golden keys with their source ids into `xref`; returns those in `gate_keys`."""
     mapping = ctx.mapping(entity)
     gold = ctx.tables(mapping).gold
+    kept = gold.c._action.in_(["insert", "update", "unchanged"])
+    if xref.in_target_database():
+        ids = func.jsonb_each_text(cast(gold.c._ids, JSONB)).table_valued("key", "value").alias("ids")
+        xref.add_select(
+            select(ids.c.key, ids.c.value, gold.c._key)
+            .select_from(gold.join(ids, true()))
+            .where(gold.c._run == ctx.run_id, kept, ids.c.key.in_(list(mapping.sources)))
+        )
+        faults.point("finalize.xref_loaded")
+        xref.complete()
+        wanted = sorted(gate_keys)
+        with ctx.target_engine(mapping).connect() as conn:
+            return [
+                key
+                for start in range(0, len(wanted), 1000)
+                for key in conn.execute(
+                    select(gold.c._key).where(
+                        gold.c._run == ctx.run_id, kept, gold.c._key.in_(wanted[start : start + 1000])
+                    )
+                ).scalars()
+            ]
     published: list[str] = []
     with ctx.target_engine(mapping).connect() as conn:
         result = conn.execution_options(stream_results=True).execute(
-            select(gold.c._key, gold.c._ids)
-            .where(gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update", "unchanged"]))
-            .order_by(gold.c._key)
+            select(gold.c._key, gold.c._ids).where(gold.c._run == ctx.run_id, kept).order_by(gold.c._key)
         )
         for rows in result.partitions(XREF_CHUNK):
             frame = pd.DataFrame.from_records(list(map(tuple, rows)), columns=["golden_key", "ids"])
@@ -235,6 +259,7 @@ def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set
             xref.add(_explode_ids(frame, list(mapping.sources)).sort_values(["source", "src_id"], ignore_index=True))
             faults.point("finalize.xref_chunk")
             published.extend(k for k in frame["golden_key"] if k in gate_keys)
+    xref.complete()
     return published
 
 
@@ -284,8 +309,11 @@ class _XrefLoader:
     and values as the store's version (first/last run, `active`, `updated_at`, `detail`
     untouched on update) and the same count (new + changed). On the first load of an entity
     (no cross-reference rows of it yet) the chunks are COPied straight into the table: every
-    row is new, so the temporary table and both joins are skipped. Other stores: chunk by
-    chunk through `Store.upsert_xref`, as before.
+    row is new, so the temporary table and both joins are skipped; where the cross-reference
+    is partitioned (schema version 3), into a new partition of the entity, indexed and
+    attached by `complete`. When the store is the target's database, `add_select` has the
+    server write the links from the gold rows instead. Other stores: chunk by chunk through
+    `Store.upsert_xref`, as before.
     """
 
     def __init__(self, ctx: SyncContext, entity: str) -> None:
@@ -305,6 +333,8 @@ class _XrefLoader:
         self._conn: Any = None
         self.loaded = 0
         self.direct = False
+        self.partition: Table | None = None
+        self.completed = False
         self.stamp: Any = None
 
     @staticmethod
@@ -319,6 +349,30 @@ class _XrefLoader:
     def __enter__(self) -> _XrefLoader:
         return self
 
+    def in_target_database(self) -> bool:
+        """Whether the store is the target's PostgreSQL database (the same URL): the links are then
+        cut out of the gold rows by the server, in one statement (`add_select`)."""
+        target = self.ctx.target_engine(self.ctx.mapping(self.entity))
+        return self.fast and target.dialect.name == "postgresql" and target.url == self.ctx.store.engine.url
+
+    def add_select(self, links: Any) -> None:
+        """Add the (source, src_id, golden_key) rows of the SELECT `links`, run by the store's server."""
+        if self._conn is None:
+            self._begin()
+        if not self.direct:
+            self.loaded += insert_select(self._conn, self.tmp, ["source", "src_id", "golden_key"], links)
+            return
+        sub = links.subquery()
+        rows = select(
+            literal(self.entity, String), *sub.c, literal(self.ctx.run_id, String), literal(self.ctx.run_id, String),
+            true(), literal(self.stamp, DateTime),
+        )
+        self.count += insert_select(self._conn, self._direct_table(), XREF_COLUMNS, rows)
+
+    def _direct_table(self) -> Table:
+        """Where a first load's links go: the entity's new partition, or the cross-reference itself."""
+        return store_schema.xref if self.partition is None else self.partition
+
     def add(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
@@ -329,18 +383,15 @@ class _XrefLoader:
             self._begin()
         rows = frame.assign(src_id=frame["src_id"].astype(str), golden_key=frame["golden_key"].astype(str))
         if self.direct:
-            from etl.store import schema as store_schema
-
             rows = rows.assign(
                 entity=self.entity, first_run_id=self.ctx.run_id, last_run_id=self.ctx.run_id, active=True,
                 updated_at=self.stamp,
             )
-            self.count += insert_frame(self._conn, store_schema.xref, rows, XREF_COLUMNS)
+            self.count += insert_frame(self._conn, self._direct_table(), rows, XREF_COLUMNS)
             return
         self.loaded += insert_frame(self._conn, self.tmp, rows, ["source", "src_id", "golden_key"])
 
     def _begin(self) -> None:
-        from etl.store import schema as store_schema
         from etl.store.repo import now
 
         xref = store_schema.xref
@@ -352,23 +403,33 @@ class _XrefLoader:
         self.direct = first_row is None
         if not self.direct:
             self.tmp.create(self._conn)
+        else:
+            self.partition = _new_partition(self._conn, self.entity)
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if self._conn is None:
             return
         try:
             if kind is None:
-                if not self.direct:
-                    self.count += self._merge(self._conn)
+                self.complete()
                 self._tx.commit()
             else:
                 self._tx.rollback()
         finally:
             self._conn.close()
 
-    def _merge(self, conn: Any) -> int:
-        from etl.store import schema as store_schema
+    def complete(self) -> None:
+        """Merge the loaded links into the cross-reference, or index and attach a new partition; nothing is
+        committed yet. Done by the loading thread itself (so it overlaps the publish) or on leaving the block."""
+        if self._conn is None or self.completed:
+            return
+        self.completed = True
+        if not self.direct:
+            self.count += self._merge(self._conn)
+        if self.partition is not None:
+            _attach_partition(self._conn, self.partition, self.entity)
 
+    def _merge(self, conn: Any) -> int:
         xref, tmp, entity, run_id, stamp = store_schema.xref, self.tmp, self.entity, self.ctx.run_id, self.stamp
         conn.exec_driver_sql("ANALYZE erpoa_tmp_xref")
         same = and_(xref.c.entity == entity, xref.c.source == tmp.c.source, xref.c.src_id == tmp.c.src_id)
@@ -394,6 +455,44 @@ class _XrefLoader:
             )
         ).rowcount
         return int(changed or 0) + int(new or 0)
+
+
+def _new_partition(conn: Any, entity: str) -> Table | None:
+    """A table to become the cross-reference partition of `entity`, created without indexes; None where
+    the store's cross-reference is not partitioned (a store of schema version 2 not yet migrated)
+    or the entity has a partition already (it had links once)."""
+    xref = store_schema.xref
+    name = f"erpoa_xref_{hashlib.sha1(entity.encode()).hexdigest()[:12]}"
+    kind = conn.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": xref.name}).scalar()
+    if kind != "p" or conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar() is not None:
+        return None
+    prep = conn.dialect.identifier_preparer
+    conn.execute(
+        text(f"CREATE TABLE {prep.quote(name)} (LIKE {prep.quote(xref.name)} INCLUDING DEFAULTS, "
+             f"CHECK (entity = {_sql_text(entity)}))")
+    )
+    return Table(name, MetaData(), *(Column(c.name, c.type) for c in xref.columns))
+
+
+def _attach_partition(conn: Any, partition: Table, entity: str) -> None:
+    """Index the loaded partition the way the cross-reference is indexed, then attach it for `entity`.
+
+    One sort per index over the entity's links instead of an insertion per link; the CHECK
+    constraint spares the attach its scan of the rows.
+    """
+    prep = conn.dialect.identifier_preparer
+    name = prep.quote(partition.name)
+    conn.execute(text(f"ALTER TABLE {name} ADD PRIMARY KEY (entity, source, src_id)"))
+    conn.execute(text(f"CREATE INDEX ON {name} (entity, golden_key)"))
+    conn.execute(
+        text(f"ALTER TABLE {prep.quote(store_schema.xref.name)} ATTACH PARTITION {name} "
+             f"FOR VALUES IN ({_sql_text(entity)})")
+    )
+
+
+def _sql_text(value: str) -> str:
+    """A string literal for DDL, which takes no bind parameters."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _explode_ids(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:

@@ -20,10 +20,12 @@ from sqlalchemy import (
     UniqueConstraint,
     inspect,
     select,
+    text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-SCHEMA_VERSION = 2  # 2: quarantine indexes by golden key and by source id
+# 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL
+SCHEMA_VERSION = 3
 metadata = MetaData()
 
 schema_version = Table("erpoa_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -157,7 +159,10 @@ xref = Table(
     Column("detail", Text),
     Column("updated_at", DateTime),
     Index("ix_erpoa_xref_key", "entity", "golden_key"),
+    # One partition per entity (created by its first load, see `etl.engine.publish`) and a default one.
+    postgresql_partition_by="LIST (entity)",
 )
+XREF_DEFAULT = "erpoa_xref_default"
 
 differences = Table(
     "erpoa_difference",
@@ -199,7 +204,13 @@ locks = Table(
 
 def migrate(engine: Engine) -> None:
     """Create missing tables and record the schema version (idempotent)."""
+    if engine.dialect.name == "postgresql":
+        _partition_xref(engine)
     metadata.create_all(engine, checkfirst=True)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            _one_at_a_time(conn)
+            conn.execute(text(f"CREATE TABLE IF NOT EXISTS {XREF_DEFAULT} PARTITION OF {xref.name} DEFAULT"))
     with engine.connect() as conn:
         current = conn.execute(select(schema_version.c.version)).scalar()
     if current is not None and current < SCHEMA_VERSION:
@@ -211,6 +222,33 @@ def migrate(engine: Engine) -> None:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         elif current < SCHEMA_VERSION:
             conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+
+
+def _partition_xref(engine: Engine) -> None:
+    """Turn a cross-reference table of schema version 2 into a partitioned one, its rows kept as the default partition.
+
+    The first load of an entity can then fill a partition of its own without indexes and build
+    them after, instead of inserting every link into the indexes of a table holding all entities.
+    """
+    with engine.begin() as conn:
+        _one_at_a_time(conn)
+        kind = conn.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": xref.name}).scalar()
+        if kind != "r":
+            return  # none yet (created partitioned below) or already partitioned
+        conn.execute(text(f"ALTER TABLE {xref.name} RENAME TO {XREF_DEFAULT}"))
+        for index in conn.execute(
+            text("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                 "WHERE i.indrelid = to_regclass(:t)"), {"t": XREF_DEFAULT}
+        ).scalars().all():
+            # The partitioned table's own key and index take the original names.
+            conn.execute(text(f'ALTER INDEX "{index}" RENAME TO "{(XREF_DEFAULT + "_" + index)[:63]}"'))
+        xref.create(conn)
+        conn.execute(text(f"ALTER TABLE {xref.name} ATTACH PARTITION {XREF_DEFAULT} DEFAULT"))
+
+
+def _one_at_a_time(conn: Connection) -> None:
+    """Serialise this transaction with the same step of other processes (Airflow tasks open the store at once)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('erpoa_xref partitions'))"))
 
 
 def is_initialised(engine: Engine) -> bool:

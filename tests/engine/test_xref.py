@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -29,17 +30,43 @@ def _links(url: str) -> set[tuple[Any, ...]]:
     return {tuple(r) for r in rows}
 
 
+def _links_of_gold(url: str) -> set[tuple[Any, ...]]:
+    """What the client-side path (`_explode_ids`) makes of the last run's gold rows of every entity."""
+    engine = create_engine(url)
+    out: set[tuple[Any, ...]] = set()
+    with engine.connect() as conn:
+        for entity in ("department", "employee", "contract", "purchase"):
+            gold = pd.DataFrame(
+                conn.execute(
+                    text(f"SELECT _key, _ids FROM erpoa_gold_{entity} "
+                         "WHERE _action IN ('insert', 'update', 'unchanged')")
+                ).all(),
+                columns=["golden_key", "ids"],
+            )
+            links = publish._explode_ids(gold, ["erp", "oa"])
+            out |= {(entity, r.source, r.src_id, r.golden_key) for r in links.itertuples()}
+    engine.dispose()
+    return out
+
+
+@pytest.mark.parametrize("in_database", [True, False], ids=["server-side", "client-side"])
 def test_first_load_copies_links_straight_in_with_what_the_merge_writes(
-    tmp_path: Path, pg_url: str, pg_url_b: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pg_url: str, pg_url_b: str, monkeypatch: pytest.MonkeyPatch, in_database: bool
 ) -> None:
+    """Both ways of cutting the links out of the gold rows: by the server when the store is the target's
+    database, in pandas otherwise (here forced, as the test's store and target share a database)."""
     paths: dict[tuple[str, str], bool] = {}
     real_exit = publish._XrefLoader.__exit__
+    used: set[bool] = set()
 
     def exit_recording(self: Any, *exc: Any) -> None:
         paths[(self.ctx.config.connection("recon").sqlalchemy_url(), self.entity)] = self.direct
+        used.add(self.in_target_database())
         real_exit(self, *exc)
 
     monkeypatch.setattr(publish._XrefLoader, "__exit__", exit_recording)
+    if not in_database:
+        monkeypatch.setattr(publish._XrefLoader, "in_target_database", lambda self: False)
     configs = {}
     for name, url in (("direct", pg_url), ("merged", pg_url_b)):
         config, _ = make_project(tmp_path / name, {"erp": url, "oa": url, "target": url, "recon": url})
@@ -65,9 +92,11 @@ def test_first_load_copies_links_straight_in_with_what_the_merge_writes(
         ("department", "employee", "contract", "purchase"), True
     )
     assert {d for (u, _), d in paths.items() if u == merged_url} == {False}
+    assert used == {in_database}
     links = _links(pg_url)
     assert len(links) > 100
     assert links == _links(pg_url_b)
+    assert {link[:4] for link in links} == _links_of_gold(pg_url)
     # A second run of the directly loaded store merges, and changes no link.
     paths.clear()
     again, _ = run_sync(configs["direct"], full_refresh=True)
