@@ -111,7 +111,7 @@ def build_partition(
             ctx.store.clear_quarantine(ctx.run_id, entity, stage=stage_name)
         ctx.store.clear_gate(ctx.run_id, entity, partition)
     faults.point("merge.start")
-    freeze_long_lived(ctx, mapping)
+    freeze_long_lived()
     stage_cols = ["_source", "_src_id", "_status", "_key", *fields]
     staged = read_frame(
         wengine,
@@ -230,29 +230,26 @@ def build_partition(
     return counts
 
 
-_FROZEN: list[bool] = []
+_PARTITIONS_SEEN: list[int] = []
 
 
-def freeze_long_lived(ctx: SyncContext, mapping: EntityMapping) -> None:
-    """Once per process, before the first partition: move what is alive now out of the collector's sight.
+def freeze_long_lived() -> None:
+    """From the second partition a process merges on, keep what is alive out of the collector's sight.
 
     The gate ends each partition with a full collection (GX holds the partition's frame in
     reference cycles). A full collection visits every tracked object: with Airflow, SQLAlchemy,
     pandas and GX loaded that took 0.25 s per partition, 5 s at a million rows. What is alive
-    between extraction and the first partition (modules, registries, the run's configuration)
-    lives as long as the process, so it is frozen once (`gc.freeze`) and later collections
-    only visit the objects of the partition at hand.
+    between two partitions (modules, GX and its suite, the run's configuration) lives as long as
+    the process, so it is frozen once (`gc.freeze`) and later collections only visit the objects
+    of the partition at hand. A process that merges one partition (an incremental run, an Airflow
+    task) does not pay for the freeze's own full collection.
     """
     import gc
 
-    if _FROZEN:
-        return
-    from etl.engine.quality import load_gate
-
-    load_gate(ctx, mapping)  # GX and the suite first, so that they are frozen too
-    gc.collect()
-    gc.freeze()
-    _FROZEN.append(True)
+    _PARTITIONS_SEEN.append(1)
+    if len(_PARTITIONS_SEEN) == 2:
+        gc.collect()
+        gc.freeze()
 
 
 def _write_gold(engine: Engine, gold: Table, rows: pd.DataFrame) -> None:
@@ -343,6 +340,28 @@ def _planned_values(ctx: SyncContext, mapping: EntityMapping, field: str) -> set
     return set(read_frame(engine, stmt, [field])[field].dropna().astype("str"))
 
 
+def _referenced_values(ctx: SyncContext, entity: str, field: str) -> set[str]:
+    """The active values of `entity.field` in the target, read once per run and process.
+
+    An entity's references point to entities synced before it, which do not change while its
+    partitions are merged: each partition used to read them all again.
+    """
+    cache: dict[tuple[str, str], set[str]] = ctx.__dict__.setdefault("_referenced_values", {})
+    if (entity, field) in cache:
+        return cache[(entity, field)]
+    ref_mapping = ctx.mapping(entity)
+    ref_table = ctx.tables(ref_mapping).target
+    engine = ctx.target_engine(ref_mapping)
+    known: set[str] = set()
+    if table_exists(engine, ref_table):
+        stmt = select(ref_table.c[field]).where(ref_table.c._active.is_(True)).distinct()
+        known = set(read_frame(engine, stmt, [field])[field].astype("str"))
+    if ctx.dry_run:
+        known |= _planned_values(ctx, ref_mapping, field)
+    cache[(entity, field)] = known
+    return known
+
+
 def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
     """Quarantine (or fail on) golden rows that point to keys missing in another entity's target."""
     found = []
@@ -350,20 +369,7 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
         values = rows[field].dropna()
         if values.empty:
             continue
-        ref_mapping = ctx.mapping(entity)
-        ref_table = ctx.tables(ref_mapping).target
-        engine = ctx.target_engine(ref_mapping)
-        known = (
-            set(
-                read_frame(engine, select(ref_table.c[other]).where(ref_table.c._active.is_(True)).distinct(), [other])[
-                    other
-                ].astype("str")
-            )
-            if table_exists(engine, ref_table)
-            else set()
-        )
-        if ctx.dry_run:
-            known |= _planned_values(ctx, ref_mapping, other)
+        known = _referenced_values(ctx, entity, other)
         missing = rows[rows[field].notna() & ~isin(rows[field].astype("str"), known)]
         if missing.empty:
             continue

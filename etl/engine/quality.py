@@ -58,12 +58,6 @@ def _suite(ctx: SyncContext, mapping: EntityMapping) -> Any | None:
     return suite
 
 
-def load_gate(ctx: SyncContext, mapping: EntityMapping) -> None:
-    """Import Great Expectations and read the entity's suite, if it has one (both are kept for the run)."""
-    if _suite(ctx, mapping) is not None:
-        import etl.validate.gate  # noqa: F401
-
-
 def _reference_keys(ctx: SyncContext, suite: Any) -> dict[str, list[Any]]:
     from sqlalchemy import select
 
