@@ -111,7 +111,7 @@ def build_partition(
             ctx.store.clear_quarantine(ctx.run_id, entity, stage=stage_name)
         ctx.store.clear_gate(ctx.run_id, entity, partition)
     faults.point("merge.start")
-    freeze_long_lived()
+    freeze_long_lived(writes)
     stage_cols = ["_source", "_src_id", "_status", "_key", *fields]
     staged = read_frame(
         wengine,
@@ -233,7 +233,7 @@ def build_partition(
 _PARTITIONS_SEEN: list[int] = []
 
 
-def freeze_long_lived() -> None:
+def freeze_long_lived(writes: BackgroundWrites | None = None) -> None:
     """From the second partition a process merges on, keep what is alive out of the collector's sight.
 
     The gate ends each partition with a full collection (GX holds the partition's frame in
@@ -242,12 +242,16 @@ def freeze_long_lived() -> None:
     between two partitions (modules, GX and its suite, the run's configuration) lives as long as
     the process, so it is frozen once (`gc.freeze`) and later collections only visit the objects
     of the partition at hand. A process that merges one partition (an incremental run, an Airflow
-    task) does not pay for the freeze's own full collection.
+    task) does not pay for the freeze's own full collection. The previous partition's gold rows
+    are written first: frozen while in flight, a frame caught in a reference cycle would never be
+    freed.
     """
     import gc
 
     _PARTITIONS_SEEN.append(1)
     if len(_PARTITIONS_SEEN) == 2:
+        if writes is not None:
+            writes.wait()
         gc.collect()
         gc.freeze()
 
