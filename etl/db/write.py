@@ -175,12 +175,7 @@ def indexes_built_after(conn: Connection, table: Table) -> Iterator[bool]:
         text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
              "WHERE conrelid = to_regclass(:t) AND contype IN ('p', 'u') ORDER BY contype, conname"), oid
     ).all()
-    indexes = conn.execute(
-        text("SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-             "WHERE i.indrelid = to_regclass(:t) "
-             "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) ORDER BY c.relname"), oid
-    ).all()
+    indexes = plain_indexes(conn, name)
     for conname, _ in constraints:
         conn.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT {prep.quote(conname)}"))
     for schema, index, _ in indexes:
@@ -190,6 +185,18 @@ def indexes_built_after(conn: Connection, table: Table) -> Iterator[bool]:
         conn.execute(text(f"ALTER TABLE {name} ADD CONSTRAINT {prep.quote(conname)} {definition}"))
     for _, _, definition in indexes:
         conn.execute(text(definition))
+
+
+def plain_indexes(conn: Connection, name: str) -> list[tuple[str, str, str]]:
+    """(schema, name, definition) of the PostgreSQL table `name`'s indexes that back no constraint."""
+    rows = conn.execute(
+        text("SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE i.indrelid = to_regclass(:t) "
+             "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) ORDER BY c.relname"),
+        {"t": name},
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def insert_select(conn: Connection, target: Table, columns: Sequence[str], source: Select[Any]) -> int:

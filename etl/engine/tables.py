@@ -34,6 +34,7 @@ from sqlalchemy import (
     text,
 )
 
+from etl.db.write import plain_indexes
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.types import as_text
 
@@ -213,11 +214,7 @@ def start_bulk_load(conn: Connection, table: Table) -> None:
     prep = conn.dialect.identifier_preparer
     name = prep.format_table(table)
     conn.execute(text(f"TRUNCATE {name}"))
-    indexes = conn.execute(
-        text("SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.indrelid = to_regclass(:t)"), {"t": name}
-    ).all()
-    for schema, index in indexes:  # those of older versions too: `build_indexes` makes the current ones
+    for schema, index, _ in plain_indexes(conn, name):  # older versions' too: `build_indexes` makes today's
         conn.execute(text(f"DROP INDEX {prep.quote(schema)}.{prep.quote(index)}"))
 
 
