@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, and_, delete, exists, func, literal, select, text
+from sqlalchemy import Connection, Engine, Table, and_, delete, exists, func, literal, select
 
 from etl import faults
 from etl.db.background import BackgroundWrites
@@ -20,7 +20,7 @@ from etl.db.write import insert_frame, insert_frames, refresh_statistics
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.sweep import sweep
-from etl.engine.tables import bucket_of, build_indexes, key_text, start_bulk_load, table_exists
+from etl.engine.tables import bucket_of, build_indexes, key_text, start_bulk_load, table_exists, truncate
 from etl.errors import UnmappedValueError
 from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
@@ -36,13 +36,14 @@ def prepare(ctx: SyncContext, entity: str) -> None:
     work = ctx.work_tables(mapping)
     work.create(ctx.work_engine(mapping), work_only=True)
     engine = ctx.work_engine(mapping)
+    postgres = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql" and not _has_run_rows(conn, work.stage, ctx.run_id):
+        if postgres and not _has_run_rows(conn, work.stage, ctx.run_id):
             start_bulk_load(conn, work.stage)  # indexes come back in `partitions`, once every source is staged
         else:
             conn.execute(delete(work.stage).where(work.stage.c._run != ctx.run_id))
-        if engine.dialect.name == "postgresql" and not _has_run_rows(conn, work.gold, ctx.run_id):
-            conn.execute(text(f"TRUNCATE {conn.dialect.identifier_preparer.format_table(work.gold)}"))
+        if postgres and not _has_run_rows(conn, work.gold, ctx.run_id):
+            truncate(conn, work.gold)
         else:
             conn.execute(delete(work.gold).where(work.gold.c._run != ctx.run_id))
     faults.point("extract.prepared")

@@ -463,13 +463,12 @@ def _new_partition(conn: Any, entity: str) -> Table | None:
     or the entity has a partition already (it had links once)."""
     xref = store_schema.xref
     name = f"erpoa_xref_{hashlib.sha1(entity.encode()).hexdigest()[:12]}"
-    kind = conn.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": xref.name}).scalar()
-    if kind != "p" or conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar() is not None:
+    if store_schema.xref_kind(conn) != "p" or conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar():
         return None
     prep = conn.dialect.identifier_preparer
     conn.execute(
         text(f"CREATE TABLE {prep.quote(name)} (LIKE {prep.quote(xref.name)} INCLUDING DEFAULTS, "
-             f"CHECK (entity = {_sql_text(entity)}))")
+             f"CHECK (entity = {_sql_text(conn, entity)}))")
     )
     return Table(name, MetaData(), *(Column(c.name, c.type) for c in xref.columns))
 
@@ -482,17 +481,22 @@ def _attach_partition(conn: Any, partition: Table, entity: str) -> None:
     """
     prep = conn.dialect.identifier_preparer
     name = prep.quote(partition.name)
-    conn.execute(text(f"ALTER TABLE {name} ADD PRIMARY KEY (entity, source, src_id)"))
-    conn.execute(text(f"CREATE INDEX ON {name} (entity, golden_key)"))
+    xref = store_schema.xref
+
+    def columns(cols: Any) -> str:
+        return ", ".join(prep.quote(c.name) for c in cols)
+
+    conn.execute(text(f"ALTER TABLE {name} ADD PRIMARY KEY ({columns(xref.primary_key.columns)})"))
+    for index in xref.indexes:
+        conn.execute(text(f"CREATE INDEX ON {name} ({columns(index.columns)})"))
     conn.execute(
-        text(f"ALTER TABLE {prep.quote(store_schema.xref.name)} ATTACH PARTITION {name} "
-             f"FOR VALUES IN ({_sql_text(entity)})")
+        text(f"ALTER TABLE {prep.quote(xref.name)} ATTACH PARTITION {name} FOR VALUES IN ({_sql_text(conn, entity)})")
     )
 
 
-def _sql_text(value: str) -> str:
-    """A string literal for DDL, which takes no bind parameters."""
-    return "'" + value.replace("'", "''") + "'"
+def _sql_text(conn: Any, value: str) -> str:
+    """`value` as a string literal of the connection's dialect, for DDL, which takes no bind parameters."""
+    return str(literal(value, String).compile(conn, compile_kwargs={"literal_binds": True}))
 
 
 def _explode_ids(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:

@@ -212,10 +212,15 @@ def start_bulk_load(conn: Connection, table: Table) -> None:
     gives back the space of earlier runs at once, where DELETE would leave it to VACUUM.
     """
     prep = conn.dialect.identifier_preparer
-    name = prep.format_table(table)
-    conn.execute(text(f"TRUNCATE {name}"))
-    for schema, index, _ in plain_indexes(conn, name):  # older versions' too: `build_indexes` makes today's
+    truncate(conn, table)
+    # Older versions' indexes too: `build_indexes` makes today's.
+    for schema, index, _ in plain_indexes(conn, prep.format_table(table)):
         conn.execute(text(f"DROP INDEX {prep.quote(schema)}.{prep.quote(index)}"))
+
+
+def truncate(conn: Connection, table: Table) -> None:
+    """Empty a PostgreSQL table at once (the space comes back without VACUUM)."""
+    conn.execute(text(f"TRUNCATE {conn.dialect.identifier_preparer.format_table(table)}"))
 
 
 def build_indexes(engine: Engine, table: Table) -> None:

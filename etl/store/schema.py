@@ -204,13 +204,9 @@ locks = Table(
 
 def migrate(engine: Engine) -> None:
     """Create missing tables and record the schema version (idempotent)."""
-    if engine.dialect.name == "postgresql":
-        _partition_xref(engine)
     metadata.create_all(engine, checkfirst=True)
     if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            _one_at_a_time(conn)
-            conn.execute(text(f"CREATE TABLE IF NOT EXISTS {XREF_DEFAULT} PARTITION OF {xref.name} DEFAULT"))
+        _partition_xref(engine)
     with engine.connect() as conn:
         current = conn.execute(select(schema_version.c.version)).scalar()
     if current is not None and current < SCHEMA_VERSION:
@@ -225,30 +221,32 @@ def migrate(engine: Engine) -> None:
 
 
 def _partition_xref(engine: Engine) -> None:
-    """Turn a cross-reference table of schema version 2 into a partitioned one, its rows kept as the default partition.
+    """Give the partitioned cross-reference its default partition; a table of schema version 2 becomes it, rows kept.
 
     The first load of an entity can then fill a partition of its own without indexes and build
     them after, instead of inserting every link into the indexes of a table holding all entities.
+    Serialised with the same step of other processes (Airflow tasks open the store at once).
     """
     with engine.begin() as conn:
-        _one_at_a_time(conn)
-        kind = conn.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": xref.name}).scalar()
-        if kind != "r":
-            return  # none yet (created partitioned below) or already partitioned
-        conn.execute(text(f"ALTER TABLE {xref.name} RENAME TO {XREF_DEFAULT}"))
-        for index in conn.execute(
-            text("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                 "WHERE i.indrelid = to_regclass(:t)"), {"t": XREF_DEFAULT}
-        ).scalars().all():
-            # The partitioned table's own key and index take the original names.
-            conn.execute(text(f'ALTER INDEX "{index}" RENAME TO "{(XREF_DEFAULT + "_" + index)[:63]}"'))
-        xref.create(conn)
-        conn.execute(text(f"ALTER TABLE {xref.name} ATTACH PARTITION {XREF_DEFAULT} DEFAULT"))
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('erpoa_xref partitions'))"))
+        if xref_kind(conn) == "r":  # created by version 2, unpartitioned
+            conn.execute(text(f"ALTER TABLE {xref.name} RENAME TO {XREF_DEFAULT}"))
+            for index in conn.execute(
+                text("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                     "WHERE i.indrelid = to_regclass(:t)"), {"t": XREF_DEFAULT}
+            ).scalars().all():
+                # The partitioned table's own key and index take the original names.
+                conn.execute(text(f'ALTER INDEX "{index}" RENAME TO "{(XREF_DEFAULT + "_" + index)[:63]}"'))
+            xref.create(conn)
+            conn.execute(text(f"ALTER TABLE {xref.name} ATTACH PARTITION {XREF_DEFAULT} DEFAULT"))
+        else:
+            conn.execute(text(f"CREATE TABLE IF NOT EXISTS {XREF_DEFAULT} PARTITION OF {xref.name} DEFAULT"))
 
 
-def _one_at_a_time(conn: Connection) -> None:
-    """Serialise this transaction with the same step of other processes (Airflow tasks open the store at once)."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('erpoa_xref partitions'))"))
+def xref_kind(conn: Connection) -> str | None:
+    """PostgreSQL's `relkind` of the cross-reference: `p` partitioned, `r` a plain table, None missing."""
+    kind = conn.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": xref.name}).scalar()
+    return None if kind is None else str(kind)
 
 
 def is_initialised(engine: Engine) -> bool:
