@@ -145,6 +145,7 @@ def sync_entity(
         result.read = {source: counts["read"] for source, counts in extracted.items()}
         parts = timed("extract", lambda: extract.partitions(ctx, entity))  # builds the stage's indexes
         totals: dict[str, int] = {}
+        build.expect_fresh_gold(ctx, entity, parts)
         with ctx.background_writes(mapping, f"erpoa-gold-{entity}") as writes:
             for part in range(parts):
                 counts = timed("merge", partial(build.build_partition, ctx, entity, part, parts, writes))
@@ -362,46 +363,16 @@ def check_suites(config: ProjectConfig, mappings: MappingSet, names: Iterable[st
 
 def build_data_docs(ctx: SyncContext) -> None:
     """Great Expectations Data Docs of this run's validations, into `<reports>/<run id>/datadocs/`."""
-    gate_results = ctx.__dict__.get("gate_results", [])
-    if not gate_results:
+    pages = ctx.__dict__.get("gate_docs", [])
+    if not pages:
         return
     from etl.validate import build_data_docs as build
 
     out = ctx.config.resolve(ctx.config.reports) / ctx.run_id / "datadocs"
     try:
-        build([_mask_gate_result(result, set(ctx.mapping(entity).pii_fields)) for entity, result in gate_results], out)
+        build(pages, out)
     except Exception as exc:  # the docs are a convenience; never fail a published run over them
         log.warning("could not build Data Docs in %s: %s", out, exc)
-
-
-def _mask_gate_result(result: Any, pii: set[str]) -> Any:
-    """A copy of a gate result with the values of `pii: true` fields masked (Data Docs show failing values)."""
-    if not pii:
-        return result
-    import copy
-    import dataclasses
-
-    from etl.logs import mask_personal
-
-    failures = result.row_failures.copy()
-    if not failures.empty:
-        sel = failures["column"].isin(pii)
-        failures.loc[sel, "value"] = failures.loc[sel, "value"].map(mask_personal)
-    suite = copy.deepcopy(result.results)
-    for res in suite.results:
-        kwargs = res.expectation_config.kwargs if res.expectation_config is not None else {}
-        if not {kwargs.get(k) for k in ("column", "column_A", "column_B")} & pii:
-            continue
-        values = res.result or {}
-        for key in ("unexpected_list", "partial_unexpected_list"):
-            if isinstance(values.get(key), list):
-                values[key] = [mask_personal(v) for v in values[key]]
-        if isinstance(values.get("partial_unexpected_counts"), list):
-            values["partial_unexpected_counts"] = [
-                {**c, "value": mask_personal(c.get("value"))} if isinstance(c, dict) else c
-                for c in values["partial_unexpected_counts"]
-            ]
-    return dataclasses.replace(result, row_failures=failures, results=suite)
 
 
 def redact(text: str, config: ProjectConfig) -> str:

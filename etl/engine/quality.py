@@ -92,7 +92,13 @@ def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, parti
         suite = resolve_references(suite, refs)
     frame = rows.reset_index(drop=True)
     result = validate_batch(frame[list(mapping.fields)], suite, mapping.key)
-    ctx.__dict__.setdefault("gate_results", []).append((mapping.entity, result))
+    if not ctx.dry_run:
+        from etl.validate.datadocs import docs_json
+
+        # Only the page's JSON stays until the run's Data Docs are built: GX's result objects of
+        # every partition would make the memory of a sync grow with the table.
+        docs = docs_json(_mask_gate_result(result, set(mapping.pii_fields)))
+        ctx.__dict__.setdefault("gate_docs", []).append(docs)
     failures = result.row_failures
     records = [
         {"level": "batch", "expectation": f.expectation, "column": f.column, "failed": 0, "message": f.message}
@@ -119,3 +125,33 @@ def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, parti
 
     quarantine_rows(ctx, mapping.entity, bad, stage=f"gate{partition}")
     return bad
+
+
+def _mask_gate_result(result: Any, pii: set[str]) -> Any:
+    """A copy of a gate result with the values of `pii: true` fields masked (Data Docs show failing values)."""
+    if not pii:
+        return result
+    import copy
+    import dataclasses
+
+    from etl.logs import mask_personal
+
+    failures = result.row_failures.copy()
+    if not failures.empty:
+        sel = failures["column"].isin(pii)
+        failures.loc[sel, "value"] = failures.loc[sel, "value"].map(mask_personal)
+    suite = copy.deepcopy(result.results)
+    for res in suite.results:
+        kwargs = res.expectation_config.kwargs if res.expectation_config is not None else {}
+        if not {kwargs.get(k) for k in ("column", "column_A", "column_B")} & pii:
+            continue
+        values = res.result or {}
+        for key in ("unexpected_list", "partial_unexpected_list"):
+            if isinstance(values.get(key), list):
+                values[key] = [mask_personal(v) for v in values[key]]
+        if isinstance(values.get("partial_unexpected_counts"), list):
+            values["partial_unexpected_counts"] = [
+                {**c, "value": mask_personal(c.get("value"))} if isinstance(c, dict) else c
+                for c in values["partial_unexpected_counts"]
+            ]
+    return dataclasses.replace(result, row_failures=failures, results=suite)

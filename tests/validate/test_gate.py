@@ -21,7 +21,7 @@ from etl.validate.custom import (
     ValueSet,
     has_max_scale,
 )
-from etl.validate.datadocs import build_data_docs
+from etl.validate.datadocs import SAMPLE_ROWS, build_data_docs, docs_json
 from etl.validate.gate import BatchFailure, GateResult, gate_decision, validate_batch
 from etl.validate.suites import load_suite, resolve_code_tables, resolve_references
 
@@ -432,6 +432,31 @@ def test_data_docs_index_in_out_dir(tmp_path, monkeypatch):
     assert "B3" in employee_page  # failing rows are shown by business key
     assert "employee_status" in employee_page
     assert "D01" not in employee_page  # injected key sets are not dumped into the page
+
+
+def test_data_docs_from_the_compact_json_a_sync_keeps(tmp_path, monkeypatch):
+    n = 5_000
+    frame = pd.DataFrame({"code": [f"K{i:05d}" for i in range(n)], "amount": np.arange(n) * -1.0})
+    suite = gx.ExpectationSuite(
+        name="purchase", expectations=[E.ExpectColumnValuesToBeBetween(column="amount", min_value=0)]
+    )
+    result = validate_batch(frame, suite, ["code"])
+    assert len(result.row_failures) == n - 1
+
+    page = docs_json(result)
+
+    kept = json.loads(page)["results"][0]["result"]
+    assert kept["unexpected_count"] == n - 1
+    assert len(kept["unexpected_list"]) == SAMPLE_ROWS  # cut to the sample a page shows, not every failing value
+    assert len(kept["unexpected_index_list"]) == SAMPLE_ROWS
+    assert len(page) < 100_000
+    monkeypatch.chdir(tmp_path)
+    index = build_data_docs([page, docs_json(result)], tmp_path / "docs")
+    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert index.is_file() and len(pages) == 2
+    html = pages[0].read_text()
+    assert "K00001" in html  # failing rows by business key, as from the result itself
+    assert "K04999" not in html  # past the sample
 
 
 @pytest.mark.slow
