@@ -44,6 +44,8 @@ class SyncContext:
     progress: ProgressFn | None = None
     only_ids: dict[str, list[str]] | None = None
     planned_quarantine: list[pd.DataFrame] = field(default_factory=list)
+    #: (entity, partition) whose gold rows are known not to exist yet: their first merge skips the delete
+    fresh_gold: set[tuple[str, int]] = field(default_factory=set)
     _tables: dict[str, EntityTables] = field(default_factory=dict)
     _work: Engine | None = None
     _workdir: Any = None

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, and_, delete, exists, func, literal, select
+from sqlalchemy import Engine, Table, and_, delete, exists, func, literal, select
 
 from etl import faults
 from etl.db.background import BackgroundWrites
@@ -20,7 +20,15 @@ from etl.db.write import insert_frame, insert_frames, refresh_statistics
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.sweep import sweep
-from etl.engine.tables import bucket_of, build_indexes, key_text, start_bulk_load, table_exists, truncate
+from etl.engine.tables import (
+    bucket_of,
+    build_indexes,
+    has_run_rows,
+    key_text,
+    start_bulk_load,
+    table_exists,
+    truncate,
+)
 from etl.errors import UnmappedValueError
 from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
@@ -38,19 +46,15 @@ def prepare(ctx: SyncContext, entity: str) -> None:
     engine = ctx.work_engine(mapping)
     postgres = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
-        if postgres and not _has_run_rows(conn, work.stage, ctx.run_id):
+        if postgres and not has_run_rows(conn, work.stage, ctx.run_id):
             start_bulk_load(conn, work.stage)  # indexes come back in `partitions`, once every source is staged
         else:
             conn.execute(delete(work.stage).where(work.stage.c._run != ctx.run_id))
-        if postgres and not _has_run_rows(conn, work.gold, ctx.run_id):
+        if postgres and not has_run_rows(conn, work.gold, ctx.run_id):
             truncate(conn, work.gold)
         else:
             conn.execute(delete(work.gold).where(work.gold.c._run != ctx.run_id))
     faults.point("extract.prepared")
-
-
-def _has_run_rows(conn: Connection, table: Table, run_id: str) -> bool:
-    return conn.execute(select(table.c._run).where(table.c._run == run_id).limit(1)).first() is not None
 
 
 def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: bool = False) -> dict[str, Any]:

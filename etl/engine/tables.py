@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
+    select,
     text,
 )
 
@@ -39,6 +40,8 @@ from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.types import as_text
 
 BUCKETS = 1024
+#: `_status` of staged rows a merge refused (see `etl.engine.build._mark_stage_rejected`).
+SET_ASIDE = ("held", "duplicate")
 KEY_LEN = 255
 META_TARGET = ["_key", "_bucket", "_active", "_presence", "_hash", "_run_id", "_mapping_version", "_updated_at"]
 
@@ -131,6 +134,14 @@ class EntityTables:
             Index(f"ix_erpoa_stage_{e}_id", "_source", "_src_id"),
             **opts,
         )
+        # The few rows a merge set aside, found without visiting a partition's staged rows: each
+        # merge of a partition first returns them to `ok` (a rerun of it must see them again).
+        Index(
+            f"ix_erpoa_stage_{e}_held",
+            stage.c._bucket,
+            postgresql_where=stage.c._status.in_(SET_ASIDE),
+            sqlite_where=stage.c._status.in_(SET_ASIDE),
+        ).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented; the hint says str
         gold = Table(
             f"erpoa_gold_{e}",
             md,
@@ -228,6 +239,11 @@ def build_indexes(engine: Engine, table: Table) -> None:
     with engine.begin() as conn:
         for index in table.indexes:
             index.create(conn, checkfirst=True)
+
+
+def has_run_rows(conn: Connection, table: Table, run_id: str) -> bool:
+    """Whether `table` (stage or gold) holds any row of `run_id`."""
+    return conn.execute(select(table.c._run).where(table.c._run == run_id).limit(1)).first() is not None
 
 
 def table_exists(engine: Engine, table: Table) -> bool:

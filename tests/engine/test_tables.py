@@ -68,7 +68,8 @@ def test_a_bulk_load_empties_the_stage_and_drops_its_indexes_until_they_are_buil
     engine = create_engine(pg_url)
     tables.create(engine)
     indexed = _index_defs(engine, tables.stage.name)
-    assert len(indexed) == 2
+    assert len(indexed) == 3
+    assert any("WHERE" in d and "'held'" in d and "'duplicate'" in d for d in indexed)  # set-aside rows only
     with engine.begin() as conn:
         conn.execute(tables.stage.insert().values(_run="old", _source="erp", _src_id="1", _status="ok"))
         start_bulk_load(conn, tables.stage)
@@ -106,9 +107,58 @@ def test_prepare_keeps_the_rows_a_retried_run_staged_and_bulk_loads_a_new_run(tm
     extract.prepare(first, "department")  # a retry of the same run: its staged rows stay
     assert staged() == ["run-1"]
     assert extract.partitions(first, "department") >= 1
-    assert len(_index_defs(engine, stage)) == 2
+    assert len(_index_defs(engine, stage)) == 3
     second = context("run-2")
     extract.prepare(second, "department")  # a new run: the old rows go, the indexes wait for its load
     assert staged() == []
     assert _index_defs(engine, stage) == set()
+    engine.dispose()
+
+
+def test_a_partitions_first_merge_deletes_no_gold_rows_only_when_the_run_had_none(tmp_path: Path, pg_url: str) -> None:
+    from etl.engine import build, extract
+    from etl.engine.context import SyncContext
+    from etl.engine.pipeline import load_project_mappings, open_store
+    from tests.helpers.project import make_project
+
+    config, _ = make_project(tmp_path / "p", {"erp": pg_url, "oa": pg_url, "target": pg_url, "recon": pg_url})
+    engine = create_engine(pg_url)
+
+    def staged_run(run_id: str) -> tuple[SyncContext, int]:
+        ctx = SyncContext(config=config, mappings=load_project_mappings(config), store=open_store(config),
+                          run_id=run_id)
+        extract.prepare(ctx, "department")
+        for source in ctx.mapping("department").sources:
+            extract.extract_source(ctx, "department", source)
+        return ctx, extract.partitions(ctx, "department")
+
+    def gold(run_id: str) -> list[str]:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT _key FROM erpoa_gold_department WHERE _run = :r ORDER BY _key"),
+                                     {"r": run_id}).scalars())
+
+    first, parts = staged_run("run-1")
+    with engine.begin() as conn:  # as an earlier attempt of this run would have left it
+        conn.execute(text("INSERT INTO erpoa_gold_department (_run, _key, _bucket, _action) "
+                          "VALUES ('run-1', 'planted', 0, 'insert')"))
+    build.expect_fresh_gold(first, "department", parts)
+    assert first.fresh_gold == set()
+    for p in range(parts):
+        build.build_partition(first, "department", p, parts)
+    keys = gold("run-1")
+    assert "planted" not in keys and len(keys) == len(set(keys)) > 0
+
+    second, parts = staged_run("run-2")  # a new run: prepare emptied the gold table
+    build.expect_fresh_gold(second, "department", parts)
+    assert second.fresh_gold == {("department", p) for p in range(parts)}
+    for p in range(parts):
+        build.build_partition(second, "department", p, parts)
+    assert second.fresh_gold == set()  # used once: a retry of a partition deletes what it wrote
+    assert gold("run-2") == keys
+    with engine.begin() as conn:  # a row the merge set aside comes back when the partition is merged again
+        conn.execute(text("UPDATE erpoa_stage_department SET _status = 'held' WHERE _run = 'run-2' AND _key = :k"),
+                     {"k": keys[0]})
+    for p in range(parts):
+        build.build_partition(second, "department", p, parts)
+    assert gold("run-2") == keys
     engine.dispose()
