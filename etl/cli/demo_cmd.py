@@ -44,7 +44,7 @@ def project_files_root() -> Path:
     raise ConfigError("the demo mappings were not found next to the package; run `erpoa demo` from a source checkout")
 
 
-def write_project(folder: Path, urls: dict[str, str] | None = None, *, chunk_size: int = 50_000) -> Path:
+def write_project(folder: Path, urls: dict[str, str] | None = None, *, chunk_size: int = 20_000) -> Path:
     """Write erpoa.yaml (SQLite URLs in `folder` unless `urls` given) and copy the demo mappings and suites."""
     folder.mkdir(parents=True, exist_ok=True)
     root = project_files_root()

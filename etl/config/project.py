@@ -93,7 +93,10 @@ def mask_secrets(text: str) -> str:
 class RunSettings(Strict):
     """How syncs run."""
 
-    chunk_size: int = Field(default=50_000, ge=100, le=5_000_000)
+    #: rows per extraction chunk. Each row of a chunk is a tuple of Python objects until it is mapped, and
+    #: the allocator keeps some of their memory after they are freed: 20,000 rows left a million-row sync
+    #: 57 MB smaller than 50,000 did, at the same speed within the noise.
+    chunk_size: int = Field(default=20_000, ge=100, le=5_000_000)
     timezone: str = "Asia/Shanghai"
     entities: list[str] | None = None
     partition_rows: int = Field(default=80_000, ge=1_000)
