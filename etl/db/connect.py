@@ -6,7 +6,7 @@ import re
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -108,3 +108,23 @@ def check_connection(conn: ConnectionConfig, name: str) -> None:
             c.execute(text("SELECT 1"))
     except Exception as exc:
         raise classify_db_error(exc, what=f"connecting to '{name}' ({conn.display})") from None
+
+
+def no_pad_binary_collation(engine: Engine) -> str:
+    """A binary collation that does not ignore trailing blanks, where the server has one.
+
+    `utf8mb4_bin` compares with PAD SPACE: 'A1 ' and 'A1' would be one key and the
+    upsert of the second would silently overwrite the first. Tables created before
+    this choice keep their collation (convert them with ALTER TABLE ... COLLATE).
+    """
+    with engine.connect() as conn:
+        known = {
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT collation_name FROM information_schema.collations "
+                    "WHERE collation_name IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')"
+                )
+            )
+        }
+    return next((c for c in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin") if c in known), "utf8mb4_bin")

@@ -35,6 +35,7 @@ from sqlalchemy import (
     text,
 )
 
+from etl.db.connect import no_pad_binary_collation
 from etl.db.write import plain_indexes
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.types import as_text
@@ -164,7 +165,7 @@ class EntityTables:
         """Create missing tables (all, or only stage and gold for a separate work database)."""
         tables = [self.stage, self.gold] if work_only else [self.target, self.mirror, self.stage, self.gold]
         if engine.dialect.name == "mysql":
-            collation = _no_pad_binary_collation(engine)
+            collation = no_pad_binary_collation(engine)
             for table in tables:
                 table.dialect_options["mysql"]["collate"] = collation
         self.metadata.create_all(engine, tables=tables, checkfirst=True)
@@ -192,26 +193,6 @@ def _unlogged(engine: Engine, tables: list[Table]) -> None:
         ]
         for name in logged:
             conn.execute(text(f"ALTER TABLE {name} SET UNLOGGED"))
-
-
-def _no_pad_binary_collation(engine: Engine) -> str:
-    """A binary collation that does not ignore trailing blanks, where the server has one.
-
-    `utf8mb4_bin` compares with PAD SPACE: 'A1 ' and 'A1' would be one key and the
-    upsert of the second would silently overwrite the first. Tables created before
-    this choice keep their collation (convert them with ALTER TABLE ... COLLATE).
-    """
-    with engine.connect() as conn:
-        known = {
-            r[0]
-            for r in conn.execute(
-                text(
-                    "SELECT collation_name FROM information_schema.collations "
-                    "WHERE collation_name IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')"
-                )
-            )
-        }
-    return next((c for c in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin") if c in known), "utf8mb4_bin")
 
 
 def start_bulk_load(conn: Connection, table: Table) -> None:

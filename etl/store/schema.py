@@ -18,11 +18,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     inspect,
     select,
     text,
 )
 from sqlalchemy.engine import Connection, Engine
+
+from etl.db.connect import no_pad_binary_collation
 
 # 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL
 SCHEMA_VERSION = 3
@@ -204,7 +207,14 @@ locks = Table(
 
 def migrate(engine: Engine) -> None:
     """Create missing tables and record the schema version (idempotent)."""
+    if engine.dialect.name == "mysql":
+        collation = no_pad_binary_collation(engine)
+        for table in metadata.sorted_tables:
+            table.dialect_options["mysql"]["charset"] = "utf8mb4"
+            table.dialect_options["mysql"]["collate"] = collation
     metadata.create_all(engine, checkfirst=True)
+    if engine.dialect.name == "mysql":
+        _byte_exact_text(engine, collation)
     if engine.dialect.name == "postgresql":
         _partition_xref(engine)
     with engine.connect() as conn:
@@ -218,6 +228,26 @@ def migrate(engine: Engine) -> None:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         elif current < SCHEMA_VERSION:
             conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+
+
+def _byte_exact_text(engine: Engine, collation: str) -> None:
+    """Convert store tables created with the server's default collation to `collation`.
+
+    The default (`utf8mb4_general_ci` and the like) ignores case and trailing blanks: source ids
+    'A1', 'a1' and 'A1 ' were one cross-reference row, and the link of one record overwrote another's.
+    A binary collation can only tell more values apart, so no key that exists becomes a duplicate.
+    """
+    names = [t.name for t in metadata.sorted_tables]
+    with engine.begin() as conn:
+        stale = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                "AND table_name IN :names AND table_collation <> :collation"
+            ).bindparams(bindparam("names", expanding=True)),
+            {"names": names, "collation": collation},
+        ).scalars().all()
+        for name in stale:
+            conn.execute(text(f"ALTER TABLE `{name}` CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"))
 
 
 def _partition_xref(engine: Engine) -> None:

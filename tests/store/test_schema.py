@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 from etl.store import schema as s
 
@@ -25,4 +25,26 @@ def test_migrate_adds_the_indexes_of_a_newer_version_to_an_older_store(tmp_path:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version FROM erpoa_schema_version")).scalar() == s.SCHEMA_VERSION
     s.migrate(engine)  # idempotent at the current version
+    engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_mariadb_store_tells_apart_source_ids_that_differ_in_case_or_trailing_blanks(mariadb_url: str) -> None:
+    engine = create_engine(mariadb_url)
+    s.migrate(engine)
+    with engine.begin() as conn:  # a store created before: the server's default, case- and blank-blind
+        conn.execute(text("ALTER TABLE erpoa_xref CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+        conn.execute(s.xref.insert().values(entity="employee", source="oa", src_id="A1", golden_key="E1"))
+    s.migrate(engine)
+    with engine.begin() as conn:
+        for src_id, key in (("a1", "E2"), ("A1 ", "E3")):
+            conn.execute(s.xref.insert().values(entity="employee", source="oa", src_id=src_id, golden_key=key))
+        rows = conn.execute(select(s.xref.c.src_id, s.xref.c.golden_key).order_by(s.xref.c.golden_key)).all()
+        found = conn.execute(select(s.xref.c.golden_key).where(s.xref.c.src_id == "A1")).scalars().all()
+        collations = set(conn.execute(text(
+            "SELECT table_collation FROM information_schema.tables WHERE table_schema = DATABASE()"
+        )).scalars())
+    assert [tuple(r) for r in rows] == [("A1", "E1"), ("a1", "E2"), ("A1 ", "E3")]
+    assert found == ["E1"]
+    assert collations == {"utf8mb4_nopad_bin"}
     engine.dispose()
