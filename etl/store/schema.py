@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -24,8 +26,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl.db.connect import no_pad_binary_collation
+
+log = logging.getLogger("erpoa.store")
 
 # 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL
 SCHEMA_VERSION = 3
@@ -238,7 +243,7 @@ def _byte_exact_text(engine: Engine, collation: str) -> None:
     A binary collation can only tell more values apart, so no key that exists becomes a duplicate.
     """
     names = [t.name for t in metadata.sorted_tables]
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         stale = conn.execute(
             text(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
@@ -246,8 +251,19 @@ def _byte_exact_text(engine: Engine, collation: str) -> None:
             ).bindparams(bindparam("names", expanding=True)),
             {"names": names, "collation": collation},
         ).scalars().all()
-        for name in stale:
-            conn.execute(text(f"ALTER TABLE `{name}` CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"))
+    for name in stale:
+        statement = f"ALTER TABLE `{name}` CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+        except SQLAlchemyError as exc:  # e.g. a store user without ALTER: the store still works as before
+            log.warning(
+                "could not convert the store table %s to a byte-exact collation (%s); ids that differ only in "
+                "case or trailing blanks share its rows until an administrator runs: %s",
+                name,
+                type(getattr(exc, "orig", None) or exc).__name__,
+                statement,
+            )
 
 
 def _partition_xref(engine: Engine) -> None:

@@ -48,3 +48,31 @@ def test_mariadb_store_tells_apart_source_ids_that_differ_in_case_or_trailing_bl
     assert found == ["E1"]
     assert collations == {"utf8mb4_nopad_bin"}
     engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_a_store_user_without_alter_keeps_the_old_collation_and_is_told_how_to_convert(
+    mariadb_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(mariadb_url)
+    s.migrate(admin)
+    database = make_url(mariadb_url).database
+    user = f"noalter_{database}"[:32]
+    with admin.begin() as conn:
+        conn.execute(text("ALTER TABLE erpoa_xref CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+        conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        conn.execute(text(f"CREATE USER '{user}'@'%'"))
+        conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON `{database}`.* TO '{user}'@'%'"))
+    limited = create_engine(make_url(mariadb_url).set(username=user, password=None))
+    try:
+        with caplog.at_level("WARNING", logger="erpoa.store"):
+            s.migrate(limited)  # the store still opens
+        assert "ALTER TABLE `erpoa_xref` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin" in caplog.text
+        assert s.is_initialised(limited)
+    finally:
+        limited.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
