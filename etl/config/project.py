@@ -95,7 +95,7 @@ class RunSettings(Strict):
 
     #: rows per extraction chunk. Each row of a chunk is a tuple of Python objects until it is mapped, and
     #: the allocator keeps some of their memory after they are freed: 20,000 rows left a million-row sync
-    #: 57 MB smaller than 50,000 did, at the same speed within the noise.
+    #: 57 MB smaller than 50,000 did, for about 3% more extraction time.
     chunk_size: int = Field(default=20_000, ge=100, le=5_000_000)
     timezone: str = "Asia/Shanghai"
     entities: list[str] | None = None
