@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -114,8 +115,7 @@ def no_pad_binary_collation(engine: Engine) -> str:
     """A binary collation that does not ignore trailing blanks, where the server has one.
 
     `utf8mb4_bin` compares with PAD SPACE: 'A1 ' and 'A1' would be one key and the
-    upsert of the second would silently overwrite the first. Tables created before
-    this choice keep their collation (convert them with ALTER TABLE ... COLLATE).
+    upsert of the second would silently overwrite the first.
     """
     with engine.connect() as conn:
         known = {
@@ -128,3 +128,16 @@ def no_pad_binary_collation(engine: Engine) -> str:
             )
         }
     return next((c for c in ("utf8mb4_nopad_bin", "utf8mb4_0900_bin") if c in known), "utf8mb4_bin")
+
+
+def byte_exact_tables(engine: Engine, tables: Iterable[Table]) -> str:
+    """On MariaDB/MySQL, have `tables` created in utf8mb4 with `no_pad_binary_collation`; returns it.
+
+    Sets the tables' dialect options before `create_all`. Tables that exist keep theirs: the
+    entity tables until converted by hand (docs/security.md), the store's by its `migrate`.
+    """
+    collation = no_pad_binary_collation(engine)
+    for table in tables:
+        table.dialect_options["mysql"]["charset"] = "utf8mb4"
+        table.dialect_options["mysql"]["collate"] = collation
+    return collation

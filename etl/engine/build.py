@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Engine, Float, Table, and_, cast, delete, literal_column, select, update
+from sqlalchemy import DateTime, Engine, Float, Table, and_, bindparam, cast, delete, select, update
 
 from etl import faults, logs
 from etl.db.background import BackgroundWrites
@@ -105,8 +105,8 @@ def build_partition(
             update(work.stage)
             .where(
                 work.stage.c._run == ctx.run_id,
-                # Literal values: the planner matches them with the partial index `..._held`.
-                work.stage.c._status.in_([literal_column(f"'{s}'") for s in SET_ASIDE]),
+                # Rendered as literals: the planner matches them with the partial index `..._held`.
+                work.stage.c._status.in_(bindparam("set_aside", list(SET_ASIDE), expanding=True, literal_execute=True)),
                 work.stage.c._bucket >= lo,
                 work.stage.c._bucket < hi,
             )

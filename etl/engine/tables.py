@@ -35,7 +35,7 @@ from sqlalchemy import (
     text,
 )
 
-from etl.db.connect import no_pad_binary_collation
+from etl.db.connect import byte_exact_tables
 from etl.db.write import plain_indexes
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.types import as_text
@@ -165,9 +165,7 @@ class EntityTables:
         """Create missing tables (all, or only stage and gold for a separate work database)."""
         tables = [self.stage, self.gold] if work_only else [self.target, self.mirror, self.stage, self.gold]
         if engine.dialect.name == "mysql":
-            collation = no_pad_binary_collation(engine)
-            for table in tables:
-                table.dialect_options["mysql"]["collate"] = collation
+            byte_exact_tables(engine, tables)
         self.metadata.create_all(engine, tables=tables, checkfirst=True)
         if engine.dialect.name == "postgresql":
             _unlogged(engine, [self.stage, self.gold])

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.db.connect import no_pad_binary_collation
+from etl.db.connect import byte_exact_tables
 
 log = logging.getLogger("erpoa.store")
 
@@ -213,10 +213,7 @@ locks = Table(
 def migrate(engine: Engine) -> None:
     """Create missing tables and record the schema version (idempotent)."""
     if engine.dialect.name == "mysql":
-        collation = no_pad_binary_collation(engine)
-        for table in metadata.sorted_tables:
-            table.dialect_options["mysql"]["charset"] = "utf8mb4"
-            table.dialect_options["mysql"]["collate"] = collation
+        collation = byte_exact_tables(engine, metadata.sorted_tables)
     metadata.create_all(engine, checkfirst=True)
     if engine.dialect.name == "mysql":
         _byte_exact_text(engine, collation)
