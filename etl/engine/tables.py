@@ -231,8 +231,13 @@ def table_exists(engine: Engine, table: Table) -> bool:
 
 
 def bucket_of(keys: pd.Series) -> pd.Series:
-    """Stable bucket (0..BUCKETS-1) of each key; partitions are bucket ranges."""
-    hashed = pd.util.hash_array(keys.to_numpy(dtype=object))
+    """Stable bucket (0..BUCKETS-1) of each key; partitions are bucket ranges.
+
+    pandas' `hash_array` first factorizes the values by default, which only pays when they repeat:
+    keys rarely do, and each value hashes the same either way except nulls (hashed apart when
+    factorized), so only a column with nulls takes that route.
+    """
+    hashed = pd.util.hash_array(keys.to_numpy(dtype=object), categorize=bool(keys.isna().any()))
     return pd.Series((hashed % np.uint64(BUCKETS)).astype("int64"), index=keys.index)
 
 
