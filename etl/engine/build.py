@@ -35,14 +35,16 @@ SMALL_KEYSET = 5_000
 
 
 def _typed_columns(engine: Engine, table: Table, columns: Sequence[str], mapping: EntityMapping | None) -> list[Any]:
-    """The columns to select; on PostgreSQL decimal fields come as float8 and dates as timestamps.
+    """The columns to select; through a PostgreSQL driver decimal fields come as float8 and dates as timestamps.
 
     `coerce` turns both into float64 / datetime64 anyway; reading them so spares a Python
     `Decimal` / `date` object per value (memory and conversion time). The values are the same:
     a decimal of the column's scale parses to the same float64, and a date is midnight.
+    Read through `COPY` (psycopg), pyarrow parses the columns' own text into those types:
+    the server's casts would only cost it time.
     """
     cols = [table.c[c] for c in columns]
-    if mapping is None or engine.dialect.name != "postgresql":
+    if mapping is None or engine.dialect.name != "postgresql" or engine.dialect.driver == "psycopg":
         return cols
     out: list[Any] = []
     for col in cols:
