@@ -60,6 +60,17 @@ def sql_type(spec: CanonicalField) -> Any:
     return types[spec.type]
 
 
+def _code(length: int) -> Any:
+    """A bookkeeping text column (key, source id, run, status), compared byte for byte on every dialect.
+
+    On PostgreSQL in the "C" collation: its byte order is what the MariaDB/MySQL tables' binary
+    collation and SQLite give, and it lets the server sort with `memcmp` and abbreviated keys
+    instead of the locale's `strcoll`. Equality is the same in every deterministic collation, so
+    these columns still join with those of tables created before.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 def _field_columns(mapping: EntityMapping, *, key_not_null: bool = False) -> list[Any]:
     return [
         Column(name, sql_type(spec), nullable=not (key_not_null and name in mapping.target_key))
@@ -96,7 +107,7 @@ class EntityTables:
                 )
                 for name, spec in mapping.fields.items()
             ],
-            Column("_key", String(KEY_LEN), nullable=False, unique=True),
+            Column("_key", _code(KEY_LEN), nullable=False, unique=True),
             Column("_bucket", Integer, nullable=False),
             Column("_active", Boolean, nullable=False),
             Column("_presence", String(40)),
@@ -109,11 +120,11 @@ class EntityTables:
         mirror = Table(
             f"erpoa_src_{e}",
             md,
-            Column("_source", String(40), primary_key=True),
-            Column("_src_id", String(KEY_LEN), primary_key=True),
-            Column("_key", String(KEY_LEN), nullable=False),
+            Column("_source", _code(40), primary_key=True),
+            Column("_src_id", _code(KEY_LEN), primary_key=True),
+            Column("_key", _code(KEY_LEN), nullable=False),
             Column("_bucket", Integer, nullable=False),
-            Column("_run", String(40)),
+            Column("_run", _code(40)),
             *_field_columns(mapping),
             Index(f"ix_erpoa_src_{e}_key", "_key"),
             Index(f"ix_erpoa_src_{e}_bucket", "_bucket"),
@@ -122,11 +133,11 @@ class EntityTables:
         stage = Table(
             f"erpoa_stage_{e}",
             md,
-            Column("_run", String(40), nullable=False),
-            Column("_source", String(40), nullable=False),
-            Column("_src_id", String(KEY_LEN), nullable=False),
-            Column("_status", String(10), nullable=False),
-            Column("_key", String(KEY_LEN)),
+            Column("_run", _code(40), nullable=False),
+            Column("_source", _code(40), nullable=False),
+            Column("_src_id", _code(KEY_LEN), nullable=False),
+            Column("_status", _code(10), nullable=False),
+            Column("_key", _code(KEY_LEN)),
             Column("_bucket", Integer),
             *_field_columns(mapping),
             # Without `_run`: `prepare` leaves the rows of one run only, so it would select nothing
@@ -146,10 +157,10 @@ class EntityTables:
         gold = Table(
             f"erpoa_gold_{e}",
             md,
-            Column("_run", String(40), nullable=False),
-            Column("_key", String(KEY_LEN), nullable=False),
+            Column("_run", _code(40), nullable=False),
+            Column("_key", _code(KEY_LEN), nullable=False),
             Column("_bucket", Integer, nullable=False),
-            Column("_action", String(12), nullable=False),
+            Column("_action", _code(12), nullable=False),
             Column("_active", Boolean),
             Column("_presence", String(40)),
             Column("_hash", BigInteger),

@@ -190,3 +190,40 @@ def test_each_staged_chunk_is_written_in_bucket_order(tmp_path: Path, pg_url: st
     assert len(buckets) >= 100 and len(set(buckets)) > 50 and max(buckets) > BUCKETS // 2
     assert descents < chunks  # one sorted run per chunk; in extraction order about every other row descends
 
+
+def test_bookkeeping_text_sorts_bytewise_and_still_joins_tables_of_the_default_collation(pg_url: str) -> None:
+    """Keys, source ids, runs and statuses are in the "C" collation (the byte order of MariaDB's binary
+    collation and SQLite); the mapping's own fields keep the database's. A mirror created before, in the
+    default collation, still joins a new stage on source ids."""
+    mapping = load_mappings(MAPPINGS).entity("purchase")
+    tables = EntityTables.build(mapping)
+    engine = create_engine(pg_url)
+    tables.create(engine)
+    with engine.begin() as conn:
+        collations = dict(
+            conn.execute(
+                text("SELECT a.attrelid::regclass::text || '.' || a.attname, c.collname FROM pg_attribute a "
+                     "JOIN pg_collation c ON c.oid = a.attcollation WHERE a.attrelid = ANY(CAST(:t AS regclass[])) "
+                     "AND a.attnum > 0"),
+                {"t": [tables.target.name, tables.mirror.name, tables.stage.name, tables.gold.name]},
+            ).all()
+        )
+        conn.execute(text(f"DROP TABLE {tables.mirror.name}"))
+        conn.execute(text(f"CREATE TABLE {tables.mirror.name} (_source varchar(40), _src_id varchar(255))"))
+        conn.execute(text(f"INSERT INTO {tables.mirror.name} VALUES ('erp', 'a1'), ('erp', 'A1')"))
+        conn.execute(text(f"INSERT INTO {tables.stage.name} (_run, _source, _src_id, _status) VALUES "
+                          "('r', 'erp', 'a1', 'ok'), ('r', 'erp', 'b', 'ok')"))
+        joined = conn.execute(
+            text(f"SELECT m._src_id FROM {tables.mirror.name} m JOIN {tables.stage.name} s "
+                 "ON s._source = m._source AND s._src_id = m._src_id")
+        ).scalars().all()
+        ordered = conn.execute(text(f"SELECT _src_id FROM {tables.stage.name} ORDER BY _src_id")).scalars().all()
+    engine.dispose()
+    for column in ("_source", "_src_id", "_key", "_run"):
+        assert collations[f"{tables.mirror.name}.{column}"] == "C"
+    for column in ("_run", "_source", "_src_id", "_status", "_key"):
+        assert collations[f"{tables.stage.name}.{column}"] == "C"
+    assert collations[f"{tables.gold.name}._action"] == collations[f"{tables.target.name}._key"] == "C"
+    assert collations[f"{tables.target.name}.request_no"] == "default"
+    assert joined == ["a1"]
+    assert ordered == ["a1", "b"]
