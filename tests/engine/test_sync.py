@@ -331,3 +331,20 @@ def test_deletion_sweeps_of_the_sources_run_at_once_after_both_are_staged(
     assert len(names) == 2 and all(n.startswith("erpoa-sweep-employee") for n in names)
     active = dict(target_rows(config, "md_employee", ["employee_code", "_active"]))
     assert not active[manifest["employees_only_in_erp"][0]] and not active[manifest["employees_only_in_oa"][0]]
+
+
+@pytest.mark.sqlite
+def test_rejects_of_many_chunks_are_quarantined_as_with_one(tmp_path: Path) -> None:
+    """Rejected rows are written to the quarantine in batches of chunks: small chunks lose none of them."""
+    from etl.cli.demo_cmd import sqlite_urls
+
+    found = []
+    for name, chunk_size in (("one", 50_000), ("many", 100)):
+        config, _ = make_project(tmp_path / name, sqlite_urls(tmp_path / name), chunk_size=chunk_size)
+        summary, _ = run_sync(config, full_refresh=True)
+        assert summary.status == "success", summary.message
+        rows = open_store(config).quarantine()
+        found.append(sorted(zip(rows["entity"], rows["source"], rows["src_id"], rows["rule"], rows["value"],
+                                strict=True)))
+    assert len([r for r in found[0] if r[0] == "purchase"]) > 3
+    assert found[1] == found[0]
