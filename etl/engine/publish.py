@@ -225,15 +225,25 @@ def _gate_keys(findings: pd.DataFrame) -> set[str]:
 def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set[str]) -> list[str]:
     """Stream this run's published golden keys with their source ids into `xref`; returns those in `gate_keys`."""
     mapping = ctx.mapping(entity)
-    gold = ctx.tables(mapping).gold
+    tables = ctx.tables(mapping)
+    gold, stage = tables.gold, tables.stage
     kept = gold.c._action.in_(["insert", "update", "unchanged"])
     if xref.in_target_database():
-        ids = func.jsonb_each_text(cast(gold.c._ids, JSONB)).table_valued("key", "value").alias("ids")
-        xref.add_select(
-            select(ids.c.key, ids.c.value, gold.c._key)
-            .select_from(gold.join(ids, true()))
-            .where(gold.c._run == ctx.run_id, kept, ids.c.key.in_(list(mapping.sources)))
-        )
+        if _mirror_holds_only(ctx, entity):
+            # Every golden record of the run was merged from staged rows only, so its source ids are the
+            # run's accepted staged rows: read as they are, without unpacking each gold row's `_ids`.
+            xref.add_select(
+                select(stage.c._source, stage.c._src_id, stage.c._key).where(
+                    stage.c._run == ctx.run_id, stage.c._status == "ok"
+                )
+            )
+        else:
+            ids = func.jsonb_each_text(cast(gold.c._ids, JSONB)).table_valued("key", "value").alias("ids")
+            xref.add_select(
+                select(ids.c.key, ids.c.value, gold.c._key)
+                .select_from(gold.join(ids, true()))
+                .where(gold.c._run == ctx.run_id, kept, ids.c.key.in_(list(mapping.sources)))
+            )
         faults.point("finalize.xref_loaded")
         xref.complete()
         wanted = sorted(gate_keys)
@@ -261,6 +271,22 @@ def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set
             published.extend(k for k in frame["golden_key"] if k in gate_keys)
     xref.complete()
     return published
+
+
+def _mirror_holds_only(ctx: SyncContext, entity: str) -> bool:
+    """Whether the mirror holds no row that an earlier run accepted (it is empty, or this run wrote all of it).
+
+    Then no golden record of the run took a value from a mirrored row: the merge combined the run's
+    accepted staged rows alone, and the links of its published records are exactly those rows
+    (`ok` once the merge set aside held and duplicate rows). A mirrored row of an earlier run that
+    the run did not stage again (a source row the mapping now rejects, a held row) keeps its run id,
+    and its presence sends the caller to the gold rows' `_ids`. Seen before the publish commits, the
+    mirror is that of the runs before; after, rows this run replaced carry its id.
+    """
+    mirror = ctx.tables(ctx.mapping(entity)).mirror
+    other = or_(mirror.c._run != ctx.run_id, mirror.c._run.is_(None))
+    with ctx.target_engine(ctx.mapping(entity)).connect() as conn:
+        return conn.execute(select(mirror.c._src_id).where(other).limit(1)).first() is None
 
 
 def _settle(

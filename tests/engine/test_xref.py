@@ -3,6 +3,7 @@ later runs merge through a temporary table; both give the same rows."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,38 @@ def test_first_load_copies_links_straight_in_with_what_the_merge_writes(
     assert again.status == "success"
     assert set(paths.values()) == {False}
     assert _links(pg_url) == links
+
+
+def test_links_of_a_record_merged_with_a_mirrored_row_keep_that_rows_id(tmp_path: Path, pg_url: str) -> None:
+    """The server cuts a run's links out of its staged rows only while the mirror holds nothing older;
+    a golden record merged from a row read now and a row mirrored by an earlier run links both."""
+    config, _ = make_project(tmp_path / "p", {"erp": pg_url, "oa": pg_url, "target": pg_url, "recon": pg_url})
+    first, _ = run_sync(config, entities=["department", "employee"], full_refresh=True)
+    assert first.status == "success", first.message
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        both = conn.execute(
+            text("SELECT golden_key, MAX(CASE WHEN source = 'oa' THEN src_id END) FROM erpoa_xref "
+                 "WHERE entity = 'employee' GROUP BY golden_key HAVING COUNT(DISTINCT source) = 2 "
+                 "ORDER BY golden_key LIMIT 1")
+        ).one()
+        links_before = conn.execute(
+            text("SELECT source, src_id FROM erpoa_xref WHERE entity = 'employee' AND golden_key = :k"),
+            {"k": both[0]},
+        ).all()
+        # A store that lost the entity's links: the next publish writes those of what it publishes, afresh.
+        conn.execute(text("DELETE FROM erpoa_xref WHERE entity = 'employee'"))
+        conn.execute(
+            text('UPDATE "HrmResource" SET mobile = :m, modified = :t WHERE id = :i'),
+            {"m": "13900000000", "t": datetime(2030, 1, 1), "i": int(both[1])},
+        )
+    second, _ = run_sync(config, entities=["employee"])
+    assert second.status == "success", second.message
+    with engine.connect() as conn:
+        links = conn.execute(
+            text("SELECT source, src_id FROM erpoa_xref WHERE entity = 'employee' AND golden_key = :k"),
+            {"k": both[0]},
+        ).all()
+    engine.dispose()
+    assert len(links_before) == 2
+    assert sorted(links) == sorted(links_before)  # the ERP id, read only from the mirror, is linked too
