@@ -150,9 +150,11 @@ def build_partition(
         current = pd.concat([mirrored, accepted], ignore_index=True)
     staged_rows = len(staged)
     del mirrored, accepted, staged
-    current = coerce(current, mapping.fields, ctx.timezone)
+    current = coerce(current, mapping.fields, ctx.timezone, copy=False)
     frames = {s: current[current["_source"] == s].drop(columns="_source") for s in mapping.sources}
+    current = current[["_source", "_src_id", "_key"]]  # all that is read of it from here on
     result = merge(frames, mapping, ctx.timezone)
+    del frames
     golden = result.golden
     rejected_src: list[pd.DataFrame] = []
     if not result.duplicates.empty:
@@ -233,7 +235,7 @@ def build_partition(
         ).sum()
     )
     ctx.tick(entity, "merge", staged_rows)
-    del golden, current, existing, result, frames
+    del golden, current, existing, result
     release_memory()
     return counts
 

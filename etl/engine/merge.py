@@ -27,6 +27,8 @@ class MergeResult:
 def split_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows whose `_key` occurs once, and every row of keys that occur more than once."""
     dup = frame[KEY].duplicated(keep=False)
+    if not dup.any():  # the usual case: no copy of the rows
+        return frame, frame.iloc[:0]
     return frame[~dup], frame[dup]
 
 
@@ -84,8 +86,9 @@ def merge(frames: Mapping[str, pd.DataFrame], mapping: EntityMapping, timezone: 
     golden[KEY] = index.to_numpy()
     surv = mapping.survivorship
     recency = surv.recency_field
-    # Align each source to the golden index once (one hash lookup per source, not per field and source).
-    aligned = {s: f.reindex(index) for s, f in clean.items()}
+    # Each source's row positions in the golden index, looked up once (not per field and source); a field's
+    # values are taken by them when it is merged, so the sources are never held aligned as whole frames.
+    aligned = {s: _Aligned(f, index) for s, f in clean.items()}
     for field in mapping.fields:
         rule = surv.rule(field)
         columns = {s: aligned[s][field] for s, f in clean.items() if field in f.columns}
@@ -109,9 +112,21 @@ def merge(frames: Mapping[str, pd.DataFrame], mapping: EntityMapping, timezone: 
         presence = presence.where(~present, presence + np.where(presence == "", "", "+") + source)
     golden["_presence"] = presence
     golden["_ids"] = _json_ids({s: f[SRC_ID] for s, f in clean.items()}, index) if clean else pd.Series(dtype="str")
-    golden = coerce(golden.reset_index(drop=True), mapping.fields, timezone)
+    golden = coerce(golden.reset_index(drop=True), mapping.fields, timezone, copy=False)
     duplicates = pd.concat(dups, ignore_index=True) if dups else pd.DataFrame(columns=[KEY, SRC_ID, "_source"])
     return MergeResult(golden=golden, duplicates=duplicates)
+
+
+class _Aligned:
+    """Columns of `frame` (unique index) reindexed to `index` on demand, missing rows as NA: `frame.reindex(index)[c]`."""
+
+    def __init__(self, frame: pd.DataFrame, index: pd.Index) -> None:
+        self.frame, self.index = frame, index
+        self.positions = frame.index.get_indexer(index)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        values = pd.api.extensions.take(self.frame[column].array, self.positions, allow_fill=True)
+        return pd.Series(values, index=self.index, name=column)
 
 
 def _most_recent(values: Mapping[str, pd.Series], stamps: Mapping[str, pd.Series], index: pd.Index) -> pd.Series:

@@ -112,9 +112,15 @@ def _as_ns(values: pd.Series) -> pd.Series:
     return values.astype("datetime64[ns]")
 
 
-def coerce(frame: pd.DataFrame, fields: Mapping[str, CanonicalField], timezone: str = "Asia/Shanghai") -> pd.DataFrame:
-    """Coerce every canonical column present in `frame` (other columns untouched)."""
-    out = frame.copy()
+def coerce(
+    frame: pd.DataFrame, fields: Mapping[str, CanonicalField], timezone: str = "Asia/Shanghai", *, copy: bool = True
+) -> pd.DataFrame:
+    """Coerce every canonical column present in `frame` (other columns untouched).
+
+    `copy=False` replaces the columns of `frame` itself and returns it: for a caller done with the
+    uncoerced values, the frame is then not held twice while its columns are converted.
+    """
+    out = frame.copy() if copy else frame
     for name, spec in fields.items():
         if name in out.columns:
             out[name] = _coerced_values(out[name], spec, timezone)
@@ -130,7 +136,7 @@ def _coerced_values(series: pd.Series, spec: CanonicalField, timezone: str) -> p
     """
     if spec.type == "string":
         values = as_text(series)
-        empty = values.to_numpy(dtype=object) == ""
+        empty = (values.str.len() == 0).to_numpy(dtype=bool, na_value=False)  # in C++, no str object per value
         return values.where(~empty) if empty.any() else values
     if spec.type == "decimal" and series.dtype == object:
         numeric = _plain_numbers(series)

@@ -27,7 +27,7 @@ from etl.mapping import transforms as t
 from etl.mapping.apply import _jsonable, _raw_json
 from etl.mapping.model import CanonicalField
 from etl.mapping.transforms import STR, as_text
-from etl.mapping.types import coerce_series
+from etl.mapping.types import coerce, coerce_series
 
 pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")]
 
@@ -413,3 +413,40 @@ def test_raw_json_as_per_row(raw: pd.DataFrame) -> None:
     rows = np.array([0, 3, 4, 7, 11])
     expected = {i: json.dumps(_jsonable(raw.iloc[i].to_dict()), ensure_ascii=False) for i in rows}
     assert _raw_json(raw, rows) == expected
+
+
+@given(st.lists(st.one_of(st.none(), st.just(""), st.text(alphabet=TRICKY_TEXT, max_size=4)), max_size=30))
+def test_string_coerce_as_before(values: list[Any]) -> None:
+    """Empty text becomes null (found in C++ now, by length, instead of comparing str objects)."""
+    series = pd.Series(values, dtype=object)
+    frame = pd.DataFrame({"a": series})
+    got = coerce(frame, {"a": CanonicalField(type="string")})
+    text = as_text(series)
+    empty = text.to_numpy(dtype=object) == ""
+    pd.testing.assert_series_equal(got["a"], text.where(~empty) if empty.any() else text, check_names=False)
+    assert frame["a"] is not got["a"] and frame["a"].tolist() == series.tolist()  # a copy by default
+    inplace = coerce(frame, {"a": CanonicalField(type="string")}, copy=False)
+    assert inplace is frame
+    pd.testing.assert_series_equal(inplace["a"], got["a"])
+
+
+def test_merge_takes_each_sources_values_as_a_reindex_would() -> None:
+    """Sources are aligned to the golden keys column by column: the same values and dtypes as reindexing them."""
+    from etl.engine.merge import _Aligned
+
+    frame = pd.DataFrame(
+        {
+            "i": np.array([1, 2, 3]),
+            "b": [True, False, True],
+            "s": pd.Series(["a", None, "c"], dtype=STR),
+            "d": pd.to_datetime(["2020-01-01", None, "2021-01-01"]),
+            "f": [1.5, np.nan, 2.0],
+            "o": [None, "x", 3],
+            "n": pd.array([1, None, 3], dtype="Int64"),
+        },
+        index=pd.Index(["k1", "k2", "k3"]),
+    )
+    keys = pd.Index(["k0", "k3", "k1", "k9"])
+    aligned, expected = _Aligned(frame, keys), frame.reindex(keys)
+    for column in frame.columns:
+        pd.testing.assert_series_equal(aligned[column], expected[column])
