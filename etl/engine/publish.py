@@ -43,6 +43,7 @@ from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
+from etl.engine.tables import truncate
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
 
@@ -560,11 +561,19 @@ def _explode_ids(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
 
 
 def cleanup(ctx: SyncContext, entity: str) -> None:
-    """Drop this run's staging rows (gold rows stay for the report until the next run)."""
+    """Drop this run's staging rows (gold rows stay for the report until the next run).
+
+    On PostgreSQL the stage is truncated: it holds this run's rows only (`prepare` removed the others
+    and the entity's lock kept every other run out since), and a DELETE would leave every row behind
+    as a dead tuple for VACUUM, which the next run's first look at the stage would read through.
+    """
     mapping = ctx.mapping(entity)
     work = ctx.work_tables(mapping)
     with ctx.work_engine(mapping).begin() as conn:
-        conn.execute(delete(work.stage).where(work.stage.c._run == ctx.run_id))
+        if conn.dialect.name == "postgresql":
+            truncate(conn, work.stage)
+        else:
+            conn.execute(delete(work.stage).where(work.stage.c._run == ctx.run_id))
 
 
 def gold_counts(ctx: SyncContext, entity: str) -> dict[str, int]:

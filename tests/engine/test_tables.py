@@ -227,3 +227,24 @@ def test_bookkeeping_text_sorts_bytewise_and_still_joins_tables_of_the_default_c
     assert collations[f"{tables.target.name}.request_no"] == "default"
     assert joined == ["a1"]
     assert ordered == ["a1", "b"]
+
+
+def test_a_published_run_leaves_an_empty_stage_not_dead_rows(tmp_path: Path, pg_url: str) -> None:
+    """The stage is truncated once the run is published: its space comes back at once, and the next run's
+    first look at the stage reads no dead rows."""
+    from etl.engine.pipeline import run_sync
+    from tests.helpers.project import make_project
+
+    config, _ = make_project(tmp_path / "p", {"erp": pg_url, "oa": pg_url, "target": pg_url, "recon": pg_url})
+    summary, _ = run_sync(config, entities=["department", "employee"], full_refresh=True)
+    assert summary.status == "success", summary.message
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        sizes = {
+            name: conn.execute(text(f"SELECT count(*), pg_relation_size('{name}') FROM {name}")).one()
+            for name in ("erpoa_stage_department", "erpoa_stage_employee", "erpoa_gold_employee")
+        }
+    engine.dispose()
+    assert sizes["erpoa_stage_department"] == (0, 0)
+    assert sizes["erpoa_stage_employee"] == (0, 0)
+    assert sizes["erpoa_gold_employee"][0] > 100  # gold rows stay for the run's report
