@@ -131,7 +131,8 @@ def _trim(res: ExpectationValidationResult, gate: GateResult | None) -> Expectat
     for key in ("unexpected_list", "unexpected_index_list"):
         if isinstance(result.get(key), list):
             result[key] = result[key][:SAMPLE_ROWS]
-    if gate is not None and res.expectation_config is not None and "unexpected_index_list" in result:
+    # Only expectations that failed rows have a sample to show (most have none: no frame lookups for them).
+    if gate is not None and res.expectation_config is not None and result.get("unexpected_index_list"):
         samples = _key_samples(gate, res.expectation_config.type, res.expectation_config.kwargs)
         if samples:
             result["unexpected_index_list"] = samples
