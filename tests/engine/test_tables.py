@@ -248,3 +248,25 @@ def test_a_published_run_leaves_an_empty_stage_not_dead_rows(tmp_path: Path, pg_
     assert sizes["erpoa_stage_department"] == (0, 0)
     assert sizes["erpoa_stage_employee"] == (0, 0)
     assert sizes["erpoa_gold_employee"][0] > 100  # gold rows stay for the run's report
+
+
+def test_a_large_publish_leaves_the_mirror_vacuumed(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a publish of many rows the mirror is vacuumed once the sync's transactions have ended: every page
+    visible to all, so the deletion sweep reads a source's ids from the primary key alone."""
+    from etl.engine import publish
+    from etl.engine.pipeline import run_sync
+    from tests.helpers.project import make_project
+
+    monkeypatch.setattr(publish, "STATISTICS_MIN_ROWS", 10)  # the demo is small
+    config, _ = make_project(tmp_path / "p", {"erp": pg_url, "oa": pg_url, "target": pg_url, "recon": pg_url})
+    summary, _ = run_sync(config, entities=["department", "employee"], full_refresh=True)
+    assert summary.status == "success", summary.message
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        pages, visible = conn.execute(
+            text("SELECT relpages, relallvisible FROM pg_class WHERE oid = 'erpoa_src_employee'::regclass")
+        ).one()
+    engine.dispose()
+    assert pages > 2 and visible == pages
