@@ -138,17 +138,22 @@ def _odbc_connect(conn: ConnectionConfig) -> Any:
 
 def iter_chunks(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[pd.DataFrame]:
     """Yield DataFrames of at most `chunk_size` rows; memory does not grow with the table."""
+    keys = list(request.columns)
+    for rows in iter_rows(conn, request):
+        yield pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
+
+
+def iter_rows(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows `iter_chunks` frames, as the driver's tuples, at most `chunk_size` at a time."""
     stmt = build_select(request.spec, request.columns, request.since, request.where_ids)
     what = f"extracting from {request.source_name}"
     try:
         if conn.kind == "odbc":
-            yield from _odbc_chunks(conn, stmt, request)
+            yield from _odbc_rows(conn, stmt, request)
             return
         engine = engine_for(conn, read_only=True)
         with engine.connect() as c:
-            keys = list(request.columns)
-            for rows in stream_rows(c, stmt, request.chunk_size):
-                yield pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
+            yield from stream_rows(c, stmt, request.chunk_size)
     except GeneratorExit:
         raise
     except Exception as exc:
@@ -183,7 +188,7 @@ def stream_rows(conn: Connection, stmt: Any, chunk_size: int) -> Iterator[list[t
         result.close()
 
 
-def _odbc_chunks(conn: ConnectionConfig, stmt: Any, request: ExtractRequest) -> Iterator[pd.DataFrame]:
+def _odbc_rows(conn: ConnectionConfig, stmt: Any, request: ExtractRequest) -> Iterator[list[tuple[Any, ...]]]:
     sql, params = compile_for(stmt, conn)
     with _odbc_connect(conn) as odbc:
         cur = odbc.cursor()
@@ -193,7 +198,7 @@ def _odbc_chunks(conn: ConnectionConfig, stmt: Any, request: ExtractRequest) -> 
             rows = cur.fetchmany(request.chunk_size)
             if not rows:
                 break
-            yield pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(request.columns))
+            yield [tuple(r) for r in rows]
 
 
 def lower_bound(watermark: Any | None, overlap: timedelta) -> Any | None:

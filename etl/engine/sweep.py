@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine, Table, select
 
-from etl.db.extract import ExtractRequest, iter_chunks, stream_rows
+from etl.db.extract import ExtractRequest, iter_rows, stream_rows
 from etl.db.write import insert_frame
 from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
@@ -114,11 +115,10 @@ def _present_hashes(ctx: SyncContext, entity: str, source: str) -> np.ndarray:
     stage = ctx.work_tables(mapping).stage
     request = ExtractRequest(source, spec, list(spec.id), chunk_size=SWEEP_CHUNK)
     present = []
-    for chunk in iter_chunks(ctx.source_conn(mapping, source), request):
-        chunk.columns = list(spec.id)
-        present.append(id_hashes(source_ids(chunk, spec.id)))
-        ctx.tick(entity, f"sweep {source}", len(chunk))
-        del chunk
+    for rows in iter_rows(ctx.source_conn(mapping, source), request):
+        present.append(id_hashes(_id_text(rows, list(spec.id))))
+        ctx.tick(entity, f"sweep {source}", len(rows))
+        del rows
         # Hand the chunk's rows and text back: left to the allocator they stay resident between the hashes kept.
         release_memory()
     staged = select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source)
@@ -127,6 +127,25 @@ def _present_hashes(ctx: SyncContext, entity: str, source: str) -> np.ndarray:
     known = _drain(present)
     known.sort()  # in place; duplicates are harmless to the binary search of `_contains`
     return known
+
+
+def _id_text(rows: list[tuple[Any, ...]], id_columns: list[str]) -> pd.Series | pa.Array:
+    """The text of each row's source id, as `source_ids` gives it to a frame of the rows.
+
+    A single id column of integers, or of text, without nulls (the usual case) goes from the
+    driver's values to Arrow without a frame; `source_ids` makes the same text of them.
+    """
+    if len(id_columns) == 1:
+        try:
+            values = pa.array([row[0] for row in rows], from_pandas=True)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            values = None
+        if values is not None and not values.null_count:
+            if pa.types.is_integer(values.type):
+                return pc.cast(values, pa.large_string())
+            if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+                return values
+    return source_ids(pd.DataFrame.from_records(rows, columns=id_columns, coerce_float=False), id_columns)
 
 
 def _drain(parts: list[np.ndarray]) -> np.ndarray:

@@ -139,6 +139,32 @@ def test_source_side_and_mirror_side_hash_the_same_text() -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1, 42, 1234567890123, -7, 0],  # integer ids: straight to Arrow
+        TRICKY,  # text ids: straight to Arrow
+        [1, None, 3],  # a null: through a frame (pandas makes the column float)
+        [1, "a", 2.5],  # mixed: through a frame
+        [2**70, 1],  # beyond int64
+        [b"bytes", b"id"],
+        [True, False],
+        [1.0, 2.5],
+    ],
+    ids=["int", "text", "null", "mixed", "huge", "bytes", "bool", "float"],
+)
+def test_driver_rows_give_the_ids_a_frame_of_them_gives(values: list[Any]) -> None:
+    """The sweep reads a source's ids from the driver's rows without building a frame when it can: the same
+    text as `source_ids` of a frame of the rows (what extraction writes to the mirror)."""
+    rows = [(v,) for v in values]
+    framed = source_ids(pd.DataFrame.from_records(rows, columns=["id"], coerce_float=False), ["id"])
+    assert id_hashes(sweep_module._id_text(rows, ["id"])).tolist() == id_hashes(framed).tolist()
+    pairs = [(v, i) for i, v in enumerate(values)]
+    framed = source_ids(pd.DataFrame.from_records(pairs, columns=["a", "b"], coerce_float=False), ["a", "b"])
+    assert id_hashes(sweep_module._id_text(pairs, ["a", "b"])).tolist() == id_hashes(framed).tolist()
+
+
+@pytest.mark.unit
 def test_contains_finds_exactly_the_known_hashes() -> None:
     rng = np.random.default_rng(7)
     known = np.sort(rng.integers(0, 2**63, 10_000, dtype=np.int64).astype(np.uint64))
@@ -286,7 +312,7 @@ def test_a_source_failure_propagates_and_stages_nothing(synced: Synced, monkeypa
         raise RuntimeError("source went away")
 
     config = synced.config
-    monkeypatch.setattr(sweep_module, "iter_chunks", broken)
+    monkeypatch.setattr(sweep_module, "iter_rows", broken)
     with pytest.raises(RuntimeError, match="source went away"):
         _sweep(config, "sweep-test-6")
     assert _staged(config, "sweep-test-6") == {}
