@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.frames import isin
 from etl.mapping.model import EntityMapping
@@ -33,20 +35,33 @@ def split_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _json_ids(ids: Mapping[str, pd.Series], index: pd.Index) -> pd.Series:
-    """`{"erp":"<id>","oa":"<id>"}` per golden key, sources without a row left out."""
-    columns = []
+    """`{"erp":"<id>","oa":"<id>"}` per golden key, sources without a row left out.
+
+    Built by Arrow in C++ column by column (`_json_ids_text` is the general route, for ids that
+    need escaping). Not with `binary_join_element_wise(..., null_handling="skip")`: pyarrow 26
+    drops the rows where every value is null from its result.
+    """
+    joined = pa.array([""] * len(index), pa.large_string())
     for source, series in ids.items():
         aligned = series.reindex(index)
         text = aligned.astype("str")
         if text.str.contains(r'[\\",]', regex=True).fillna(False).any():
             return _json_ids_text(ids, index)  # ids that need escaping (or hold commas): the general route
-        present = aligned.notna().to_numpy()
-        column = np.full(len(index), None, dtype=object)
-        head = '"' + source + '":"'
-        column[present] = [head + t + '"' for t in text.to_numpy(dtype=object)[present]]
-        columns.append(column)
-    out = ["{" + ",".join(p for p in row if p is not None) + "}" for row in zip(*columns, strict=True)]
-    return pd.Series(out, index=index, dtype="str")
+        present = pa.array(aligned.notna().to_numpy())
+        pair = pc.binary_join_element_wise(
+            _large(f'"{source}":"'),
+            pc.fill_null(pa.array(text.to_numpy(dtype=object), pa.large_string(), from_pandas=True), _large("")),
+            _large('"'),
+            _large(""),
+        )
+        after = pc.binary_join_element_wise(joined, pair, _large(","))
+        joined = pc.if_else(present, pc.if_else(pc.equal(joined, _large("")), pair, after), joined)
+    out = pc.binary_join_element_wise(_large("{"), joined, _large("}"), _large(""))
+    return pd.Series(out.to_numpy(zero_copy_only=False), index=index, dtype="str")
+
+
+def _large(text: str) -> pa.Scalar:
+    return pa.scalar(text, pa.large_string())
 
 
 def _json_ids_text(ids: Mapping[str, pd.Series], index: pd.Index) -> pd.Series:
@@ -118,7 +133,10 @@ def merge(frames: Mapping[str, pd.DataFrame], mapping: EntityMapping, timezone: 
 
 
 class _Aligned:
-    """Columns of `frame` (unique index) reindexed to `index` on demand, missing rows as NA: `frame.reindex(index)[c]`."""
+    """Columns of `frame` (unique index) reindexed to `index` on demand, missing rows as NA.
+
+    `aligned[c]` is `frame.reindex(index)[c]`, without building the whole reindexed frame.
+    """
 
     def __init__(self, frame: pd.DataFrame, index: pd.Index) -> None:
         self.frame, self.index = frame, index

@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from etl.engine.merge import _json_ids
+from etl.engine.merge import _json_ids, _json_ids_text
 from etl.engine.publish import _explode_ids
 
 
@@ -39,3 +41,22 @@ def test_a_source_named_in_no_row_gives_no_rows() -> None:
     frame = pd.DataFrame({"golden_key": ["a"], "ids": ['{"erp":"1"}']})
     rows = _explode_ids(frame, ["erp", "oa", "hr"])
     assert rows.values.tolist() == [["erp", "1", "a"]]
+
+
+PLAIN_ID = st.text(alphabet=st.characters(blacklist_characters='\\",', blacklist_categories=("Cs", "Cc")), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(*[st.one_of(st.none(), PLAIN_ID)] * 3), min_size=1, max_size=40))
+def test_ids_json_built_in_arrow_is_the_general_routes(rows: list[tuple[str | None, ...]]) -> None:
+    """The fast route (Arrow, column by column) writes what the general one writes, keys without ids included."""
+    index = pd.Index([f"k{i}" for i in range(len(rows))])
+    ids = {
+        source: pd.Series([r[n] for r in rows], index=index, dtype=object).dropna()
+        for n, source in enumerate(["erp", "oa", "hr"])
+    }
+    fast = _json_ids(ids, index)
+    assert fast.tolist() == _json_ids_text(ids, index).tolist()
+    assert [json.loads(t) for t in fast] == [
+        {s: r[n] for n, s in enumerate(["erp", "oa", "hr"]) if r[n] is not None} for r in rows
+    ]
