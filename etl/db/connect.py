@@ -73,6 +73,10 @@ def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
         kwargs["fast_executemany"] = True
     if backend in ("mysql", "mariadb"):
         kwargs["pool_recycle"] = 3600
+        if parsed.get_driver_name() == "mysqldb" and "conv" not in kwargs["connect_args"]:
+            from etl.db.mysqlclient import converters
+
+            kwargs["connect_args"]["conv"] = converters()
     try:
         engine = create_engine(url, hide_parameters=True, **kwargs)
     except Exception as exc:  # driver missing, bad URL options
