@@ -10,6 +10,7 @@ at any point converges on the same state.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
@@ -46,6 +48,8 @@ from etl.engine.quality import row_count_band
 from etl.engine.tables import truncate
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
+
+log = logging.getLogger("erpoa.publish")
 
 XREF_CHUNK = 50_000
 XREF_COLUMNS = ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "updated_at"]
@@ -214,7 +218,10 @@ def vacuum_mirror(ctx: SyncContext, entity: str) -> None:
     the table at a million rows), and no later reader sets each new row's hint bits.
     """
     mapping = ctx.mapping(entity)
-    refresh_statistics(ctx.target_engine(mapping), ctx.tables(mapping).mirror, vacuum=True)
+    try:
+        refresh_statistics(ctx.target_engine(mapping), ctx.tables(mapping).mirror, vacuum=True)
+    except SQLAlchemyError as exc:  # an optimisation: never fail a published entity over it
+        log.warning("%s: could not vacuum the mirror (the next sweep reads the table instead): %s", entity, exc)
 
 
 def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
