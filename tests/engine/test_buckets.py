@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 import pytest
 
@@ -29,4 +31,4 @@ def test_repeated_keys_share_a_bucket_and_partitions_cover_every_bucket() -> Non
     assert buckets.between(0, BUCKETS - 1).all()
     ranges = [bucket_range(p, 7) for p in range(7)]
     assert ranges[0][0] == 0 and ranges[-1][1] == BUCKETS
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -186,7 +187,7 @@ def test_each_staged_chunk_is_written_in_bucket_order(tmp_path: Path, pg_url: st
         )
     engine.dispose()
     chunks = -(-counts["read"] // 100) + 1  # the driver's first row may come alone
-    descents = sum(b < a for a, b in zip(buckets, buckets[1:], strict=False))
+    descents = sum(b < a for a, b in itertools.pairwise(buckets))
     assert len(buckets) >= 100 and len(set(buckets)) > 50 and max(buckets) > BUCKETS // 2
     assert descents < chunks  # one sorted run per chunk; in extraction order about every other row descends
 
