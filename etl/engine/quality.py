@@ -128,20 +128,24 @@ def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, parti
 
 
 def _mask_gate_result(result: Any, pii: set[str]) -> Any:
-    """A copy of a gate result with the values of `pii: true` fields masked (Data Docs show failing values)."""
+    """What the Data Docs page of a gate result shows, with the values of `pii: true` fields masked.
+
+    The result is cut to the page's samples first (`datadocs.trimmed`), then masked: only the
+    samples are copied, not every failing value of the partition.
+    """
     if not pii:
         return result
-    import copy
     import dataclasses
 
     from etl.logs import mask_personal
+    from etl.validate.datadocs import trimmed
 
     failures = result.row_failures.copy()
     if not failures.empty:
         sel = failures["column"].isin(pii)
         failures.loc[sel, "value"] = failures.loc[sel, "value"].map(mask_personal)
-    suite = copy.deepcopy(result.results)
-    for res in suite.results:
+    page = trimmed(dataclasses.replace(result, row_failures=failures))  # samples of failing rows from masked values
+    for res in page.results:
         kwargs = res.expectation_config.kwargs if res.expectation_config is not None else {}
         if not {kwargs.get(k) for k in ("column", "column_A", "column_B")} & pii:
             continue
@@ -154,4 +158,4 @@ def _mask_gate_result(result: Any, pii: set[str]) -> Any:
                 {**c, "value": mask_personal(c.get("value"))} if isinstance(c, dict) else c
                 for c in values["partial_unexpected_counts"]
             ]
-    return dataclasses.replace(result, row_failures=failures, results=suite)
+    return page

@@ -92,10 +92,15 @@ def _unique(name: str, used: set[str]) -> str:
 
 def docs_json(item: ExpectationSuiteValidationResult | GateResult) -> str:
     """What the Data Docs page of `item` shows, as JSON: failing values cut to samples, rows by key."""
-    return json.dumps(_trimmed(item).to_json_dict(), ensure_ascii=False)
+    return json.dumps(trimmed(item).to_json_dict(), ensure_ascii=False)
 
 
-def _trimmed(item: Result) -> ExpectationSuiteValidationResult:
+def trimmed(item: Result) -> ExpectationSuiteValidationResult:
+    """What a Data Docs page shows of `item`: failing values cut to samples, failing rows by key.
+
+    A new result: its `result` dicts are copies, so values can be replaced in them without touching
+    `item` (lists inside them other than the cut ones are shared, to be replaced, not mutated).
+    """
     if isinstance(item, str):
         loaded = expectationSuiteValidationResultSchema.load(json.loads(item))
         assert isinstance(loaded, ExpectationSuiteValidationResult)
@@ -115,7 +120,7 @@ def _trimmed(item: Result) -> ExpectationSuiteValidationResult:
 
 
 def _for_docs(item: Result, run_id: RunIdentifier) -> ExpectationSuiteValidationResult:
-    source = _trimmed(item)
+    source = trimmed(item)
     meta = dict(source.meta or {})
     asset = (meta.get("active_batch_definition") or {}).get("data_asset_name") or source.suite_name
     # the page header reads these; batch.validate() (unlike a Checkpoint) does not set them
