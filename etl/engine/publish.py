@@ -174,7 +174,9 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
         faults.point("publish.mirror_upserted")
     faults.point("publish.committed")
     if max(counts["upserted"], counts["mirrored"]) >= STATISTICS_MIN_ROWS:
-        refresh_statistics(ctx.target_engine(mapping), target, mirror)
+        # A mirror that took that many rows is analysed by its vacuum (`vacuum_mirror`), not twice.
+        vacuumed = counts["mirrored"] >= STATISTICS_MIN_ROWS
+        refresh_statistics(ctx.target_engine(mapping), target, *([] if vacuumed else [mirror]))
     return counts
 
 
@@ -215,13 +217,16 @@ def vacuum_mirror(ctx: SyncContext, entity: str) -> None:
     """`VACUUM (ANALYZE)` of the mirror after a large publish (PostgreSQL; elsewhere nothing).
 
     Its ids then read from the primary key alone (an index-only scan, half the time of reading
-    the table at a million rows), and no later reader sets each new row's hint bits.
+    the table at a million rows), and no later reader sets each new row's hint bits. When the
+    vacuum fails, the mirror is only analysed, as `publish` does for a smaller one.
     """
     mapping = ctx.mapping(entity)
+    engine, mirror = ctx.target_engine(mapping), ctx.tables(mapping).mirror
     try:
-        refresh_statistics(ctx.target_engine(mapping), ctx.tables(mapping).mirror, vacuum=True)
+        refresh_statistics(engine, mirror, vacuum=True)
     except SQLAlchemyError as exc:  # an optimisation: never fail a published entity over it
         log.warning("%s: could not vacuum the mirror (the next sweep reads the table instead): %s", entity, exc)
+        refresh_statistics(engine, mirror)
 
 
 def finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
