@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.schema import CreateIndex
 
 from etl.db.connect import byte_exact_tables
 from etl.db.write import plain_indexes
@@ -225,10 +226,20 @@ def truncate(conn: Connection, table: Table) -> None:
 
 
 def build_indexes(engine: Engine, table: Table) -> None:
-    """Create the indexes of `table` that are missing (after `start_bulk_load` and the load)."""
+    """Create the indexes of `table` that are missing (after `start_bulk_load` and the load).
+
+    On PostgreSQL the server decides (`CREATE INDEX IF NOT EXISTS`): looking each index up
+    first read the catalog for every index of the table, about 0.05 s an index, paid by every
+    incremental run. Each of these tables' indexes is made on PostgreSQL (none has a `ddl_if`
+    that leaves it out), which a direct `CreateIndex` would not check.
+    """
+    postgres = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
         for index in table.indexes:
-            index.create(conn, checkfirst=True)
+            if postgres:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+            else:
+                index.create(conn, checkfirst=True)
 
 
 def has_run_rows(conn: Connection, table: Table, run_id: str) -> bool:

@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from etl.engine.tables import EntityTables, build_indexes, start_bulk_load
 from etl.mapping.loader import load_mappings
@@ -79,6 +79,32 @@ def test_a_bulk_load_empties_the_stage_and_drops_its_indexes_until_they_are_buil
         assert conn.execute(text(f"SELECT count(*) FROM {tables.stage.name}")).scalar() == 0
     build_indexes(engine, tables.stage)
     assert _index_defs(engine, tables.stage.name) == indexed
+    build_indexes(engine, tables.stage)  # again: nothing missing, no error
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", [pytest.param("sqlite", marks=pytest.mark.sqlite),
+                                     pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def test_build_indexes_makes_only_the_missing_ones_on_sqlite_and_mariadb_too(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'work.db'}" if backend == "sqlite" else request.getfixturevalue("mariadb_url")
+    tables = EntityTables.build(load_mappings(MAPPINGS).entity("purchase"))
+    engine = create_engine(url)
+    tables.create(engine)
+
+    def names() -> set[str]:
+        return {i["name"] for i in inspect(engine).get_indexes(tables.stage.name)}
+
+    built = names()
+    assert len(built) >= 2
+    dropped = sorted(built)[0]
+    with engine.begin() as conn:
+        on = "" if backend == "sqlite" else f" ON {tables.stage.name}"
+        conn.execute(text(f"DROP INDEX {dropped}{on}"))
+    assert names() == built - {dropped}
+    build_indexes(engine, tables.stage)
+    assert names() == built
     build_indexes(engine, tables.stage)  # again: nothing missing, no error
     engine.dispose()
 
