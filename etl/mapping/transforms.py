@@ -995,12 +995,21 @@ def _parse_number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if s.dtype.kind in "iuf":
         values, notna = np.array(s.to_numpy(dtype="float64", na_value=np.nan)), s.notna().pipe(_flags)
     elif plain is not None:
-        values, notna = plain, s.notna().pipe(_flags)
+        values, notna = plain, _notna_where_nan(plain, s)
     else:
         values, notna = _parse_number_text(as_text(s))
     bad = notna & ~np.isfinite(values)
     values[bad] = np.nan
     return values, bad
+
+
+def _notna_where_nan(values: np.ndarray, s: pd.Series) -> np.ndarray:
+    """`s.notna()` of an object column whose float64 `values` are known: only values that became NaN
+    (nulls, mostly) are looked at, instead of every object."""
+    notna = ~np.isnan(values)
+    nan_at = np.flatnonzero(~notna)
+    notna[nan_at] = pd.notna(s.to_numpy(dtype=object)[nan_at])
+    return notna
 
 
 def _parse_number_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -334,6 +334,29 @@ def test_parse_number_as_before(values: list[Any]) -> None:
     np.testing.assert_array_equal(got_notna, expected_notna)
 
 
+DRIVER_NUMBERS = st.one_of(
+    st.none(),
+    st.decimals(allow_nan=True, allow_infinity=True, places=None),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([Decimal("NaN"), Decimal("-0"), Decimal("0E-10"), float("nan"), np.nan]),
+)
+
+
+@given(st.lists(DRIVER_NUMBERS, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_driver_numbers_parse_with_the_nulls_notna_gives(values: list[Any]) -> None:
+    column = pd.Series(values, dtype=object)
+    plain = t._decimal_floats(column)
+    if plain is None:  # e.g. no value at all, or an integer beyond float range
+        return
+    got, bad = t._parse_number(column)
+    expected_notna = column.notna().to_numpy(dtype=bool)
+    np.testing.assert_array_equal(t._notna_where_nan(plain.copy(), column), expected_notna)
+    np.testing.assert_array_equal(bad, expected_notna & ~np.isfinite(plain))
+    assert_same_floats(got, np.where(bad, np.nan, plain))
+
+
 def test_plain_decimals_parse_as_pandas_bit_for_bit() -> None:
     rng = np.random.default_rng(7)
     digits = pd.Series((rng.random(20_000) * 10.0 ** rng.integers(1, 15, 20_000)).astype(np.int64).astype(str))
