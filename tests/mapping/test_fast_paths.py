@@ -357,6 +357,25 @@ def test_driver_numbers_parse_with_the_nulls_notna_gives(values: list[Any]) -> N
     assert_same_floats(got, np.where(bad, np.nan, plain))
 
 
+def _old_decimal_floats(values: list[Any]) -> np.ndarray | None:
+    try:
+        return np.array(np.array(values, dtype=object).astype("float64"))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+@given(st.lists(st.one_of(st.none(), st.decimals(allow_nan=True, allow_infinity=True, places=None)), min_size=1))
+@settings(max_examples=400, deadline=None)
+def test_decimal_columns_convert_as_float_does(values: list[Any]) -> None:
+    got = t._decimal_floats(pd.Series(values, dtype=object))
+    expected = None if all(v is None for v in values) else _old_decimal_floats(values)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert_same_floats(got, expected)
+
+
 def test_plain_decimals_parse_as_pandas_bit_for_bit() -> None:
     rng = np.random.default_rng(7)
     digits = pd.Series((rng.random(20_000) * 10.0 ** rng.integers(1, 15, 20_000)).astype(np.int64).astype(str))
