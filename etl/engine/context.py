@@ -87,7 +87,8 @@ class SyncContext:
     def tables(self, mapping: EntityMapping) -> EntityTables:
         tables = self._tables.get(mapping.entity)
         if tables is None:
-            tables = EntityTables.build(mapping, schema=self.target_conn(mapping).schema_)
+            target = self.target_conn(mapping)
+            tables = EntityTables.build(mapping, schema=target.schema_, dialect=dialect_of(target))
             self._tables[mapping.entity] = tables
         return tables
 

@@ -162,8 +162,11 @@ def _drain(parts: list[np.ndarray]) -> np.ndarray:
 def _mirrored_ids(engine: Engine, mirror: Table, source: str, stop: threading.Event) -> list[pa.Array]:
     """The mirror's ids of `source` as Arrow text, a chunk at a time (stops early once `stop` is set)."""
     chunks = []
+    # In the key's order, the server reads the ids from the primary key alone, whichever of `_source` and
+    # `_src_id` it starts with (`etl.engine.tables.mirror_key`), instead of the mirror's rows.
+    ids = _mirrored(mirror, source, "_src_id").order_by(mirror.c._src_id)
     with engine.connect() as conn:
-        for rows in stream_rows(conn, _mirrored(mirror, source, "_src_id"), SWEEP_CHUNK):
+        for rows in stream_rows(conn, ids, SWEEP_CHUNK):
             if stop.is_set():
                 break
             chunks.append(pa.array([row[0] for row in rows], type=pa.string()))

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -91,7 +92,8 @@ class EntityTables:
     gold: Table
 
     @classmethod
-    def build(cls, mapping: EntityMapping, schema: str | None = None) -> EntityTables:
+    def build(cls, mapping: EntityMapping, schema: str | None = None, dialect: str | None = None) -> EntityTables:
+        """The entity's tables in `schema`; `dialect` (the target's) only orders the mirror's key (`mirror_key`)."""
         md = MetaData(schema=schema)
         e = mapping.entity
         # Keys are compared byte for byte on every dialect ('abc' and 'ABC' are two keys).
@@ -121,11 +123,12 @@ class EntityTables:
         mirror = Table(
             f"erpoa_src_{e}",
             md,
-            Column("_source", _code(40), primary_key=True),
-            Column("_src_id", _code(KEY_LEN), primary_key=True),
+            Column("_source", _code(40), nullable=False),
+            Column("_src_id", _code(KEY_LEN), nullable=False),
             Column("_key", _code(KEY_LEN), nullable=False),
             Column("_bucket", Integer, nullable=False),
             Column("_run", _code(40)),
+            PrimaryKeyConstraint(*mirror_key(dialect)),
             *_field_columns(mapping),
             Index(f"ix_erpoa_src_{e}_key", "_key"),
             Index(f"ix_erpoa_src_{e}_bucket", "_bucket"),
@@ -225,6 +228,19 @@ def start_bulk_load(conn: Connection, table: Table) -> None:
 def truncate(conn: Connection, table: Table) -> None:
     """Empty a PostgreSQL table at once (the space comes back without VACUUM)."""
     conn.execute(text(f"TRUNCATE {conn.dialect.identifier_preparer.format_table(table)}"))
+
+
+def mirror_key(dialect: str | None) -> tuple[str, str]:
+    """The column order of the mirror's primary key for a target of `dialect`.
+
+    On PostgreSQL the id comes first: its index sort abbreviates only the first column to a
+    short prefix, and with `_source` first (two or three values) every comparison went on to
+    the full texts (twice as long to build, in the first publish). The sweep then reads a
+    source's ids from the whole index, in its order (~0.03 s more per 800,000 ids). On MariaDB
+    the key orders the rows themselves (InnoDB) and `_source` first keeps each source's rows
+    together. Mirrors created before keep their key: both orders serve every lookup.
+    """
+    return ("_src_id", "_source") if dialect == "postgresql" else ("_source", "_src_id")
 
 
 def build_indexes(engine: Engine, table: Table) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from etl.cli.demo_cmd import sqlite_urls
 from etl.config.project import ProjectConfig, load_project
@@ -21,8 +22,9 @@ from etl.engine import sweep as sweep_module
 from etl.engine.context import SyncContext
 from etl.engine.pipeline import load_project_mappings, open_store, run_sync
 from etl.engine.sweep import id_hashes, sweep
-from etl.engine.tables import bucket_of
+from etl.engine.tables import EntityTables, bucket_of
 from etl.mapping.apply import source_ids
+from etl.mapping.loader import load_mappings
 from tests.helpers.project import execute_sql, urls_for
 from tests.reliability import write_tiny_project
 
@@ -198,9 +200,13 @@ class Synced:
 
 @pytest.fixture(params=BACKENDS)
 def synced(request: pytest.FixtureRequest, tmp_path: Path) -> Synced:
-    urls = urls_for(request.param, request, tmp_path)
+    return _synced(request.param, urls_for(request.param, request, tmp_path), tmp_path)
+
+
+def _synced(backend: str, urls: dict[str, str], tmp_path: Path, before: Callable[[Path], None] | None = None) -> Synced:
+    """The `synced` project on `urls`; `before(project folder)` runs just before its first sync."""
     ids = TRICKY
-    if request.param == "mariadb":
+    if backend == "mariadb":
         # The store's cross-reference on MariaDB compares with PAD SPACE: 'A1 ' would be 'A1' there.
         ids = [i for i in TRICKY if not i.endswith(" ")]
     # No primary key on the source: the same PAD SPACE rule would apply to it.
@@ -209,7 +215,10 @@ def synced(request: pytest.FixtureRequest, tmp_path: Path) -> Synced:
     start = datetime(2026, 6, 1, 9, 0, 0)
     execute_sql(urls["erp"], "INSERT INTO erp_item (id, code, modified) VALUES (:id, :code, :m)",
              [{"id": i, "code": _code(i), "m": start + timedelta(minutes=n)} for n, i in enumerate(ids)])
-    config = load_project(write_tiny_project(tmp_path / "project", urls, {"item": MAPPING}))
+    path = write_tiny_project(tmp_path / "project", urls, {"item": MAPPING})
+    if before is not None:
+        before(path.parent)
+    config = load_project(path)
     summary, _ = run_sync(config, full_refresh=True)
     assert summary.status == "success", summary.message
     assert summary.entities[0].inserted == len(ids)
@@ -341,6 +350,41 @@ def test_incremental_run_inactivates_exactly_the_deleted_records(synced: Synced)
     active = dict(_fetch(config.connection("target").sqlalchemy_url(), "SELECT code, _active FROM md_item"))
     assert {c for c, a in active.items() if not a} == {_code(i) for i in deleted}
     assert len(active) == len(synced.ids)
+
+
+def _mirror_key(config: ProjectConfig) -> list[str]:
+    engine = create_engine(config.connection("target").sqlalchemy_url())
+    try:
+        return list(inspect(engine).get_pk_constraint("erpoa_src_item")["constrained_columns"])
+    finally:
+        engine.dispose()
+
+
+def test_the_mirror_key_starts_with_the_id_on_postgresql_only(synced: Synced) -> None:
+    postgres = synced.config.connection("target").sqlalchemy_url().startswith("postgresql")
+    assert _mirror_key(synced.config) == (["_src_id", "_source"] if postgres else ["_source", "_src_id"])
+
+
+@pytest.mark.postgres
+def test_a_mirror_keyed_source_first_keeps_its_key_and_sweeps_the_same(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A mirror created before the key began with the id (on PostgreSQL) works as it is."""
+
+    def older_tables(folder: Path) -> None:
+        mapping = load_mappings(folder / "mappings").entity("item")
+        engine = create_engine(request.getfixturevalue("pg_url"))
+        EntityTables.build(mapping, dialect=None).create(engine)
+        engine.dispose()
+
+    synced = _synced("postgres", urls_for("postgres", request, tmp_path), tmp_path, before=older_tables)
+    config, deleted = synced.config, synced.deleted
+    assert _mirror_key(config) == ["_source", "_src_id"]  # kept by the first load's index rebuild too
+    _delete(config, deleted)
+    summary, _ = run_sync(config)
+    assert summary.status == "success", summary.message
+    assert summary.entities[0].inactivated == len(deleted)
+    assert _mirror_key(config) == ["_source", "_src_id"]
 
 
 @pytest.mark.sqlite
