@@ -101,8 +101,16 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
 STATISTICS_MIN_ROWS = 10_000
 
 
+def _vacuums_mirror(counts: dict[str, int]) -> bool:
+    """Whether a publish with these counts is followed by `vacuum_mirror` (which also analyses the mirror)."""
+    return counts["mirrored"] >= STATISTICS_MIN_ROWS
+
+
 def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
-    """Publish the gold rows of this run in one target transaction."""
+    """Publish the gold rows of this run in one target transaction.
+
+    A mirror that took many rows is analysed by the vacuum `publish_and_finalize` runs after it.
+    """
     mapping = ctx.mapping(entity)
     tables = ctx.tables(mapping)
     target, gold, stage, mirror = tables.target, tables.gold, tables.stage, tables.mirror
@@ -174,9 +182,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
         faults.point("publish.mirror_upserted")
     faults.point("publish.committed")
     if max(counts["upserted"], counts["mirrored"]) >= STATISTICS_MIN_ROWS:
-        # A mirror that took that many rows is analysed by its vacuum (`vacuum_mirror`), not twice.
-        vacuumed = counts["mirrored"] >= STATISTICS_MIN_ROWS
-        refresh_statistics(ctx.target_engine(mapping), target, *([] if vacuumed else [mirror]))
+        refresh_statistics(ctx.target_engine(mapping), target, *([] if _vacuums_mirror(counts) else [mirror]))
     return counts
 
 
@@ -206,7 +212,7 @@ def publish_and_finalize(ctx: SyncContext, entity: str) -> dict[str, int]:
                 raise
             published = loading.result()
         counts.update(_settle(ctx, entity, findings, published, xref.count))
-    if counts["mirrored"] >= STATISTICS_MIN_ROWS:
+    if _vacuums_mirror(counts):
         # Once no transaction of the sync is open (the links' was), so that every row can be marked visible
         # to all: the deletion sweep of each incremental run reads all of a source's mirrored ids.
         vacuum_mirror(ctx, entity)
