@@ -162,7 +162,8 @@ def ensure_bench_venv() -> None:
     if uv:
         if not BENCH_PY.exists():
             subprocess.run([uv, "venv", "--quiet", "-p", "3.11", str(BENCH_VENV)], check=True, cwd=REPO)
-        subprocess.run([uv, "pip", "install", "--quiet", "-p", str(BENCH_PY), "-e", ".", *BENCH_PACKAGES],
+        subprocess.run([uv, "pip", "install", "--quiet", "--compile-bytecode", "-p", str(BENCH_PY), "-e", ".",
+                        *BENCH_PACKAGES],
                        check=True, cwd=REPO)
     else:
         if not BENCH_PY.exists():
