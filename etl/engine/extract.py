@@ -17,10 +17,11 @@ from etl import faults
 from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
-from etl.db.write import insert_frame, insert_frames, refresh_statistics
+from etl.db.write import insert_frame, refresh_statistics
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
-from etl.engine.sweep import sweep
+from etl.engine.idhashes import add_extracted, prune
+from etl.engine.sweep import id_hashes, sweep
 from etl.engine.tables import (
     bucket_of,
     build_indexes,
@@ -42,6 +43,8 @@ def prepare(ctx: SyncContext, entity: str) -> None:
     if not ctx.dry_run:
         ctx.tables(mapping).create(ctx.target_engine(mapping))
         ctx.store.clear_pending_watermarks(entity, ctx.run_id)
+        with ctx.target_engine(mapping).begin() as conn:
+            prune(conn, ctx.tables(mapping).ids, ctx.run_id)
     work = ctx.work_tables(mapping)
     work.create(ctx.work_engine(mapping), work_only=True)
     engine = ctx.work_engine(mapping)
@@ -178,7 +181,11 @@ def _extract_chunk(
     staged = staged.take(np.argsort(staged["_bucket"].to_numpy(), kind="stable"))
     rejected_ids = mapped.rejects["_src_id"].drop_duplicates()
     rejected = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rejected_ids, "_status": "rejected"})
-    writes.submit(partial(insert_frames, ctx.work_engine(mapping), ctx.work_tables(mapping).stage, staged, rejected))
+    ids = None if ctx.dry_run else ctx.tables(mapping).ids
+    writes.submit(
+        partial(_stage_chunk, ctx.work_engine(mapping), ctx.work_tables(mapping).stage, ids, ctx.run_id, source, staged,
+                rejected)
+    )
     faults.point("extract.chunk_staged")  # handed to the writer: a kill here may or may not leave it staged
     counts["staged"] += len(staged)
     counts["rejected"] += len(rejected)
@@ -264,6 +271,17 @@ def _quarantine(ctx: SyncContext, entity: str, source: str, parts: list[pd.DataF
         ctx.planned_quarantine.append(frame.assign(entity=entity, stage="map"))
     else:
         ctx.store.add_quarantine(ctx.run_id, entity, frame, stage="map")
+
+
+def _stage_chunk(
+    engine: Engine, stage: Table, ids: Table | None, run: str, source: str, staged: pd.DataFrame, rejected: pd.DataFrame
+) -> None:
+    """Stage a chunk's rows and, unless `ids` is None (a dry run), record the hashes of its staged ids."""
+    with engine.begin() as conn:
+        insert_frame(conn, stage, staged)
+        insert_frame(conn, stage, rejected)
+        if ids is not None:
+            add_extracted(conn, ids, run, source, id_hashes(staged["_src_id"]))
 
 
 def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:

@@ -1,10 +1,10 @@
 """Stage 3: publish an entity in one transaction, then record what the run did.
 
 Inside one target transaction: upsert inserted/updated golden records, inactivate
-vanished ones (never a hard delete), and move accepted source rows into the
-mirror. Only after that commit do watermarks advance and the cross-reference and
-quarantine bookkeeping follow; all of it is idempotent, so a rerun after a crash
-at any point converges on the same state.
+vanished ones (never a hard delete), move accepted source rows into the mirror and make
+the run's id hashes live (`etl.engine.idhashes`). Only after that commit do watermarks
+advance and the cross-reference and quarantine bookkeeping follow; all of it is
+idempotent, so a rerun after a crash at any point converges on the same state.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
+from etl.engine import idhashes
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
 from etl.engine.tables import truncate
@@ -157,6 +158,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             or 0
         )
         faults.point("publish.inactivated")
+        mirror_was_empty = conn.execute(select(literal(1)).select_from(mirror).limit(1)).first() is None
         vanished = exists().where(
             and_(
                 stage.c._run == ctx.run_id,
@@ -180,6 +182,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             load = insert_select if first_load else partial(upsert_select, key=["_source", "_src_id"])
             counts["mirrored"] = load(conn, mirror, mirror_cols, accepted)
         faults.point("publish.mirror_upserted")
+        idhashes.publish(conn, tables.ids, ctx.run_id, list(mapping.sources), mirror_was_empty)
     faults.point("publish.committed")
     if max(counts["upserted"], counts["mirrored"]) >= STATISTICS_MIN_ROWS:
         refresh_statistics(ctx.target_engine(mapping), target, *([] if _vacuums_mirror(counts) else [mirror]))

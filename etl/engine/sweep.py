@@ -1,9 +1,11 @@
 """The keys-only deletion sweep of an incremental run: which mirrored records did a source lose?
 
 An incremental read only sees changed rows, so deletions are found by comparing every id
-the source has now with the mirror's ids of that source. Both sides are reduced to 64-bit
-hashes of the id's UTF-8 text (`id_hashes`), computed from Arrow buffers in numpy: no
-Python string is kept per id, and a present id costs 8 bytes however long it is.
+the source has now with the mirror's ids of that source, or with the hashes of them that
+the publishes record (`etl.engine.idhashes`), which spares reading the mirror while nothing
+vanished. Both sides are reduced to 64-bit hashes of the id's UTF-8 text (`id_hashes`),
+computed from Arrow buffers in numpy: no Python string is kept per id, and a present id
+costs 8 bytes however long it is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import Engine, Table, select
 
 from etl.db.extract import ExtractRequest, iter_rows, stream_rows
 from etl.db.write import insert_frame
+from etl.engine import idhashes
 from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
 from etl.engine.tables import table_exists
@@ -53,36 +56,53 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
 
     The ids present at the source now (its id columns only, read in chunks) and the ids
     this run already staged are kept as sorted 64-bit hashes (8 bytes an id, about 40 MB
-    for five million). Meanwhile a second thread reads the mirror's ids of the source as
-    Arrow text (about 4 bytes an id plus its text), so that each side waits on its own
-    database at the same time. The mirror's ids are hashed the same way; only those whose
-    hash is absent are looked up again for their key and bucket (by primary key, or in
-    one more pass over the mirror after a mass deletion) and staged. Nothing is staged
-    per present id. A hash collision can only hide a deletion (odds of about 1 in 10^13
-    per run at a million ids), never inactivate a record that is still there. Nothing is
-    written while a read of the target is open (on SQLite it would block the write).
-    Returns the number of `deleted` rows staged.
+    for five million). When the hashes recorded for the mirror's ids (`etl.engine.idhashes`)
+    are all among them, nothing vanished and the mirror is not read. Otherwise (or when none
+    are recorded) the mirror's ids of the source are read as Arrow text (about 4 bytes an id
+    plus its text), by a second thread while the source is read when nothing is recorded, so
+    that each side waits on its own database at the same time. The mirror's ids are hashed
+    the same way; only those whose hash is absent are looked up again for their key and
+    bucket (by primary key, or in one more pass over the mirror after a mass deletion) and
+    staged, and the hashes of the others are recorded for this run's publish to keep.
+    Nothing is staged per present id. A hash collision can only hide a deletion (odds of
+    about 1 in 10^13 per run at a million ids), never inactivate a record that is still
+    there. Nothing is written while a read of the target is open (on SQLite it would block
+    the write). Returns the number of `deleted` rows staged.
     """
     mapping = ctx.mapping(entity)
-    mirror, stage = ctx.tables(mapping).mirror, ctx.work_tables(mapping).stage
+    tables = ctx.tables(mapping)
+    mirror, stage = tables.mirror, ctx.work_tables(mapping).stage
     target_engine = ctx.target_engine(mapping)
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
-        mirrored = pool.submit(_mirrored_ids, target_engine, mirror, source, stop)
-        try:
-            known = _present_hashes(ctx, entity, source)
-        except BaseException:
-            stop.set()
-            raise
-        chunks = mirrored.result()
-    gone = _vanished_ids(chunks, known)
+    recorded = _recorded(target_engine, tables.ids, source)
+    if recorded is not None:
+        known = _present_hashes(ctx, entity, source)
+        hashes, rewrite = recorded
+        if _contains(known, hashes).all():
+            if rewrite and not ctx.dry_run:
+                idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, hashes)
+            return 0
+        del hashes
+        chunks = _mirrored_ids(target_engine, mirror, source, threading.Event())
+    else:
+        stop = threading.Event()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
+            mirrored = pool.submit(_mirrored_ids, target_engine, mirror, source, stop)
+            try:
+                known = _present_hashes(ctx, entity, source)
+            except BaseException:
+                stop.set()
+                raise
+            chunks = mirrored.result()
+    gone, kept = _compare(chunks, known)
     del chunks
     if gone is None:
         vanished = _rescan(target_engine, mirror, source, known)
     else:
         vanished = _lookup(target_engine, mirror, source, gone)
+    if not ctx.dry_run:
+        idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, kept)
     if not vanished.empty:
         with ctx.work_engine(mapping).begin() as conn:
             insert_frame(
@@ -92,6 +112,14 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
                 ["_run", "_source", "_status", *MIRROR_COLUMNS],
             )
     return len(vanished)
+
+
+def _recorded(engine: Engine, ids: Table, source: str) -> tuple[np.ndarray, bool] | None:
+    """`idhashes.live` of `source`; None where the table is missing too (a dry run against an older target)."""
+    if not table_exists(engine, ids):
+        return None
+    with engine.connect() as conn:
+        return idhashes.live(conn, ids, source)
 
 
 def id_hashes(ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -175,17 +203,24 @@ def _mirrored_ids(engine: Engine, mirror: Table, source: str, stop: threading.Ev
     return chunks
 
 
-def _vanished_ids(chunks: list[pa.Array], known: np.ndarray) -> list[str] | None:
-    """The ids whose hash is not in `known`; None when there are more than LOOKUP_MAX of them."""
+def _compare(chunks: list[pa.Array], known: np.ndarray) -> tuple[list[str] | None, np.ndarray]:
+    """The mirrored ids whose hash is not in `known` (None when there are more than LOOKUP_MAX of them),
+    and the sorted distinct hashes of the others."""
     ids = pa.chunked_array(chunks, type=pa.string())
-    gone: list[str] = []
+    gone: list[str] | None = []
+    kept = []
     for at in range(0, len(ids), PROBE_BATCH):
         batch = ids.slice(at, PROBE_BATCH)
-        missing = batch.filter(pa.array(~_contains(known, id_hashes(batch))))
-        if len(gone) + len(missing) > LOOKUP_MAX:
-            return None
-        gone.extend(missing.to_pylist())
-    return gone
+        hashes = id_hashes(batch)
+        present = _contains(known, hashes)
+        kept.append(hashes[present])
+        if gone is not None:
+            missing = batch.filter(pa.array(~present))
+            if len(gone) + len(missing) > LOOKUP_MAX:
+                gone = None
+            else:
+                gone.extend(missing.to_pylist())
+    return gone, idhashes.distinct_sorted(np.concatenate(kept)) if kept else np.empty(0, dtype=np.uint64)
 
 
 def _contains(known: np.ndarray, hashes: np.ndarray) -> np.ndarray:

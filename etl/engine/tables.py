@@ -4,6 +4,7 @@
   with bookkeeping columns `_key`, `_bucket`, `_active`, `_presence`, `_hash`,
   `_run_id`, `_mapping_version`, `_updated_at`;
 - `erpoa_src_<entity>`: the mirror, the last accepted canonical row of every source record;
+- `erpoa_ids_<entity>`: hashes of the mirror's ids, for the deletion sweep (`etl.engine.idhashes`);
 - `erpoa_stage_<entity>`: canonical rows extracted by a run (run-scoped);
 - `erpoa_gold_<entity>`: golden records a run built, with the action to publish.
 """
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -35,6 +37,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.schema import CreateIndex
 
 from etl.db.connect import byte_exact_tables
@@ -88,6 +91,7 @@ class EntityTables:
     metadata: MetaData
     target: Table
     mirror: Table
+    ids: Table
     stage: Table
     gold: Table
 
@@ -134,6 +138,16 @@ class EntityTables:
             Index(f"ix_erpoa_src_{e}_bucket", "_bucket"),
             **opts,
         )
+        ids = Table(
+            f"erpoa_ids_{e}",
+            md,
+            Column("_source", _code(40), nullable=False),
+            Column("_run", _code(40), nullable=False),
+            Column("_kind", _code(10), nullable=False),
+            Column("_hashes", LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), nullable=False),
+            Index(f"ix_erpoa_ids_{e}", "_source", "_kind"),
+            **opts,
+        )
         stage = Table(
             f"erpoa_stage_{e}",
             md,
@@ -176,11 +190,11 @@ class EntityTables:
             Index(f"ix_erpoa_gold_{e}_key", "_run", "_key"),
             **opts,
         )
-        return cls(mapping, md, target, mirror, stage, gold)
+        return cls(mapping, md, target, mirror, ids, stage, gold)
 
     def create(self, engine: Engine, *, work_only: bool = False) -> None:
         """Create missing tables (all, or only stage and gold for a separate work database)."""
-        tables = [self.stage, self.gold] if work_only else [self.target, self.mirror, self.stage, self.gold]
+        tables = [self.stage, self.gold] if work_only else [self.target, self.mirror, self.ids, self.stage, self.gold]
         if engine.dialect.name == "mysql":
             byte_exact_tables(engine, tables)
         self.metadata.create_all(engine, tables=tables, checkfirst=True)

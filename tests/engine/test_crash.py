@@ -61,3 +61,6 @@ def test_killed_then_rerun_equals_clean_run(point: str, nth: int, sources: Path,
     assert killed_sync(config, point, nth), f"the sync did not reach {point}:{nth}"
     rerun(config)
     assert compare(reference, snapshot(config)) == ""
+    assert {k: v for k, v in reference.items() if k.startswith("uncovered_ids_")} == {
+        f"uncovered_ids_{entity}": 0 for entity in ("department", "employee", "contract", "purchase")
+    }

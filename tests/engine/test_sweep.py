@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from etl.cli.demo_cmd import sqlite_urls
 from etl.config.project import ProjectConfig, load_project
+from etl.engine import idhashes
 from etl.engine import sweep as sweep_module
 from etl.engine.context import SyncContext
 from etl.engine.pipeline import load_project_mappings, open_store, run_sync
@@ -350,6 +351,125 @@ def test_incremental_run_inactivates_exactly_the_deleted_records(synced: Synced)
     active = dict(_fetch(config.connection("target").sqlalchemy_url(), "SELECT code, _active FROM md_item"))
     assert {c for c, a in active.items() if not a} == {_code(i) for i in deleted}
     assert len(active) == len(synced.ids)
+
+
+def _recorded(config: ProjectConfig) -> tuple[np.ndarray, int] | None:
+    """The live id hashes of the ERP source of `item` and the number of live rows; None if unknown."""
+    ctx = SyncContext(config=config, mappings=load_project_mappings(config), store=open_store(config), run_id="r")
+    try:
+        mapping = ctx.mapping("item")
+        table, engine = ctx.tables(mapping).ids, ctx.target_engine(mapping)
+        with engine.connect() as conn:
+            recorded = idhashes.live(conn, table, "erp")
+            rows = conn.execute(
+                text("SELECT COUNT(*) FROM erpoa_ids_item WHERE _source = 'erp' AND _kind = 'live'")
+            ).scalar()
+        return None if recorded is None else (recorded[0], int(rows or 0))
+    finally:
+        ctx.close()
+
+
+def _exact(ids: list[str]) -> np.ndarray:
+    return np.unique(id_hashes(pd.Series(ids, dtype=object)))
+
+
+def _mirror_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the sweep read the mirror")
+
+    monkeypatch.setattr(sweep_module, "_mirrored_ids", refuse)
+
+
+def test_a_publish_records_the_mirror_ids_and_a_sweep_then_leaves_the_mirror_unread(
+    synced: Synced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = synced.config
+    recorded = _recorded(config)
+    assert recorded is not None
+    assert recorded[0].tolist() == _exact(list(_mirror(config))).tolist()
+    _mirror_unread(monkeypatch)
+    assert _sweep(config, "sweep-test-8") == 0
+    summary, _ = run_sync(config)
+    assert summary.status == "success", summary.message
+    assert summary.entities[0].inactivated == 0
+
+
+def test_after_deletions_the_recorded_hashes_are_the_mirror_ids_again(
+    synced: Synced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep that finds deletions reads the mirror; its publish leaves exactly the ids still mirrored."""
+    config, deleted = synced.config, synced.deleted
+    _delete(config, deleted)
+    summary, _ = run_sync(config)
+    assert summary.entities[0].inactivated == len(deleted)
+    remaining = [i for i in synced.ids if i not in deleted]
+    assert sorted(_mirror(config)) == sorted(remaining)
+    recorded = _recorded(config)
+    assert recorded is not None
+    assert recorded[0].tolist() == _exact(remaining).tolist()
+    _delete(config, remaining[:2])
+    summary, _ = run_sync(config)  # these vanished after the hashes were recorded: the mirror is read
+    assert summary.entities[0].inactivated == 2
+    _mirror_unread(monkeypatch)
+    summary, _ = run_sync(config)
+    assert summary.status == "success", summary.message
+    assert summary.entities[0].inactivated == 0
+
+
+def test_without_recorded_hashes_the_sweep_reads_the_mirror_and_records_them(synced: Synced) -> None:
+    """A target of an earlier version (or whose hashes were deleted) sweeps as before and catches up."""
+    config, deleted = synced.config, synced.deleted
+    execute_sql(config.connection("target").sqlalchemy_url(), "DELETE FROM erpoa_ids_item")
+    assert _recorded(config) is None
+    _delete(config, deleted)
+    summary, _ = run_sync(config)
+    assert summary.entities[0].inactivated == len(deleted)
+    recorded = _recorded(config)
+    assert recorded is not None
+    assert recorded[0].tolist() == _exact([i for i in synced.ids if i not in deleted]).tolist()
+
+
+def test_an_unpublished_run_changes_no_recorded_hash(synced: Synced) -> None:
+    """A sweep's findings and a run's extracted ids count only once its publish commits."""
+    config, deleted = synced.config, synced.deleted
+    before = _recorded(config)
+    _delete(config, deleted)
+    assert _sweep(config, "sweep-test-9") == len(deleted)  # writes this run's replacement; nothing publishes it
+    after = _recorded(config)
+    assert before is not None and after is not None
+    assert after[0].tolist() == before[0].tolist()
+    summary, _ = run_sync(config)  # a later run drops what the unpublished one left, and finds the same
+    assert summary.entities[0].inactivated == len(deleted)
+    leftovers = _fetch(config.connection("target").sqlalchemy_url(),
+                       "SELECT COUNT(*) FROM erpoa_ids_item WHERE _run = 'sweep-test-9'")
+    assert leftovers == [(0,)]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("sqlite", marks=pytest.mark.sqlite),
+                                     pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def test_recorded_hashes_spread_over_many_rows_are_rewritten_as_one(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = _synced(backend, urls_for(backend, request, tmp_path), tmp_path)
+    config = synced.config
+    monkeypatch.setattr(idhashes, "MAX_ROWS", 1)
+    url = config.connection("erp").sqlalchemy_url()
+    for minute in (1, 2):  # each run appends the hashes of the rows it read
+        execute_sql(url, "UPDATE erp_item SET modified = :m WHERE code = 'IT000'",
+                    [{"m": datetime(2026, 7, 1, 9, minute)}])
+        assert run_sync(config)[0].status == "success"
+    recorded = _recorded(config)
+    assert recorded is not None
+    assert recorded[1] <= 2  # the rewritten set, and this run's extracted ids
+    assert recorded[0].tolist() == _exact(synced.ids).tolist()
+
+
+@pytest.mark.unit
+def test_distinct_sorted_is_numpys_unique() -> None:
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 2, 1000):
+        values = rng.integers(0, 50, size, dtype=np.int64).astype(np.uint64)
+        assert idhashes.distinct_sorted(values).tolist() == np.unique(values).tolist()
 
 
 def _mirror_key(config: ProjectConfig) -> list[str]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import create_engine, text
 
 from etl.cli.demo_cmd import write_project
@@ -18,6 +20,7 @@ from etl.config.project import load_project
 from etl.db.connect import dispose_all
 from etl.demo.generate import DemoSize, build_demo
 from etl.engine.pipeline import run_sync
+from etl.engine.sweep import id_hashes
 
 TINY = DemoSize(departments=12, employees=60, requisitions=30, contracts=15)
 ENTITY_TABLES = {
@@ -52,7 +55,8 @@ def new_project(sources: Path, folder: Path) -> Path:
 
 
 def snapshot(config_path: Path) -> dict[str, Any]:
-    """Target tables (business columns), mirror, watermarks and cross-reference of a project."""
+    """Target tables (business columns), mirror, watermarks and cross-reference of a project, and how many
+    mirrored ids lack a recorded hash (`etl.engine.idhashes`: none may)."""
     config = load_project(config_path)
     out: dict[str, Any] = {}
     target = create_engine(config.connection("target").sqlalchemy_url())
@@ -70,6 +74,7 @@ def snapshot(config_path: Path) -> dict[str, Any]:
                 out[f"mirror_{entity}"] = sorted(
                     repr(sorted((k, v) for k, v in r.items() if k != "_run")) for r in mirror
                 )
+                out[f"uncovered_ids_{entity}"] = _uncovered_ids(conn, entity, mirror)
         with recon.connect() as conn:
             out["watermarks"] = sorted(
                 tuple(r) for r in conn.execute(text("SELECT entity, source, value FROM erpoa_watermark"))
@@ -83,6 +88,18 @@ def snapshot(config_path: Path) -> dict[str, Any]:
         target.dispose()
         recon.dispose()
     return out
+
+
+def _uncovered_ids(conn: Any, entity: str, mirror: Any) -> int:
+    """Mirrored ids whose hash the live rows of `erpoa_ids_<entity>` lack (the sweep would miss their deletion)."""
+    live: dict[str, list[np.ndarray]] = {}
+    for source, data in conn.execute(text(f"SELECT _source, _hashes FROM erpoa_ids_{entity} WHERE _kind = 'live'")):
+        live.setdefault(source, []).append(np.frombuffer(data, dtype="<u8"))
+    uncovered = 0
+    for source, rows in pd.DataFrame([dict(r) for r in mirror], columns=["_source", "_src_id"]).groupby("_source"):
+        recorded = np.concatenate(live.get(source, [np.empty(0, dtype=np.uint64)]))
+        uncovered += int((~np.isin(id_hashes(rows["_src_id"].astype(object)), recorded)).sum())
+    return uncovered
 
 
 def killed_sync(config_path: Path, point: str, nth: int, timeout: float = 120) -> bool:
