@@ -79,7 +79,7 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
     if recorded is not None:
         known = _present_hashes(ctx, entity, source)
         hashes, rewrite = recorded
-        if _contains(known, hashes).all():
+        if _covers(known, hashes):
             if rewrite and not ctx.dry_run:
                 idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, hashes)
             return 0
@@ -235,6 +235,16 @@ def _contains(known: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     found = np.empty(len(hashes), dtype=bool)
     found[order] = known[at] == ordered
     return found
+
+
+def _covers(known: np.ndarray, ordered: np.ndarray) -> bool:
+    """Whether each of the sorted `ordered` is in the sorted `known` (`_contains` without its sort)."""
+    if not len(ordered):
+        return True
+    if not len(known):
+        return False
+    at = np.searchsorted(known, ordered).clip(max=len(known) - 1)
+    return bool((known[at] == ordered).all())
 
 
 def _mirrored(mirror: Table, source: str, *columns: str) -> Any:

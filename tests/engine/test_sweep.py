@@ -178,6 +178,19 @@ def test_contains_finds_exactly_the_known_hashes() -> None:
     assert not sweep_module._contains(np.empty(0, dtype=np.uint64), probe).any()
 
 
+@pytest.mark.unit
+def test_covers_is_true_exactly_when_every_hash_is_known() -> None:
+    rng = np.random.default_rng(8)
+    known = np.sort(rng.integers(0, 2**63, 10_000, dtype=np.int64).astype(np.uint64))
+    empty = np.empty(0, dtype=np.uint64)
+    assert sweep_module._covers(known, known[::7])
+    assert sweep_module._covers(known, empty) and sweep_module._covers(empty, empty)
+    assert not sweep_module._covers(empty, known[:1])
+    for outsider in (0, 2**64 - 1, int(known[5]) + 1):
+        probe = np.sort(np.append(known[::7], np.uint64(outsider)))
+        assert not sweep_module._covers(known, probe)
+
+
 # --------------------------------------------------------------------------- the sweep on databases
 
 
