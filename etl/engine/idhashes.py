@@ -17,6 +17,8 @@ then swaps them in. A crash leaves other runs' rows behind, which `prune` drops.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sqlalchemy import Connection, Engine, Table, and_, delete, exists, insert, literal, select, update
 
@@ -26,7 +28,7 @@ ROW_HASHES = 262_144
 #: A source's live rows are rewritten as one sorted set by the next sweep beyond this many rows (a first
 #: load leaves one per extracted chunk, each later run one more) ...
 MAX_ROWS = 1000
-#: ... or when this share of their hashes are repeats (each run appends the ids it read).
+#: ... or when they outnumber the source's ids by this share (each run appends the ids it read).
 MAX_REPEATS = 0.25
 
 _DTYPE = np.dtype("<u8")
@@ -38,14 +40,27 @@ def to_bytes(hashes: np.ndarray) -> bytes:
 
 
 def distinct_sorted(hashes: np.ndarray) -> np.ndarray:
-    """`hashes` sorted, without repeats (`np.unique` of numpy 2.4 takes 40 times as long for these)."""
-    ordered = np.sort(hashes)
-    if len(ordered) < 2:
-        return ordered
-    keep = np.empty(len(ordered), dtype=bool)
+    """`hashes` sorted in place, then without repeats: `hashes` itself when it has none.
+
+    (`np.unique` of numpy 2.4 takes 40 times as long for these, and copies them twice.)
+    """
+    hashes.sort()
+    if len(hashes) < 2:
+        return hashes
+    keep = np.empty(len(hashes), dtype=bool)
     keep[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    return ordered[keep]
+    np.not_equal(hashes[1:], hashes[:-1], out=keep[1:])
+    return hashes if keep.all() else hashes[keep]
+
+
+def covers(known: np.ndarray, ordered: np.ndarray) -> bool:
+    """Whether each of the sorted `ordered` is in the sorted `known`."""
+    if not len(ordered):
+        return True
+    if not len(known):
+        return False
+    at = np.searchsorted(known, ordered).clip(max=len(known) - 1)
+    return bool((known[at] == ordered).all())
 
 
 def add_extracted(conn: Connection, table: Table, run: str, source: str, hashes: np.ndarray) -> None:
@@ -54,20 +69,64 @@ def add_extracted(conn: Connection, table: Table, run: str, source: str, hashes:
         conn.execute(insert(table).values(_source=source, _run=run, _kind=EXTRACT, _hashes=to_bytes(hashes)))
 
 
-def live(conn: Connection, table: Table, source: str) -> tuple[np.ndarray, bool] | None:
-    """The sorted distinct live hashes of `source`, and whether to rewrite them as one set; None if unknown.
+def is_known(conn: Connection, table: Table, source: str) -> bool:
+    """Whether `source` has live rows: its mirrored ids' hashes are all recorded."""
+    return bool(conn.execute(select(exists().where(table.c._source == source, table.c._kind == LIVE))).scalar())
 
-    A rewrite is due when they are spread over many rows or many of them are repeats.
+
+@dataclass(frozen=True)
+class Check:
+    """How the live hashes of a source compare with the hashes of the ids it has now."""
+
+    #: every live hash is among them: no mirrored id vanished
+    covered: bool
+    #: the live rows are due to be rewritten as one set: many rows, or many repeats
+    compact: bool
+
+
+def check(conn: Connection, table: Table, source: str, known: np.ndarray) -> Check:
+    """Compare the live hashes of `source` with the sorted `known`, a block of stored rows at a time.
+
+    Streamed, so that memory holds a block of about `ROW_HASHES` of them beside `known`, however
+    many ids the mirror has. More live hashes than `known` has, by `MAX_REPEATS`, can only be repeats.
     """
+    rows = total = 0
+    result = conn.execution_options(stream_results=True, max_row_buffer=4).execute(
+        select(table.c._hashes).where(table.c._source == source, table.c._kind == LIVE)
+    )
+    with result:
+        # Searched a block of rows at a time: the more sorted hashes at once, the closer together their
+        # searches fall in `known` (0.43 s against 1.08 s row by row for 4,000,000 hashes in 200 rows).
+        block: list[np.ndarray] = []
+        size = 0
+        for (data,) in result:
+            part = np.frombuffer(data, dtype=_DTYPE)
+            rows += 1
+            total += len(part)
+            block.append(part)
+            size += len(part)
+            if size >= ROW_HASHES:
+                if not _covered(known, block):
+                    return Check(covered=False, compact=False)
+                block, size = [], 0
+        if block and not _covered(known, block):
+            return Check(covered=False, compact=False)
+    return Check(covered=True, compact=rows > MAX_ROWS or total > (1 + MAX_REPEATS) * len(known))
+
+
+def _covered(known: np.ndarray, block: list[np.ndarray]) -> bool:
+    ordered = np.concatenate(block)
+    ordered.sort()
+    return covers(known, ordered)
+
+
+def distinct(conn: Connection, table: Table, source: str) -> np.ndarray:
+    """The live hashes of `source`, sorted and without repeats (to rewrite them as one set)."""
     parts = [
         np.frombuffer(data, dtype=_DTYPE)
         for (data,) in conn.execute(select(table.c._hashes).where(table.c._source == source, table.c._kind == LIVE))
     ]
-    if not parts:
-        return None
-    hashes = np.concatenate(parts)
-    distinct = distinct_sorted(hashes)
-    return distinct, len(parts) > MAX_ROWS or len(hashes) - len(distinct) > MAX_REPEATS * len(hashes)
+    return distinct_sorted(np.concatenate(parts) if parts else np.empty(0, dtype=_DTYPE))
 
 
 def set_replacement(engine: Engine, table: Table, run: str, source: str, hashes: np.ndarray) -> None:

@@ -75,15 +75,15 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
     target_engine = ctx.target_engine(mapping)
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
-    recorded = _recorded(target_engine, tables.ids, source)
-    if recorded is not None:
+    if _known(target_engine, tables.ids, source):
         known = _present_hashes(ctx, entity, source)
-        hashes, rewrite = recorded
-        if _covers(known, hashes):
-            if rewrite and not ctx.dry_run:
+        with target_engine.connect() as conn:
+            check = idhashes.check(conn, tables.ids, source, known)
+            hashes = idhashes.distinct(conn, tables.ids, source) if check.covered and check.compact else None
+        if check.covered:
+            if hashes is not None and not ctx.dry_run:
                 idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, hashes)
             return 0
-        del hashes
         chunks = _mirrored_ids(target_engine, mirror, source, threading.Event())
     else:
         stop = threading.Event()
@@ -114,12 +114,12 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
     return len(vanished)
 
 
-def _recorded(engine: Engine, ids: Table, source: str) -> tuple[np.ndarray, bool] | None:
-    """`idhashes.live` of `source`; None where the table is missing too (a dry run against an older target)."""
+def _known(engine: Engine, ids: Table, source: str) -> bool:
+    """`idhashes.is_known`; False where the table is missing too (a dry run against an older target)."""
     if not table_exists(engine, ids):
-        return None
+        return False
     with engine.connect() as conn:
-        return idhashes.live(conn, ids, source)
+        return idhashes.is_known(conn, ids, source)
 
 
 def id_hashes(ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -208,19 +208,22 @@ def _compare(chunks: list[pa.Array], known: np.ndarray) -> tuple[list[str] | Non
     and the sorted distinct hashes of the others."""
     ids = pa.chunked_array(chunks, type=pa.string())
     gone: list[str] | None = []
-    kept = []
+    kept = np.empty(len(ids), dtype=np.uint64)
+    end = 0
     for at in range(0, len(ids), PROBE_BATCH):
         batch = ids.slice(at, PROBE_BATCH)
         hashes = id_hashes(batch)
         present = _contains(known, hashes)
-        kept.append(hashes[present])
+        found = hashes[present]
+        kept[end : end + len(found)] = found
+        end += len(found)
         if gone is not None:
             missing = batch.filter(pa.array(~present))
             if len(gone) + len(missing) > LOOKUP_MAX:
                 gone = None
             else:
                 gone.extend(missing.to_pylist())
-    return gone, idhashes.distinct_sorted(np.concatenate(kept)) if kept else np.empty(0, dtype=np.uint64)
+    return gone, idhashes.distinct_sorted(kept[:end])
 
 
 def _contains(known: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -235,16 +238,6 @@ def _contains(known: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     found = np.empty(len(hashes), dtype=bool)
     found[order] = known[at] == ordered
     return found
-
-
-def _covers(known: np.ndarray, ordered: np.ndarray) -> bool:
-    """Whether each of the sorted `ordered` is in the sorted `known` (`_contains` without its sort)."""
-    if not len(ordered):
-        return True
-    if not len(known):
-        return False
-    at = np.searchsorted(known, ordered).clip(max=len(known) - 1)
-    return bool((known[at] == ordered).all())
 
 
 def _mirrored(mirror: Table, source: str, *columns: str) -> Any:

@@ -183,12 +183,12 @@ def test_covers_is_true_exactly_when_every_hash_is_known() -> None:
     rng = np.random.default_rng(8)
     known = np.sort(rng.integers(0, 2**63, 10_000, dtype=np.int64).astype(np.uint64))
     empty = np.empty(0, dtype=np.uint64)
-    assert sweep_module._covers(known, known[::7])
-    assert sweep_module._covers(known, empty) and sweep_module._covers(empty, empty)
-    assert not sweep_module._covers(empty, known[:1])
+    assert idhashes.covers(known, known[::7])
+    assert idhashes.covers(known, empty) and idhashes.covers(empty, empty)
+    assert not idhashes.covers(empty, known[:1])
     for outsider in (0, 2**64 - 1, int(known[5]) + 1):
         probe = np.sort(np.append(known[::7], np.uint64(outsider)))
-        assert not sweep_module._covers(known, probe)
+        assert not idhashes.covers(known, probe)
 
 
 # --------------------------------------------------------------------------- the sweep on databases
@@ -367,17 +367,18 @@ def test_incremental_run_inactivates_exactly_the_deleted_records(synced: Synced)
 
 
 def _recorded(config: ProjectConfig) -> tuple[np.ndarray, int] | None:
-    """The live id hashes of the ERP source of `item` and the number of live rows; None if unknown."""
+    """The live id hashes of the ERP source of `item` (distinct) and the number of live rows; None if unknown."""
     ctx = SyncContext(config=config, mappings=load_project_mappings(config), store=open_store(config), run_id="r")
     try:
         mapping = ctx.mapping("item")
         table, engine = ctx.tables(mapping).ids, ctx.target_engine(mapping)
         with engine.connect() as conn:
-            recorded = idhashes.live(conn, table, "erp")
+            if not idhashes.is_known(conn, table, "erp"):
+                return None
             rows = conn.execute(
                 text("SELECT COUNT(*) FROM erpoa_ids_item WHERE _source = 'erp' AND _kind = 'live'")
             ).scalar()
-        return None if recorded is None else (recorded[0], int(rows or 0))
+            return idhashes.distinct(conn, table, "erp"), int(rows or 0)
     finally:
         ctx.close()
 
@@ -477,12 +478,49 @@ def test_recorded_hashes_spread_over_many_rows_are_rewritten_as_one(
     assert recorded[0].tolist() == _exact(synced.ids).tolist()
 
 
+@pytest.mark.sqlite
+def test_a_full_refresh_repeats_the_recorded_hashes_and_the_next_sweep_compacts_them(tmp_path: Path) -> None:
+    synced = _synced("sqlite", sqlite_urls(tmp_path), tmp_path)
+    config = synced.config
+    total = "SELECT SUM(LENGTH(_hashes)) / 8 FROM erpoa_ids_item WHERE _kind = 'live'"
+    url = config.connection("target").sqlalchemy_url()
+    assert run_sync(config, full_refresh=True)[0].status == "success"  # appends every id's hash again
+    assert _fetch(url, total) == [(2 * len(synced.ids),)]
+    summary, _ = run_sync(config)
+    assert summary.status == "success"
+    # the rewritten set, and the ids this run read again in its overlap window
+    assert _fetch(url, total) == [(len(synced.ids) + summary.entities[0].read["erp"],)]
+    after = _recorded(config)
+    assert after is not None and after[0].tolist() == _exact(synced.ids).tolist()
+
+
+@pytest.mark.sqlite
+def test_check_streams_the_rows_and_tells_covered_and_compact(tmp_path: Path) -> None:
+    project = write_tiny_project(tmp_path / "project", sqlite_urls(tmp_path), {"item": MAPPING})
+    table = EntityTables.build(load_mappings(project.parent / "mappings").entity("item")).ids
+    engine = create_engine(f"sqlite:///{tmp_path / 'ids.db'}")
+    table.metadata.create_all(engine, tables=[table])
+    known = np.arange(10, 20, dtype=np.uint64)
+    with engine.begin() as conn:
+        for part in ([19, 11], [12, 13], [], [13, 11, 12, 19]):  # each id twice
+            conn.execute(table.insert().values(_source="erp", _run="r", _kind="live",
+                                               _hashes=idhashes.to_bytes(np.array(part, dtype=np.uint64))))
+        assert idhashes.check(conn, table, "erp", known) == idhashes.Check(covered=True, compact=False)
+        exact = np.array([11, 12, 13, 19], dtype=np.uint64)  # 8 live hashes for 4 ids: due to be compacted
+        assert idhashes.check(conn, table, "erp", exact) == idhashes.Check(covered=True, compact=True)
+        assert not idhashes.check(conn, table, "erp", exact[1:]).covered
+        assert not idhashes.check(conn, table, "erp", known[2:]).covered
+        assert idhashes.distinct(conn, table, "erp").tolist() == [11, 12, 13, 19]
+        assert not idhashes.is_known(conn, table, "oa")
+    engine.dispose()
+
+
 @pytest.mark.unit
 def test_distinct_sorted_is_numpys_unique() -> None:
     rng = np.random.default_rng(5)
     for size in (0, 1, 2, 1000):
         values = rng.integers(0, 50, size, dtype=np.int64).astype(np.uint64)
-        assert idhashes.distinct_sorted(values).tolist() == np.unique(values).tolist()
+        assert idhashes.distinct_sorted(values.copy()).tolist() == np.unique(values).tolist()
 
 
 def _mirror_key(config: ProjectConfig) -> list[str]:
