@@ -458,13 +458,11 @@ class _XrefLoader:
     def _begin(self) -> None:
         from etl.store.repo import now
 
-        xref = store_schema.xref
         self._conn = self.ctx.store.engine.connect()
         self._tx = self._conn.begin()
         self.stamp = now()
         # The entity is locked: nobody else adds its rows between this look and the commit.
-        first_row = self._conn.execute(select(xref.c.entity).where(xref.c.entity == self.entity).limit(1)).first()
-        self.direct = first_row is None
+        self.direct = not _has_links(self._conn, self.entity)
         if not self.direct:
             self.tmp.create(self._conn)
         else:
@@ -521,13 +519,38 @@ class _XrefLoader:
         return int(changed or 0) + int(new or 0)
 
 
+def _partition_name(entity: str) -> str:
+    """The name of `entity`'s cross-reference partition (PostgreSQL)."""
+    return f"erpoa_xref_{hashlib.sha1(entity.encode()).hexdigest()[:12]}"
+
+
+def _has_partition(conn: Any, entity: str) -> bool:
+    return bool(conn.execute(text("SELECT to_regclass(:t)"), {"t": _partition_name(entity)}).scalar())
+
+
+def _has_links(conn: Any, entity: str) -> bool:
+    """Whether the cross-reference holds a row of `entity`.
+
+    Where the entity has a partition of its own, all its rows are there (the default partition
+    cannot hold any: the partition could not have been attached), and the partition is read
+    without a condition. With `entity = ...` instead, a partition never analysed (loaded and
+    attached in one transaction) let the planner scan all of its `(entity, golden_key)` index
+    for the first row: 84 ms at 1.6M links, in every incremental run.
+    """
+    xref = store_schema.xref
+    if conn.dialect.name == "postgresql" and store_schema.xref_kind(conn) == "p" and _has_partition(conn, entity):
+        name = conn.dialect.identifier_preparer.quote(_partition_name(entity))
+        return conn.execute(text(f"SELECT 1 FROM {name} LIMIT 1")).first() is not None  # noqa: S608
+    return conn.execute(select(xref.c.entity).where(xref.c.entity == entity).limit(1)).first() is not None
+
+
 def _new_partition(conn: Any, entity: str) -> Table | None:
     """A table to become the cross-reference partition of `entity`, created without indexes; None where
     the store's cross-reference is not partitioned (a store of schema version 2 not yet migrated)
     or the entity has a partition already (it had links once)."""
     xref = store_schema.xref
-    name = f"erpoa_xref_{hashlib.sha1(entity.encode()).hexdigest()[:12]}"
-    if store_schema.xref_kind(conn) != "p" or conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar():
+    name = _partition_name(entity)
+    if store_schema.xref_kind(conn) != "p" or _has_partition(conn, entity):
         return None
     prep = conn.dialect.identifier_preparer
     conn.execute(
