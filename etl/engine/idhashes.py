@@ -18,9 +18,10 @@ then swaps them in. A crash leaves other runs' rows behind, which `prune` drops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Table, and_, delete, exists, insert, literal, select, update
+from sqlalchemy import Connection, Engine, Select, Table, and_, delete, exists, insert, literal, select, update
 
 LIVE, EXTRACT, REPLACE = "live", "extract", "replace"
 #: Hashes in one row (2 MiB): MariaDB's default `max_allowed_packet` is 16 MiB.
@@ -53,14 +54,17 @@ def distinct_sorted(hashes: np.ndarray) -> np.ndarray:
     return hashes if keep.all() else hashes[keep]
 
 
+def found_sorted(known: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """Whether each of the sorted `ordered` is in the sorted `known` (a mask, in the order of `ordered`)."""
+    if not len(known):
+        return np.zeros(len(ordered), dtype=bool)
+    at = np.searchsorted(known, ordered).clip(max=len(known) - 1)
+    return known[at] == ordered
+
+
 def covers(known: np.ndarray, ordered: np.ndarray) -> bool:
     """Whether each of the sorted `ordered` is in the sorted `known`."""
-    if not len(ordered):
-        return True
-    if not len(known):
-        return False
-    at = np.searchsorted(known, ordered).clip(max=len(known) - 1)
-    return bool((known[at] == ordered).all())
+    return bool(found_sorted(known, ordered).all())
 
 
 def add_extracted(conn: Connection, table: Table, run: str, source: str, hashes: np.ndarray) -> None:
@@ -92,7 +96,7 @@ def check(conn: Connection, table: Table, source: str, known: np.ndarray) -> Che
     """
     rows = total = 0
     result = conn.execution_options(stream_results=True, max_row_buffer=4).execute(
-        select(table.c._hashes).where(table.c._source == source, table.c._kind == LIVE)
+        _live_hashes(table, source)
     )
     with result:
         # Searched a block of rows at a time: the more sorted hashes at once, the closer together their
@@ -120,11 +124,15 @@ def _covered(known: np.ndarray, block: list[np.ndarray]) -> bool:
     return covers(known, ordered)
 
 
+def _live_hashes(table: Table, source: str) -> Select[Any]:
+    return select(table.c._hashes).where(table.c._source == source, table.c._kind == LIVE)
+
+
 def distinct(conn: Connection, table: Table, source: str) -> np.ndarray:
     """The live hashes of `source`, sorted and without repeats (to rewrite them as one set)."""
     parts = [
         np.frombuffer(data, dtype=_DTYPE)
-        for (data,) in conn.execute(select(table.c._hashes).where(table.c._source == source, table.c._kind == LIVE))
+        for (data,) in conn.execute(_live_hashes(table, source))
     ]
     return distinct_sorted(np.concatenate(parts) if parts else np.empty(0, dtype=_DTYPE))
 

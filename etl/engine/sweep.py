@@ -228,15 +228,11 @@ def _compare(chunks: list[pa.Array], known: np.ndarray) -> tuple[list[str] | Non
 
 def _contains(known: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     """Whether each of `hashes` is in the sorted array `known`."""
-    if not len(known):
-        return np.zeros(len(hashes), dtype=bool)
     # Searched in ascending order, consecutive searches touch nearby parts of `known`: at millions
     # of ids random searches spend most of their time waiting on memory.
     order = np.argsort(hashes)
-    ordered = hashes[order]
-    at = np.searchsorted(known, ordered).clip(max=len(known) - 1)
     found = np.empty(len(hashes), dtype=bool)
-    found[order] = known[at] == ordered
+    found[order] = idhashes.found_sorted(known, hashes[order])
     return found
 
 
