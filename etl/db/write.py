@@ -178,10 +178,7 @@ def indexes_built_after(conn: Connection, table: Table) -> Iterator[bool]:
     ):
         yield False
         return
-    constraints = conn.execute(
-        text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-             "WHERE conrelid = to_regclass(:t) AND contype IN ('p', 'u') ORDER BY contype, conname"), oid
-    ).all()
+    constraints = key_constraints(conn, name)
     indexes = plain_indexes(conn, name)
     for conname, _ in constraints:
         conn.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT {prep.quote(conname)}"))
@@ -192,6 +189,16 @@ def indexes_built_after(conn: Connection, table: Table) -> Iterator[bool]:
         conn.execute(text(f"ALTER TABLE {name} ADD CONSTRAINT {prep.quote(conname)} {definition}"))
     for _, _, definition in indexes:
         conn.execute(text(definition))
+
+
+def key_constraints(conn: Connection, name: str) -> list[tuple[str, str]]:
+    """(name, definition) of the PostgreSQL table `name`'s primary key and unique constraints."""
+    rows = conn.execute(
+        text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+             "WHERE conrelid = to_regclass(:t) AND contype IN ('p', 'u') ORDER BY contype, conname"),
+        {"t": name},
+    ).all()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def plain_indexes(conn: Connection, name: str) -> list[tuple[str, str, str]]:

@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
-from etl.engine import idhashes
+from etl.engine import idhashes, mirror_swap
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
 from etl.engine.tables import truncate
@@ -103,8 +103,11 @@ STATISTICS_MIN_ROWS = 10_000
 
 
 def _vacuums_mirror(counts: dict[str, int]) -> bool:
-    """Whether a publish with these counts is followed by `vacuum_mirror` (which also analyses the mirror)."""
-    return counts["mirrored"] >= STATISTICS_MIN_ROWS
+    """Whether a publish with these counts is followed by `vacuum_mirror` (which also analyses the mirror).
+
+    A mirror swapped in was vacuumed and analysed when it was built.
+    """
+    return counts["mirrored"] >= STATISTICS_MIN_ROWS and not counts.get("mirror_swapped")
 
 
 def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
@@ -178,14 +181,21 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
             literal(ctx.run_id),
             *[stage.c[f] for f in fields],
         ).where(stage.c._run == ctx.run_id, stage.c._status.in_(["ok", "duplicate"]))
-        with indexes_built_after(conn, mirror) as first_load:
-            load = insert_select if first_load else partial(upsert_select, key=["_source", "_src_id"])
-            counts["mirrored"] = load(conn, mirror, mirror_cols, accepted)
+        swapped = mirror_swap.swap(conn, ctx, entity) if mirror_was_empty else None
+        counts["mirror_swapped"] = int(swapped is not None)
+        if swapped is not None:  # built beside the merge, vacuumed and analysed (`etl.engine.mirror_swap`)
+            counts["mirrored"] = swapped
+            faults.point("publish.mirror_swapped")
+        else:
+            with indexes_built_after(conn, mirror) as first_load:
+                load = insert_select if first_load else partial(upsert_select, key=["_source", "_src_id"])
+                counts["mirrored"] = load(conn, mirror, mirror_cols, accepted)
         faults.point("publish.mirror_upserted")
         idhashes.publish(conn, tables.ids, ctx.run_id, list(mapping.sources), mirror_was_empty)
     faults.point("publish.committed")
     if max(counts["upserted"], counts["mirrored"]) >= STATISTICS_MIN_ROWS:
-        refresh_statistics(ctx.target_engine(mapping), target, *([] if _vacuums_mirror(counts) else [mirror]))
+        analysed = _vacuums_mirror(counts) or counts["mirror_swapped"]
+        refresh_statistics(ctx.target_engine(mapping), target, *([] if analysed else [mirror]))
     return counts
 
 

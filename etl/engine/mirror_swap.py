@@ -1,0 +1,214 @@
+"""A first load's mirror, built beside the merge and swapped in by the publish (PostgreSQL).
+
+The mirror holds the last accepted row of every source record. On the first load of an
+entity it is empty and the publish would copy every staged row into it and build its key
+and indexes, in the publish transaction: at a million purchase lines that is the longer of
+the publish's two streams (~6 s of server time), while the merge before it leaves a core
+of the server mostly idle. So, when the mirror is empty, `building` fills a table of the
+same shape, `erpoa_src_<entity>_next`, from the run's staged rows in a thread of its own
+while the partitions are merged, builds its key and indexes under temporary names and
+vacuums it. The publish (`swap`) then removes the rows the merge set aside (`held`), drops
+the empty mirror and renames the new table, its key and its indexes to the mirror's: the
+same rows as the copy would have written, in the same transaction as the target's upsert.
+
+Only a plain mirror is replaced: logged, owned by the user who syncs, without grants,
+triggers, rules, views, foreign keys, row security, inheritance, publications, table
+options or a tablespace of its own, and with no constraint besides its key and unique
+ones. Anything else, and any doubt about the new table (left by a crash, built for
+another run, an index missing), sends the publish down the usual copy; the new table is
+then dropped. A run's `prepare` drops any new table an earlier run left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, delete, literal, select, text
+
+from etl import faults
+from etl.db.write import key_constraints, plain_indexes
+from etl.engine.context import SyncContext
+
+log = logging.getLogger("erpoa.publish")
+
+#: `_status` of the staged rows the new mirror takes: accepted ones and those an attempt of the merge set
+#: aside (which a later attempt may accept again); the swap removes those still set aside as `held`.
+BUILT_STATUSES = ("ok", "duplicate", "held")
+_DONE = "erpoa mirror built for run {run} with {rows} rows"
+_DONE_PATTERN = re.compile(r"^erpoa mirror built for run (\S+) with (\d+) rows$")
+_INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (?:ONLY )?\S+ (USING .*)$")
+
+# One query: is the mirror a plain, empty table that a new one may replace?
+_PLAIN = """
+SELECT c.relkind = 'r' AND c.relpersistence = 'p' AND c.relacl IS NULL AND c.reloptions IS NULL
+   AND c.reltablespace = 0 AND NOT c.relrowsecurity AND NOT c.relhastriggers AND NOT c.relhasrules
+   AND pg_get_userbyid(c.relowner) = current_user
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = c.oid AND contype NOT IN ('p', 'u'))
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = c.oid AND d.classid = 'pg_rewrite'::regclass)
+   AND NOT EXISTS (SELECT 1 FROM pg_publication_rel WHERE prrelid = c.oid)
+FROM pg_class c WHERE c.oid = to_regclass(:t)
+"""
+
+
+def next_table(mirror: Table) -> Table:
+    """The new mirror's table: the mirror's columns under `<mirror>_next` (for statements; made by `build`)."""
+    return Table(f"{mirror.name}_next", MetaData(schema=mirror.schema), *[Column(c.name, c.type) for c in mirror.c])
+
+
+def temporary_name(name: str) -> str:
+    """The name an index or constraint of the mirror has on the new table until the swap (at most 63 bytes)."""
+    return f"{name[:40]}_next_{hashlib.md5(name.encode()).hexdigest()[:12]}"
+
+
+@contextmanager
+def building(ctx: SyncContext, entity: str) -> Iterator[None]:
+    """Build the new mirror in a thread while the block runs (the merge); wait for it when the block ends.
+
+    Nothing happens in a dry run, off PostgreSQL, or when the mirror holds rows or is not plain.
+    A build that fails only costs the publish its shortcut: it is logged, never raised.
+    """
+    mapping = ctx.mapping(entity)
+    engine = ctx.target_engine(mapping)
+    if ctx.dry_run or engine.dialect.name != "postgresql" or not _replaceable(engine, ctx.tables(mapping).mirror):
+        yield
+        return
+    thread = threading.Thread(target=_build_logged, args=(ctx, entity), name=f"erpoa-mirror-{entity}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _build_logged(ctx: SyncContext, entity: str) -> None:
+    try:
+        build(ctx, entity)
+    except Exception as exc:  # an optimisation: the publish copies the rows instead
+        log.warning("%s: could not build the new mirror beside the merge (the publish copies the rows): %s",
+                    entity, exc)
+
+
+def build(ctx: SyncContext, entity: str) -> int:
+    """Fill `<mirror>_next` with the run's staged rows, build its key and indexes, vacuum it; returns its rows."""
+    mapping = ctx.mapping(entity)
+    engine = ctx.target_engine(mapping)
+    mirror, stage = ctx.tables(mapping).mirror, ctx.tables(mapping).stage
+    new = next_table(mirror)
+    prep = engine.dialect.identifier_preparer
+    name, new_name = prep.format_table(mirror), prep.format_table(new)
+    fields = list(mapping.fields)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {new_name}"))
+        conn.execute(text(f"CREATE TABLE {new_name} (LIKE {name} INCLUDING DEFAULTS INCLUDING STORAGE)"))
+        rows = select(
+            stage.c._source,
+            stage.c._src_id,
+            stage.c._key,
+            stage.c._bucket,
+            literal(ctx.run_id),
+            *[stage.c[f] for f in fields],
+        ).where(stage.c._run == ctx.run_id, stage.c._status.in_(BUILT_STATUSES))
+        inserted = conn.execute(
+            new.insert()
+            .from_select(["_source", "_src_id", "_key", "_bucket", "_run", *fields], rows)
+            .execution_options(preserve_rowcount=True)
+        ).rowcount
+        for conname, definition in key_constraints(conn, name):
+            conn.execute(text(f"ALTER TABLE {new_name} ADD CONSTRAINT {prep.quote(temporary_name(conname))} "
+                              f"{definition}"))
+        for _, index, definition in plain_indexes(conn, name):
+            found = _INDEX_DEF.match(definition)
+            if found is None:
+                raise ValueError(f"unexpected index definition: {definition}")
+            unique, rest = found.group(1) or "", found.group(2)
+            conn.execute(text(f"CREATE {unique}INDEX {prep.quote(temporary_name(index))} ON {new_name} {rest}"))
+    faults.point("mirror.next_loaded")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"VACUUM (ANALYZE) {new_name}"))
+    with engine.begin() as conn:
+        done = _DONE.format(run=ctx.run_id, rows=inserted)
+        conn.execute(text(f"COMMENT ON TABLE {new_name} IS '{done}'"))
+    faults.point("mirror.next_built")
+    return int(inserted)
+
+
+def swap(conn: Connection, ctx: SyncContext, entity: str) -> int | None:
+    """In the publish transaction: make the new mirror the mirror; returns its rows, or None to copy as usual.
+
+    The caller has found the mirror empty. None when there is no complete new mirror of this
+    run, or the mirror is no longer plain or has other indexes than the new one; the new table
+    is then dropped.
+    """
+    mapping = ctx.mapping(entity)
+    mirror, stage = ctx.tables(mapping).mirror, ctx.tables(mapping).stage
+    new = next_table(mirror)
+    prep = conn.dialect.identifier_preparer
+    name, new_name = prep.format_table(mirror), prep.format_table(new)
+    built = conn.execute(text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": new_name}).scalar()
+    found = _DONE_PATTERN.match(built or "")
+    if found is None or found.group(1) != ctx.run_id or not _replaceable(conn, mirror):
+        discard(conn, mirror)
+        return None
+    constraints = [conname for conname, _ in key_constraints(conn, name)]
+    indexes = [(schema, index) for schema, index, _ in plain_indexes(conn, name)]
+    have = set(
+        conn.execute(
+            text("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                 "WHERE i.indrelid = to_regclass(:t)"),
+            {"t": new_name},
+        ).scalars()
+    )
+    if have != {temporary_name(n) for n in [*constraints, *(index for _, index in indexes)]}:
+        discard(conn, mirror)
+        return None
+    removed = conn.execute(
+        delete(new)
+        .where(
+            stage.c._run == ctx.run_id,
+            stage.c._status == "held",
+            new.c._source == stage.c._source,
+            new.c._src_id == stage.c._src_id,
+        )
+        .execution_options(preserve_rowcount=True)
+    ).rowcount
+    conn.execute(text(f"DROP TABLE {name}"))
+    conn.execute(text(f"ALTER TABLE {new_name} RENAME TO {prep.quote(mirror.name)}"))
+    for conname in constraints:
+        conn.execute(text(f"ALTER TABLE {name} RENAME CONSTRAINT {prep.quote(temporary_name(conname))} "
+                          f"TO {prep.quote(conname)}"))
+    for schema, index in indexes:
+        conn.execute(text(f"ALTER INDEX {prep.quote(schema)}.{prep.quote(temporary_name(index))} "
+                          f"RENAME TO {prep.quote(index)}"))
+    conn.execute(text(f"COMMENT ON TABLE {name} IS NULL"))
+    return int(found.group(2)) - int(removed or 0)
+
+
+def discard(conn: Connection | Engine, mirror: Table) -> None:
+    """Drop the new mirror of `mirror`, if there is one (PostgreSQL)."""
+    if conn.dialect.name != "postgresql":
+        return
+    statement = text(f"DROP TABLE IF EXISTS {conn.dialect.identifier_preparer.format_table(next_table(mirror))}")
+    if isinstance(conn, Connection):
+        conn.execute(statement)
+        return
+    with conn.begin() as c:
+        c.execute(statement)
+
+
+def _replaceable(conn: Connection | Engine, mirror: Table) -> bool:
+    """Whether `mirror` exists, is plain and holds no row."""
+    if isinstance(conn, Engine):
+        with conn.connect() as c:
+            return _replaceable(c, mirror)
+    name = conn.dialect.identifier_preparer.format_table(mirror)
+    if not conn.execute(text(_PLAIN), {"t": name}).scalar():
+        return False
+    return conn.execute(select(literal(1)).select_from(mirror).limit(1)).first() is None
+
