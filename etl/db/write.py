@@ -191,6 +191,17 @@ def indexes_built_after(conn: Connection, table: Table) -> Iterator[bool]:
         conn.execute(text(definition))
 
 
+def background_session(conn: Connection) -> None:
+    """Keep a PostgreSQL transaction that works beside the sync's own to one core: no parallel workers.
+
+    Its index builds and scans would otherwise also take the core that the sync's Python side needs
+    when both share a machine; work done beside the merge has time to spare.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL max_parallel_maintenance_workers = 0"))
+        conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+
+
 def key_constraints(conn: Connection, name: str) -> list[tuple[str, str]]:
     """(name, definition) of the PostgreSQL table `name`'s primary key and unique constraints."""
     rows = conn.execute(

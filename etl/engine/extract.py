@@ -18,7 +18,7 @@ from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
 from etl.db.write import insert_frame, refresh_statistics
-from etl.engine import mirror_swap
+from etl.engine import mirror_swap, xref_partition
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.idhashes import add_extracted, prune
@@ -47,6 +47,8 @@ def prepare(ctx: SyncContext, entity: str) -> None:
         with ctx.target_engine(mapping).begin() as conn:
             prune(conn, ctx.tables(mapping).ids, ctx.run_id)
             mirror_swap.discard(conn, ctx.tables(mapping).mirror)  # left by an earlier run
+        with ctx.store.engine.begin() as conn:
+            xref_partition.discard(conn, entity)  # left by an earlier run
     work = ctx.work_tables(mapping)
     work.create(ctx.work_engine(mapping), work_only=True)
     engine = ctx.work_engine(mapping)

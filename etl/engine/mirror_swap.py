@@ -4,9 +4,9 @@ The mirror holds the last accepted row of every source record. On the first load
 entity it is empty and the publish would copy every staged row into it and build its key
 and indexes, in the publish transaction: at a million purchase lines that is the longer of
 the publish's two streams (~6 s of server time), while the merge before it leaves a core
-of the server mostly idle. So, when the mirror is empty, `building` fills a table of the
-same shape, `erpoa_src_<entity>_next`, from the run's staged rows in a thread of its own
-while the partitions are merged, builds its key and indexes under temporary names and
+of the server mostly idle. So, when the mirror is empty, `build` fills a table of the
+same shape, `erpoa_src_<entity>_next`, from the run's staged rows while the partitions are
+merged (in the thread of `etl.engine.prebuild`), builds its key and indexes under temporary names and
 vacuums it. The publish (`swap`) then removes the rows the merge set aside (`held`), drops
 the empty mirror and renames the new table, its key and its indexes to the mirror's: the
 same rows as the copy would have written, in the same transaction as the target's upsert.
@@ -24,14 +24,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, delete, literal, select, text
 
 from etl import faults
-from etl.db.write import key_constraints, plain_indexes
+from etl.db.write import background_session, key_constraints, plain_indexes
 from etl.engine.context import SyncContext
 
 log = logging.getLogger("erpoa.publish")
@@ -67,34 +64,6 @@ def temporary_name(name: str) -> str:
     return f"{name[:40]}_next_{hashlib.md5(name.encode()).hexdigest()[:12]}"
 
 
-@contextmanager
-def building(ctx: SyncContext, entity: str) -> Iterator[None]:
-    """Build the new mirror in a thread while the block runs (the merge); wait for it when the block ends.
-
-    Nothing happens in a dry run, off PostgreSQL, or when the mirror holds rows or is not plain.
-    A build that fails only costs the publish its shortcut: it is logged, never raised.
-    """
-    mapping = ctx.mapping(entity)
-    engine = ctx.target_engine(mapping)
-    if ctx.dry_run or engine.dialect.name != "postgresql" or not _replaceable(engine, ctx.tables(mapping).mirror):
-        yield
-        return
-    thread = threading.Thread(target=_build_logged, args=(ctx, entity), name=f"erpoa-mirror-{entity}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
-
-
-def _build_logged(ctx: SyncContext, entity: str) -> None:
-    try:
-        build(ctx, entity)
-    except Exception as exc:  # an optimisation: the publish copies the rows instead
-        log.warning("%s: could not build the new mirror beside the merge (the publish copies the rows): %s",
-                    entity, exc)
-
-
 def build(ctx: SyncContext, entity: str) -> int:
     """Fill `<mirror>_next` with the run's staged rows, build its key and indexes, vacuum it; returns its rows."""
     mapping = ctx.mapping(entity)
@@ -105,6 +74,7 @@ def build(ctx: SyncContext, entity: str) -> int:
     name, new_name = prep.format_table(mirror), prep.format_table(new)
     fields = list(mapping.fields)
     with engine.begin() as conn:
+        background_session(conn)
         conn.execute(text(f"DROP TABLE IF EXISTS {new_name}"))
         conn.execute(text(f"CREATE TABLE {new_name} (LIKE {name} INCLUDING DEFAULTS INCLUDING STORAGE)"))
         rows = select(
@@ -200,6 +170,13 @@ def discard(conn: Connection | Engine, mirror: Table) -> None:
         return
     with conn.begin() as c:
         c.execute(statement)
+
+
+def can_build(ctx: SyncContext, entity: str) -> bool:
+    """Whether `build` may make the entity's new mirror: PostgreSQL, not a dry run, an empty and plain mirror."""
+    mapping = ctx.mapping(entity)
+    engine = ctx.target_engine(mapping)
+    return not ctx.dry_run and engine.dialect.name == "postgresql" and _replaceable(engine, ctx.tables(mapping).mirror)
 
 
 def _replaceable(conn: Connection | Engine, mirror: Table) -> bool:

@@ -22,7 +22,7 @@ from sqlalchemy.pool import StaticPool
 from etl import faults
 from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
-from etl.engine import build, extract, mirror_swap, publish
+from etl.engine import build, extract, prebuild, publish
 from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
@@ -147,7 +147,7 @@ def sync_entity(
         totals: dict[str, int] = {}
         build.expect_fresh_gold(ctx, entity, parts)
         with (
-            mirror_swap.building(ctx, entity),  # a first load's mirror, beside the merge
+            prebuild.building(ctx, entity),  # a first load's mirror and links, beside the merge
             ctx.background_writes(mapping, f"erpoa-gold-{entity}") as writes,
         ):
             for part in range(parts):

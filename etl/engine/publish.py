@@ -9,7 +9,6 @@ idempotent, so a rerun after a crash at any point converges on the same state.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -34,7 +33,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     true,
     update,
 )
@@ -43,17 +41,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
-from etl.engine import idhashes, mirror_swap
+from etl.engine import idhashes, mirror_swap, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
 from etl.engine.tables import truncate
+from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
 
 log = logging.getLogger("erpoa.publish")
 
 XREF_CHUNK = 50_000
-XREF_COLUMNS = ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "updated_at"]
 
 
 def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
@@ -279,12 +277,14 @@ def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set
     if xref.in_target_database():
         if _mirror_holds_only(ctx, entity):
             # Every golden record of the run was merged from staged rows only, so its source ids are the
-            # run's accepted staged rows: read as they are, without unpacking each gold row's `_ids`.
-            xref.add_select(
-                select(stage.c._source, stage.c._src_id, stage.c._key).where(
-                    stage.c._run == ctx.run_id, stage.c._status == "ok"
+            # run's accepted staged rows: read as they are, without unpacking each gold row's `_ids`; on a
+            # first load, those built beside the merge (`xref_partition.build`) when there are.
+            if not xref.adopt():
+                xref.add_select(
+                    select(stage.c._source, stage.c._src_id, stage.c._key).where(
+                        stage.c._run == ctx.run_id, stage.c._status == "ok"
+                    )
                 )
-            )
         else:
             ids = func.jsonb_each_text(cast(gold.c._ids, JSONB)).table_valued("key", "value").alias("ids")
             xref.add_select(
@@ -409,6 +409,7 @@ class _XrefLoader:
         self.direct = False
         self.partition: Table | None = None
         self.completed = False
+        self.adopted = False
         self.stamp: Any = None
 
     @staticmethod
@@ -426,8 +427,13 @@ class _XrefLoader:
     def in_target_database(self) -> bool:
         """Whether the store is the target's PostgreSQL database (the same URL): the links are then
         cut out of the gold rows by the server, in one statement (`add_select`)."""
-        target = self.ctx.target_engine(self.ctx.mapping(self.entity))
-        return self.fast and target.dialect.name == "postgresql" and target.url == self.ctx.store.engine.url
+        return xref_partition.store_is_target(self.ctx, self.entity)
+
+    def adopt(self) -> bool:
+        """Take the entity's links built beside the merge, if this run has a table of them (a first load)."""
+        if self._conn is None:
+            self._begin(adopt=True)
+        return self.adopted
 
     def add_select(self, links: Any) -> None:
         """Add the (source, src_id, golden_key) rows of the SELECT `links`, run by the store's server."""
@@ -465,18 +471,23 @@ class _XrefLoader:
             return
         self.loaded += insert_frame(self._conn, self.tmp, rows, ["source", "src_id", "golden_key"])
 
-    def _begin(self) -> None:
+    def _begin(self, *, adopt: bool = False) -> None:
         from etl.store.repo import now
 
         self._conn = self.ctx.store.engine.connect()
         self._tx = self._conn.begin()
         self.stamp = now()
         # The entity is locked: nobody else adds its rows between this look and the commit.
-        self.direct = not _has_links(self._conn, self.entity)
+        self.direct = not xref_partition.has_links(self._conn, self.entity)
         if not self.direct:
             self.tmp.create(self._conn)
-        else:
-            self.partition = _new_partition(self._conn, self.entity)
+            return
+        self.partition = xref_partition.adopt(self._conn, self.ctx, self.entity) if adopt else None
+        if self.partition is not None:
+            self.adopted, self.count = True, self.partition.info["rows"]
+            return
+        xref_partition.discard(self._conn, self.entity)
+        self.partition = xref_partition.new_partition(self._conn, self.entity)
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if self._conn is None:
@@ -499,7 +510,7 @@ class _XrefLoader:
         if not self.direct:
             self.count += self._merge(self._conn)
         if self.partition is not None:
-            _attach_partition(self._conn, self.partition, self.entity)
+            xref_partition.attach(self._conn, self.partition, self.entity, indexed=self.adopted)
 
     def _merge(self, conn: Any) -> int:
         xref, tmp, entity, run_id, stamp = store_schema.xref, self.tmp, self.entity, self.ctx.run_id, self.stamp
@@ -527,73 +538,6 @@ class _XrefLoader:
             )
         ).rowcount
         return int(changed or 0) + int(new or 0)
-
-
-def _partition_name(entity: str) -> str:
-    """The name of `entity`'s cross-reference partition (PostgreSQL)."""
-    return f"erpoa_xref_{hashlib.sha1(entity.encode()).hexdigest()[:12]}"
-
-
-def _has_partition(conn: Any, entity: str) -> bool:
-    return bool(conn.execute(text("SELECT to_regclass(:t)"), {"t": _partition_name(entity)}).scalar())
-
-
-def _has_links(conn: Any, entity: str) -> bool:
-    """Whether the cross-reference holds a row of `entity`.
-
-    Where the entity has a partition of its own, all its rows are there (the default partition
-    cannot hold any: the partition could not have been attached), and the partition is read
-    without a condition. With `entity = ...` instead, a partition never analysed (loaded and
-    attached in one transaction) let the planner scan all of its `(entity, golden_key)` index
-    for the first row: 84 ms at 1.6M links, in every incremental run.
-    """
-    xref = store_schema.xref
-    if conn.dialect.name == "postgresql" and store_schema.xref_kind(conn) == "p" and _has_partition(conn, entity):
-        name = conn.dialect.identifier_preparer.quote(_partition_name(entity))
-        return conn.execute(text(f"SELECT 1 FROM {name} LIMIT 1")).first() is not None  # noqa: S608
-    return conn.execute(select(xref.c.entity).where(xref.c.entity == entity).limit(1)).first() is not None
-
-
-def _new_partition(conn: Any, entity: str) -> Table | None:
-    """A table to become the cross-reference partition of `entity`, created without indexes; None where
-    the store's cross-reference is not partitioned (a store of schema version 2 not yet migrated)
-    or the entity has a partition already (it had links once)."""
-    xref = store_schema.xref
-    name = _partition_name(entity)
-    if store_schema.xref_kind(conn) != "p" or _has_partition(conn, entity):
-        return None
-    prep = conn.dialect.identifier_preparer
-    conn.execute(
-        text(f"CREATE TABLE {prep.quote(name)} (LIKE {prep.quote(xref.name)} INCLUDING DEFAULTS, "
-             f"CHECK (entity = {_sql_text(conn, entity)}))")
-    )
-    return Table(name, MetaData(), *(Column(c.name, c.type) for c in xref.columns))
-
-
-def _attach_partition(conn: Any, partition: Table, entity: str) -> None:
-    """Index the loaded partition the way the cross-reference is indexed, then attach it for `entity`.
-
-    One sort per index over the entity's links instead of an insertion per link; the CHECK
-    constraint spares the attach its scan of the rows.
-    """
-    prep = conn.dialect.identifier_preparer
-    name = prep.quote(partition.name)
-    xref = store_schema.xref
-
-    def columns(cols: Any) -> str:
-        return ", ".join(prep.quote(c.name) for c in cols)
-
-    conn.execute(text(f"ALTER TABLE {name} ADD PRIMARY KEY ({columns(xref.primary_key.columns)})"))
-    for index in xref.indexes:
-        conn.execute(text(f"CREATE INDEX ON {name} ({columns(index.columns)})"))
-    conn.execute(
-        text(f"ALTER TABLE {prep.quote(xref.name)} ATTACH PARTITION {name} FOR VALUES IN ({_sql_text(conn, entity)})")
-    )
-
-
-def _sql_text(conn: Any, value: str) -> str:
-    """`value` as a string literal of the connection's dialect, for DDL, which takes no bind parameters."""
-    return str(literal(value, String).compile(conn, compile_kwargs={"literal_binds": True}))
 
 
 def _explode_ids(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:

@@ -1,4 +1,7 @@
-"""A first load's mirror, built beside the merge and swapped in by the publish (`etl.engine.mirror_swap`)."""
+"""A first load's mirror and cross-reference partition, built beside the merge and taken over by the publish.
+
+`etl.engine.prebuild`, `etl.engine.mirror_swap`, `etl.engine.xref_partition`; PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from etl.cli.demo_cmd import write_project
 from etl.config.project import load_project
 from etl.db.connect import dispose_all
 from etl.demo.generate import build_demo
-from etl.engine import mirror_swap
+from etl.engine import mirror_swap, prebuild, xref_partition
 from etl.engine.pipeline import open_store, run_sync
 from tests.helpers.crash import TINY, compare, killed_sync, rerun, snapshot
 from tests.helpers.project import make_project, target_rows
@@ -56,7 +59,7 @@ def _leftovers(url: str) -> list[tuple[Any, ...]]:
 @contextmanager
 def _without_swap() -> Any:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(mirror_swap, "building", _nothing)
+        patch.setattr(prebuild, "building", _nothing)
         yield
 
 
@@ -69,13 +72,19 @@ def test_first_load_swaps_in_the_mirror_built_beside_the_merge(
     tmp_path: Path, pg_url: str, pg_url_b: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same mirrors, targets and cross-reference as copying the rows in the publish; the held rows stay out."""
-    real, swapped = mirror_swap.swap, {}
+    real, swapped, real_adopt, adopted = mirror_swap.swap, {}, xref_partition.adopt, {}
 
     def swap(conn: Any, ctx: Any, entity: str) -> int | None:
         swapped[entity] = real(conn, ctx, entity)
         return swapped[entity]
 
+    def adopt(conn: Any, ctx: Any, entity: str) -> Any:
+        partition = real_adopt(conn, ctx, entity)
+        adopted[entity] = None if partition is None else partition.info["rows"]
+        return partition
+
     monkeypatch.setattr(mirror_swap, "swap", swap)
+    monkeypatch.setattr(xref_partition, "adopt", adopt)
     states = {}
     for name, url in (("swapped", pg_url), ("copied", pg_url_b)):
         config, _ = make_project(tmp_path / name, {"erp": url, "oa": url, "target": url, "recon": url})
@@ -92,12 +101,17 @@ def test_first_load_swaps_in_the_mirror_built_beside_the_merge(
             "shapes": {e: _shape(url, e) for e in ENTITIES},
             "targets": {t: target_rows(config, t) for t in ("md_department", "md_employee", "md_purchase_line")},
             "xref": _rows(url, "SELECT entity, source, src_id, golden_key, active FROM erpoa_xref"),
+            "xref_shape": _rows(url, "SELECT tablename, indexname, replace(indexdef, schemaname || '.', '') "
+                                     "FROM pg_indexes WHERE schemaname = current_schema() "
+                                     "AND tablename LIKE 'erpoa_xref%'"),
             "held": sorted(held.loc[held["stage"].str.match(r"^(gate|integrity)"), "src_id"].astype(str)),
         }
         assert _leftovers(url) == []
         if name == "swapped":
             assert set(swapped) == set(ENTITIES) and all(n is not None for n in swapped.values()), swapped
             assert swapped == {e: len(states[name]["mirrors"][e]) for e in ENTITIES}
+            links = states[name]["xref"]
+            assert adopted == {e: sum(1 for r in links if r[0] == e) for e in ENTITIES}
     assert states["swapped"] == states["copied"]
     assert states["swapped"]["held"]  # the demo's planted problems: rows the swap had to take out again
     for entity in ENTITIES:
@@ -105,10 +119,12 @@ def test_first_load_swaps_in_the_mirror_built_beside_the_merge(
 
     # A second full sync finds a mirror with rows: nothing is built, the rows are upserted as before.
     swapped.clear()
+    adopted.clear()
     config = load_project(tmp_path / "swapped" / "erpoa.yaml")
     summary, _ = run_sync(config, full_refresh=True)
     assert summary.status == "success", summary.message
     assert swapped == {}
+    assert adopted == {}
     assert {e: _mirror(pg_url, e) for e in ENTITIES} == states["copied"]["mirrors"]
     assert _leftovers(pg_url) == []
 
@@ -136,8 +152,9 @@ def test_a_mirror_that_is_not_plain_is_filled_in_place(tmp_path: Path, pg_url: s
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("point", "nth"),
-    [("mirror.next_loaded", 1), ("mirror.next_built", 2), ("publish.mirror_swapped", 3)],
-    ids=["mid-build", "built-not-swapped", "swapped-not-committed"],
+    [("mirror.next_loaded", 1), ("mirror.next_built", 2), ("xref.next_built", 3), ("publish.mirror_swapped", 3),
+     ("finalize.xref_loaded", 4)],
+    ids=["mirror-mid-build", "mirror-built", "links-built", "mirror-swapped", "links-adopted"],
 )
 def test_killed_around_the_swap_then_rerun_equals_clean_run(
     point: str, nth: int, tmp_path: Path, pg_url: str, pg_url_b: str

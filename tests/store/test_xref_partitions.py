@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import MetaData, Table, create_engine, text
 
 from etl.engine.pipeline import run_sync
-from etl.engine.publish import _has_links
+from etl.engine.xref_partition import has_links
 from etl.store import schema as s
 from tests.helpers.project import make_project
 
@@ -95,11 +95,11 @@ def test_first_load_fills_an_indexed_partition_per_entity_and_later_runs_update_
             text("SELECT src_id FROM erpoa_xref WHERE entity = 'employee' AND source = 'erp' ORDER BY src_id LIMIT 1")
         ).scalar()
         for entity in entities:
-            assert _has_links(conn, entity)  # read from its partition
-        assert not _has_links(conn, "nothing")
+            assert has_links(conn, entity)  # read from its partition
+        assert not has_links(conn, "nothing")
         conn.execute(text("INSERT INTO erpoa_xref (entity, source, src_id, golden_key) "
                           "VALUES ('legacy', 'erp', '1', 'L')"))
-        assert _has_links(conn, "legacy")  # in the default partition
+        assert has_links(conn, "legacy")  # in the default partition
         conn.rollback()
     # A later run takes the merge path into the same partitions: no new partition, no duplicate link.
     again, _ = run_sync(config, full_refresh=True)

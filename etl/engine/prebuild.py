@@ -1,0 +1,51 @@
+"""What a first load builds beside the merge, in a thread of its own, for the publish to swap in.
+
+While the partitions are merged, the server has a core to spare: the merge is Python's work,
+and only the gold rows' writes keep the server busy. On the first load of an entity into
+PostgreSQL that core builds the new mirror (`etl.engine.mirror_swap`) and, when the store is
+the target's database, the entity's cross-reference partition (`etl.engine.xref_partition`),
+which the publish would otherwise copy and index while everything else waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from etl.engine import mirror_swap, xref_partition
+from etl.engine.context import SyncContext
+
+log = logging.getLogger("erpoa.publish")
+
+
+@contextmanager
+def building(ctx: SyncContext, entity: str) -> Iterator[None]:
+    """Build what the entity's first load can use while the block runs (the merge); wait for it when it ends.
+
+    A build that fails only costs the publish its shortcut: it is logged, never raised.
+    """
+    jobs: list[tuple[str, Callable[[SyncContext, str], Any]]] = []
+    if mirror_swap.can_build(ctx, entity):
+        jobs.append(("the new mirror", mirror_swap.build))
+    if xref_partition.can_build(ctx, entity):
+        jobs.append(("the cross-reference partition", xref_partition.build))
+    if not jobs:
+        yield
+        return
+    thread = threading.Thread(target=_run, args=(ctx, entity, jobs), name=f"erpoa-prebuild-{entity}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _run(ctx: SyncContext, entity: str, jobs: list[tuple[str, Callable[[SyncContext, str], Any]]]) -> None:
+    for what, job in jobs:
+        try:
+            job(ctx, entity)
+        except Exception as exc:  # an optimisation: the publish copies the rows instead
+            log.warning("%s: could not build %s beside the merge (the publish copies the rows): %s", entity, what, exc)
