@@ -44,7 +44,7 @@ from etl.db.write import indexes_built_after, insert_frame, insert_select, refre
 from etl.engine import idhashes, mirror_swap, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band
-from etl.engine.tables import truncate
+from etl.engine.tables import build_indexes, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
@@ -295,6 +295,8 @@ def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set
         faults.point("finalize.xref_loaded")
         xref.complete()
         wanted = sorted(gate_keys)
+        if wanted:
+            build_indexes(ctx.work_engine(mapping), gold)  # a run's gold rows are written without them
         with ctx.target_engine(mapping).connect() as conn:
             return [
                 key
