@@ -114,8 +114,10 @@ def swap(conn: Connection, ctx: SyncContext, entity: str) -> int | None:
 
     The caller has found the mirror empty. None when there is no complete new mirror of this
     run, or the mirror is no longer plain or has other indexes than the new one; the new table
-    is then dropped.
+    is then dropped. Always None off PostgreSQL.
     """
+    if conn.dialect.name != "postgresql":
+        return None
     mapping = ctx.mapping(entity)
     mirror, stage = ctx.tables(mapping).mirror, ctx.tables(mapping).stage
     new = next_table(mirror)
