@@ -9,7 +9,8 @@ on several workers:
 2. one task group per entity, in dependency order department -> employee ->
    (contract, purchase): `prepare` (takes the entity lock, creates tables) ->
    `extract` (one mapped task per source) -> `plan_partitions` -> `merge_validate`
-   (one mapped task per partition: merge, compare, quality gate) -> `publish`
+   (one mapped task per partition: merge, compare, quality gate; beside them,
+   `prebuild` builds a first load's new mirror and cross-reference partition) -> `publish`
    (gate decision, one target transaction, emits the entity's Asset) ->
    `reconcile` (reconciliation, cleanup, releases the lock);
 3. `report` writes the run's reports; `finish_run` (runs whatever happened)
@@ -121,6 +122,13 @@ def plan_partitions(run: Any, entity: str) -> list[dict[str, int]]:
     return tasks.plan_partitions(run, entity)
 
 
+@task(multiple_outputs=False)
+def prebuild(run: Any, entity: str) -> dict[str, Any]:
+    from etl.orchestration import tasks
+
+    return tasks.prebuild(run, entity)
+
+
 @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['partition']['index'] }}", **WORK_ROUTING)
 def merge_validate(run: Any, entity: str, partition: dict[str, int]) -> dict[str, Any]:
     from etl.orchestration import tasks
@@ -165,7 +173,10 @@ def entity_sync(run: Any, entity: str) -> None:
     partitions = plan_partitions(run, entity)
     extracted >> partitions
     merged = merge_validate.partial(run=run, entity=entity).expand(partition=partitions)
+    prebuilt = prebuild(run, entity)  # a first load's mirror and links, beside the merge tasks
+    partitions >> prebuilt
     published = publish.override(outlets=[ASSETS[entity]])(run, entity, extracted, merged)
+    prebuilt >> published
     reconcile(run, entity, published)
 
 

@@ -4,7 +4,9 @@ While the partitions are merged, the server has a core to spare: the merge is Py
 and only the gold rows' writes keep the server busy. On the first load of an entity into
 PostgreSQL that core builds the new mirror (`etl.engine.mirror_swap`) and, when the store is
 the target's database, the entity's cross-reference partition (`etl.engine.xref_partition`),
-which the publish would otherwise copy and index while everything else waits for it.
+which the publish would otherwise copy and index while everything else waits for it. `run_sync`
+builds them in a thread during its merge loop (`building`); the Airflow DAG in a task of its own
+beside the mapped merge tasks (`build_now`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,7 @@ def building(ctx: SyncContext, entity: str) -> Iterator[None]:
 
     A build that fails only costs the publish its shortcut: it is logged, never raised.
     """
-    jobs: list[tuple[str, Callable[[SyncContext, str], Any]]] = []
-    if mirror_swap.can_build(ctx, entity):
-        jobs.append(("the new mirror", mirror_swap.build))
-    if xref_partition.can_build(ctx, entity):
-        jobs.append(("the cross-reference partition", xref_partition.build))
+    jobs = _jobs(ctx, entity)
     if not jobs:
         yield
         return
@@ -43,9 +41,30 @@ def building(ctx: SyncContext, entity: str) -> Iterator[None]:
         thread.join()
 
 
-def _run(ctx: SyncContext, entity: str, jobs: list[tuple[str, Callable[[SyncContext, str], Any]]]) -> None:
+def build_now(ctx: SyncContext, entity: str) -> list[str]:
+    """Build them here and now (the Airflow task beside the merge tasks); returns what was built."""
+    return _run(ctx, entity, _jobs(ctx, entity))
+
+
+Job = tuple[str, Callable[[SyncContext, str], Any]]
+
+
+def _jobs(ctx: SyncContext, entity: str) -> list[Job]:
+    jobs: list[Job] = []
+    if mirror_swap.can_build(ctx, entity):
+        jobs.append(("mirror", mirror_swap.build))
+    if xref_partition.can_build(ctx, entity):
+        jobs.append(("cross-reference partition", xref_partition.build))
+    return jobs
+
+
+def _run(ctx: SyncContext, entity: str, jobs: list[Job]) -> list[str]:
+    built = []
     for what, job in jobs:
         try:
-            job(ctx, entity)
+            if job(ctx, entity) is not None:
+                built.append(what)
         except Exception as exc:  # an optimisation: the publish copies the rows instead
-            log.warning("%s: could not build %s beside the merge (the publish copies the rows): %s", entity, what, exc)
+            log.warning("%s: could not build the new %s beside the merge (the publish copies the rows): %s",
+                        entity, what, exc)
+    return built

@@ -28,6 +28,7 @@ from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
 from etl.engine import build as build_stage
 from etl.engine import extract as extract_stage
+from etl.engine import prebuild as prebuild_stage
 from etl.engine import publish as publish_stage
 from etl.engine.context import SyncContext
 from etl.engine.hooks import default_hooks
@@ -232,6 +233,15 @@ def plan_partitions(run: RunInfo, entity: str) -> list[dict[str, int]]:
     with _stage(run, entity, "plan partitions") as ctx:
         count = extract_stage.partitions(ctx, entity)
         return [{"index": i, "of": count} for i in range(count)]
+
+
+def prebuild(run: RunInfo, entity: str) -> dict[str, Any]:
+    """A first load's new mirror and cross-reference partition, built while the partitions are merged
+    (`etl.engine.prebuild`); nothing on later loads. A build that fails is logged: the publish copies instead."""
+    with _stage(run, entity, "prebuild") as ctx:
+        t0 = time.monotonic()
+        built = prebuild_stage.build_now(ctx, entity)
+        return {"built": built, "seconds": _since(t0)}
 
 
 def merge_validate(run: RunInfo, entity: str, partition: Mapping[str, int]) -> dict[str, Any]:

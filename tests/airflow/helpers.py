@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import column, create_engine, select, text
+from sqlalchemy import column, create_engine, inspect, select, text
 from sqlalchemy import table as sql_table
 
 from etl.store import schema as s
@@ -202,6 +202,15 @@ def target_rows(url: str, table: str, columns: list[str]) -> list[tuple[Any, ...
         with engine.connect() as conn:
             stmt = select(*[column(c) for c in columns]).select_from(sql_table(table)).order_by(column("_key"))
             return [tuple(r) for r in conn.execute(stmt)]
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> list[str]:
+    """The tables of the database (schema) at `url`."""
+    engine = create_engine(url)
+    try:
+        return inspect(engine).get_table_names()
     finally:
         engine.dispose()
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.airflow
 
 ENTITIES = ("department", "employee", "contract", "purchase")
 PREVIOUS = {"department": (), "employee": ("department",), "contract": ("employee",), "purchase": ("employee",)}
-STAGES = ("prepare", "extract", "plan_partitions", "merge_validate", "publish", "reconcile")
+STAGES = ("prepare", "extract", "plan_partitions", "prebuild", "merge_validate", "publish", "reconcile")
 
 # Parses dags/ in a fresh interpreter in which opening a database connection, a socket,
 # an Airflow Connection or Variable raises, and records every file opened.
@@ -221,7 +221,8 @@ def expected_upstreams() -> dict[str, set[str]]:
         expected[t("extract")] = {"start_run", t("prepare")}
         expected[t("plan_partitions")] = {"start_run", t("extract")}
         expected[t("merge_validate")] = {"start_run", t("plan_partitions")}
-        expected[t("publish")] = {"start_run", t("extract"), t("merge_validate")}
+        expected[t("prebuild")] = {"start_run", t("plan_partitions")}
+        expected[t("publish")] = {"start_run", t("extract"), t("merge_validate"), t("prebuild")}
         expected[t("reconcile")] = {"start_run", t("publish")}
     return expected
 

@@ -33,6 +33,7 @@ from tests.airflow.helpers import (
     run_dag,
     store_figures,
     store_rows,
+    table_names,
     target_rows,
     task_states,
     xcoms,
@@ -81,7 +82,13 @@ def test_dag_run_equals_cli_sync(
         for entity in ENTITIES:
             assert states[(f"{entity}.publish", -1)] == ("success", 1)
             assert {i for (t, i) in states if t == f"{entity}.extract"} == {0, 1}  # erp, oa
+            assert states[(f"{entity}.prebuild", -1)] == ("success", 1)
         run_id = next(decoded(v)["run_id"] for t, _, k, v in xcoms(dag_run) if t == "start_run")
+        # First loads into PostgreSQL: each entity's new mirror was built beside its merge tasks (the
+        # store is SQLite here, so its cross-reference is loaded by the publish), and swapped in.
+        built = {t: decoded(v)["built"] for t, _, _, v in xcoms(dag_run) if t.endswith(".prebuild")}
+        assert built == {f"{e}.prebuild": ["mirror"] for e in ENTITIES}
+        assert not any(name.endswith("_next") for name in table_names(dag_target))
 
         cli_recon = f"sqlite:///{tmp_path / 'cli' / 'recon.db'}"
         config_cli = write_project(
@@ -132,6 +139,7 @@ def test_xcom_carries_run_ids_and_counts_only(dag: Any, tmp_path: Path) -> None:
         assert len(json.dumps(data)) <= XCOM_MAX_BYTES, task_id
     assert values[("department.prepare", -1)] == ["erp", "oa"]
     assert values[("department.plan_partitions", -1)] == [{"index": 0, "of": 1}]
+    assert values[("department.prebuild", -1)]["built"] == []  # a SQLite target: nothing to build
     assert values[("department.extract", 0)]["source"] == "erp"
     assert values[("department.extract", 0)]["read"] > 0
     inserted = values[("department.publish", -1)]["inserted"]
