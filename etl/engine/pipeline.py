@@ -104,6 +104,7 @@ def sync_entity(
     result = EntityResult(entity=entity)
     settings = ctx.config.run
     started = time.monotonic()
+    build.freeze_heap()
 
     def retry(fn: Callable[[], Any], what: str) -> Any:
         try:

@@ -279,6 +279,17 @@ def has_run_rows(conn: Connection, table: Table, run_id: str) -> bool:
     return conn.execute(select(table.c._run).where(table.c._run == run_id).limit(1)).first() is not None
 
 
+def holds_run(conn: Connection, table: Table, run_id: str) -> bool:
+    """Whether the gold table holds rows of `run_id`, read from any one row.
+
+    It holds the rows of one run at a time (`extract.prepare` empties it or deletes the other
+    runs' rows), so one row tells; on PostgreSQL the table has no index during a run, and
+    `has_run_rows` would read every row of the last run to find none of this one.
+    """
+    first = conn.execute(select(table.c._run).limit(1)).first()
+    return first is not None and first[0] == run_id
+
+
 def table_exists(engine: Engine, table: Table) -> bool:
     """Whether `table` exists in `engine`'s database (in its schema)."""
     return inspect(engine).has_table(table.name, schema=table.schema)
