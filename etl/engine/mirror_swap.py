@@ -22,7 +22,6 @@ then dropped. A run's `prepare` drops any new table an earlier run left behind.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, delete, literal, select, text
@@ -30,12 +29,11 @@ from sqlalchemy import Column, Connection, Engine, MetaData, Table, delete, lite
 from etl import faults
 from etl.db.write import background_session, key_constraints, plain_indexes
 from etl.engine.context import SyncContext
-
-log = logging.getLogger("erpoa.publish")
+from etl.engine.tables import SET_ASIDE
 
 #: `_status` of the staged rows the new mirror takes: accepted ones and those an attempt of the merge set
 #: aside (which a later attempt may accept again); the swap removes those still set aside as `held`.
-BUILT_STATUSES = ("ok", "duplicate", "held")
+BUILT_STATUSES = ("ok", *SET_ASIDE)
 _DONE = "erpoa mirror built for run {run} with {rows} rows"
 _DONE_PATTERN = re.compile(r"^erpoa mirror built for run (\S+) with (\d+) rows$")
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (?:ONLY )?\S+ (USING .*)$")

@@ -15,7 +15,6 @@ attaches it (`adopt`). A table left by a crash or built for another run is dropp
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from typing import Any
 
@@ -26,8 +25,6 @@ from etl.db.write import background_session, insert_select
 from etl.engine.context import SyncContext
 from etl.engine.tables import SET_ASIDE
 from etl.store import schema as store_schema
-
-log = logging.getLogger("erpoa.publish")
 
 XREF_COLUMNS = ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "updated_at"]
 #: `_status` of the staged rows whose links a first load's prebuilt partition takes (see `adopt`).
