@@ -29,13 +29,11 @@ from sqlalchemy import Column, Connection, Engine, MetaData, Table, delete, lite
 from etl import faults
 from etl.db.write import background_session, key_constraints, plain_indexes
 from etl.engine.context import SyncContext
-from etl.engine.tables import SET_ASIDE
+from etl.engine.tables import SET_ASIDE, finish_prebuilt, prebuilt_rows
 
 #: `_status` of the staged rows the new mirror takes: accepted ones and those an attempt of the merge set
 #: aside (which a later attempt may accept again); the swap removes those still set aside as `held`.
 BUILT_STATUSES = ("ok", *SET_ASIDE)
-_DONE = "erpoa mirror built for run {run} with {rows} rows"
-_DONE_PATTERN = re.compile(r"^erpoa mirror built for run (\S+) with (\d+) rows$")
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (?:ONLY )?\S+ (USING .*)$")
 
 # One query: is the mirror a plain, empty table that a new one may replace?
@@ -98,11 +96,7 @@ def build(ctx: SyncContext, entity: str) -> int:
             unique, rest = found.group(1) or "", found.group(2)
             conn.execute(text(f"CREATE {unique}INDEX {prep.quote(temporary_name(index))} ON {new_name} {rest}"))
     faults.point("mirror.next_loaded")
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"VACUUM (ANALYZE) {new_name}"))
-    with engine.begin() as conn:
-        done = _DONE.format(run=ctx.run_id, rows=inserted)
-        conn.execute(text(f"COMMENT ON TABLE {new_name} IS '{done}'"))
+    finish_prebuilt(engine, new, ctx.run_id, int(inserted))
     faults.point("mirror.next_built")
     return int(inserted)
 
@@ -121,20 +115,14 @@ def swap(conn: Connection, ctx: SyncContext, entity: str) -> int | None:
     new = next_table(mirror)
     prep = conn.dialect.identifier_preparer
     name, new_name = prep.format_table(mirror), prep.format_table(new)
-    built = conn.execute(text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": new_name}).scalar()
-    found = _DONE_PATTERN.match(built or "")
-    if found is None or found.group(1) != ctx.run_id or not _replaceable(conn, mirror):
+    built = prebuilt_rows(conn, new, ctx.run_id)
+    if built is None or not _replaceable(conn, mirror):
         discard(conn, mirror)
         return None
     constraints = [conname for conname, _ in key_constraints(conn, name)]
     indexes = [(schema, index) for schema, index, _ in plain_indexes(conn, name)]
-    have = set(
-        conn.execute(
-            text("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                 "WHERE i.indrelid = to_regclass(:t)"),
-            {"t": new_name},
-        ).scalars()
-    )
+    have = {conname for conname, _ in key_constraints(conn, new_name)}
+    have |= {index for _, index, _ in plain_indexes(conn, new_name)}
     if have != {temporary_name(n) for n in [*constraints, *(index for _, index in indexes)]}:
         discard(conn, mirror)
         return None
@@ -157,7 +145,7 @@ def swap(conn: Connection, ctx: SyncContext, entity: str) -> int | None:
         conn.execute(text(f"ALTER INDEX {prep.quote(schema)}.{prep.quote(temporary_name(index))} "
                           f"RENAME TO {prep.quote(index)}"))
     conn.execute(text(f"COMMENT ON TABLE {name} IS NULL"))
-    return int(found.group(2)) - int(removed or 0)
+    return built - int(removed or 0)
 
 
 def discard(conn: Connection | Engine, mirror: Table) -> None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.schema import CreateIndex
 
 from etl.db.connect import byte_exact_tables
-from etl.db.write import plain_indexes
+from etl.db.write import plain_indexes, refresh_statistics
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.types import as_text
 
@@ -49,6 +50,8 @@ BUCKETS = 1024
 #: `_status` of staged rows a merge refused (see `etl.engine.build._mark_stage_rejected`).
 SET_ASIDE = ("held", "duplicate")
 KEY_LEN = 255
+_PREBUILT = "erpoa: built for run {run} with {rows} rows"
+_PREBUILT_MARK = re.compile(r"^erpoa: built for run (\S+) with (\d+) rows$")
 META_TARGET = ["_key", "_bucket", "_active", "_presence", "_hash", "_run_id", "_mapping_version", "_updated_at"]
 
 
@@ -288,6 +291,26 @@ def holds_run(conn: Connection, table: Table, run_id: str) -> bool:
     """
     first = conn.execute(select(table.c._run).limit(1)).first()
     return first is not None and first[0] == run_id
+
+
+def finish_prebuilt(engine: Engine, table: Table, run_id: str, rows: int) -> None:
+    """Vacuum a table built beside a merge (PostgreSQL), then mark it complete for `run_id` with `rows` rows.
+
+    The mark (the table's comment) is what `prebuilt_rows` reads: a table left half built by a
+    crash, or built for another run, has none for this run.
+    """
+    refresh_statistics(engine, table, vacuum=True)
+    name = engine.dialect.identifier_preparer.format_table(table)
+    with engine.begin() as conn:
+        conn.execute(text(f"COMMENT ON TABLE {name} IS '{_PREBUILT.format(run=run_id, rows=rows)}'"))
+
+
+def prebuilt_rows(conn: Connection, table: Table, run_id: str) -> int | None:
+    """The rows of `table` when `finish_prebuilt` marked it complete for `run_id`; None otherwise (or missing)."""
+    name = conn.dialect.identifier_preparer.format_table(table)
+    mark = conn.execute(text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": name}).scalar()
+    found = _PREBUILT_MARK.match(mark or "")
+    return int(found.group(2)) if found is not None and found.group(1) == run_id else None
 
 
 def table_exists(engine: Engine, table: Table) -> bool:

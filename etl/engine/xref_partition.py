@@ -15,7 +15,6 @@ attaches it (`adopt`). A table left by a crash or built for another run is dropp
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, literal, select, text, true
@@ -23,14 +22,12 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, litera
 from etl import faults
 from etl.db.write import background_session, insert_select
 from etl.engine.context import SyncContext
-from etl.engine.tables import SET_ASIDE
+from etl.engine.tables import SET_ASIDE, finish_prebuilt, prebuilt_rows
 from etl.store import schema as store_schema
 
 XREF_COLUMNS = ["entity", "source", "src_id", "golden_key", "first_run_id", "last_run_id", "active", "updated_at"]
 #: `_status` of the staged rows whose links a first load's prebuilt partition takes (see `adopt`).
 BUILT_STATUSES = ("ok", *SET_ASIDE)
-_DONE = "erpoa links built for run {run} with {rows} rows"
-_DONE_PATTERN = re.compile(r"^erpoa links built for run (\S+) with (\d+) rows$")
 
 
 def store_is_target(ctx: SyncContext, entity: str) -> bool:
@@ -76,11 +73,7 @@ def build(ctx: SyncContext, entity: str) -> int | None:
         ).where(stage.c._run == ctx.run_id, stage.c._status.in_(BUILT_STATUSES))
         count = insert_select(conn, table, XREF_COLUMNS, rows)
         index(conn, table, final)
-    quoted = engine.dialect.identifier_preparer.quote(table.name)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"VACUUM (ANALYZE) {quoted}"))
-    with engine.begin() as conn:
-        conn.execute(text(f"COMMENT ON TABLE {quoted} IS '{_DONE.format(run=ctx.run_id, rows=count)}'"))
+    finish_prebuilt(engine, table, ctx.run_id, count)
     faults.point("xref.next_built")
     return count
 
@@ -93,14 +86,12 @@ def adopt(conn: Any, ctx: SyncContext, entity: str) -> Table | None:
     """
     final = partition_name(entity)
     prep = conn.dialect.identifier_preparer
-    built = conn.execute(text("SELECT obj_description(to_regclass(:t), 'pg_class')"), {"t": f"{final}_next"}).scalar()
-    found = _DONE_PATTERN.match(built or "")
-    if found is None or found.group(1) != ctx.run_id or store_schema.xref_kind(conn) != "p" \
-            or has_partition(conn, entity):
+    table = _xref_table(f"{final}_next")
+    built = prebuilt_rows(conn, table, ctx.run_id)
+    if built is None or store_schema.xref_kind(conn) != "p" or has_partition(conn, entity):
         discard(conn, entity)
         return None
     stage = ctx.tables(ctx.mapping(entity)).stage
-    table = Table(f"{final}_next", MetaData(), *(Column(c.name, c.type) for c in store_schema.xref.columns))
     removed = conn.execute(
         delete(table)
         .where(
@@ -115,8 +106,8 @@ def adopt(conn: Any, ctx: SyncContext, entity: str) -> Table | None:
     conn.execute(text(f"ALTER TABLE {prep.quote(final)} RENAME CONSTRAINT {prep.quote(final + '_next_entity_check')} "
                       f"TO {prep.quote(final + '_entity_check')}"))
     conn.execute(text(f"COMMENT ON TABLE {prep.quote(final)} IS NULL"))
-    partition = Table(final, MetaData(), *(Column(c.name, c.type) for c in store_schema.xref.columns))
-    partition.info["rows"] = int(found.group(2)) - int(removed or 0)
+    partition = _xref_table(final)
+    partition.info["rows"] = built - int(removed or 0)
     return partition
 
 
@@ -166,7 +157,12 @@ def new_partition(conn: Any, entity: str, name: str | None = None) -> Table | No
         text(f"CREATE TABLE {prep.quote(name)} (LIKE {prep.quote(xref.name)} INCLUDING DEFAULTS, "
              f"CHECK (entity = {sql_text(conn, entity)}))")
     )
-    return Table(name, MetaData(), *(Column(c.name, c.type) for c in xref.columns))
+    return _xref_table(name)
+
+
+def _xref_table(name: str) -> Table:
+    """A table of the cross-reference's columns named `name` (a partition, or one being built), for statements."""
+    return Table(name, MetaData(), *(Column(c.name, c.type) for c in store_schema.xref.columns))
 
 
 def attach(conn: Any, partition: Table, entity: str, *, indexed: bool = False) -> None:
