@@ -22,7 +22,7 @@ from etl.engine import mirror_swap, xref_partition
 from etl.engine.build import mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.idhashes import add_extracted, prune
-from etl.engine.sweep import id_hashes, sweep
+from etl.engine.sweep import Staged, id_hashes, sweep
 from etl.engine.tables import (
     bucket_of,
     build_indexes,
@@ -87,8 +87,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
         ctx.store.clear_quarantine(ctx.run_id, entity, source=source, stage="map")
     resolved = check_columns(conn_cfg, spec, source, entity)
     replay = ctx.only_ids is not None
-    watermark = None if ctx.full_refresh or replay or not spec.cursor else ctx.store.watermark(entity, source)
-    since = lower_bound(watermark, spec.overlap)
+    since = lower_bound(_watermark(ctx, entity, source), spec.overlap)
     if isinstance(since, datetime) and dialect_of(conn_cfg) == "sqlite":
         # SQLite keeps timestamps as text in SQLAlchemy's format; compare like with like.
         since = since.strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -145,9 +144,29 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
     return counts
 
 
-def sweep_source(ctx: SyncContext, entity: str, source: str) -> int:
-    """The keys-only deletion sweep of an incremental read of `source` (after its extraction); rows staged."""
-    return _vanished_marked(ctx, entity, source, sweep(ctx, entity, source))
+def _watermark(ctx: SyncContext, entity: str, source: str) -> Any | None:
+    """Where the source's read starts from (before the overlap), or None for a full read."""
+    spec = ctx.mapping(entity).sources[source]
+    if ctx.full_refresh or ctx.only_ids is not None or not spec.cursor:
+        return None
+    return ctx.store.watermark(entity, source)
+
+
+def sweep_due(ctx: SyncContext, entity: str, source: str) -> bool:
+    """Whether `extract_source` of `source` will read incrementally and sweep for deletions.
+
+    Known before the extraction, so that the sweep can read the source's ids meanwhile.
+    """
+    spec = ctx.mapping(entity).sources[source]
+    return ctx.only_ids is None and spec.sweep and ctx.sweep and _watermark(ctx, entity, source) is not None
+
+
+def sweep_source(ctx: SyncContext, entity: str, source: str, staged: Staged | None = None) -> int:
+    """The keys-only deletion sweep of an incremental read of `source`; rows staged.
+
+    Run after the source's extraction, or beside it with `staged` (opened once it has ended).
+    """
+    return _vanished_marked(ctx, entity, source, sweep(ctx, entity, source, staged))
 
 
 def _vanished_marked(ctx: SyncContext, entity: str, source: str, deleted: int) -> int:

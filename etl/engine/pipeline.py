@@ -26,6 +26,7 @@ from etl.engine import build, extract, prebuild, publish
 from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
+from etl.engine.sweep import Staged
 from etl.errors import ErpOaError, LockedError, classify_db_error
 from etl.mapping.loader import MappingSet, load_mappings
 from etl.store import schema as store_schema
@@ -188,8 +189,9 @@ def _extract_sources(
     per-source tasks do), so a second source overlaps the first one's database waits.
     Always sequential in a dry run and when the target or the store is SQLite (one writer
     at a time). Extracted one after the other, the deletion sweeps of an incremental run
-    (keys only, little memory) still run at once, once every source is staged: each waits
-    mostly on its source's database. A failing source fails the entity once the others have
+    (keys only, little memory) run meanwhile, one thread each: each mostly waits on its
+    source's database, reading the ids the source has, and takes the source's staged rows
+    once its extraction has ended. A failing source fails the entity once the others have
     finished; the first failure in mapping order is raised.
     """
     mapping = ctx.mapping(entity)
@@ -197,19 +199,28 @@ def _extract_sources(
         ctx.work_engine(mapping).dialect.name,
         ctx.store.engine.dialect.name,
     }
-    if not (threads and ctx.config.run.parallel_sources):
-        # One source after the other; their deletion sweeps (keys only, little memory) at once, after.
-        counts = {
-            source: retry(partial(extract.extract_source, ctx, entity, source, defer_sweep=threads))
-            for source in mapping.sources
-        }
-        due = [source for source, c in counts.items() if c.pop("sweep_due", 0)]
-        sweeps = {source: partial(retry, partial(extract.sweep_source, ctx, entity, source)) for source in due}
-        for source, deleted in _at_once(sweeps, f"erpoa-sweep-{entity}").items():
-            counts[source]["deleted"] = deleted
-        return counts
-    calls = {source: partial(retry, partial(extract.extract_source, ctx, entity, source)) for source in mapping.sources}
-    return _at_once(calls, f"erpoa-extract-{entity}")
+    if threads and ctx.config.run.parallel_sources:
+        calls = {s: partial(retry, partial(extract.extract_source, ctx, entity, s)) for s in mapping.sources}
+        return _at_once(calls, f"erpoa-extract-{entity}")
+    staged = {s: Staged() for s in mapping.sources if threads and extract.sweep_due(ctx, entity, s)}
+    sweeps = {s: partial(retry, partial(extract.sweep_source, ctx, entity, s, gate)) for s, gate in staged.items()}
+    counts: dict[str, dict[str, int]] = {}
+    with ThreadPoolExecutor(max_workers=max(len(sweeps), 1), thread_name_prefix=f"erpoa-sweep-{entity}") as pool:
+        swept = {source: pool.submit(call) for source, call in sweeps.items()}
+        try:
+            for source in mapping.sources:
+                counts[source] = retry(partial(extract.extract_source, ctx, entity, source, defer_sweep=threads))
+                if source in staged:
+                    staged[source].open()
+        finally:
+            for gate in staged.values():
+                gate.cancel()  # a sweep still waiting: its source was not staged
+    for source, future in swept.items():
+        counts[source]["deleted"] = future.result()
+    for source, c in counts.items():  # due after all, though `sweep_due` said otherwise before: sweep now
+        if c.pop("sweep_due", 0) and source not in swept:
+            counts[source]["deleted"] = retry(partial(extract.sweep_source, ctx, entity, source))
+    return counts
 
 
 def _at_once(calls: Mapping[str, Callable[[], Any]], name: str) -> dict[str, Any]:

@@ -51,7 +51,42 @@ _ROUND = np.uint64(0x52DCE729)
 _MASKS = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)
 
 
-def sweep(ctx: SyncContext, entity: str, source: str) -> int:
+class SweepCancelled(Exception):
+    """The extraction a sweep waited for failed: the sweep stops without staging anything."""
+
+
+class Staged:
+    """Tells a sweep started beside its source's extraction that the source's rows are staged.
+
+    The sweep reads the source's ids meanwhile, and the ids this run staged only once `open`
+    is called; after `cancel` (the extraction failed) it stops at its next chunk or wait.
+    """
+
+    def __init__(self, *, done: bool = False) -> None:
+        self._event = threading.Event()
+        self._cancelled = False
+        if done:
+            self._event.set()
+
+    def open(self) -> None:
+        self._event.set()
+
+    def cancel(self) -> None:
+        """Stop a sweep still waiting (does nothing once `open` was called)."""
+        if not self._event.is_set():
+            self._cancelled = True
+            self._event.set()
+
+    def check(self) -> None:
+        if self._cancelled:
+            raise SweepCancelled("the source's extraction failed")
+
+    def wait(self) -> None:
+        self._event.wait()
+        self.check()
+
+
+def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = None) -> int:
     """Keys-only pass of an incremental run: stage a `deleted` row for every mirrored record the source lost.
 
     The ids present at the source now (its id columns only, read in chunks) and the ids
@@ -67,8 +102,10 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
     Nothing is staged per present id. A hash collision can only hide a deletion (odds of
     about 1 in 10^13 per run at a million ids), never inactivate a record that is still
     there. Nothing is written while a read of the target is open (on SQLite it would block
-    the write). Returns the number of `deleted` rows staged.
+    the write). With `staged`, the sweep may start while the source is still being extracted:
+    it reads this run's staged ids once `staged` is open. Returns the number of `deleted` rows staged.
     """
+    staged = staged or Staged(done=True)
     mapping = ctx.mapping(entity)
     tables = ctx.tables(mapping)
     mirror, stage = tables.mirror, ctx.work_tables(mapping).stage
@@ -76,7 +113,7 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
     if _known(target_engine, tables.ids, source):
-        known = _present_hashes(ctx, entity, source)
+        known = _present_hashes(ctx, entity, source, staged)
         with target_engine.connect() as conn:
             check = idhashes.check(conn, tables.ids, source, known)
             hashes = idhashes.distinct(conn, tables.ids, source) if check.covered and check.compact else None
@@ -90,7 +127,7 @@ def sweep(ctx: SyncContext, entity: str, source: str) -> int:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
             mirrored = pool.submit(_mirrored_ids, target_engine, mirror, source, stop)
             try:
-                known = _present_hashes(ctx, entity, source)
+                known = _present_hashes(ctx, entity, source, staged)
             except BaseException:
                 stop.set()
                 raise
@@ -136,22 +173,25 @@ def id_hashes(ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
 
 
-def _present_hashes(ctx: SyncContext, entity: str, source: str) -> np.ndarray:
-    """Sorted hashes of the ids the source has now and of the ids this run staged (those are present too)."""
+def _present_hashes(ctx: SyncContext, entity: str, source: str, staged: Staged) -> np.ndarray:
+    """Sorted hashes of the ids the source has now and of the ids this run staged (those are present too;
+    read once `staged` is open)."""
     mapping = ctx.mapping(entity)
     spec = mapping.sources[source]
     stage = ctx.work_tables(mapping).stage
     request = ExtractRequest(source, spec, list(spec.id), chunk_size=SWEEP_CHUNK)
     present = []
     for rows in iter_rows(ctx.source_conn(mapping, source), request):
+        staged.check()
         present.append(id_hashes(_id_text(rows, list(spec.id))))
         ctx.tick(entity, f"sweep {source}", len(rows))
         del rows
         # Hand the chunk's rows and text back: left to the allocator they stay resident between the hashes kept.
         release_memory()
-    staged = select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source)
+    staged.wait()
+    ids = select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source)
     with ctx.work_engine(mapping).connect() as conn:
-        present.append(id_hashes(pa.array(conn.execute(staged).scalars().all(), type=pa.string())))
+        present.append(id_hashes(pa.array(conn.execute(ids).scalars().all(), type=pa.string())))
     known = _drain(present)
     known.sort()  # in place; duplicates are harmless to the binary search of `_contains`
     return known

@@ -297,34 +297,47 @@ def test_sources_extracted_at_once_publish_what_one_after_the_other_does(
     assert {n for (parallel, _, _), n in threads.items() if not parallel} == {"MainThread"}
 
 
+def _delete_one_employee_per_source(pg_url: str, config, manifest) -> None:
+    store = open_store(config)
+    for source, key in (("erp", manifest["employees_only_in_erp"][0]), ("oa", manifest["employees_only_in_oa"][0])):
+        links = [r for r in store.xref("employee", key) if r["source"] == source]
+        assert len(links) == 1, links
+        if source == "erp":
+            _sql(pg_url, 'DELETE FROM "hr_hi_person" WHERE "cPsn_Num" = :i', i=links[0]["src_id"])
+        else:
+            _sql(pg_url, 'DELETE FROM "HrmResource" WHERE id = :i', i=int(links[0]["src_id"]))
+
+
 @pytest.mark.postgres
-def test_deletion_sweeps_of_the_sources_run_at_once_after_both_are_staged(
+def test_deletion_sweeps_of_the_sources_run_at_once_beside_the_extraction(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Extracted one after the other, an incremental run sweeps ERP and OA for deletions in two threads at once."""
+    """Extracted one after the other, an incremental run sweeps ERP and OA for deletions in two threads at once,
+    which start before the last source's extraction and take its staged rows once it has ended."""
     from etl.engine import extract
 
     config, manifest = make_project(tmp_path / "p", {"erp": pg_url, "oa": pg_url, "target": pg_url, "recon": pg_url})
     summary, _ = run_sync(config, full_refresh=True)
     assert summary.status == "success", summary.message
-    store = open_store(config)
-    gone = {}
-    for source, key in (("erp", manifest["employees_only_in_erp"][0]), ("oa", manifest["employees_only_in_oa"][0])):
-        links = [r for r in store.xref("employee", key) if r["source"] == source]
-        assert len(links) == 1, links
-        gone[source] = links[0]["src_id"]
-    _sql(pg_url, 'DELETE FROM "hr_hi_person" WHERE "cPsn_Num" = :i', i=gone["erp"])
-    _sql(pg_url, 'DELETE FROM "HrmResource" WHERE id = :i', i=int(gone["oa"]))
-    real, threads = extract.sweep_source, {}
-    meet = threading.Barrier(2, timeout=60)  # breaks (and fails the run) unless both sweeps run at once
+    _delete_one_employee_per_source(pg_url, config, manifest)
+    real_sweep, real_extract, threads = extract.sweep_source, extract.extract_source, {}
+    # Both sweeps and the OA extraction meet: the barrier breaks (and fails the run) unless the sweeps
+    # run at once and start before the last source is extracted.
+    meet = threading.Barrier(3, timeout=60)
 
-    def sweep_source(ctx, entity, source):
+    def sweep_source(ctx, entity, source, staged=None):
         threads[(entity, source)] = threading.current_thread().name
         if entity == "employee":
             meet.wait()
-        return real(ctx, entity, source)
+        return real_sweep(ctx, entity, source, staged)
+
+    def extract_source(ctx, entity, source, **kwargs):
+        if entity == "employee" and source == "oa":
+            meet.wait()
+        return real_extract(ctx, entity, source, **kwargs)
 
     monkeypatch.setattr(extract, "sweep_source", sweep_source)
+    monkeypatch.setattr(extract, "extract_source", extract_source)
     swept, _ = run_sync(config, entities=["employee"])
     assert swept.status == "success", swept.message
     assert _by_entity(swept)["employee"].inactivated == 2
@@ -332,6 +345,49 @@ def test_deletion_sweeps_of_the_sources_run_at_once_after_both_are_staged(
     assert len(names) == 2 and all(n.startswith("erpoa-sweep-employee") for n in names)
     active = dict(target_rows(config, "md_employee", ["employee_code", "_active"]))
     assert not active[manifest["employees_only_in_erp"][0]] and not active[manifest["employees_only_in_oa"][0]]
+
+
+@pytest.mark.postgres
+def test_a_failed_extraction_stops_the_sweep_beside_it(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a source's extraction fails, its sweep (waiting for the staged rows) stops, the run fails with the
+    extraction's error and publishes nothing; the next run sweeps as usual."""
+    from etl.engine import extract, sweep
+    from etl.errors import DataError
+
+    config, manifest = make_project(tmp_path / "p", {"erp": pg_url, "oa": pg_url, "target": pg_url, "recon": pg_url})
+    summary, _ = run_sync(config, full_refresh=True)
+    assert summary.status == "success", summary.message
+    _delete_one_employee_per_source(pg_url, config, manifest)
+    before = table_checksums(pg_url, ("md_", "erpoa_src_"))
+    real_sweep, real_extract, ended = extract.sweep_source, extract.extract_source, {}
+
+    def sweep_source(ctx, entity, source, staged=None):
+        try:
+            ended[(entity, source)] = real_sweep(ctx, entity, source, staged)
+        except sweep.SweepCancelled as exc:
+            ended[(entity, source)] = exc
+            raise
+        return ended[(entity, source)]
+
+    def extract_source(ctx, entity, source, **kwargs):
+        if entity == "employee" and source == "oa":
+            raise DataError("OA rows the mapping cannot read")
+        return real_extract(ctx, entity, source, **kwargs)
+
+    monkeypatch.setattr(extract, "sweep_source", sweep_source)
+    monkeypatch.setattr(extract, "extract_source", extract_source)
+    failed, _ = run_sync(config, entities=["employee"])
+    assert failed.status == "failed"
+    assert "OA rows the mapping cannot read" in failed.message
+    assert isinstance(ended[("employee", "oa")], sweep.SweepCancelled)
+    assert ended[("employee", "erp")] == 1  # its source was staged: that sweep ended as usual
+    assert table_checksums(pg_url, ("md_", "erpoa_src_")) == before
+    monkeypatch.setattr(extract, "extract_source", real_extract)
+    swept, _ = run_sync(config, entities=["employee"])
+    assert swept.status == "success", swept.message
+    assert _by_entity(swept)["employee"].inactivated == 2
 
 
 @pytest.mark.sqlite
