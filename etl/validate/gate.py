@@ -106,6 +106,8 @@ _RESULT_FORMAT: dict[str, Any] = {
     "return_unexpected_index_query": False,  # a string listing every failing index
     "partial_unexpected_count": 20,
 }
+#: The first pass: counts and samples, no failing positions (GX builds fewer metrics for it).
+_COUNTS_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 20}
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def validate_batch(
         .add_batch_definition_whole_dataframe("staged")
         .get_batch(batch_parameters={"dataframe": _gx_frame(frame)})
     )
-    results = batch.validate(runtime_suite, result_format=dict(_RESULT_FORMAT))
+    results = _validate(batch, runtime_suite)
     # GX's context, data source and batch hold the frame in reference cycles, which only a full
     # collection frees: left to the collector's own schedule, a partition's rows stayed resident
     # for several partitions more (+100 MB peak on a 1M-row sync).
@@ -234,6 +236,41 @@ def validate_batch(
         key_columns=tuple(keys),
         expectations_evaluated=len(results.results),
     )
+
+
+def _validate(batch: Any, suite: ExpectationSuite) -> ExpectationSuiteValidationResult:
+    """Validate for counts first; the row-level expectations with unexpected rows again, for their positions.
+
+    Most batches pass every expectation, and the counts alone cost GX about half of what the
+    failing positions of every expectation do (0.09 against 0.16 s for an 80,000-row
+    partition with the 21 expectations of the purchase suite).
+    """
+    results = batch.validate(suite, result_format=dict(_COUNTS_FORMAT))
+    again = [i for i, res in enumerate(results.results) if _wants_rows(res)]
+    if again:
+        subset = ExpectationSuite(
+            name=suite.name,
+            expectations=[results.results[i].expectation_config.to_domain_obj() for i in again],
+            suite_parameters=dict(suite.suite_parameters or {}),
+            meta=dict(suite.meta or {}),
+        )
+        complete = batch.validate(subset, result_format=dict(_RESULT_FORMAT))
+        redone = [res.expectation_config for res in complete.results]
+        if redone != [results.results[i].expectation_config for i in again]:
+            return batch.validate(suite, result_format=dict(_RESULT_FORMAT))  # not in order: all at once
+        for i, res in zip(again, complete.results, strict=True):
+            results.results[i] = res  # the same verdict: only its result holds more
+    return results
+
+
+def _wants_rows(res: ExpectationValidationResult) -> bool:
+    """Whether a result of the counts pass has unexpected rows whose positions the gate needs."""
+    config = res.expectation_config
+    if config is None or _exception_message(res.exception_info) is not None:
+        return False
+    if (config.meta or {}).get("level") == "batch" or not _is_row_level(config.type):
+        return False
+    return bool((res.result or {}).get("unexpected_count"))
 
 
 def gate_decision(

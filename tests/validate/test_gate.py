@@ -150,6 +150,48 @@ def test_planted_rows_reported_once_per_broken_expectation(tmp_path):
     assert "E006" not in set(result.row_failures["employee_code"])
 
 
+def test_only_expectations_with_unexpected_rows_are_validated_again_for_positions(tmp_path, monkeypatch):
+    """The first pass asks GX for counts; only the row-level expectations with unexpected rows run again, for
+    the failing positions. Verdicts and failures are those of one complete pass."""
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    import etl.validate.gate as gate
+
+    df, suite, two_pass = employee_frame(), employee_suite(tmp_path), gate._validate
+    passes: list[tuple[str, list[str]]] = []
+    real = Batch.validate
+
+    def validate(self, expect, **kwargs):
+        passes.append((kwargs["result_format"]["result_format"], [e.expectation_type for e in expect.expectations]))
+        return real(self, expect, **kwargs)
+
+    monkeypatch.setattr(Batch, "validate", validate)
+    two = validate_batch(df, suite, ["employee_code"])
+    assert [p[0] for p in passes] == ["BASIC", "COMPLETE"]
+    assert len(passes[0][1]) == 9
+    assert sorted(passes[1][1]) == sorted(  # the seven broken row-level expectations; not the row count
+        [
+            "expect_column_values_to_not_be_null",
+            "expect_column_values_to_be_unique",
+            "expect_column_values_to_exist_in_entity",
+            "expect_column_values_to_be_in_code_table",
+            "expect_column_values_to_have_max_scale",
+            "expect_column_values_to_be_between",
+            "expect_column_pair_values_a_to_be_greater_than_b",
+        ]
+    )
+    monkeypatch.setattr(gate, "_validate", lambda batch, s: real(batch, s, result_format=dict(gate._RESULT_FORMAT)))
+    one = validate_batch(df, suite, ["employee_code"])
+    assert failure_set(two, ["employee_code"]) == failure_set(one, ["employee_code"])
+    assert two.row_failures.equals(one.row_failures)
+    verdicts = [(r.expectation_config.type, r.success) for r in one.results.results]
+    assert [(r.expectation_config.type, r.success) for r in two.results.results] == verdicts
+    passes.clear()
+    monkeypatch.setattr(gate, "_validate", two_pass)
+    clean = validate_batch(df.iloc[:6], suite, ["employee_code"])
+    assert clean.success and [p[0] for p in passes] == ["BASIC"]
+
+
 def test_clean_batch_succeeds(tmp_path):
     df = employee_frame().iloc[:6]
     result = validate_batch(df, employee_suite(tmp_path), ["employee_code"], previous_row_count=6)
