@@ -35,7 +35,7 @@ from etl.engine.tables import (
 from etl.errors import UnmappedValueError
 from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
-from etl.mapping.model import EntityMapping
+from etl.mapping.model import EntityMapping, SourceSpec
 
 
 def prepare(ctx: SyncContext, entity: str) -> None:
@@ -133,7 +133,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
     full_read = since is None
     if not replay and full_read:
         counts["deleted"] = _vanished_marked(ctx, entity, source, _mark_vanished(ctx, entity, source))
-    elif not replay and spec.sweep and ctx.sweep:
+    elif _sweeps(ctx, spec):
         if defer_sweep:
             counts["sweep_due"] = 1
         else:
@@ -157,8 +157,12 @@ def sweep_due(ctx: SyncContext, entity: str, source: str) -> bool:
 
     Known before the extraction, so that the sweep can read the source's ids meanwhile.
     """
-    spec = ctx.mapping(entity).sources[source]
-    return ctx.only_ids is None and spec.sweep and ctx.sweep and _watermark(ctx, entity, source) is not None
+    return _sweeps(ctx, ctx.mapping(entity).sources[source]) and _watermark(ctx, entity, source) is not None
+
+
+def _sweeps(ctx: SyncContext, spec: SourceSpec) -> bool:
+    """Whether an incremental read of the source sweeps for deletions (not in a replay of chosen ids)."""
+    return ctx.only_ids is None and spec.sweep and ctx.sweep
 
 
 def sweep_source(ctx: SyncContext, entity: str, source: str, staged: Staged | None = None) -> int:

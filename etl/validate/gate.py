@@ -266,9 +266,7 @@ def _validate(batch: Any, suite: ExpectationSuite) -> ExpectationSuiteValidation
 def _wants_rows(res: ExpectationValidationResult) -> bool:
     """Whether a result of the counts pass has unexpected rows whose positions the gate needs."""
     config = res.expectation_config
-    if config is None or _exception_message(res.exception_info) is not None:
-        return False
-    if (config.meta or {}).get("level") == "batch" or not _is_row_level(config.type):
+    if config is None or _exception_message(res.exception_info) is not None or not _quarantines_rows(config):
         return False
     return bool((res.result or {}).get("unexpected_count"))
 
@@ -448,9 +446,8 @@ def _classify(
     error = _exception_message(res.exception_info)
     if error is not None:
         return None, BatchFailure(etype, column_text, f"could not be evaluated: {error}")
-    level = (config.meta or {}).get("level")
     result = res.result or {}
-    if level != "batch" and _is_row_level(etype):
+    if _quarantines_rows(config):
         positions = result.get("unexpected_index_list")
         if positions:
             return _row_failures(frame, keys, etype, columns, positions), None
@@ -459,6 +456,11 @@ def _classify(
     if res.success:
         return None, None
     return None, BatchFailure(etype, column_text, _describe(config.kwargs, result))
+
+
+def _quarantines_rows(config: Any) -> bool:
+    """Whether the failing rows of an expectation are quarantined (row-level, not forced to batch level)."""
+    return (config.meta or {}).get("level") != "batch" and _is_row_level(config.type)
 
 
 def _is_row_level(expectation_type: str) -> bool:
