@@ -544,3 +544,42 @@ def test_one_million_rows_within_seconds():
     assert result.batch_failures == []
     assert 10_000 < result.failed_rows <= len(result.row_failures)
     assert elapsed < 30
+
+
+DEFERRED_SCIPY = """
+import sys
+import pandas as pd
+from etl.validate.gate import validate_batch
+import great_expectations as gx
+
+def scipy_stats():
+    return type(sys.modules["scipy.stats"]).__name__
+
+deferred = scipy_stats()
+frame = pd.DataFrame({"code": ["A", "B", "C", "D"], "qty": [1.0, 1.0, 2.0, 2.5]})
+plain = gx.ExpectationSuite(name="plain", expectations=[gx.expectations.ExpectColumnValuesToNotBeNull(column="code")])
+assert validate_batch(frame, plain, ["code"]).success
+after_plain = scipy_stats()
+kl = gx.expectations.ExpectColumnKLDivergenceToBeLessThan(
+    column="qty", partition_object={"bins": [0, 1.5, 3], "weights": [0.5, 0.5]}, threshold=0.01
+)
+same = validate_batch(frame, gx.ExpectationSuite(name="kl", expectations=[kl]), ["code"])
+skewed = frame.assign(qty=[1.0, 1.0, 1.0, 2.5])
+other = validate_batch(skewed, gx.ExpectationSuite(name="kl", expectations=[kl]), ["code"])
+divergence = other.results.results[0].result["observed_value"]
+print(deferred, after_plain, scipy_stats(), same.success, other.success, round(divergence, 4))
+"""
+
+
+def test_scipy_stats_executes_only_for_an_expectation_that_uses_it():
+    """`etl.validate` defers GX's import of `scipy.stats` (~56 MB): a suite without distribution
+    expectations never executes it; a KL-divergence expectation loads it and validates as before."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", DEFERRED_SCIPY], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    deferred, after_plain, after_kl, same, other, divergence = done.stdout.split()
+    assert (deferred, after_plain, after_kl) == ("_LazyModule", "_LazyModule", "module")
+    assert (same, other) == ("True", "False")
+    assert float(divergence) == pytest.approx(0.1308, abs=1e-4)  # scipy.stats.entropy([.75, .25], [.5, .5])
