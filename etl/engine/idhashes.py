@@ -17,11 +17,8 @@ then swaps them in. A crash leaves other runs' rows behind, which `prune` drops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
-from sqlalchemy import Connection, Engine, Select, Table, and_, delete, exists, insert, literal, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, exists, insert, literal, select, update
 
 LIVE, EXTRACT, REPLACE = "live", "extract", "replace"
 #: Hashes in one row (2 MiB): MariaDB's default `max_allowed_packet` is 16 MiB.
@@ -54,17 +51,24 @@ def distinct_sorted(hashes: np.ndarray) -> np.ndarray:
     return hashes if keep.all() else hashes[keep]
 
 
+def drain(parts: list[np.ndarray]) -> np.ndarray:
+    """The hashes of `parts` in one array, emptying `parts`: each part is freed once copied
+    (`np.concatenate` would hold them all twice)."""
+    out = np.empty(sum(len(p) for p in parts), dtype=_DTYPE)
+    end = len(out)
+    while parts:
+        part = parts.pop()
+        out[end - len(part) : end] = part
+        end -= len(part)
+    return out
+
+
 def found_sorted(known: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     """Whether each of the sorted `ordered` is in the sorted `known` (a mask, in the order of `ordered`)."""
     if not len(known):
         return np.zeros(len(ordered), dtype=bool)
     at = np.searchsorted(known, ordered).clip(max=len(known) - 1)
     return known[at] == ordered
-
-
-def covers(known: np.ndarray, ordered: np.ndarray) -> bool:
-    """Whether each of the sorted `ordered` is in the sorted `known`."""
-    return bool(found_sorted(known, ordered).all())
 
 
 def add_extracted(conn: Connection, table: Table, run: str, source: str, hashes: np.ndarray) -> None:
@@ -78,63 +82,74 @@ def is_known(conn: Connection, table: Table, source: str) -> bool:
     return bool(conn.execute(select(exists().where(table.c._source == source, table.c._kind == LIVE))).scalar())
 
 
-@dataclass(frozen=True)
-class Check:
-    """How the live hashes of a source compare with the hashes of the ids it has now."""
+class Coverage:
+    """Which live hashes of a source the hashes of the ids it has now account for, marked as they are read.
 
-    #: every live hash is among them: no mirrored id vanished
-    covered: bool
-    #: the live rows are due to be rewritten as one set: many rows, or many repeats
-    compact: bool
-
-
-def check(conn: Connection, table: Table, source: str, known: np.ndarray) -> Check:
-    """Compare the live hashes of `source` with the sorted `known`, a block of stored rows at a time.
-
-    Streamed, so that memory holds a block of about `ROW_HASHES` of them beside `known`, however
-    many ids the mirror has. More live hashes than `known` has, by `MAX_REPEATS`, can only be repeats.
+    Loaded before or while the source's ids are read (`load`), so that a sweep knows whether
+    a mirrored id vanished once it has read the last of them: each chunk's hashes are marked
+    as it comes (`add`), and nothing is left to read, sort or search at the end. Holds the
+    live hashes sorted (8 bytes each) and a flag each; repeats stay, their flags set from the
+    start, so that no second array of them is made.
     """
-    rows = total = 0
-    result = conn.execution_options(stream_results=True, max_row_buffer=4).execute(
-        _live_hashes(table, source)
-    )
-    with result:
-        # Searched a block of rows at a time: the more sorted hashes at once, the closer together their
-        # searches fall in `known` (0.43 s against 1.08 s row by row for 4,000,000 hashes in 200 rows).
-        block: list[np.ndarray] = []
-        size = 0
-        for (data,) in result:
-            part = np.frombuffer(data, dtype=_DTYPE)
-            rows += 1
-            total += len(part)
-            block.append(part)
-            size += len(part)
-            if size >= ROW_HASHES:
-                if not _covered(known, block):
-                    return Check(covered=False, compact=False)
-                block, size = [], 0
-        if block and not _covered(known, block):
-            return Check(covered=False, compact=False)
-    return Check(covered=True, compact=rows > MAX_ROWS or total > (1 + MAX_REPEATS) * len(known))
+
+    def __init__(self, live: np.ndarray, rows: int) -> None:
+        """`live`: all live hashes of the source, from `rows` stored rows; sorted in place."""
+        live.sort()
+        self._live, self._rows = live, rows
+        self._found = np.zeros(len(live), dtype=bool)
+        np.equal(live[1:], live[:-1], out=self._found[1:])  # a repeat: the first of its run stands for it
+
+    @classmethod
+    def load(cls, conn: Connection, table: Table, source: str) -> Coverage:
+        """The live hashes of `source`, none of them marked yet."""
+        parts = _live_parts(conn, table, source)
+        rows = len(parts)
+        return cls(drain(parts), rows)
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Mark the live hashes that are among `hashes` (which are sorted in place)."""
+        live = self._live
+        if not len(live) or not len(hashes):
+            return
+        # Searched in ascending order, consecutive searches touch nearby parts of `live` (fewer cache misses).
+        hashes.sort()
+        at = np.searchsorted(live, hashes).clip(max=len(live) - 1)  # the first of a run of repeats
+        self._found[at[live[at] == hashes]] = True
+
+    @property
+    def covered(self) -> bool:
+        """Every live hash was among those added: no mirrored id vanished."""
+        return bool(self._found.all())
+
+    def missing(self) -> np.ndarray:
+        """The live hashes not added, sorted and distinct: of the mirrored ids that vanished, or of ids the
+        mirror no longer has."""
+        return self._live[~self._found]
+
+    def distinct(self) -> np.ndarray:
+        """The live hashes, sorted and without repeats."""
+        if len(self._live) < 2:
+            return self._live
+        repeat = np.equal(self._live[1:], self._live[:-1])
+        return self._live if not repeat.any() else self._live[np.concatenate([[True], ~repeat])]
+
+    def compact(self, present: int) -> bool:
+        """The live rows are due to be rewritten as one set (`distinct`): more than `MAX_ROWS` rows, or more
+        live hashes than the `present` ids by `MAX_REPEATS` (those can only be repeats)."""
+        return self._rows > MAX_ROWS or len(self._live) > (1 + MAX_REPEATS) * present
 
 
-def _covered(known: np.ndarray, block: list[np.ndarray]) -> bool:
-    ordered = np.concatenate(block)
-    ordered.sort()
-    return covers(known, ordered)
-
-
-def _live_hashes(table: Table, source: str) -> Select[Any]:
-    return select(table.c._hashes).where(table.c._source == source, table.c._kind == LIVE)
+def _live_parts(conn: Connection, table: Table, source: str) -> list[np.ndarray]:
+    live = select(table.c._hashes).where(table.c._source == source, table.c._kind == LIVE)
+    # Streamed: a driver's buffer of the whole result (PostgreSQL sends a row's bytes as twice as many hex digits)
+    # would hold them three times over.
+    with conn.execution_options(stream_results=True, max_row_buffer=4).execute(live) as result:
+        return [np.frombuffer(data, dtype=_DTYPE) for (data,) in result]
 
 
 def distinct(conn: Connection, table: Table, source: str) -> np.ndarray:
-    """The live hashes of `source`, sorted and without repeats (to rewrite them as one set)."""
-    parts = [
-        np.frombuffer(data, dtype=_DTYPE)
-        for (data,) in conn.execute(_live_hashes(table, source))
-    ]
-    return distinct_sorted(np.concatenate(parts) if parts else np.empty(0, dtype=_DTYPE))
+    """The live hashes of `source`, sorted and without repeats."""
+    return Coverage.load(conn, table, source).distinct()
 
 
 def set_replacement(engine: Engine, table: Table, run: str, source: str, hashes: np.ndarray) -> None:

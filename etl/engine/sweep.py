@@ -11,7 +11,9 @@ costs 8 bytes however long it is.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -89,21 +91,24 @@ class Staged:
 def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = None) -> int:
     """Keys-only pass of an incremental run: stage a `deleted` row for every mirrored record the source lost.
 
-    The ids present at the source now (its id columns only, read in chunks) and the ids
-    this run already staged are kept as sorted 64-bit hashes (8 bytes an id, about 40 MB
-    for five million). When the hashes recorded for the mirror's ids (`etl.engine.idhashes`)
-    are all among them, nothing vanished and the mirror is not read. Otherwise (or when none
-    are recorded) the mirror's ids of the source are read as Arrow text (about 4 bytes an id
-    plus its text), by a second thread while the source is read when nothing is recorded, so
-    that each side waits on its own database at the same time. The mirror's ids are hashed
-    the same way; only those whose hash is absent are looked up again for their key and
-    bucket (by primary key, or in one more pass over the mirror after a mass deletion) and
-    staged, and the hashes of the others are recorded for this run's publish to keep.
-    Nothing is staged per present id. A hash collision can only hide a deletion (odds of
-    about 1 in 10^13 per run at a million ids), never inactivate a record that is still
-    there. Nothing is written while a read of the target is open (on SQLite it would block
-    the write). With `staged`, the sweep may start while the source is still being extracted:
-    it reads this run's staged ids once `staged` is open. Returns the number of `deleted` rows staged.
+    The ids present at the source now (its id columns only, read in chunks) and the ids this
+    run already staged are reduced to 64-bit hashes. When hashes of the mirror's ids are
+    recorded (`etl.engine.idhashes`), a second thread loads them as the source's read starts
+    (8 bytes a mirrored id, about 40 MB for five million), and each chunk's hashes mark the
+    recorded ones they match as the chunk comes (`idhashes.Coverage`). With all marked,
+    nothing vanished and the mirror is not read: the answer is there with the last chunk.
+    Otherwise the mirror's ids of the source are read as Arrow text (about 4 bytes an id plus
+    its text) and hashed the same way; those whose hash was left unmarked vanished. When none
+    are recorded, the present hashes are kept (8 bytes an id) while a second thread reads the
+    mirror's ids, so that each side waits on its own database at the same time; those whose
+    hash is absent vanished. Vanished ids are looked up again for their key and bucket (by
+    primary key, or in one more pass over the mirror after a mass deletion) and staged, and
+    the hashes of the others are recorded for this run's publish to keep. Nothing is staged
+    per present id. A hash collision can only hide a deletion (odds of about 1 in 10^13 per
+    run at a million ids), never inactivate a record that is still there. Nothing is written
+    while a read of the target is open (on SQLite it would block the write). With `staged`,
+    the sweep may start while the source is still being extracted: it reads this run's
+    staged ids once `staged` is open. Returns the number of `deleted` rows staged.
     """
     staged = staged or Staged(done=True)
     mapping = ctx.mapping(entity)
@@ -112,30 +117,45 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
     target_engine = ctx.target_engine(mapping)
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
+    vanished_of: Callable[[np.ndarray], np.ndarray]  # which of some mirrored ids' hashes are of vanished ids
     if _known(target_engine, tables.ids, source):
-        known = _present_hashes(ctx, entity, source, staged)
-        with target_engine.connect() as conn:
-            check = idhashes.check(conn, tables.ids, source, known)
-            hashes = idhashes.distinct(conn, tables.ids, source) if check.covered and check.compact else None
-        if check.covered:
-            if hashes is not None and not ctx.dry_run:
-                idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, hashes)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
+            loading = pool.submit(_coverage, target_engine, tables.ids, source)
+            coverage = _Marking(loading)
+            present = _read_present(ctx, entity, source, staged, coverage.add)
+            coverage.flush()
+        loaded = loading.result()
+        if loaded.covered:
+            if loaded.compact(present) and not ctx.dry_run:
+                idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, loaded.distinct())
             return 0
+        # The live hashes are a superset of the mirrored ids': a mirrored id vanished exactly when its hash was
+        # not found among the source's.
+        missing = loaded.missing()
+        del loaded, coverage, loading
+        vanished_of = partial(_contains, missing)
         chunks = _mirrored_ids(target_engine, mirror, source, threading.Event())
     else:
         stop = threading.Event()
+        hashes: list[np.ndarray] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
             mirrored = pool.submit(_mirrored_ids, target_engine, mirror, source, stop)
             try:
-                known = _present_hashes(ctx, entity, source, staged)
+                _read_present(ctx, entity, source, staged, hashes.append)
             except BaseException:
                 stop.set()
                 raise
             chunks = mirrored.result()
-    gone, kept = _compare(chunks, known)
+        known = idhashes.drain(hashes)
+        known.sort()  # in place; duplicates are harmless to the binary search of `_contains`
+
+        def vanished_of(mirrored: np.ndarray) -> np.ndarray:
+            return ~_contains(known, mirrored)
+
+    gone, kept = _compare(chunks, vanished_of)
     del chunks
     if gone is None:
-        vanished = _rescan(target_engine, mirror, source, known)
+        vanished = _rescan(target_engine, mirror, source, vanished_of)
     else:
         vanished = _lookup(target_engine, mirror, source, gone)
     if not ctx.dry_run:
@@ -173,17 +193,20 @@ def id_hashes(ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
 
 
-def _present_hashes(ctx: SyncContext, entity: str, source: str, staged: Staged) -> np.ndarray:
-    """Sorted hashes of the ids the source has now and of the ids this run staged (those are present too;
-    read once `staged` is open)."""
+def _read_present(
+    ctx: SyncContext, entity: str, source: str, staged: Staged, take: Callable[[np.ndarray], None]
+) -> int:
+    """Hand `take` the hashes of the ids the source has now, a chunk at a time, then those of the ids this run
+    staged (present too; read once `staged` is open). Returns how many were taken."""
     mapping = ctx.mapping(entity)
     spec = mapping.sources[source]
     stage = ctx.work_tables(mapping).stage
     request = ExtractRequest(source, spec, list(spec.id), chunk_size=SWEEP_CHUNK)
-    present = []
+    taken = 0
     for rows in iter_rows(ctx.source_conn(mapping, source), request):
         staged.check()
-        present.append(id_hashes(_id_text(rows, list(spec.id))))
+        take(id_hashes(_id_text(rows, list(spec.id))))
+        taken += len(rows)
         ctx.tick(entity, f"sweep {source}", len(rows))
         del rows
         # Hand the chunk's rows and text back: left to the allocator they stay resident between the hashes kept.
@@ -191,10 +214,35 @@ def _present_hashes(ctx: SyncContext, entity: str, source: str, staged: Staged) 
     staged.wait()
     ids = select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source)
     with ctx.work_engine(mapping).connect() as conn:
-        present.append(id_hashes(pa.array(conn.execute(ids).scalars().all(), type=pa.string())))
-    known = _drain(present)
-    known.sort()  # in place; duplicates are harmless to the binary search of `_contains`
-    return known
+        mine = pa.array(conn.execute(ids).scalars().all(), type=pa.string())
+    take(id_hashes(mine))
+    return taken + len(mine)
+
+
+class _Marking:
+    """Adds hashes to an `idhashes.Coverage` that is still loading: held until it has loaded, then at once."""
+
+    def __init__(self, loading: Future[idhashes.Coverage]) -> None:
+        self._loading = loading
+        self._held: list[np.ndarray] = []
+
+    def add(self, hashes: np.ndarray) -> None:
+        self._held.append(hashes)
+        if self._loading.done():
+            self.flush()
+
+    def flush(self) -> None:
+        """Add what is held, once the coverage has loaded (waiting for it)."""
+        loaded = self._loading.result()
+        while self._held:
+            loaded.add(self._held.pop())
+
+
+def _coverage(engine: Engine, ids: Table, source: str) -> idhashes.Coverage:
+    with engine.connect() as conn:
+        loaded = idhashes.Coverage.load(conn, ids, source)
+    release_memory()  # the stored rows' bytes, copied into one array
+    return loaded
 
 
 def _id_text(rows: list[tuple[Any, ...]], id_columns: list[str]) -> pd.Series | pa.Array:
@@ -216,17 +264,6 @@ def _id_text(rows: list[tuple[Any, ...]], id_columns: list[str]) -> pd.Series | 
     return source_ids(pd.DataFrame.from_records(rows, columns=id_columns, coerce_float=False), id_columns)
 
 
-def _drain(parts: list[np.ndarray]) -> np.ndarray:
-    """The hashes of `parts` in one array; each part is freed once copied (`np.concatenate` would hold all twice)."""
-    out = np.empty(sum(len(p) for p in parts), dtype=np.uint64)
-    end = len(out)
-    while parts:
-        part = parts.pop()
-        out[end - len(part) : end] = part
-        end -= len(part)
-    return out
-
-
 def _mirrored_ids(engine: Engine, mirror: Table, source: str, stop: threading.Event) -> list[pa.Array]:
     """The mirror's ids of `source` as Arrow text, a chunk at a time (stops early once `stop` is set)."""
     chunks = []
@@ -243,9 +280,11 @@ def _mirrored_ids(engine: Engine, mirror: Table, source: str, stop: threading.Ev
     return chunks
 
 
-def _compare(chunks: list[pa.Array], known: np.ndarray) -> tuple[list[str] | None, np.ndarray]:
-    """The mirrored ids whose hash is not in `known` (None when there are more than LOOKUP_MAX of them),
-    and the sorted distinct hashes of the others."""
+def _compare(
+    chunks: list[pa.Array], vanished_of: Callable[[np.ndarray], np.ndarray]
+) -> tuple[list[str] | None, np.ndarray]:
+    """The mirrored ids that `vanished_of` finds vanished by their hash (None when there are more than
+    LOOKUP_MAX of them), and the sorted distinct hashes of the others."""
     ids = pa.chunked_array(chunks, type=pa.string())
     gone: list[str] | None = []
     kept = np.empty(len(ids), dtype=np.uint64)
@@ -253,12 +292,12 @@ def _compare(chunks: list[pa.Array], known: np.ndarray) -> tuple[list[str] | Non
     for at in range(0, len(ids), PROBE_BATCH):
         batch = ids.slice(at, PROBE_BATCH)
         hashes = id_hashes(batch)
-        present = _contains(known, hashes)
-        found = hashes[present]
+        vanished = vanished_of(hashes)
+        found = hashes[~vanished]
         kept[end : end + len(found)] = found
         end += len(found)
         if gone is not None:
-            missing = batch.filter(pa.array(~present))
+            missing = batch.filter(pa.array(vanished))
             if len(gone) + len(missing) > LOOKUP_MAX:
                 gone = None
             else:
@@ -292,13 +331,15 @@ def _lookup(engine: Engine, mirror: Table, source: str, ids: list[str]) -> pd.Da
     return pd.DataFrame.from_records(rows, columns=MIRROR_COLUMNS)
 
 
-def _rescan(engine: Engine, mirror: Table, source: str, known: np.ndarray) -> pd.DataFrame:
-    """Id, key and bucket of the mirrored rows of `source` whose id hash is not in `known`, in one more pass."""
+def _rescan(
+    engine: Engine, mirror: Table, source: str, vanished_of: Callable[[np.ndarray], np.ndarray]
+) -> pd.DataFrame:
+    """Id, key and bucket of the mirrored rows of `source` that `vanished_of` finds vanished, in one more pass."""
     gone = []
     with engine.connect() as conn:
         for rows in stream_rows(conn, _mirrored(mirror, source, *MIRROR_COLUMNS), SWEEP_CHUNK):
             frame = pd.DataFrame.from_records(rows, columns=MIRROR_COLUMNS)
-            gone.append(frame[~_contains(known, id_hashes(frame["_src_id"]))])
+            gone.append(frame[vanished_of(id_hashes(frame["_src_id"]))])
     return pd.concat(gone, ignore_index=True) if gone else pd.DataFrame(columns=MIRROR_COLUMNS)
 
 

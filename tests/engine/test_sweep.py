@@ -179,16 +179,33 @@ def test_contains_finds_exactly_the_known_hashes() -> None:
 
 
 @pytest.mark.unit
-def test_covers_is_true_exactly_when_every_hash_is_known() -> None:
+def test_coverage_is_complete_exactly_when_every_live_hash_was_added() -> None:
     rng = np.random.default_rng(8)
-    known = np.sort(rng.integers(0, 2**63, 10_000, dtype=np.int64).astype(np.uint64))
+    live = np.sort(rng.integers(0, 2**63, 10_000, dtype=np.int64).astype(np.uint64))
+
+    def covered(live: np.ndarray, *chunks: np.ndarray) -> bool:
+        coverage = idhashes.Coverage(live.copy(), rows=1)
+        for chunk in chunks:
+            coverage.add(chunk.copy())
+        return coverage.covered
+
+    shuffled = live.copy()
+    rng.shuffle(shuffled)
+    outsiders = np.array([0, 2**64 - 1, int(live[5]) + 1], dtype=np.uint64)
     empty = np.empty(0, dtype=np.uint64)
-    assert idhashes.covers(known, known[::7])
-    assert idhashes.covers(known, empty) and idhashes.covers(empty, empty)
-    assert not idhashes.covers(empty, known[:1])
-    for outsider in (0, 2**64 - 1, int(known[5]) + 1):
-        probe = np.sort(np.append(known[::7], np.uint64(outsider)))
-        assert not idhashes.covers(known, probe)
+    assert covered(live, shuffled[:4000], outsiders, shuffled[4000:])  # in any order and chunking, among others
+    assert covered(empty) and covered(empty, outsiders)
+    assert not covered(live) and not covered(live, outsiders)
+    for left_out in (0, 4321, len(live) - 1):
+        assert not covered(live, np.delete(shuffled, np.flatnonzero(shuffled == live[left_out])), outsiders)
+    coverage = idhashes.Coverage(live.copy(), rows=1)
+    coverage.add(np.concatenate([shuffled[::3], outsiders]))
+    assert coverage.missing().tolist() == np.setdiff1d(live, shuffled[::3]).tolist()  # sorted
+    repeated = np.repeat(shuffled, 2)  # unsorted, each twice (a hash live in two stored rows)
+    assert covered(repeated, shuffled) and not covered(repeated, shuffled[1:])
+    coverage = idhashes.Coverage(np.array([9, 5, 7, 5, 7, 9, 7], dtype=np.uint64), rows=2)
+    coverage.add(np.array([7, 8], dtype=np.uint64))
+    assert coverage.missing().tolist() == [5, 9] and coverage.distinct().tolist() == [5, 7, 9]
 
 
 # --------------------------------------------------------------------------- the sweep on databases
@@ -495,21 +512,33 @@ def test_a_full_refresh_repeats_the_recorded_hashes_and_the_next_sweep_compacts_
 
 
 @pytest.mark.sqlite
-def test_check_streams_the_rows_and_tells_covered_and_compact(tmp_path: Path) -> None:
+def test_coverage_loads_the_live_rows_and_tells_covered_and_compact(tmp_path: Path) -> None:
     project = write_tiny_project(tmp_path / "project", sqlite_urls(tmp_path), {"item": MAPPING})
     table = EntityTables.build(load_mappings(project.parent / "mappings").entity("item")).ids
     engine = create_engine(f"sqlite:///{tmp_path / 'ids.db'}")
     table.metadata.create_all(engine, tables=[table])
+
+    def coverage(present: np.ndarray) -> idhashes.Coverage:
+        with engine.connect() as conn:
+            loaded = idhashes.Coverage.load(conn, table, "erp")
+        loaded.add(present.copy())
+        return loaded
+
     known = np.arange(10, 20, dtype=np.uint64)
     with engine.begin() as conn:
         for part in ([19, 11], [12, 13], [], [13, 11, 12, 19]):  # each id twice
             conn.execute(table.insert().values(_source="erp", _run="r", _kind="live",
                                                _hashes=idhashes.to_bytes(np.array(part, dtype=np.uint64))))
-        assert idhashes.check(conn, table, "erp", known) == idhashes.Check(covered=True, compact=False)
-        exact = np.array([11, 12, 13, 19], dtype=np.uint64)  # 8 live hashes for 4 ids: due to be compacted
-        assert idhashes.check(conn, table, "erp", exact) == idhashes.Check(covered=True, compact=True)
-        assert not idhashes.check(conn, table, "erp", exact[1:]).covered
-        assert not idhashes.check(conn, table, "erp", known[2:]).covered
+        conn.execute(table.insert().values(_source="erp", _run="r", _kind="extract",
+                                           _hashes=idhashes.to_bytes(np.array([5], dtype=np.uint64))))
+    assert coverage(known).distinct().tolist() == [11, 12, 13, 19]  # sorted, without repeats, live rows only
+    assert coverage(known[:3]).missing().tolist() == [13, 19]
+    assert coverage(known).covered and not coverage(known).compact(len(known))
+    exact = np.array([11, 12, 13, 19], dtype=np.uint64)  # 8 live hashes for 4 ids: due to be compacted
+    assert coverage(exact).covered and coverage(exact).compact(len(exact))
+    assert not coverage(exact[1:]).covered
+    assert not coverage(known[2:]).covered
+    with engine.connect() as conn:
         assert idhashes.distinct(conn, table, "erp").tolist() == [11, 12, 13, 19]
         assert not idhashes.is_known(conn, table, "oa")
     engine.dispose()
