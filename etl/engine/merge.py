@@ -10,7 +10,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.frames import isin
 from etl.mapping.model import EntityMapping
 from etl.mapping.types import coerce
 
@@ -34,6 +33,18 @@ def split_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[~dup], frame[dup]
 
 
+def _presence(present: Mapping[str, np.ndarray], index: pd.Index) -> pd.Series:
+    """Per golden key, the sources that have a row of it, in name order joined by '+' ('erp+oa')."""
+    names = sorted(present)
+    # Which sources have the key, as the bits of a number; each combination that occurs is labelled once.
+    combination = np.zeros(len(index), dtype=np.int64 if len(names) < 63 else object)  # object: Python's ints
+    for bit, source in enumerate(names):
+        combination += present[source].astype(combination.dtype) * (1 << bit)
+    codes, combinations = pd.factorize(combination)
+    labels = np.array(["+".join(s for bit, s in enumerate(names) if int(n) >> bit & 1) for n in combinations])
+    return pd.Series(labels[codes] if len(labels) else [], index=index, dtype="str")
+
+
 def _json_ids(ids: Mapping[str, pd.Series], index: pd.Index) -> pd.Series:
     """`{"erp":"<id>","oa":"<id>"}` per golden key, sources without a row left out.
 
@@ -43,7 +54,7 @@ def _json_ids(ids: Mapping[str, pd.Series], index: pd.Index) -> pd.Series:
     """
     joined = pa.array([""] * len(index), pa.large_string())
     for source, series in ids.items():
-        aligned = series.reindex(index)
+        aligned = series if series.index is index else series.reindex(index)
         text = aligned.astype("str")
         if text.str.contains(r'[\\",]', regex=True).fillna(False).any():
             return _json_ids_text(ids, index)  # ids that need escaping (or hold commas): the general route
@@ -121,12 +132,8 @@ def merge(frames: Mapping[str, pd.DataFrame], mapping: EntityMapping, timezone: 
         for source in order[1:]:
             value = value.where(value.notna(), columns[source])
         golden[field] = value
-    presence = pd.Series("", index=index, dtype="str")
-    for source in sorted(clean):
-        present = pd.Series(isin(index, clean[source].index), index=index)
-        presence = presence.where(~present, presence + np.where(presence == "", "", "+") + source)
-    golden["_presence"] = presence
-    golden["_ids"] = _json_ids({s: f[SRC_ID] for s, f in clean.items()}, index) if clean else pd.Series(dtype="str")
+    golden["_presence"] = _presence({s: a.positions >= 0 for s, a in aligned.items()}, index)
+    golden["_ids"] = _json_ids({s: a[SRC_ID] for s, a in aligned.items()}, index) if clean else pd.Series(dtype="str")
     golden = coerce(golden.reset_index(drop=True), mapping.fields, timezone, copy=False)
     duplicates = pd.concat(dups, ignore_index=True) if dups else pd.DataFrame(columns=[KEY, SRC_ID, "_source"])
     return MergeResult(golden=golden, duplicates=duplicates)

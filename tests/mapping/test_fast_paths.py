@@ -492,3 +492,20 @@ def test_merge_takes_each_sources_values_as_a_reindex_would() -> None:
     aligned, expected = _Aligned(frame, keys), frame.reindex(keys)
     for column in frame.columns:
         pd.testing.assert_series_equal(aligned[column], expected[column])
+
+
+@pytest.mark.parametrize("sources", [["erp"], ["oa", "erp"], ["hr", "oa", "erp"], [f"s{n:02d}" for n in range(70)]])
+def test_presence_labels_as_string_concatenation(sources: list[str]) -> None:
+    """Per key, the sources present in name order joined by '+', as the string route wrote it."""
+    from etl.engine.merge import _presence
+
+    rng = np.random.default_rng(len(sources))
+    index = pd.Index([f"k{i}" for i in range(500)])
+    present = {s: rng.random(len(index)) < 0.6 for s in sources}
+    expected = pd.Series("", index=index, dtype=STR)
+    for source in sorted(sources):
+        flag = pd.Series(present[source], index=index)
+        expected = expected.where(~flag, expected + np.where(expected == "", "", "+") + source)
+    pd.testing.assert_series_equal(_presence(present, index), expected)
+    empty = pd.Index([], dtype=STR)
+    assert _presence({s: np.zeros(0, dtype=bool) for s in sources}, empty).tolist() == []
