@@ -62,7 +62,7 @@ def _rows_for_keys(
     engine: Engine,
     table: Table,
     columns: Sequence[str],
-    keys: Sequence[str],
+    keys: pd.Index,
     lo: int,
     hi: int,
     extra: Any = None,
@@ -72,8 +72,9 @@ def _rows_for_keys(
     cols = _typed_columns(engine, table, columns, mapping)
     if len(keys) <= SMALL_KEYSET:
         parts = []
-        for start in range(0, len(keys), IN_BATCH):
-            cond: Any = table.c._key.in_(list(keys[start : start + IN_BATCH]))
+        ordered = sorted(keys)  # batches of neighbouring keys: fewer index pages each
+        for start in range(0, len(ordered), IN_BATCH):
+            cond: Any = table.c._key.in_(ordered[start : start + IN_BATCH])
             parts.append(read_frame(engine, select(*cols).where(cond if extra is None else and_(cond, extra)), columns))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
     cond = and_(table.c._bucket >= lo, table.c._bucket < hi)
@@ -134,7 +135,7 @@ def build_partition(
     counts = dict.fromkeys(["insert", "update", "unchanged", "inactivate", "rejected", "duplicates"], 0)
     if staged.empty:
         return counts
-    keys = sorted(staged["_key"].dropna().unique().tolist())
+    keys = pd.Index(staged["_key"].dropna().unique())
     mirror_cols = ["_source", "_src_id", "_key", *fields]
     mirrored = (
         _rows_for_keys(tengine, tables.mirror, mirror_cols, keys, lo, hi, mapping=mapping)
@@ -192,7 +193,7 @@ def build_partition(
     )
     existing = existing.set_index("_key")
     golden["_action"] = _actions(golden, existing)
-    without_sources = existing.index.difference(pd.Index(golden["_key"])).intersection(pd.Index(keys))
+    without_sources = existing.index.difference(pd.Index(golden["_key"])).intersection(keys)
     vanished = [k for k in without_sources if bool(existing.at[k, "_active"])]
     changed = golden["_action"].isin(["insert", "update"])
     bad = _check_references(ctx, mapping, golden[changed], partition)
@@ -227,13 +228,8 @@ def build_partition(
         )
     for action, n in golden["_action"].value_counts().items():
         counts[str(action)] = counts.get(str(action), 0) + int(n)
-    counts["deactivated"] = int(
-        (
-            (golden["_action"] == "update")
-            & ~golden["_active"].astype(bool)
-            & golden["_key"].map(existing["_active"]).fillna(False).astype(bool)
-        ).sum()
-    )
+    inactive_updates = golden["_key"][(golden["_action"] == "update") & ~golden["_active"].astype(bool)]
+    counts["deactivated"] = int(inactive_updates.map(existing["_active"]).fillna(False).astype(bool).sum())
     ctx.tick(entity, "merge", staged_rows)
     del golden, current, existing, result
     release_memory()
