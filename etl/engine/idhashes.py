@@ -128,10 +128,7 @@ class Coverage:
 
     def distinct(self) -> np.ndarray:
         """The live hashes, sorted and without repeats."""
-        if len(self._live) < 2:
-            return self._live
-        repeat = np.equal(self._live[1:], self._live[:-1])
-        return self._live if not repeat.any() else self._live[np.concatenate([[True], ~repeat])]
+        return distinct_sorted(self._live)  # already sorted: the sort leaves them as they are
 
     def compact(self, present: int) -> bool:
         """The live rows are due to be rewritten as one set (`distinct`): more than `MAX_ROWS` rows, or more
