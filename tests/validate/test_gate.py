@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -502,7 +501,8 @@ def test_data_docs_from_the_compact_json_a_sync_keeps(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_one_million_rows_within_seconds():
+def test_a_million_rows_are_validated_and_each_bad_row_found():
+    """At the scale of a large batch, with the custom expectations (their speed is measured in `benchmarks/`)."""
     n = 1_000_000
     rng = np.random.default_rng(7)
     codes = pd.array([f"E{i:07d}" for i in range(n)], dtype="string")
@@ -537,13 +537,13 @@ def test_one_million_rows_within_seconds():
     )
     suite = resolve_code_tables(suite, STATUS)
     suite = resolve_references(suite, {"department": [f"D{i:03d}" for i in range(100)]})
-    started = time.perf_counter()
     result = validate_batch(df, suite, ["employee_code"], previous_row_count=n)
-    elapsed = time.perf_counter() - started
-    print(f"1M rows, 9 expectations: {elapsed:.2f}s, {len(result.row_failures)} row failures")
     assert result.batch_failures == []
-    assert 10_000 < result.failed_rows <= len(result.row_failures)
-    assert elapsed < 30
+    bogus = int((status == "bogus").sum())
+    nameless = int(df["name"].isna().sum())
+    assert result.failure_counts()[("expect_column_values_to_be_in_code_table", "status")] == bogus
+    assert result.failure_counts()[("expect_column_values_to_not_be_null", "name")] == nameless
+    assert result.failed_rows == int(((status == "bogus") | df["name"].isna().to_numpy()).sum())
 
 
 DEFERRED_SCIPY = """
