@@ -144,11 +144,6 @@ def _live_parts(conn: Connection, table: Table, source: str) -> list[np.ndarray]
         return [np.frombuffer(data, dtype=_DTYPE) for (data,) in result]
 
 
-def distinct(conn: Connection, table: Table, source: str) -> np.ndarray:
-    """The live hashes of `source`, sorted and without repeats."""
-    return Coverage.load(conn, table, source).distinct()
-
-
 def set_replacement(engine: Engine, table: Table, run: str, source: str, hashes: np.ndarray) -> None:
     """Have this run's publish replace the live hashes of `source` with `hashes` (sorted, distinct).
 

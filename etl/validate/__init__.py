@@ -30,7 +30,6 @@ if _gx_logger.level == logging.NOTSET:
     _gx_logger.setLevel(logging.WARNING)
 
 
-
 def _defer_import(name: str) -> None:
     """Let `import name` give a module that executes on its first attribute access (`importlib.util.LazyLoader`).
 

@@ -395,7 +395,7 @@ def _recorded(config: ProjectConfig) -> tuple[np.ndarray, int] | None:
             rows = conn.execute(
                 text("SELECT COUNT(*) FROM erpoa_ids_item WHERE _source = 'erp' AND _kind = 'live'")
             ).scalar()
-            return idhashes.distinct(conn, table, "erp"), int(rows or 0)
+            return idhashes.Coverage.load(conn, table, "erp").distinct(), int(rows or 0)
     finally:
         ctx.close()
 
@@ -539,7 +539,7 @@ def test_coverage_loads_the_live_rows_and_tells_covered_and_compact(tmp_path: Pa
     assert not coverage(exact[1:]).covered
     assert not coverage(known[2:]).covered
     with engine.connect() as conn:
-        assert idhashes.distinct(conn, table, "erp").tolist() == [11, 12, 13, 19]
+        assert idhashes.Coverage.load(conn, table, "erp").distinct().tolist() == [11, 12, 13, 19]
         assert not idhashes.is_known(conn, table, "oa")
     engine.dispose()
 
