@@ -119,13 +119,16 @@ def my_url(database: str) -> str:
 
 
 def measure(cmd: list[str], *, env: dict[str, str] | None = None, label: str = "") -> dict[str, Any]:
-    """Run `cmd`; its last stdout line is JSON. Adds wall seconds and the process tree's peak RSS (wait4)."""
+    """Run `cmd`; its last stdout line is JSON. Adds wall seconds, the process tree's peak RSS (wait4) and the
+    CPU time the process and the two database servers spent meanwhile (`cpu_seconds`)."""
     log(f"{label or cmd[2]} ...")
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        servers = servers_settled(10.0)  # what an earlier step left running (its backends, autovacuum) ends first
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=REPO)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        after = servers_settled(3.0)  # the process's backends end after it
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -137,8 +140,52 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, label: str = "
     result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     result["process_wall_seconds"] = round(wall, 3)
     result["process_peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    result["cpu_seconds"] = {
+        "process": round(usage.ru_utime + usage.ru_stime, 2),
+        **{name: round(after[name] - servers[name], 2) for name in servers if name in after},
+    }
     log(f"{label or cmd[2]}: {wall:.1f} s, peak {usage.ru_maxrss / 1024:.0f} MB")
     return result
+
+
+def server_cpu() -> dict[str, float]:
+    """CPU seconds the PostgreSQL and MariaDB servers of this machine have used so far (Linux `/proc`).
+
+    A PostgreSQL backend ends with its connection; the postmaster's `cutime`/`cstime` then hold
+    its time (and that of parallel workers), so the live processes plus those two cover them all.
+    MariaDB is one process with a thread per connection. Servers on another host count as 0.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[str, int, list[int]]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        procs[int(entry.name)] = (name, int(fields[1]), [int(x) for x in fields[11:15]])
+    totals = {"postgresql": 0.0, "mariadb": 0.0}
+    for name, ppid, (utime, stime, cutime, cstime) in procs.values():
+        if name.startswith("postgres"):
+            postmaster = not procs.get(ppid, ("",))[0].startswith("postgres")
+            totals["postgresql"] += (utime + stime + (cutime + cstime if postmaster else 0)) / tick
+        elif name in ("mariadbd", "mysqld"):
+            totals["mariadb"] += (utime + stime) / tick
+    return totals
+
+
+def servers_settled(limit: float) -> dict[str, float]:
+    """`server_cpu` once the servers have been idle for a quarter of a second, or after `limit` seconds."""
+    last, waited = server_cpu(), 0.0
+    while waited < limit:
+        time.sleep(0.25)
+        waited += 0.25
+        now = server_cpu()
+        if sum(now.values()) - sum(last.values()) < 0.02:
+            return now
+        last = now
+    return last
 
 
 def loadavg() -> list[float]:
@@ -375,6 +422,7 @@ def entity_figures(result: dict[str, Any], entity: str) -> dict[str, Any]:
         "process_wall_seconds": result["process_wall_seconds"],
         "peak_rss_mb": result["peak_mb"],
         "process_tree_peak_rss_mb": result["process_peak_rss_mb"],
+        "cpu_seconds": result.get("cpu_seconds"),
     }
 
 
@@ -416,8 +464,11 @@ def run_baselines(built: dict[str, Any], naive_rows: int) -> dict[str, Any]:
     naive = baseline("naive", {"sources": sources, "dst_naive": naive_dst, "prefix": "naive"},
                      f"naive pandas ({naive_rows} rows)")
     rate = naive["rows"] / naive["seconds"]
+    scale = total / naive["rows"]
     out["naive"] = {
         **naive,
+        "measured_cpu_seconds": naive["cpu_seconds"],
+        "cpu_seconds": {k: round(v * scale, 1) for k, v in naive["cpu_seconds"].items()},
         "measured_rows": naive["rows"],
         "measured_seconds": naive["seconds"],
         "rows": total,
@@ -503,6 +554,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
         v["floor_share"] = round(full["rows_per_second"] / b["floor"]["rows_per_second"], 3)
         v["naive_factor"] = round(full["rows_per_second"] / b["naive"]["rows_per_second"], 1)
         v["dlt_factor"] = round(full["rows_per_second"] / b["dlt"]["rows_per_second"], 2)
+        if full.get("cpu_seconds") and b["floor"].get("cpu_seconds"):
+            v["cpu_vs_floor"] = round(sum(full["cpu_seconds"].values()) / sum(b["floor"]["cpu_seconds"].values()), 2)
     v["peak_rss_mb"] = max(s["full"]["peak_rss_mb"] for s in sizes)
     if len(sizes) > 1:
         peaks = [s["full"]["peak_rss_mb"] for s in sizes]
@@ -539,6 +592,15 @@ def _n(value: Any, digits: int = 0) -> str:
     return f"{round(value):,}" if isinstance(value, int | float) else str(value)
 
 
+def _cpu(r: dict[str, Any]) -> str:
+    """`total s (process + PostgreSQL + MariaDB)` of a measured step, or – where it was not measured."""
+    c = r.get("cpu_seconds")
+    if not c:
+        return "–"
+    parts = [c.get(k, 0.0) for k in ("process", "postgresql", "mariadb")]
+    return f"{sum(parts):.1f} s ({' + '.join(f'{p:.1f}' for p in parts)})"
+
+
 def _mark(ok: bool | None) -> str:
     return "–" if ok is None else ("met" if ok else "**not met**")
 
@@ -558,13 +620,13 @@ def render_block(results: dict[str, Any]) -> str:
         st = full["stage_seconds"]
         lines.append(f"### Purchase entity, {s['rows']:,}-row demo: {full['rows_read']:,} source rows read "
                      f"(ERP {s['build']['source_rows']['erp']:,} + OA {s['build']['source_rows']['oa']:,}), "
-                     f"MariaDB (read with {DRIVER_NAMES.get(results.get('mysql_driver'), 'PyMySQL')}) → PostgreSQL")
+                     f"MariaDB (read with {DRIVER_NAMES.get(str(results.get('mysql_driver')), 'PyMySQL')}) → PostgreSQL")
         lines.append("")
-        lines.append("| what | wall time | rows/s | peak RSS | vs engine |")
-        lines.append("|---|---:|---:|---:|---:|")
+        lines.append("| what | wall time | rows/s | peak RSS | CPU: process + PostgreSQL + MariaDB | vs engine |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
         lines.append(
             f"| **erp-oa-sync full sync** (map, merge, GX gate, publish) | {full['seconds']:.1f} s | "
-            f"{_n(full['rows_per_second'])} | {_n(full['peak_rss_mb'])} MB | 1 |"
+            f"{_n(full['rows_per_second'])} | {_n(full['peak_rss_mb'])} MB | {_cpu(full)} | 1 |"
         )
         b = s.get("baselines")
         if b:
@@ -581,10 +643,20 @@ def render_block(results: dict[str, Any]) -> str:
                 ratio = full["rows_per_second"] / r["rows_per_second"] if r.get("rows_per_second") else None
                 lines.append(
                     f"| {label}{note} | {r['seconds']:.1f} s | {_n(r['rows_per_second'])} | "
-                    f"{_n(r['peak_rss_mb'])} MB | engine {ratio:.2f}× |"
-                    if ratio else f"| {label} | {r['seconds']} s | – | {_n(r['peak_rss_mb'])} MB | – |"
+                    f"{_n(r['peak_rss_mb'])} MB | {_cpu(r)} | engine {ratio:.2f}× |"
+                    if ratio else f"| {label} | {r['seconds']} s | – | {_n(r['peak_rss_mb'])} MB | {_cpu(r)} | – |"
                 )
         lines.append("")
+        if b and full.get("cpu_seconds") and b["floor"].get("cpu_seconds"):
+            engine_cpu, floor_cpu = sum(full["cpu_seconds"].values()), sum(b["floor"]["cpu_seconds"].values())
+            cores = results["machine"]["cores"] or 1
+            lines.append(
+                f"CPU is the whole process's (its start included, ~3 s for the engine) and both servers' meanwhile: "
+                f"the engine spends {engine_cpu / floor_cpu:.1f}× the floor's. On {cores} cores its process cannot "
+                f"end in under {engine_cpu / cores:.1f} s (it took {full['process_wall_seconds']:.1f} s), the "
+                f"floor's in under {floor_cpu / cores:.1f} s (it took {b['floor']['process_wall_seconds']:.1f} s)."
+            )
+            lines.append("")
         lines.append(
             f"Stages: extract {st.get('extract', 0):.1f} s, merge {st.get('merge', 0):.1f} s (of which GX gate "
             f"{full['gate_seconds']:.1f} s), validate {st.get('validate', 0):.2f} s, "
