@@ -560,8 +560,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
         v["floor_share"] = round(full["rows_per_second"] / b["floor"]["rows_per_second"], 3)
         v["naive_factor"] = round(full["rows_per_second"] / b["naive"]["rows_per_second"], 1)
         v["dlt_factor"] = round(full["rows_per_second"] / b["dlt"]["rows_per_second"], 2)
-        if full.get("cpu_seconds") and b["floor"].get("cpu_seconds"):
-            v["cpu_vs_floor"] = round(sum(full["cpu_seconds"].values()) / sum(b["floor"]["cpu_seconds"].values()), 2)
+        engine_cpu, floor_cpu = _cpu_total(full), _cpu_total(b["floor"])
+        if engine_cpu and floor_cpu:
+            v["cpu_vs_floor"] = round(engine_cpu / floor_cpu, 2)
     v["peak_rss_mb"] = max(s["full"]["peak_rss_mb"] for s in sizes)
     if len(sizes) > 1:
         peaks = [s["full"]["peak_rss_mb"] for s in sizes]
@@ -596,6 +597,12 @@ def _n(value: Any, digits: int = 0) -> str:
     if isinstance(value, float) and digits:
         return f"{value:,.{digits}f}"
     return f"{round(value):,}" if isinstance(value, int | float) else str(value)
+
+
+def _cpu_total(r: dict[str, Any]) -> float | None:
+    """The CPU seconds of a measured step, the process's and both servers', or None where not measured."""
+    c = r.get("cpu_seconds")
+    return sum(c.values()) if c else None
 
 
 def _cpu(r: dict[str, Any]) -> str:
@@ -654,8 +661,8 @@ def render_block(results: dict[str, Any]) -> str:
                     if ratio else f"| {label} | {r['seconds']} s | – | {_n(r['peak_rss_mb'])} MB | {_cpu(r)} | – |"
                 )
         lines.append("")
-        if b and full.get("cpu_seconds") and b["floor"].get("cpu_seconds"):
-            engine_cpu, floor_cpu = sum(full["cpu_seconds"].values()), sum(b["floor"]["cpu_seconds"].values())
+        engine_cpu, floor_cpu = _cpu_total(full), _cpu_total(b["floor"]) if b else None
+        if engine_cpu and floor_cpu:
             cores = results["machine"]["cores"] or 1
             lines.append(
                 f"CPU is the whole process's (its start included, ~3 s for the engine) and both servers' meanwhile: "
