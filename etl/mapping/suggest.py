@@ -100,7 +100,9 @@ def yaml_snippet(suggestions: list[Suggestion]) -> str:
     by_table: dict[str, dict[str, list[str]]] = {}
     for s in suggestions:
         code = s.candidates[0][1] if s.candidates else "NEW_CODE"
-        by_table.setdefault(s.table, {}).setdefault(code, []).append(s.value)
+        values = by_table.setdefault(s.table, {}).setdefault(code, [])
+        if s.value not in values:  # the same value unmapped in two fields that look up this table
+            values.append(s.value)
     lines = []
     for table, codes in by_table.items():
         lines.append(f"# mappings/codes/{table}.yaml: add to the `synonyms:` of these entries (check each!)")

@@ -133,6 +133,16 @@ def test_yaml_snippet_has_one_parseable_section_per_code_table(shipped: MappingS
     }
 
 
+@pytest.mark.unit
+def test_a_value_unmapped_in_two_fields_is_one_synonym(shipped: MappingSet) -> None:
+    # A department's code and its name may both look up `department`: the same spelling fails in both.
+    frame = pd.concat([unmapped_frame({"SZ01": 1}), unmapped_frame({"SZ01": 1}).assign(field="name")])
+    found = suggest(frame, shipped.code_tables)
+    assert [(s.field, s.value) for s in found] == [("department_code", "SZ01"), ("name", "SZ01")]
+    entries = sections(yaml_snippet(found))["department"]["entries"]  # type: ignore[index]
+    assert [entry["synonyms"] for entry in entries] == [["SZ01"]]
+
+
 def paste(snippet_entries: list[dict[str, object]], table_file: Path) -> None:
     """What a steward does with the snippet: add each value to the `synonyms:` of the entry with that code."""
     data = yaml.safe_load(table_file.read_text(encoding="utf-8"))
