@@ -92,7 +92,7 @@ def sync(
             from etl.cli.flow_cmds import print_summary
 
             print_summary(flow_summary)
-    raise typer.Exit(0 if summary.status == "success" else 1)
+    raise typer.Exit(summary.exit_code)
 
 
 def run_approval_flows(cfg: ProjectConfig, run_id: str) -> FlowSummary | None:
@@ -132,7 +132,7 @@ def plan(
         return
     if as_json:
         emit_json({**summary.to_dict(), "details": details})
-        return
+        raise typer.Exit(summary.exit_code)
     summary_table(summary, title=f"plan (nothing written) · mapping {summary.mapping_version}")
     for entity, d in details.items():
         for kind in ("inserts", "updates", "inactivations", "quarantined"):
@@ -140,6 +140,7 @@ def plan(
                 out.print(f"[bold]{entity}[/] {kind} (sample):")
                 for item in d[kind]:
                     out.print(f"  {logs.redact(str(item))}", markup=False)
+    raise typer.Exit(summary.exit_code)
 
 
 @app.command()

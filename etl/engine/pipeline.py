@@ -51,6 +51,9 @@ class EntityResult:
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     message: str | None = None
+    #: Of a failed entity: the error's class (e.g. `QualityGateError`) and the CLI's exit code for it.
+    error: str | None = None
+    exit_code: int = 0
 
     @property
     def read_total(self) -> int:
@@ -66,6 +69,15 @@ class SyncSummary:
     entities: list[EntityResult]
     seconds: float
     message: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """What the CLI exits with: 0 when every entity succeeded (or was planned); otherwise the code of the
+        first failed entity's error (2 configuration, 3 data, 4 quality gate, 6 database unavailable), else 1."""
+        if self.status in ("success", "planned"):
+            return 0
+        codes = [e.exit_code for e in self.entities if e.status == "failed" and e.exit_code > 1]
+        return codes[0] if codes else 1
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -323,7 +335,13 @@ def run_sync(
         try:
             res = sync_entity(ctx, name, hooks)
         except ErpOaError as exc:
-            res = EntityResult(entity=name, status="failed", message=redact(str(exc), config))
+            res = EntityResult(
+                entity=name,
+                status="failed",
+                message=redact(str(exc), config),
+                error=type(exc).__name__,
+                exit_code=exc.exit_code,
+            )
             failed.add(name)
             log.error("%s", res.message)
             if isinstance(exc, LockedError):

@@ -1,0 +1,89 @@
+"""`erpoa sync` and `erpoa plan` exit with the code of the error that failed an entity (docs/configuration.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from etl.cli.app import app
+from etl.cli.demo_cmd import write_project
+from etl.demo.generate import DemoSize, build_demo
+from etl.engine.pipeline import EntityResult, SyncSummary
+
+pytestmark = pytest.mark.sqlite
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    build_demo(
+        f"sqlite:///{tmp_path / 'erp.db'}",
+        f"sqlite:///{tmp_path / 'oa.db'}",
+        DemoSize(departments=8, employees=30, requisitions=10, contracts=5),
+        seed=5,
+    )
+    return write_project(tmp_path)
+
+
+def _edit(path: Path, **run: object) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["run"] = {**data.get("run", {}), **run}
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+def _invoke(*args: str) -> tuple[int, dict]:
+    done = CliRunner().invoke(app, [*args, "--json"])
+    return done.exit_code, json.loads(done.stdout)
+
+
+def _failed(summary: dict) -> dict[str, tuple[str, int]]:
+    return {e["entity"]: (e["error"], e["exit_code"]) for e in summary["entities"] if e["status"] == "failed"}
+
+
+def test_schema_drift_exits_3_for_sync_and_plan(project: Path, tmp_path: Path) -> None:
+    with create_engine(f"sqlite:///{tmp_path / 'erp.db'}").begin() as conn:
+        conn.execute(text('ALTER TABLE "Department" RENAME COLUMN "cDepName" TO "cDepartmentName"'))
+    for command in ("plan", "sync"):
+        code, summary = _invoke(command, "department", "--config", str(project))
+        assert code == 3, summary
+        assert _failed(summary) == {"department": ("SchemaDriftError", 3)}
+
+
+def test_an_unreachable_source_exits_6(project: Path) -> None:
+    _edit(project, retries=0)
+    data = yaml.safe_load(project.read_text(encoding="utf-8"))
+    data["connections"]["erp"] = {"url": "postgresql+psycopg://root@127.0.0.1:1/nowhere"}
+    project.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    code, summary = _invoke("sync", "department", "--config", str(project))
+    assert code == 6, summary
+    assert _failed(summary) == {"department": ("SourceUnavailableError", 6)}
+
+
+def test_a_refused_gate_exits_4_and_a_success_0(project: Path) -> None:
+    _edit(project, max_quarantined_rows=0)  # the demo's department source has a row no code table maps
+    code, summary = _invoke("sync", "department", "--config", str(project))
+    assert code == 4, summary
+    assert _failed(summary) == {"department": ("QualityGateError", 4)}
+    _edit(project, max_quarantined_rows=100)
+    assert _invoke("sync", "department", "--config", str(project))[0] == 0
+
+
+@pytest.mark.unit
+def test_the_first_failed_entity_with_a_known_error_sets_the_code() -> None:
+    def summary(*entities: EntityResult) -> SyncSummary:
+        status = "success" if all(e.status == "success" for e in entities) else "partial"
+        return SyncSummary("r", "full", "v", status, list(entities), 1.0)
+
+    ok = EntityResult("department", status="success")
+    gate = EntityResult("employee", status="failed", error="QualityGateError", exit_code=4)
+    skipped = EntityResult("purchase", status="skipped")
+    internal = EntityResult("contract", status="failed", error="ErpOaError", exit_code=1)
+    unavailable = EntityResult("contract", status="failed", error="SourceUnavailableError", exit_code=6)
+    assert summary(ok).exit_code == 0
+    assert summary(ok, gate, skipped).exit_code == 4
+    assert summary(internal, skipped).exit_code == 1
+    assert summary(internal, unavailable, gate).exit_code == 6
