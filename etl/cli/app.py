@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,12 +29,24 @@ app = typer.Typer(
 EntitiesArg = Annotated[list[str] | None, typer.Argument(help="Entities to sync (default: all, in dependency order).")]
 
 
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.callback()
 def _root(
-    log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING, ERROR.")] = "WARNING",
-    log_format: Annotated[str, typer.Option(help="Log format on stderr: text or json.")] = "text",
+    log_level: Annotated[LogLevel, typer.Option(help="Log level.", case_sensitive=False)] = LogLevel.WARNING,
+    log_format: Annotated[LogFormat, typer.Option(help="Log format on stderr.", case_sensitive=False)] = LogFormat.text,
 ) -> None:
-    logs.setup(log_level, log_format)
+    logs.setup(log_level.value, log_format.value)
 
 
 @app.command()
@@ -54,8 +67,13 @@ def sync(
     wait: Annotated[float | None, typer.Option(help="Seconds to wait for another sync's lock.")] = None,
     notify: Annotated[bool, typer.Option("--notify", help="Send alerts to the channels under `notify:`.")] = False,
     flows: Annotated[
-        bool, typer.Option("--flows/--no-flows", help="Also run the approval flows (OA approvals -> ERP documents).")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--flows/--no-flows",
+            help="Also run the approval flows (OA approvals -> ERP documents). Default: when no entities are named.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the sync: extract, map, merge, validate, publish and reconcile every entity, then the approval flows."""
@@ -76,7 +94,8 @@ def sync(
                 progress=progress,
                 hooks=default_hooks(cfg),
             )
-        flow_summary = run_approval_flows(cfg, summary.run_id) if flows and not entities else None
+        with_flows = not entities if flows is None else flows
+        flow_summary = run_approval_flows(cfg, summary.run_id) if with_flows else None
         if notify:
             from etl.engine.hooks import notify_run
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from etl.cli.common import emit_json, fail, load_config, out
 from etl.errors import ConfigError, ErpOaError
+
+if TYPE_CHECKING:
+    from etl.config.project import ProjectConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,9 +139,14 @@ def _write_department_codes(path: Path, manifest: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(table, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
-def _reports(cfg: object, run_id: str) -> dict[str, str]:
+def _reports(cfg: ProjectConfig, run_id: str) -> dict[str, str]:
+    """The run's report files, and its Great Expectations Data Docs (written by the sync) when there are any."""
     try:
         from etl.report.build import write_reports
     except ModuleNotFoundError:
         return {}
-    return {k: str(v) for k, v in write_reports(cfg, run_id).items()}  # type: ignore[arg-type]
+    paths = {k: str(v) for k, v in write_reports(cfg, run_id).items()}
+    docs = cfg.resolve(cfg.reports) / run_id / "datadocs" / "index.html"
+    if docs.exists():
+        paths["datadocs"] = str(docs)
+    return paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -206,13 +207,18 @@ def reopen(
     _sign("open", diff_ids, by, note, config, as_json)
 
 
+class Lang(StrEnum):
+    zh = "zh-CN"
+    en = "en"
+
+
 def report(
     run_id: Annotated[str | None, typer.Option("--run", help="Run to report on (default: the latest).")] = None,
-    lang: Annotated[str, typer.Option("--lang", help="Language: zh-CN (default) or en.")] = "zh-CN",
+    lang: Annotated[Lang, typer.Option("--lang", help="Language of the report.")] = Lang.zh,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder to write to (default: <reports>/<run>/).")
     ] = None,
-    last: Annotated[int, typer.Option("--last", help="Runs in the trend chart.")] = 10,
+    last: Annotated[int, typer.Option("--last", help="Runs in the trend chart.", min=1)] = 10,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -220,12 +226,8 @@ def report(
     from etl.report.build import write_reports
 
     try:
-        if lang not in ("zh-CN", "en"):
-            raise ConfigError("--lang must be zh-CN or en")
-        if last < 1:
-            raise ConfigError("--last must be at least 1")
         cfg = load_config(config)
-        paths = write_reports(cfg, run_id, lang=lang, out_dir=out_dir, last_runs=last)
+        paths = write_reports(cfg, run_id, lang=lang.value, out_dir=out_dir, last_runs=last)
     except ErpOaError as exc:
         fail(exc, as_json)
         return

@@ -1,4 +1,4 @@
-"""`erpoa sync` and `erpoa plan` exit with the code of the error that failed an entity (docs/configuration.md)."""
+"""`erpoa sync` and `erpoa plan` from the command line: exit codes (docs/configuration.md), option values, flows."""
 
 from __future__ import annotations
 
@@ -87,3 +87,23 @@ def test_the_first_failed_entity_with_a_known_error_sets_the_code() -> None:
     assert summary(ok, gate, skipped).exit_code == 4
     assert summary(internal, skipped).exit_code == 1
     assert summary(internal, unavailable, gate).exit_code == 6
+
+
+def test_named_entities_run_the_flows_only_when_asked(project: Path) -> None:
+    code, summary = _invoke("sync", "department", "--config", str(project))
+    assert (code, summary["flows"]) == (0, None)
+    code, summary = _invoke("sync", "department", "--flows", "--config", str(project))
+    assert code == 0
+    assert {f["flow"] for f in summary["flows"]["flows"]} == {"purchase_order", "contract_archive"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "args",
+    [["--log-level", "loud", "status"], ["--log-format", "xml", "status"], ["report", "--lang", "fr"],
+     ["report", "--last", "0"]],
+)
+def test_an_invalid_option_value_is_a_usage_error(args: list[str]) -> None:
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2, done.output
+    assert "Invalid value" in done.output and "internal error" not in done.output
