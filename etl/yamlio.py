@@ -31,6 +31,8 @@ class SourceMap:
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     blocks: set[Loc] = field(default_factory=set)
     misread: dict[Loc, tuple[str, bool]] = field(default_factory=dict)  # loc -> (text, is a key)
+    # A key written twice: the last value wins in the data; `validate_model` reports it with the file's other issues.
+    duplicates: list[ConfigIssue] = field(default_factory=list)
 
     def locate(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column of `loc`, or of its deepest ancestor that exists.
@@ -107,7 +109,11 @@ def _walk(node: yaml.Node, loc: Loc, smap: SourceMap, issues: list[ConfigIssue])
 
 
 def load_yaml(path: Path, *, display: str | None = None) -> tuple[Any, SourceMap]:
-    """Parse one YAML file into plain data and its SourceMap; syntax errors become ConfigError."""
+    """Parse one YAML file into plain data and its SourceMap; syntax errors become ConfigError.
+
+    A duplicate key is not raised here, so that it does not hide the file's other issues: it is kept in
+    `SourceMap.duplicates`, and `validate_model` reports it together with them.
+    """
     name = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -173,7 +179,6 @@ def _expanded_size(node: yaml.Node, name: str, memo: dict[int, int], active: set
 def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
     """Parse YAML text (see `load_yaml`)."""
     smap = SourceMap(name)
-    issues: list[ConfigIssue] = []
     try:
         loader = _Loader(text)
         try:
@@ -206,9 +211,7 @@ def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue(name, None, None, "", f"YAML error: {exc}")]) from None
     if node is not None:
-        _walk(node, (), smap, issues)
-    if issues:
-        raise ConfigError(issues)
+        _walk(node, (), smap, smap.duplicates)
     return data, smap
 
 
@@ -270,6 +273,7 @@ _TYPE_HINTS = {
     "string_type": "expected text; quote the value",
     "int_type": "expected a whole number",
     "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
     "float_type": "expected a number",
     "float_parsing": "expected a number",
     "bool_type": "expected true or false",
@@ -280,6 +284,7 @@ _TYPE_HINTS = {
     "dict_type": "expected a mapping of `key: value` lines",
     "model_type": "expected a mapping of `key: value` lines",
     "list_type": "expected a list (`- item` lines or `[a, b]`)",
+    "tuple_type": "expected a list (`- item` lines or `[a, b]`)",
     "missing": "required key is missing; add it",
 }
 
@@ -288,6 +293,7 @@ _EXPECTED = {
     "string_type": "text",
     "int_type": "a whole number",
     "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
     "float_type": "a number",
     "float_parsing": "a number",
     "bool_type": "true or false",
@@ -353,7 +359,8 @@ def issues_from_validation(
     The alternatives of a union (``list[str] | Literal['most_recent']``) fail
     together: when the value got into one alternative (a mapping that matched a
     model) only that alternative's errors are reported, else one issue says what
-    the value could have been.
+    the value could have been. A range or length error says what the field
+    allows, every bound of it ("expected a whole number from 1 to 4000, got 0").
     """
     errors = [(err, *_split_loc(err["loc"], smap, base)) for err in exc.errors(include_url=False)]
     unions: dict[Loc, list[tuple[Any, Loc]]] = {}
@@ -392,19 +399,106 @@ def _issue(err: Any, clean: Loc, smap: SourceMap, model: type[BaseModel], base: 
         if allowed:
             message += f"; {hint}allowed keys: {', '.join(allowed)}"
         return smap.issue(loc, message, key=True)
+    if kind == "missing" and isinstance(loc[-1], int):
+        size = _tuple_size(model, clean[:-1])
+        wanted = f"expected a list of {size} items" if size else "add it"
+        return smap.issue(loc, f"item [{loc[-1]}] is missing; {wanted}")
     if kind == "missing":
         return smap.issue(loc, f"required key '{loc[-1]}' is missing; add it")
     message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind in _TYPE_HINTS:
+    if kind in _LIMITS:
+        message = _limit_message(err, model, clean)
+    elif kind in _TYPE_HINTS:
         message = f"{_TYPE_HINTS[kind]}, got {err.get('input')!r}"
     elif kind.startswith("literal_error"):
         message = f"got {err.get('input')!r}; {message}"
     return smap.issue(loc, message)
 
 
+_BOUNDS = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}
+_LIMITS = frozenset({*_BOUNDS, "too_short", "too_long", "string_too_short", "string_too_long"})
+
+
+def _field_at(model: type[BaseModel], clean: Loc) -> Any:
+    """The pydantic FieldInfo of the key at `clean` (None when unknown, e.g. an item of a list)."""
+    if not clean or isinstance(clean[-1], int):
+        return None
+    parent = _model_at(model, clean[:-1])
+    if parent is None:
+        return None
+    name = str(clean[-1])
+    return parent.model_fields.get(name) or next((f for f in parent.model_fields.values() if f.alias == name), None)
+
+
+def _tuple_size(model: type[BaseModel], clean: Loc) -> int | None:
+    """How many items the fixed-length list (a tuple) at `clean` has, or None."""
+    fld = _field_at(model, clean)
+    sizes = _unwrap_tuple(fld.annotation if fld else None)
+    return sizes[0] if sizes else None
+
+
+def _unwrap_tuple(annotation: Any) -> list[int]:
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        return [] if Ellipsis in args else [len(args)]
+    return [n for arg in typing.get_args(annotation) for n in _unwrap_tuple(arg)] if origin is not None else []
+
+
+def _limit_message(err: Any, model: type[BaseModel], clean: Loc) -> str:
+    """"expected a whole number from 1 to 4000, got 0": every bound of the field, not only the one broken."""
+    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind in ("too_short", "too_long"):
+        actual = ctx.get("actual_length")
+        size = _tuple_size(model, clean)
+        if size is not None:
+            return f"expected a list of {size} items, got {actual}"
+        if kind == "too_short":
+            return f"expected at least {ctx.get('min_length')} item(s), got {actual}"
+        return f"expected at most {ctx.get('max_length')} item(s), got {actual}"
+    if kind in ("string_too_short", "string_too_long"):
+        fld = _field_at(model, clean)
+        lows = [m.min_length for m in (fld.metadata if fld else []) if getattr(m, "min_length", None) is not None]
+        highs = [m.max_length for m in (fld.metadata if fld else []) if getattr(m, "max_length", None) is not None]
+        low, high = (lows or [ctx.get("min_length")])[0], (highs or [ctx.get("max_length")])[0]
+        if low is not None and low == high:
+            wanted = f"exactly {_characters(low)}"
+        elif low is not None and high is not None:
+            wanted = f"{low} to {high} characters"
+        else:
+            wanted = f"at least {_characters(low)}" if low is not None else f"at most {_characters(high)}"
+        return f"expected text of {wanted}, got {got!r}"
+    fld = _field_at(model, clean)
+    bounds = {key: getattr(m, key) for m in (fld.metadata if fld else []) for key in _BOUNDS.values()
+              if getattr(m, key, None) is not None}
+    bounds = bounds or {key: value for key, value in ctx.items() if key in _BOUNDS.values()}
+    whole = fld is not None and int in _unwrap(fld.annotation) and float not in _unwrap(fld.annotation)
+    number = "a whole number" if whole else "a number"
+    low = ("ge", bounds["ge"]) if "ge" in bounds else ("gt", bounds["gt"]) if "gt" in bounds else None
+    high = ("le", bounds["le"]) if "le" in bounds else ("lt", bounds["lt"]) if "lt" in bounds else None
+    if low and high and low[0] == "ge" and high[0] == "le":
+        wanted = f"{number} from {_num(low[1])} to {_num(high[1])}"
+    else:
+        words = {"ge": "of at least", "gt": "greater than", "le": "of at most", "lt": "less than"}
+        wanted = f"{number} " + " and ".join(f"{words[b[0]]} {_num(b[1])}" for b in (low, high) if b)
+    return f"expected {wanted}, got {got!r}"
+
+
+def _characters(count: Any) -> str:
+    return "1 character" if count == 1 else f"{count} characters"
+
+
+def _num(value: Any) -> str:
+    """100.0 -> "100": a bound as a steward would write it."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def validate_model(model: type[BaseModel], data: Any, smap: SourceMap, *, context: dict[str, Any] | None = None) -> Any:
-    """Validate `data` into `model`, raising ConfigError with every issue located."""
+    """Validate `data` into `model`, raising ConfigError with every issue located (duplicate keys included)."""
     try:
-        return model.model_validate(data, context=context)
+        result = model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(sort_issues(issues_from_validation(exc, smap, model))) from None
+        raise ConfigError(sort_issues([*smap.duplicates, *issues_from_validation(exc, smap, model)])) from None
+    if smap.duplicates:
+        raise ConfigError(sort_issues(smap.duplicates))
+    return result

@@ -8,6 +8,7 @@ may carry synonyms and a validity period, so that reorganisations are dated.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from datetime import date
 from functools import cached_property
 from typing import Any
@@ -55,6 +56,29 @@ def normalize_code(value: str) -> str:
     return "".join(unicodedata.normalize("NFKC", value).split()).casefold()
 
 
+def spelling_conflicts(entries: Iterable[tuple[int, CodeEntry]]) -> list[tuple[int, tuple[str | int, ...], str]]:
+    """Every spelling that maps to two codes in force from the same day: (entry index, key path in the entry,
+    message), located at its second appearance. `entries` are (index in the file, entry) pairs, so that a
+    caller can check the entries that are valid while others are not."""
+    conflicts: list[tuple[int, tuple[str | int, ...], str]] = []
+    seen: dict[tuple[str, date | None], str] = {}
+    for index, entry in entries:
+        spellings: list[tuple[tuple[str | int, ...], str]] = [
+            (("code",), entry.code),
+            *([(("name",), entry.name)] if entry.name else []),
+            *((("synonyms", j), synonym) for j, synonym in enumerate(entry.synonyms)),
+        ]
+        for where, spelling in spellings:
+            other = seen.setdefault((normalize_code(spelling), entry.valid_from), entry.code)
+            if other != entry.code:
+                message = (
+                    f"'{spelling}' maps to both '{other}' and '{entry.code}'; keep it under one entry "
+                    "or give the entries non-overlapping valid_from/valid_to"
+                )
+                conflicts.append((index, where, message))
+    return conflicts
+
+
 class CodeTable(BaseModel):
     """A governed value map, loaded from `mappings/codes/<name>.yaml`."""
 
@@ -67,16 +91,9 @@ class CodeTable(BaseModel):
 
     @model_validator(mode="after")
     def _no_ambiguous_spellings(self) -> CodeTable:
-        seen: dict[tuple[str, date | None], str] = {}
-        for entry in self.entries:
-            for spelling in self._spellings(entry):
-                key = (normalize_code(spelling), entry.valid_from)
-                other = seen.setdefault(key, entry.code)
-                if other != entry.code:
-                    raise ValueError(
-                        f"'{spelling}' maps to both '{other}' and '{entry.code}'; keep it under one entry "
-                        "or give the entries non-overlapping valid_from/valid_to"
-                    )
+        conflicts = spelling_conflicts(enumerate(self.entries))
+        if conflicts:
+            raise ValueError(conflicts[0][2])
         return self
 
     @staticmethod

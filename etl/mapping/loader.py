@@ -9,16 +9,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from etl.errors import ConfigError, ConfigIssue
 from etl.mapping import registry
-from etl.mapping.codes import CodeTable, normalize_code
-from etl.mapping.model import EntityMapping, SourceSpec
+from etl.mapping.codes import CodeEntry, CodeTable, spelling_conflicts
+from etl.mapping.model import (
+    CanonicalField,
+    DeletionSpec,
+    EntityMapping,
+    QualitySpec,
+    SourceSpec,
+    Survivorship,
+    TargetSpec,
+)
 from etl.yamlio import SourceMap, issues_from_validation, load_yaml, sort_issues, validate_model
 
 ENTITY_ORDER = ("department", "employee", "contract", "purchase")
 EMPTY_MAPPING = "the file is empty; an entity mapping needs key:, fields:, sources: and target:"
+# Where an entity name was written, for `MappingSet.entity` and `MappingSet.order` messages.
+COMMAND_LINE = "command-line argument ENTITY"
+REQUESTED = "requested entity (command line or run.entities in erpoa.yaml)"
+
+Loc = tuple[str | int, ...]
+
+
+def run_entities_origin(config_path: Path | str) -> str:
+    """The `origin` of names taken from `run.entities` of the project config at `config_path`."""
+    return f"{config_path} run.entities"
+
+
+class CodeTables(dict[str, CodeTable]):
+    """Code tables by name, plus the names of those whose file failed to load (`failed`).
+
+    A lookup of a failed table is not reported as "not found": that would send the steward looking for a
+    missing file while the table's own issues, reported with it, say what to fix.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: set[str] = set()
 
 
 @dataclass
@@ -31,15 +61,39 @@ class MappingSet:
     files: dict[str, Path] = field(default_factory=dict)
     source_maps: dict[str, SourceMap] = field(default_factory=dict)
 
-    def entity(self, name: str) -> EntityMapping:
-        """The mapping of `name`; ConfigError listing the known entities when absent."""
+    def entity(self, name: str, *, origin: str | None = None) -> EntityMapping:
+        """The mapping of `name`; ConfigError with a did-you-mean and the known entities when absent.
+
+        `origin` says where the name was written (`COMMAND_LINE`, `run_entities_origin(path)`); it starts the
+        message in place of a file name.
+        """
         if name not in self.entities:
-            raise ConfigError(f"unknown entity '{name}'; known entities: {', '.join(self.entities)}")
+            raise ConfigError(self.unknown_entities([name], origin=origin))
         return self.entities[name]
 
-    def order(self, names: Iterable[str] | None = None) -> list[str]:
-        """Entity names in dependency order (dependencies first), limited to `names` when given."""
-        wanted = list(self.entities) if names is None else [self.entity(n).entity for n in names]
+    def unknown_entities(self, names: Iterable[str], *, origin: str | None = None) -> list[ConfigIssue]:
+        """One issue per name in `names` that is not an entity of the mappings (see `entity` for `origin`)."""
+        known = list(self.entities)
+        issues = []
+        for name in names:
+            if name not in self.entities:
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                message = f"unknown entity '{name}'; {hint}known entities: {', '.join(known) or '(none)'}"
+                issues.append(ConfigIssue(origin or REQUESTED, None, None, "", message))
+        return issues
+
+    def order(self, names: Iterable[str] | None = None, *, origin: str | None = None) -> list[str]:
+        """Entity names in dependency order (dependencies first), limited to `names` when given.
+
+        Every unknown name is reported at once (see `entity` for `origin`).
+        """
+        if names is None:
+            return list(self.entities)
+        wanted = list(names)
+        issues = self.unknown_entities(wanted, origin=origin)
+        if issues:
+            raise ConfigError(issues)
         return [n for n in self.entities if n in wanted]
 
 
@@ -50,9 +104,9 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_code_tables(folder: Path, root: Path) -> tuple[dict[str, CodeTable], list[ConfigIssue], list[Path]]:
-    """Load `folder/*.yaml` code tables."""
-    tables: dict[str, CodeTable] = {}
+def load_code_tables(folder: Path, root: Path) -> tuple[CodeTables, list[ConfigIssue], list[Path]]:
+    """Load `folder/*.yaml` code tables; the names of those that fail are kept in `CodeTables.failed`."""
+    tables = CodeTables()
     issues: list[ConfigIssue] = []
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")) if folder.is_dir() else []
     for path in files:
@@ -61,6 +115,7 @@ def load_code_tables(folder: Path, root: Path) -> tuple[dict[str, CodeTable], li
             data, smap = load_yaml(path, display=name)
         except ConfigError as exc:
             issues.extend(exc.issues)
+            tables.failed.add(path.stem)
             continue
         issues.extend(smap.misread_numbers())
         if isinstance(data, dict):
@@ -68,7 +123,11 @@ def load_code_tables(folder: Path, root: Path) -> tuple[dict[str, CodeTable], li
         try:
             table = validate_model(CodeTable, data, smap)
         except ConfigError as exc:
-            issues.extend(_locate_ambiguous(exc.issues, data, smap))
+            # The model stops at the first spelling conflict, unlocated, and finds none while an entry is invalid.
+            issues.extend(i for i in exc.issues if i.path or " maps to both " not in i.message)
+            issues.extend(_spelling_conflicts(data, smap))
+            declared = data.get("name") if isinstance(data, dict) else None
+            tables.failed.update([path.stem, *([declared] if isinstance(declared, str) else [])])
             continue
         if table.name != path.stem:
             issues.append(
@@ -78,37 +137,16 @@ def load_code_tables(folder: Path, root: Path) -> tuple[dict[str, CodeTable], li
     return tables, issues, files
 
 
-def _locate_ambiguous(issues: list[ConfigIssue], data: object, smap: SourceMap) -> list[ConfigIssue]:
-    """Point "'x' maps to both 'A' and 'B'" at the second spelling.
-
-    `CodeTable` finds the conflict in a whole-table validator, which pydantic can only
-    place at the table itself; the raw entries tell which entry and synonym it is.
-    """
-    located: list[ConfigIssue] = []
+def _spelling_conflicts(data: object, smap: SourceMap) -> list[ConfigIssue]:
+    """Every spelling that maps to two codes, among the entries that are valid, located at its second use."""
     entries = data.get("entries") if isinstance(data, dict) else None
-    for issue in issues:
-        if issue.path or " maps to both " not in issue.message or not isinstance(entries, list):
-            located.append(issue)
+    valid: list[tuple[int, CodeEntry]] = []
+    for i, raw in enumerate(entries if isinstance(entries, list) else []):
+        try:
+            valid.append((i, CodeEntry.model_validate(raw)))
+        except ValidationError:
             continue
-        seen: dict[tuple[str, object], object] = {}
-        spot: tuple[str | int, ...] | None = None
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                continue
-            synonyms = entry.get("synonyms")
-            spellings: list[tuple[tuple[str | int, ...], object]] = [
-                (("code",), entry.get("code")),
-                (("name",), entry.get("name")),
-                *((("synonyms", j), v) for j, v in enumerate(synonyms if isinstance(synonyms, list) else [])),
-            ]
-            for where, value in spellings:
-                if value is None:
-                    continue
-                key = (normalize_code(str(value)), entry.get("valid_from"))
-                if seen.setdefault(key, entry.get("code")) != entry.get("code") and spot is None:
-                    spot = ("entries", i, *where)
-        located.append(smap.issue(spot, issue.message) if spot else issue)
-    return located
+    return [smap.issue(("entries", i, *where), message) for i, where, message in spelling_conflicts(valid)]
 
 
 def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = None) -> MappingSet:
@@ -126,19 +164,35 @@ def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = Non
     entities: dict[str, EntityMapping] = {}
     files: dict[str, Path] = {}
     maps: dict[str, SourceMap] = {}
+    failed: set[str] = set()  # entities whose file did not load: references to them are not "not found"
+    partials: list[tuple[EntityMapping, SourceMap, frozenset[Loc]]] = []
     entity_files = sorted(p for p in [*folder.glob("*.yaml"), *folder.glob("*.yml")] if p.is_file())
     for path in entity_files:
         name = _display(path, folder)
         try:
             data, smap = load_yaml(path, display=name)
-            if data is None:
-                raise ConfigError([ConfigIssue(name, None, None, "", EMPTY_MAPPING)])
-            issues.extend(smap.misread_numbers())
-            if isinstance(data, dict):
-                data.setdefault("entity", path.stem)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            failed.add(path.stem)
+            continue
+        if data is None:
+            issues.append(ConfigIssue(name, None, None, "", EMPTY_MAPPING))
+            failed.add(path.stem)
+            continue
+        issues.extend(smap.misread_numbers())
+        if isinstance(data, dict):
+            data.setdefault("entity", path.stem)
+        try:
             mapping = validate_model(EntityMapping, data, smap)
         except ConfigError as exc:
             issues.extend(exc.issues)
+            failed.add(path.stem)
+            if isinstance(data, dict):
+                # Check what is valid now, rather than in a next round once pydantic's issues are fixed.
+                partial, invalid = _salvage(data, path.stem)
+                failed.add(partial.entity)
+                partials.append((partial, smap, invalid))
+                issues.extend(check_entity(partial, smap, tables, connections, invalid=invalid))
             continue
         if mapping.entity in entities:
             issues.append(
@@ -149,7 +203,9 @@ def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = Non
         files[mapping.entity] = path
         maps[mapping.entity] = smap
         issues.extend(check_entity(mapping, smap, tables, connections))
-    issues.extend(_check_across(entities, maps))
+    issues.extend(_check_across(entities, maps, failed))
+    for partial, smap, invalid in partials:
+        issues.extend(_check_references(partial, smap, entities, failed, invalid))
     if not entities and not issues:
         issues.append(ConfigIssue(str(folder), None, None, "", "no mapping files (*.yaml) found"))
     if issues:
@@ -166,6 +222,54 @@ def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = Non
         files=files,
         source_maps=maps,
     )
+
+
+def _salvage(data: dict[Any, Any], stem: str) -> tuple[EntityMapping, frozenset[Loc]]:
+    """The parts of an invalid entity mapping that are valid on their own, and the locations of those that are not.
+
+    pydantic validates the mapping as a whole: one bad field would hide an unknown survivorship source until
+    it is fixed. Here each section, and each field and source of the free-named ones, is validated alone; a
+    part that fails becomes a placeholder whose location is returned, so that `check_entity` skips the checks
+    that read it (its own issues are already reported) while its name still counts as declared.
+    """
+    invalid: set[Loc] = set()
+
+    def part(model: type[BaseModel], raw: Any, loc: Loc, placeholder: Any) -> Any:
+        try:
+            return model.model_validate(raw)
+        except ValidationError:
+            invalid.add(loc)
+            return placeholder
+
+    def named(key: str, model: type[BaseModel], placeholder: Any) -> dict[str, Any]:
+        raw = data.get(key)
+        if not isinstance(raw, dict):
+            invalid.add((key,))
+            return {}
+        return {str(name): part(model, value, (key, str(name)), placeholder) for name, value in raw.items()}
+
+    entity = data.get("entity")
+    key = data.get("key")
+    key = [key] if isinstance(key, str) else key
+    if not (isinstance(key, list) and all(isinstance(k, str) for k in key)):
+        invalid.add(("key",))
+        key = []
+    depends_on = data.get("depends_on", [])
+    if not (isinstance(depends_on, list) and all(isinstance(d, str) for d in depends_on)):
+        invalid.add(("depends_on",))
+        depends_on = []
+    mapping = EntityMapping.model_construct(
+        entity=entity if isinstance(entity, str) else stem,
+        key=key,
+        fields=named("fields", CanonicalField, CanonicalField.model_construct()),
+        sources=named("sources", SourceSpec, SourceSpec.model_construct(id=[], fields={})),
+        survivorship=part(Survivorship, data.get("survivorship", {}), ("survivorship",), Survivorship()),
+        target=part(TargetSpec, data.get("target"), ("target",), TargetSpec.model_construct(table="")),
+        depends_on=depends_on,
+        deletion=part(DeletionSpec, data.get("deletion", {}), ("deletion",), DeletionSpec()),
+        quality=QualitySpec(),
+    )
+    return mapping, frozenset(invalid)
 
 
 def _unknown(what: str, value: str, known: Iterable[str]) -> str:
@@ -205,8 +309,9 @@ def check_transforms(
             issues.append(smap.issue(tloc, str(exc)))
             continue
         table = getattr(parsed, "table", None)
-        if name == "lookup" and table not in tables:
-            issues.append(smap.issue((*tloc, name), _unknown("code table", str(table), tables)))
+        failed = tables.failed if isinstance(tables, CodeTables) else set()
+        if name == "lookup" and table not in tables and table not in failed:
+            issues.append(smap.issue((*tloc, name), _unknown("code table", str(table), {*tables, *failed})))
         if tdef.multi_column and columns is None and index != 0:
             issues.append(smap.issue(tloc, f"'{name}' combines several columns: put it first"))
         elif tdef.multi_column and columns is not None and (index != 0 or columns < 2):
@@ -222,47 +327,63 @@ def unknown_message(what: str, value: str, known: Iterable[str]) -> str:
 
 
 def check_entity(
-    mapping: EntityMapping, smap: SourceMap, tables: dict[str, CodeTable], connections: Iterable[str] | None
+    mapping: EntityMapping,
+    smap: SourceMap,
+    tables: dict[str, CodeTable],
+    connections: Iterable[str] | None,
+    *,
+    invalid: frozenset[Loc] = frozenset(),
 ) -> list[ConfigIssue]:
-    """Semantic checks of one entity that pydantic models cannot express."""
+    """Semantic checks of one entity that pydantic models cannot express.
+
+    `invalid` are the locations of parts that failed validation (see `_salvage`): checks that read them are skipped.
+    """
+
+    def ok(*loc: str | int) -> bool:
+        return not any(loc[:n] in invalid for n in range(1, len(loc) + 1))
+
     issues: list[ConfigIssue] = []
     fields = mapping.fields
-    for i, key in enumerate(mapping.key):
-        if key not in fields:
-            issues.append(smap.issue(("key", i), _unknown("key field", key, fields) + "; declare it under fields:"))
-    for i, key in enumerate(mapping.target.key or []):
-        if key not in fields:
-            issues.append(smap.issue(("target", "key", i), _unknown("target key field", key, fields)))
-    if not mapping.sources:
+    if ok("fields"):
+        for i, key in enumerate(mapping.key):
+            if key not in fields:
+                issues.append(smap.issue(("key", i), _unknown("key field", key, fields) + "; declare it under fields:"))
+        for i, key in enumerate(mapping.target.key or []):
+            if key not in fields:
+                issues.append(smap.issue(("target", "key", i), _unknown("target key field", key, fields)))
+    if not mapping.sources and ok("sources"):
         issues.append(smap.issue(("sources",), "no sources; add at least one (erp and/or oa)"))
     for source_name, source in mapping.sources.items():
-        issues.extend(_check_source(mapping, source_name, source, smap, tables, connections))
-    surv = mapping.survivorship
+        if ok("sources", source_name):
+            issues.extend(
+                _check_source(mapping, source_name, source, smap, tables, connections, fields_ok=ok("fields"))
+            )
+    surv = mapping.survivorship  # when invalid, a default that sets nothing: no rule is checked
     # The implicit default [erp, oa] must not be held against an entity with one source.
     written_default = "default" in surv.model_fields_set
     for loc, rule in [
         *([(("survivorship", "default"), surv.default)] if written_default else []),
         *((("survivorship", "fields", f), r) for f, r in surv.fields.items()),
     ]:
-        if loc[1] == "fields" and loc[2] not in fields:
+        if loc[1] == "fields" and loc[2] not in fields and ok("fields"):
             issues.append(smap.issue(loc, _unknown("field", str(loc[2]), fields), key=True))
         if isinstance(rule, list):
             for j, name in enumerate(rule):
-                if name not in mapping.sources:
+                if name not in mapping.sources and ok("sources"):
                     issues.append(smap.issue((*loc, j), _unknown("source", name, mapping.sources)))
         elif surv.recency_field is None:
             issues.append(smap.issue(loc, "`most_recent` needs `survivorship.recency_field:` naming a datetime field"))
-    if surv.recency_field is not None:
+    if surv.recency_field is not None and ok("fields"):
         spec = fields.get(surv.recency_field)
         if spec is None:
             issues.append(smap.issue(("survivorship", "recency_field"), _unknown("field", surv.recency_field, fields)))
-        elif spec.type not in ("datetime", "date"):
+        elif spec.type not in ("datetime", "date") and ok("fields", surv.recency_field):
             issues.append(
                 smap.issue(
                     ("survivorship", "recency_field"), f"recency field must be a date or datetime, not {spec.type}"
                 )
             )
-    if mapping.deletion.status_field and mapping.deletion.status_field not in fields:
+    if mapping.deletion.status_field and mapping.deletion.status_field not in fields and ok("fields"):
         issues.append(
             smap.issue(("deletion", "status_field"), _unknown("field", mapping.deletion.status_field, fields))
         )
@@ -271,7 +392,7 @@ def check_entity(
             entity, _ = spec.references.split(".")
             if entity == mapping.entity:
                 issues.append(smap.issue(("fields", name, "references"), "a field cannot reference its own entity"))
-    if connections is not None and mapping.target.connection not in set(connections):
+    if connections is not None and ok("target") and mapping.target.connection not in set(connections):
         issues.append(
             smap.issue(("target", "connection"), _unknown("connection", mapping.target.connection, connections))
         )
@@ -285,6 +406,8 @@ def _check_source(
     smap: SourceMap,
     tables: dict[str, CodeTable],
     connections: Iterable[str] | None,
+    *,
+    fields_ok: bool = True,
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     base = ("sources", source_name)
@@ -299,14 +422,14 @@ def _check_source(
                     f"key field '{key}' is not mapped from {source_name}; every source must map every key field",
                 )
             )
-    if source.approval and source.approval.field not in mapping.fields:
+    if source.approval and source.approval.field not in mapping.fields and fields_ok:
         issues.append(
             smap.issue((*base, "approval", "field"), _unknown("field", source.approval.field, mapping.fields))
         )
     known = registry.known_transforms()
     for field_name, spec in source.fields.items():
         floc = (*base, "fields", field_name)
-        if field_name not in mapping.fields:
+        if field_name not in mapping.fields and fields_ok:
             issues.append(
                 smap.issue(
                     floc,
@@ -332,7 +455,9 @@ def _check_source(
     return issues
 
 
-def _check_across(entities: dict[str, EntityMapping], maps: dict[str, SourceMap]) -> list[ConfigIssue]:
+def _check_across(
+    entities: dict[str, EntityMapping], maps: dict[str, SourceMap], failed: set[str] | None = None
+) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     targets: dict[tuple[str, str], str] = {}
     for name, mapping in entities.items():
@@ -350,18 +475,7 @@ def _check_across(entities: dict[str, EntityMapping], maps: dict[str, SourceMap]
                     )
                 )
         targets.setdefault(key, name)
-        for fname, (entity, other) in mapping.references.items():
-            if entity not in entities:
-                issues.append(smap.issue(("fields", fname, "references"), _unknown("entity", entity, entities)))
-            elif other not in entities[entity].fields:
-                issues.append(
-                    smap.issue(
-                        ("fields", fname, "references"), _unknown(f"{entity} field", other, entities[entity].fields)
-                    )
-                )
-        for i, dep in enumerate(mapping.depends_on):
-            if dep not in entities:
-                issues.append(smap.issue(("depends_on", i), _unknown("entity", dep, entities)))
+        issues.extend(_check_references(mapping, smap, entities, failed or set()))
     cycle = _find_cycle(entities)
     if cycle:
         first, second = cycle[0], cycle[1]
@@ -371,6 +485,35 @@ def _check_across(entities: dict[str, EntityMapping], maps: dict[str, SourceMap]
                 f"entities depend on each other in a cycle: {' -> '.join(cycle)}; remove one dependency",
             )
         )
+    return issues
+
+
+def _check_references(
+    mapping: EntityMapping,
+    smap: SourceMap,
+    entities: dict[str, EntityMapping],
+    failed: set[str],
+    invalid: frozenset[Loc] = frozenset(),
+) -> list[ConfigIssue]:
+    """References and `depends_on` naming entities or fields that do not exist.
+
+    An entity in `failed` (its file did not load) exists but cannot be looked into: naming it is not an issue.
+    """
+    issues: list[ConfigIssue] = []
+    known = {*entities, *failed}
+    for fname, (entity, other) in mapping.references.items():
+        if entity in failed and entity not in entities:
+            continue
+        if entity not in entities:
+            issues.append(smap.issue(("fields", fname, "references"), _unknown("entity", entity, known)))
+        elif other not in entities[entity].fields:
+            issues.append(
+                smap.issue(("fields", fname, "references"), _unknown(f"{entity} field", other, entities[entity].fields))
+            )
+    if ("depends_on",) not in invalid:
+        for i, dep in enumerate(mapping.depends_on):
+            if dep not in known:
+                issues.append(smap.issue(("depends_on", i), _unknown("entity", dep, known)))
     return issues
 
 

@@ -76,7 +76,7 @@ BROKEN = {
     "write_connection": (("  fallback_connection: oa             #", "  #"), "writeback.connection",
                          "connection 'oa_write' is not defined"),
     "writeback_hashed": (("field: erp_po_no", "field: gys"), "writeback.field", "mapped or hashed"),
-    "negative_width": (("width: 4", "width: 0"), "docno.width", "greater than or equal to 1"),
+    "negative_width": (("width: 4", "width: 0"), "docno.width", "expected a whole number from 1 to 10"),
     "bad_check": (("check: positive", "check: big"), "fields.lines.iQuantity.check", "positive"),
 }
 

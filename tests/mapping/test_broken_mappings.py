@@ -268,6 +268,19 @@ CASES: list[Broken] = [
         doc="unknown key",
     ),
     Broken(
+        ("mistakes_beside_a_duplicate_key.yaml",),
+        (
+            Issue("mistakes_beside_a_duplicate_key.yaml", 8, 3, "fields.name", "duplicate key; keep only one of them"),
+            Issue("mistakes_beside_a_duplicate_key.yaml", 8, 42, "fields.name.pii",
+                  "expected true or false, got 'perhaps'"),
+            Issue("mistakes_beside_a_duplicate_key.yaml", 18, 12, "survivorship.fields.name[0]",
+                  "source 'hr' not found; known: erp"),
+            Issue("mistakes_beside_a_duplicate_key.yaml", 22, 24, "quality.max_quarantined_pct",
+                  "expected a number from 0 to 100, got 150"),
+        ),
+        doc="duplicate key",
+    ),
+    Broken(
         ("several_checks.yaml",),
         (
             Issue("several_checks.yaml", 13, 58, "sources.erp.fields.supplier_code.transforms[1]",

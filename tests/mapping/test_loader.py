@@ -75,7 +75,8 @@ def test_shipped_mappings_load_in_dependency_order() -> None:
 
 
 def test_unknown_entity_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown entity 'employe'; known entities: department, employee"):
+    with pytest.raises(ConfigError, match=r"unknown entity 'employe'; did you mean 'employee'\? known entities: "
+                       r"department, employee"):
         load_mappings(REPO / "mappings").entity("employe")
 
 
@@ -216,7 +217,6 @@ def test_yaml_errors_are_located_and_explained() -> None:
         "a: {b: 1\nc: 2\n": (2, 2, "that starts at line 1, column 4"),
         "a:\n\tb: 1\n": (2, 1, "(a tab; YAML is indented with spaces only)"),
         "a: 2026-02-30\n": (1, 4, "'2026-02-30' looks like a date but is not one"),
-        "a: 1\na: 2\n": (2, 1, "duplicate key"),
     }
     for text, (line, column, fragment) in cases.items():
         with pytest.raises(ConfigError) as caught:
