@@ -10,10 +10,29 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-# A masked value never runs past a double quote or a backslash: `redact` also cleans serialised JSON,
-# whose string delimiters and escapes must survive.
-_URL_PASSWORD = re.compile(r"([a-z0-9+]+://[^:/@\s\"]*):([^@\s\"]+)@", re.I)
-_ODBC_PASSWORD = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}\"]*\}|[^;\s\"\\]*)")
+# A masked value never runs past a double quote or a backslash: `redact` also cleans text that embeds
+# serialised JSON, whose string delimiters and escapes must survive. A URL's password is masked up to the
+# last '@' of the word, so that one holding a raw '@' is masked whole. A `${VAR}` reference is not a secret.
+_URL_PASSWORD = re.compile(r"([a-z0-9+.-]+://[^:/@\s\"]*):([^\s\"]+)@", re.I)
+_ODBC_PASSWORD = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})(\{[^}\"]*\}|[^;\s\"\\]*)")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NUMBER_LIKE = re.compile(r"[\d\s.,:;/+\-]*")
+_PASSWORD_KEY = r"(?i:[\w-]*(?:passw|pwd|secret|token)[\w-]*)[\"']?\s*[:=]\s*[\"']?"
+MASK = "***"
+#: secrets at least this long (and not made of digits) are masked wherever they appear
+PLAIN_MIN = 8
+#: shorter secrets at least this long are masked as whole words only
+WORD_MIN = 4
+
+
+def _matcher(secret: str) -> re.Pattern[str] | None:
+    """How `secret` is found in text; None: anywhere, as a plain substring (see `RedactingFilter.redact`)."""
+    number_like = bool(_NUMBER_LIKE.fullmatch(secret))
+    if len(secret) >= PLAIN_MIN and not number_like:
+        return None
+    if len(secret) >= (PLAIN_MIN if number_like else WORD_MIN):
+        return re.compile(rf"()(?<![\w\\]){re.escape(secret)}(?!\w)")
+    return re.compile(rf"({_PASSWORD_KEY}){re.escape(secret)}(?!\w)")
 
 
 class RedactingFilter(logging.Filter):
@@ -21,13 +40,64 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._matchers: list[tuple[str, re.Pattern[str] | None]] = []
+        self.secrets = list(secrets)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The known secrets, longest first."""
+        return [secret for secret, _ in self._matchers]
+
+    @secrets.setter
+    def secrets(self, values: Iterable[str]) -> None:
+        ordered = sorted({s for s in values if s}, key=len, reverse=True)
+        self._matchers = [(secret, _matcher(secret)) for secret in ordered]
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        text = _URL_PASSWORD.sub(r"\1:***@", text)
-        return _ODBC_PASSWORD.sub(lambda m: f"{m.group(1)}=***", text)
+        """`text` with every known secret, URL password and ODBC `PWD=` value replaced by `***`.
+
+        How much of the text a known secret can touch depends on how distinctive it is:
+
+        - at least 8 characters, not only digits and number punctuation: everywhere, as a substring
+          (so also inside a longer word, a URL-encoded form or a fragment of a message);
+        - 4 to 7 characters, or a number-like one of 8 or more: only as a whole word, not next to a letter,
+          digit or `_` (nor just after a backslash, which would split an escape);
+        - shorter, or number-like and shorter than 8: only where it stands as a password, after a
+          password-, pwd-, secret- or token-like key and `=` or `:` (`password=1`, `"pwd": "1"`).
+
+        A short secret such as `1` or `abc` also appears in counts, timestamps, run ids and words, where
+        masking it would corrupt unrelated text while protecting nothing. Wherever a password really
+        appears in a connection string it is masked whatever its length: a URL's `user:password@` and
+        an ODBC `PWD=` / `PASSWORD=` value are masked even when the secret is not known.
+
+        When the whole text is a JSON document (`--json` output), only its string values are redacted,
+        each decoded and encoded again: numbers, keys' quotes and escapes are never touched, so the
+        output stays valid JSON.
+        """
+        stripped = text.lstrip()
+        if stripped[:1] in ("{", "["):
+            try:
+                json.loads(text)
+            except ValueError:
+                pass
+            else:
+                return _JSON_STRING.sub(self._redact_json_string, text)
+        return self._redact_text(text)
+
+    def _redact_json_string(self, match: re.Match[str]) -> str:
+        literal = match.group(0)
+        value = json.loads(literal)
+        redacted = self._redact_text(value)
+        return literal if redacted == value else json.dumps(redacted, ensure_ascii=False)
+
+    def _redact_text(self, text: str) -> str:
+        for secret, matcher in self._matchers:
+            if matcher is None:
+                text = text.replace(secret, MASK)
+            elif secret in text:
+                text = matcher.sub(lambda m: m.group(1) + MASK, text)
+        text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+        return _ODBC_PASSWORD.sub(lambda m: f"{m.group(1)}={MASK}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -100,8 +170,13 @@ def add_secrets(secrets: Iterable[str]) -> None:
 
 
 def redact(text: str) -> str:
-    """Redact known secrets from any text (reports, messages, JSON output)."""
+    """Redact known secrets from any text (reports, messages, JSON output); see `RedactingFilter.redact`."""
     return _FILTER.redact(text)
+
+
+def redact_with(text: str, secrets: Iterable[str]) -> str:
+    """Redact `secrets` (not the registered ones) from `text`, by the rules of `RedactingFilter.redact`."""
+    return RedactingFilter(secrets).redact(text)
 
 
 def mask_personal(value: object) -> object:

@@ -1,7 +1,8 @@
 """The one module that reads the process environment.
 
 `${VAR}` and `${VAR:-default}` in configuration values are resolved here, so that
-passwords live in the environment (or Airflow Connections), never in YAML.
+passwords live in the environment (or Airflow Connections), never in YAML. A password
+must be a `${VAR}` alone, without a default (checked by `etl.config.project`).
 """
 
 from __future__ import annotations

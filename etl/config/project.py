@@ -10,7 +10,7 @@ import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -19,8 +19,25 @@ from etl.errors import ConfigError, ConfigIssue
 from etl.yamlio import SourceMap, load_yaml, sort_issues, validate_model
 
 REQUIRED_CONNECTIONS = ("erp", "oa", "target", "recon")
-_PASSWORD_IN_URL = re.compile(r"^(?P<scheme>[a-z0-9+]+://)(?P<user>[^:/@]*):(?P<pw>[^@]+)@", re.I)
-_PASSWORD_IN_ODBC = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}]*\}|[^;]*)")
+# The password as SQLAlchemy reads it: from the first ':' after the user name to the first '@'.
+_PASSWORD_IN_URL = re.compile(r"^(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@]+)@", re.I)
+# ... and up to the last '@' before the host: the whole password when it holds a raw '@'.
+_WHOLE_PASSWORD_IN_URL = re.compile(r"^[a-z0-9+.-]+://[^:/@]*:(?P<pw>.*)@[^@]*$", re.I | re.S)
+# A `${VAR}` reference is not a secret: leave it readable (e.g. in the examples of messages).
+_PASSWORD_IN_ODBC = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})(\{[^}]*\}|[^;]*)")
+#: keys of `connect_args` (and of a URL's query) whose values are secrets: password, passwd, pwd, sslpassword ...
+SECRET_KEY = re.compile(r"(?i)passw|pwd|secret|token")
+_ONE_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+# The password of a URL or ODBC string as written in the file, `${...}` references kept whole (a default may hold
+# '@', ';' or '}'): SQLAlchemy takes the URL's password up to the first '@'.
+_REF = r"\$\{[^}]*\}"
+_TEMPLATE_URL_PASSWORD = re.compile(
+    rf"^[a-z0-9+.-]+://(?:{_REF}|[^:/$]|\$(?!\{{))*:(?P<pw>(?:{_REF}|[^@$]|\$(?!\{{))*)@", re.I
+)
+_TEMPLATE_ODBC_PASSWORD = re.compile(
+    rf"(?i)(?:^|;)\s*(?:PWD|PASSWORD)\s*=\s*(?P<pw>\{{(?:{_REF}|[^}}$]|\$(?!\{{))*\}}|(?:{_REF}|[^;$]|\$(?!\{{))*)"
+)
+_SECRET_VARIABLE_NAME = re.compile(r"(?i)pass|pwd|(?:^|_)pw(?:$|_)|secret|token")
 
 
 class Strict(BaseModel):
@@ -75,18 +92,27 @@ class ConnectionConfig(Strict):
 
     @property
     def secrets(self) -> list[str]:
-        """Secret substrings of this connection (for redaction of logs and reports)."""
-        raw = self.url.get_secret_value() if self.url else (self.odbc.get_secret_value() if self.odbc else "")
-        found = [m.group("pw") for m in _PASSWORD_IN_URL.finditer(raw)]
-        found += [m.group(2).strip("{}") for m in _PASSWORD_IN_ODBC.finditer(raw)]
-        from urllib.parse import unquote
+        """Secret substrings of this connection (for redaction of logs and reports).
 
+        The URL's password both as SQLAlchemy reads it (up to the first '@') and whole (up to the
+        last '@' before the host), `?password=`-like query values, ODBC `PWD=` values and the
+        values of password-like `connect_args` keys; each also URL-decoded.
+        """
+        raw = self.url.get_secret_value() if self.url else (self.odbc.get_secret_value() if self.odbc else "")
+        found = [m.group("pw") for m in (_PASSWORD_IN_URL.match(raw), _WHOLE_PASSWORD_IN_URL.match(raw)) if m]
+        if self.url is not None and "?" in raw:
+            pairs = (pair.partition("=") for pair in raw.split("?", 1)[1].split("#", 1)[0].split("&"))
+            found += [value for key, _, value in pairs if SECRET_KEY.search(key)]
+        # An ODBC string inside a URL (`?odbc_connect=...PWD%3D...`) is URL-encoded.
+        found += [m.group(2).strip("{}") for text in {raw, unquote_plus(raw)} for m in _PASSWORD_IN_ODBC.finditer(text)]
+        found += [str(value) for _, value in _secret_values(self.connect_args, ()) if value not in (None, "")]
         return [s for s in {*found, *(unquote(f) for f in found)} if s and s != "***"]
 
 
 def mask_secrets(text: str) -> str:
     """Mask passwords in URLs (`user:***@`) and ODBC strings (`PWD=***`)."""
-    text = re.sub(r"([a-z0-9+]+://[^:/@\s]*):([^@\s]+)@", r"\1:***@", text, flags=re.I)
+    # Up to the last '@' of the word: a password holding a raw '@' is masked whole.
+    text = re.sub(r"([a-z0-9+.-]+://[^:/@\s\"]*):([^\s\"]+)@", r"\1:***@", text, flags=re.I)
     return _PASSWORD_IN_ODBC.sub(lambda m: f"{m.group(1)}=***", text)
 
 
@@ -131,7 +157,16 @@ class ProjectConfig(Strict):
     notify: dict[str, Any] | list[dict[Any, Any]] = Field(
         default_factory=list, description="alert channels: `{channels: [...]}` or a bare list (see docs/airflow.md)"
     )
-    config_path: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def config_path(self) -> Path | None:
+        """The file this config was loaded from (None when built in memory).
+
+        Not a field, so that it is neither accepted in `erpoa.yaml` nor listed among its keys;
+        `load_project` sets it with `model_copy(update={"config_path": path})`.
+        """
+        path = self.__dict__.get("config_path")
+        return path if isinstance(path, Path) else None
 
     def connection(self, name: str) -> ConnectionConfig:
         """The named connection; ConfigError naming the known ones when absent."""
@@ -151,48 +186,120 @@ class ProjectConfig(Strict):
         return path if path.is_absolute() else base / path
 
 
-def _interpolate(data: Any, smap: SourceMap, loc: tuple[str | int, ...], issues: list[ConfigIssue]) -> Any:
+def _interpolate(
+    data: Any,
+    smap: SourceMap,
+    loc: tuple[str | int, ...],
+    issues: list[ConfigIssue],
+    secret_names: frozenset[str] = frozenset(),
+) -> Any:
     if isinstance(data, dict):
-        return {k: _interpolate(v, smap, (*loc, k), issues) for k, v in data.items()}
+        return {k: _interpolate(v, smap, (*loc, k), issues, secret_names) for k, v in data.items()}
     if isinstance(data, list):
-        return [_interpolate(v, smap, (*loc, i), issues) for i, v in enumerate(data)]
+        return [_interpolate(v, smap, (*loc, i), issues, secret_names) for i, v in enumerate(data)]
     if settings.has_variables(data):
         try:
             return settings.interpolate(data)
         except settings.MissingVariable as exc:
-            issues.append(
-                smap.issue(
-                    loc,
-                    f"environment variable {exc.name} is not set; export it (e.g. `export {exc.name}=...`) "
-                    f"or write ${{{exc.name}:-default}}",
-                )
-            )
+            hint = f"export it (e.g. `export {exc.name}=...`)"
+            if exc.name in secret_names or _SECRET_VARIABLE_NAME.search(exc.name):
+                # A default would be a password written in the file, which is refused.
+                hint += "; a password has no default: set it in the environment (or an Airflow Connection)"
+            else:
+                hint += f" or write ${{{exc.name}:-default}}"
+            issues.append(smap.issue(loc, f"environment variable {exc.name} is not set; {hint}"))
     return data
 
 
-def _literal_passwords(data: Any, smap: SourceMap) -> list[ConfigIssue]:
-    issues = []
+def _password_parts(value: str) -> list[str]:
+    """The passwords of a URL or ODBC string as written (before `${VAR}`s are resolved).
+
+    The URL's user:password part, its query's password-like parameters (`?password=`), and
+    ODBC `PWD=` / `PASSWORD=` values (braces removed); the same inside a `${VAR:-default}`'s default.
+    """
+    parts: list[str] = []
+    url = _TEMPLATE_URL_PASSWORD.match(value)
+    if url and url.group("pw"):
+        parts.append(url.group("pw"))
+    if "://" in value and "?" in value:
+        query = value.split("?", 1)[1].split("#", 1)[0]
+        for pair in query.split("&"):
+            key, sep, val = pair.partition("=")
+            if sep and val and SECRET_KEY.search(key):
+                parts.append(val)
+    for odbc in _TEMPLATE_ODBC_PASSWORD.finditer(value):
+        pw = odbc.group("pw").strip()
+        pw = pw[1:-1] if pw.startswith("{") and pw.endswith("}") else pw
+        if pw:
+            parts.append(pw)
+    for default in re.findall(r"\$\{[A-Za-z_]\w*:-([^}]*)\}", value):
+        parts += _password_parts(default)
+    return parts
+
+
+def _secret_values(data: Any, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], Any]]:
+    """(location, value) of every secret-named key of `connect_args`, nested mappings included."""
+    found: list[tuple[tuple[str | int, ...], Any]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and SECRET_KEY.search(key) and not isinstance(value, dict | list):
+                found.append(((*loc, key), value))
+            else:
+                found += _secret_values(value, (*loc, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found += _secret_values(value, (*loc, index))
+    return found
+
+
+def _password_problem(value: Any) -> str | None:
+    """Why `value`, a password as written in the file, is not allowed (None when it is one `${VAR}` alone)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or re.sub(r"\$\{[^}]*\}", "", value).strip():
+        return "literal"
+    if _ONE_VARIABLE.fullmatch(value.strip()) or re.fullmatch(r"\$\{[A-Za-z_]\w*:-\}", value.strip()):
+        return None  # `${VAR:-}`: an empty default holds no password
+    names = settings.variables_in(value)
+    if ":-" in value:
+        return (
+            f"a password must not have a default (`${{{names[0]}:-...}}`): the default would be a password "
+            f"written in the file; write ${{{names[0]}}} alone and set {names[0]} in the environment"
+        )
+    return f"a password must come from one variable; write ${{{names[0]}}} alone, holding the whole password"
+
+
+def _literal_passwords(data: Any, smap: SourceMap) -> tuple[list[ConfigIssue], frozenset[str]]:
+    """Passwords written in the file, and the names of the variables that hold passwords.
+
+    A password (URL user:password, `?password=`, ODBC `PWD=`, a password-like key of `connect_args`)
+    must be exactly `${VAR}`: no literal text around it and no `${VAR:-default}`, which would put the
+    password in the file. Messages never show the value.
+    """
+    issues: list[ConfigIssue] = []
+    secret_names: set[str] = set()
     for name, conn in (data.get("connections") or {}).items() if isinstance(data, dict) else []:
         if not isinstance(conn, dict):
             continue
+        env_name = f"{str(name).upper()}_PASSWORD"
+        checks: list[tuple[tuple[str | int, ...], Any]] = []
         for key in ("url", "odbc"):
             value = conn.get(key)
-            if not isinstance(value, str):
-                continue
-            pw = _PASSWORD_IN_URL.match(value)
-            odbc_pw = _PASSWORD_IN_ODBC.search(value)
-            literal = (pw and not settings.has_variables(pw.group("pw"))) or (
-                odbc_pw and odbc_pw.group(2).strip("{} ") and not settings.has_variables(odbc_pw.group(2))
-            )
-            if literal:
-                issues.append(
-                    smap.issue(
-                        ("connections", name, key),
-                        "a password is written in the file; put it in the environment and write "
-                        f"${{{name.upper()}_PASSWORD}} instead",
-                    )
+            if isinstance(value, str):
+                checks += [(("connections", name, key), part) for part in _password_parts(value)]
+        checks += _secret_values(conn.get("connect_args"), ("connections", name, "connect_args"))
+        for loc, value in checks:
+            if isinstance(value, str):
+                secret_names.update(settings.variables_in(value))
+            problem = _password_problem(value)
+            if problem == "literal":
+                problem = (
+                    f"a password is written in the file; put it in the environment and write ${{{env_name}}} "
+                    "instead (the whole password, with no text around it)"
                 )
-    return issues
+            if problem:
+                issues.append(smap.issue(loc, problem))
+    return issues, frozenset(secret_names)
 
 
 def _unencoded_passwords(data: Any, smap: SourceMap) -> list[ConfigIssue]:
@@ -202,34 +309,43 @@ def _unencoded_passwords(data: Any, smap: SourceMap) -> list[ConfigIssue]:
     instead of in a driver error that would print the URL (and so the password) or, for a
     raw '@', the rest of the password as the host name. Messages never show the value.
     """
-    from sqlalchemy.engine import make_url
-
     issues = []
     for name, conn in (data.get("connections") or {}).items() if isinstance(data, dict) else []:
         url = conn.get("url") if isinstance(conn, dict) else None
         if not isinstance(url, str) or settings.has_variables(url):
             continue
-        try:
-            make_url(url)
-        except Exception:
-            issues.append(
-                smap.issue(
-                    ("connections", name, "url"),
-                    "not a valid SQLAlchemy URL (write dialect+driver://user:password@host:port/database); "
-                    "the value is not shown because it may contain a password",
-                )
-            )
-            continue
-        netloc = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0] if "://" in url else ""
-        if netloc.count("@") > 1:
-            issues.append(
-                smap.issue(
-                    ("connections", name, "url"),
-                    "the user:password part contains a raw '@'; URL-encode the password (in the environment "
-                    "variable too): @ as %40, : as %3A, / as %2F",
-                )
-            )
+        problem = url_problem(url, str(name))
+        if problem:
+            issues.append(smap.issue(("connections", name, "url"), problem))
     return issues
+
+
+def url_problem(url: str, name: str = "erp") -> str | None:
+    """Why a resolved SQLAlchemy URL cannot be used safely, or None; the message never shows the URL.
+
+    SQLAlchemy takes the password up to the first '@': a raw '@' in it (after a '/', '?' or ':'
+    too) leaves the rest of the password in the host, port, database or query, where a driver
+    error would print it.
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return (
+            "not a valid SQLAlchemy URL (write dialect+driver://user:password@host:port/database); "
+            "the value is not shown because it may contain a password"
+        )
+    netloc = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0] if "://" in url else ""
+    rest = [parsed.host, parsed.database, *parsed.query.keys(), *map(str, parsed.query.values())]
+    if netloc.count("@") > 1 or (parsed.password is not None and any("@" in str(part or "") for part in rest)):
+        return (
+            "the user:password part contains a raw '@' (the URL would split there and print the rest of the "
+            "password as the host name); percent-encode the password in the environment variable (@ as %40, "
+            "/ as %2F, : as %3A, % as %25), or put the whole URL, encoded, in the environment: "
+            f"url: \"${{{name.upper()}_URL}}\""
+        )
+    return None
 
 
 def load_project(path: Path | str) -> ProjectConfig:
@@ -239,10 +355,21 @@ def load_project(path: Path | str) -> ProjectConfig:
         raise ConfigError(
             [ConfigIssue(str(path), None, None, "", "config file not found; run `erpoa demo` or pass --config PATH")]
         )
-    data, smap = load_yaml(path)
+    if path.is_dir():
+        raise ConfigError(
+            [ConfigIssue(str(path), None, None, "", f"is a folder, not a config file; pass the file: "
+                         f"--config {path / 'erpoa.yaml'}")]
+        )
+    try:
+        data, smap = load_yaml(path)
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue(str(path), None, None, "", f"cannot read the config file ({exc.strerror or exc}); "
+                         "check the path and its permissions")]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(str(path), 1, 1, "", "the config must be a mapping with `connections:`")])
-    issues = _literal_passwords(data, smap)
+    issues, secret_names = _literal_passwords(data, smap)
     connections = data.get("connections")
     if isinstance(connections, dict):
         missing = [name for name in REQUIRED_CONNECTIONS if name not in connections]
@@ -253,7 +380,7 @@ def load_project(path: Path | str) -> ProjectConfig:
                     f"missing connection(s) {', '.join(missing)}; every project names erp, oa, target and recon",
                 )
             )
-    data = _interpolate(data, smap, (), issues)
+    data = _interpolate(data, smap, (), issues, secret_names)
     issues.extend(_unencoded_passwords(data, smap))
     try:
         config: ProjectConfig = validate_model(ProjectConfig, data, smap)

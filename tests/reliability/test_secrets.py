@@ -18,6 +18,7 @@ appear unmasked in the reports, the Data Docs, the logs or the quarantine table
 from __future__ import annotations
 
 import json
+import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -339,3 +340,74 @@ def test_source_connections_refuse_writes(backend: str, request: pytest.FixtureR
            "(PostgreSQL default_transaction_read_only, MariaDB SET SESSION TRANSACTION READ ONLY, SQLite "
            "PRAGMA query_only); the table is unchanged.",
            writes_attempted=len(refused), writes_refused=len(refused), errors=refused)
+
+
+@pytest.fixture
+def password_target(mariadb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A demo project on SQLite whose target is a MariaDB database reached as a user with a given password."""
+    user = f"fixsec_{uuid.uuid4().hex[:8]}"
+    database = mariadb_url.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
+    admin = create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+    folder = tmp_path / "project"
+    target = f"mysql+pymysql://{user}:${{FIXSEC_TGT_PW}}@127.0.0.1:3306/{database}?charset=utf8mb4"
+    config = write_project(folder, {"target": target})
+    build_demo(f"sqlite:///{folder / 'erp.db'}", f"sqlite:///{folder / 'oa.db'}", DEMO_SIZE, DEMO_SEED)
+
+    def with_password(password: str) -> Path:
+        with admin.connect() as conn:
+            for host in ("%", "localhost"):
+                conn.execute(text(f"CREATE USER IF NOT EXISTS '{user}'@'{host}'"))
+                conn.execute(text(f"ALTER USER '{user}'@'{host}' IDENTIFIED BY :pw"), {"pw": password})
+                conn.execute(text(f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'{host}'"))
+        return config
+
+    try:
+        yield with_password
+    finally:
+        dispose_all()
+        logs.setup("WARNING", "text")
+        with admin.connect() as conn:
+            for host in ("%", "localhost"):
+                conn.execute(text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
+        admin.dispose()
+
+
+@pytest.mark.mariadb
+@pytest.mark.sqlite
+def test_password_with_raw_at_after_a_slash_is_refused_before_any_connection(
+    password_target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "ab/cd@efgh"
+    config = password_target(password)
+    monkeypatch.setenv("FIXSEC_TGT_PW", password)
+    code, out, err = cli("sync", "department", "--config", str(config), "--json")
+    assert code == 2, out + err
+    payload = json.loads(out)
+    assert payload["error"] == "ConfigError"
+    assert any("connections.target.url: the user:password part contains a raw '@'" in i for i in payload["issues"])
+    assert "retry" not in err
+    store = database_dump(f"sqlite:///{config.parent / 'recon.db'}")
+    assert leaks({"stdout": out, "stderr": err, "store": store}, ["efgh", "ab/cd", "cd@"]) == []
+
+    monkeypatch.setenv("FIXSEC_TGT_PW", quote(password, safe=""))
+    code, out, err = cli("sync", "department", "--config", str(config), "--json")
+    assert code == 0, out + err
+    assert json.loads(out)["status"] == "success"
+    store = database_dump(f"sqlite:///{config.parent / 'recon.db'}")
+    assert leaks({"stdout": out, "stderr": err, "store": store}, ["efgh", "ab/cd", "ab%2Fcd"]) == []
+
+
+@pytest.mark.mariadb
+@pytest.mark.sqlite
+def test_one_character_password_keeps_json_output_and_logs_intact(
+    password_target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = password_target("1")
+    monkeypatch.setenv("FIXSEC_TGT_PW", "1")
+    code, out, err = cli("sync", "department", "--config", str(config), "--json")
+    assert code == 0, out + err
+    summary = json.loads(out)
+    assert re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{6}", summary["run_id"]), summary["run_id"]
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert records
+    assert "***" not in out + err
