@@ -20,7 +20,8 @@ LANGS: tuple[str, ...] = get_args(Lang)
 MASK = "***"
 TRUNCATED = "…"
 
-_URL_CREDENTIALS = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@]*):(?P<pw>[^\s/?#]*)@")
+# Up to the last '@' of the word: a password holding a raw '@' is masked whole.
+_URL_CREDENTIALS = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@]*):(?P<pw>[^\s]*)@")
 _SECRET_ASSIGNMENTS = re.compile(
     r"(?i)(?P<pre>\b(?:pwd|password|passwd|secret|access_token)\s*=\s*|[?&]key=)(?P<value>[^\s;&'\"]+)"
 )
@@ -90,13 +91,16 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     Credentials embedded in URLs (``scheme://user:password@``) and obvious ``password=``/``pwd=``/
     ``access_token=``/``?key=`` assignments are masked even when the secret is not known.
     Empty secrets are ignored; longer secrets are replaced first so overlapping values mask fully.
+    A short secret is masked only where it stands as one (the rules of `etl.logs.RedactingFilter.redact`):
+    a database password `1` must not turn every `1` of a message into `***`.
     """
+    from etl.logs import redact_with
+
     variants: set[str] = set()
     for secret in secrets:
         if secret:
             variants.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
-    for variant in sorted(variants, key=len, reverse=True):
-        text = text.replace(variant, MASK)
+    text = redact_with(text, variants)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['pre']}:{MASK}@", text)
     return _SECRET_ASSIGNMENTS.sub(lambda m: f"{m['pre']}{MASK}", text)
 

@@ -230,6 +230,12 @@ def test_redact() -> None:
     assert "http://127.0.0.1:8080/x" in out
 
 
+def test_redacting_a_short_secret_leaves_the_rest_of_the_message_alone() -> None:
+    text = "run 20261206T031501-ab12 read 1,000 rows; url=mysql://etl:1@h/db password=1"
+    assert redact(text, ["1"]) == "run 20261206T031501-ab12 read 1,000 rows; url=mysql://etl:***@h/db password=***"
+    assert redact("mysql://etl:ab/cd@efgh@h/db", []) == "mysql://etl:***@h/db"
+
+
 def test_rendered_messages_never_contain_secrets() -> None:
     alert = leaky_alert()
     secrets = [WECOM_KEY]
