@@ -16,7 +16,7 @@ app = typer.Typer(help="Check and create Great Expectations suites (expectations
 
 @app.command()
 def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
-    """Every suite loads and names only fields its entity's mapping declares; exit 2 with every problem."""
+    """Every suite loads and names only fields and code tables the mappings declare; exit 2 with every problem."""
     from etl.engine.pipeline import load_project_mappings
     from etl.validate import check_suites
 
@@ -25,7 +25,7 @@ def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
         mappings = load_project_mappings(cfg)
         folder = cfg.resolve(cfg.expectations)
         known = {name: list(m.fields) for name, m in mappings.entities.items()}
-        issues = check_suites(folder, known)
+        issues = check_suites(folder, known, sorted(mappings.code_tables))
         missing = [name for name, m in mappings.entities.items()
                    if not (folder / (m.quality.suite or f"{name}.json")).exists()]
         if issues:
@@ -37,7 +37,7 @@ def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
         emit_json({"status": "ok", "folder": str(folder), "entities_without_suite": missing})
         return
     out.print(f"[green]ok[/] {folder}: suites of {', '.join(n for n in known if n not in missing)} load "
-              "and reference declared fields")
+              "and reference declared fields and code tables")
     for name in missing:
         out.print(f"[yellow]note[/] {name} has no suite; create one with `erpoa expectations init {name}`")
 
@@ -52,11 +52,12 @@ def init(
     """Write a starter suite from the mapping's declared types, keys and code-table lookups."""
     from etl.engine.pipeline import load_project_mappings
     from etl.mapping import registry
+    from etl.mapping.loader import COMMAND_LINE
     from etl.validate import init_suite
 
     try:
         cfg = load_config(config)
-        mapping = load_project_mappings(cfg).entity(entity)
+        mapping = load_project_mappings(cfg).entity(entity, origin=COMMAND_LINE)
         lookups: dict[str, str] = {}
         for source in mapping.sources.values():
             for name, spec in source.fields.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -14,28 +15,56 @@ app = typer.Typer(help="Inspect and replay quarantined rows.", no_args_is_help=T
 
 
 def _masked(frame, config, entity: str | None):  # type: ignore[no-untyped-def]
-    """Mask values of pii fields."""
+    """Quarantine rows as shown: values of `pii: true` fields and their columns of the raw record masked.
+
+    The store keeps them masked already (`etl.engine.build.mask_personal_data`); masking again is
+    a no-op on those and covers rows written before the store masked them. When the mappings
+    cannot be read, the pii fields are unknown: raw records are withheld rather than shown unmasked.
+    """
+    from etl.engine.build import mask_personal_data
     from etl.engine.pipeline import load_project_mappings
 
     try:
         mappings = load_project_mappings(config)
     except ErpOaError:
+        if "raw" in frame:
+            frame["raw"] = _WITHHELD
         return frame
     for name, mapping in mappings.entities.items():
-        pii = set(mapping.pii_fields)
-        if not pii:
+        rows = frame["entity"] == name
+        if not mapping.pii_fields or not rows.any():
             continue
-        rows = (frame["entity"] == name) & frame["field"].isin(pii)
-        frame.loc[rows, "value"] = frame.loc[rows, "value"].astype(str).str.slice(0, 3) + "****"
-        if "raw" in frame:
-            frame.loc[frame["entity"] == name, "raw"] = "(contains personal data; see the source record)"
+        masked = mask_personal_data(frame.loc[rows], mapping)
+        for col in ("value", "raw"):
+            if col in frame:
+                frame[col] = frame[col].astype(object)
+                frame.loc[rows, col] = masked[col]
     return frame
+
+
+_WITHHELD = "(not shown: the mappings, which name the personal-data fields, could not be read)"
+
+
+class Status(StrEnum):
+    """Statuses of quarantine rows (and `all`)."""
+
+    open = "open"
+    resolved = "resolved"
+    superseded = "superseded"
+    all = "all"
 
 
 @app.command("list")
 def list_(
     entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
-    status: Annotated[str, typer.Option(help="open, resolved or all.")] = "open",
+    status: Annotated[
+        Status,
+        typer.Option(
+            help="open (to be fixed), resolved (published by a later run or replay), superseded (the same "
+            "problem of the same record was found again by a later run, whose row is the open one) or all.",
+            case_sensitive=False,
+        ),
+    ] = Status.open,
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
@@ -45,7 +74,7 @@ def list_(
 
     try:
         cfg = load_config(config)
-        frame = open_store(cfg).quarantine(entity=entity, status=None if status == "all" else status)
+        frame = open_store(cfg).quarantine(entity=entity, status=None if status is Status.all else status.value)
         total = len(frame)
         frame = _masked(frame.head(limit).copy(), cfg, entity)
     except ErpOaError as exc:
@@ -55,7 +84,8 @@ def list_(
     if as_json:
         emit_json({"total": total, "rows": frame[cols].to_dict(orient="records")})
         return
-    table = Table(title=f"quarantine ({status}): {total} row(s)" + (f", showing {limit}" if total > limit else ""))
+    shown = f", showing {limit}" if total > limit else ""
+    table = Table(title=f"quarantine ({status.value}): {total} row(s){shown}")
     for col in cols:
         table.add_column(col, overflow="fold")
     for row in frame[cols].itertuples(index=False):
@@ -69,7 +99,12 @@ def show(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one quarantined row with its raw source record."""
+    """Show one quarantined row with its raw source record, values of personal-data (`pii: true`) fields masked.
+
+    Rows of the merge and gate stages are about a golden record and have no raw record.
+    """
+    import pandas as pd
+
     from etl.engine.pipeline import open_store
 
     try:
@@ -88,7 +123,7 @@ def show(
         return
     for key, value in row.items():
         out.print(f"[bold]{key:>16}[/]: ", end="")
-        out.print("" if value is None else str(value), markup=False)
+        out.print("" if pd.isna(value) else str(value), markup=False)
 
 
 @app.command()

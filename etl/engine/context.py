@@ -43,6 +43,9 @@ class SyncContext:
     as_of: date = field(default_factory=date.today)
     progress: ProgressFn | None = None
     only_ids: dict[str, list[str]] | None = None
+    #: Source records (source, id) quarantined before this run (a replay of them): the gate's thresholds count
+    #: only the records this run quarantines anew; those that fail again stay quarantined either way.
+    already_quarantined: frozenset[tuple[str, str]] = frozenset()
     planned_quarantine: list[pd.DataFrame] = field(default_factory=list)
     #: (entity, partition) whose gold rows are known not to exist yet: their first merge skips the delete
     fresh_gold: set[tuple[str, int]] = field(default_factory=set)

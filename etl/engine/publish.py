@@ -61,7 +61,7 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
     mapping = ctx.mapping(entity)
     results = ctx.store.gate(ctx.run_id, entity)
     broken = [r for r in results if r["level"] == "batch"]
-    quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
+    quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=ctx.already_quarantined)
     reasons = [
         f"{r['expectation']}" + (f" on {r['column']}" if r["column"] else "") + f": {r['message']}" for r in broken
     ]

@@ -50,7 +50,7 @@ def _suite(ctx: SyncContext, mapping: EntityMapping) -> Any | None:
     if path.exists():
         from etl.validate import load_suite, resolve_code_tables
 
-        suite = load_suite(path, list(mapping.fields))
+        suite = load_suite(path, list(mapping.fields), ctx.mappings.code_tables)  # a wrong name: file:line
         suite.expectations = [e for e in suite.expectations if e.expectation_type != ROW_COUNT]
         domains = {name: sorted(table.codes) for name, table in ctx.mappings.code_tables.items()}
         suite = resolve_code_tables(suite, domains)

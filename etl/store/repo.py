@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -272,16 +272,23 @@ class Store:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[c.name for c in s.quarantine.columns])
 
-    def count_quarantine(self, run_id: str, entity: str) -> int:
+    def count_quarantine(
+        self, run_id: str, entity: str, *, excluding: Collection[tuple[str, str]] = frozenset()
+    ) -> int:
+        """Distinct source ids `run_id` quarantined for `entity`, less those whose source records are all in
+        `excluding` ((source, id) pairs, see `source_records`)."""
+        q = s.quarantine
+        mine = and_(q.c.run_id == run_id, q.c.entity == entity)
         with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count(func.distinct(s.quarantine.c.src_id))).where(
-                        s.quarantine.c.run_id == run_id, s.quarantine.c.entity == entity
-                    )
-                ).scalar()
-                or 0
-            )
+            if not excluding:
+                return int(conn.execute(select(func.count(func.distinct(q.c.src_id))).where(mine)).scalar() or 0)
+            rows = conn.execute(select(q.c.source, q.c.src_id).where(mine, q.c.src_id.is_not(None))).all()
+
+        def excluded(source: str, src_id: str) -> bool:
+            pairs = source_records(source, src_id)
+            return bool(pairs) and all(pair in excluding for pair in pairs)
+
+        return len({src_id for source, src_id in rows if not excluded(str(source), str(src_id))})
 
     def resolve_quarantine(
         self, entity: str, source: str, src_ids: Iterable[str], run_id: str, status: str = "resolved"
@@ -506,3 +513,14 @@ def _update_in(conn: Connection, table: Table, column: Any, values: list[str], *
         stmt = update(table).where(*where, column.in_(values[start : start + IN_BATCH])).values(**changes)
         count += conn.execute(stmt).rowcount or 0
     return count
+
+
+def source_records(source: str, src_id: str) -> list[tuple[str, str]]:
+    """The (source, id) pairs behind a quarantine row: the merge's rows name several sources (`erp+oa`, the ids
+    as JSON), the others one."""
+    if src_id.startswith("{"):
+        try:
+            return [(name, str(value)) for name, value in json.loads(src_id).items()]
+        except ValueError:
+            return []
+    return [(name, src_id) for name in source.split("+")]

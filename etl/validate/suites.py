@@ -65,12 +65,16 @@ class FieldSpecLike(Protocol):
 # --- loading and checking --------------------------------------------------------------
 
 
-def load_suite(path: str | Path, known_columns: Collection[str]) -> ExpectationSuite:
+def load_suite(
+    path: str | Path, known_columns: Collection[str], code_tables: Collection[str] | None = None
+) -> ExpectationSuite:
     """Read and fully check a suite file, then build the ExpectationSuite.
 
     Checked: JSON syntax, file structure, expectation types (with close matches),
-    columns against `known_columns`, kwargs as GX validates them, regexes, bounds and
-    the project's meta keys.
+    columns against `known_columns`, the ``code_table`` of code-table expectations
+    against `code_tables` (the project's code-table names; not checked when None),
+    kwargs as GX validates them, regexes, bounds and the project's meta keys. Each issue
+    carries the line of the key it is about (or of the nearest enclosing one).
 
     Raises:
         ConfigError: with every issue found.
@@ -85,19 +89,24 @@ def load_suite(path: str | Path, known_columns: Collection[str]) -> ExpectationS
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError([ConfigIssue(file, exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}")]) from exc
-    issues = check_suite_data(data, file, known_columns)
+    issues = check_suite_data(data, file, known_columns, code_tables)
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(with_lines(issues, text))
     suite = ExpectationSuite(**data)
     if len(suite.expectations) != len(data.get("expectations", [])):
         raise ConfigError([ConfigIssue(file, None, None, "expectations", "GX rejected an expectation")])
     return suite
 
 
-def check_suites(folder: str | Path, known_columns_by_entity: Mapping[str, Collection[str]]) -> list[ConfigIssue]:
+def check_suites(
+    folder: str | Path,
+    known_columns_by_entity: Mapping[str, Collection[str]],
+    code_tables: Collection[str] | None = None,
+) -> list[ConfigIssue]:
     """Check every ``<entity>.json`` suite in `folder`; return all issues (empty when valid).
 
-    A file must be named after a known entity and its suite ``name`` must match.
+    A file must be named after a known entity and its suite ``name`` must match; code-table
+    expectations must name one of `code_tables` (not checked when None), see :func:`load_suite`.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -113,21 +122,22 @@ def check_suites(folder: str | Path, known_columns_by_entity: Mapping[str, Colle
             )
             continue
         try:
-            suite = load_suite(path, known)
+            suite = load_suite(path, known, code_tables)
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
         if suite.name != entity:
-            issues.append(
-                ConfigIssue(
-                    str(path), None, None, "name", f"suite name {suite.name!r} does not match the file name {entity!r}"
-                )
+            mismatch = ConfigIssue(
+                str(path), None, None, "name", f"suite name {suite.name!r} does not match the file name {entity!r}"
             )
+            issues.extend(with_lines([mismatch], path.read_text(encoding="utf-8")))
     return issues
 
 
-def check_suite_data(data: Any, file: str, known_columns: Collection[str]) -> list[ConfigIssue]:
-    """Every problem of an already parsed suite document (see :func:`load_suite`)."""
+def check_suite_data(
+    data: Any, file: str, known_columns: Collection[str], code_tables: Collection[str] | None = None
+) -> list[ConfigIssue]:
+    """Every problem of an already parsed suite document (see :func:`load_suite`); no line numbers."""
 
     def issue(path: str, message: str) -> None:
         issues.append(ConfigIssue(file, None, None, path, message))
@@ -149,12 +159,15 @@ def check_suite_data(data: Any, file: str, known_columns: Collection[str]) -> li
         issue("expectations", "must be a list of expectations")
         return issues
     known = set(known_columns)
+    tables = None if code_tables is None else set(code_tables)
     for i, entry in enumerate(expectations):
-        issues.extend(_check_expectation(file, f"expectations[{i}]", entry, known))
+        issues.extend(_check_expectation(file, f"expectations[{i}]", entry, known, tables))
     return issues
 
 
-def _check_expectation(file: str, where: str, entry: Any, known: set[str]) -> list[ConfigIssue]:
+def _check_expectation(
+    file: str, where: str, entry: Any, known: set[str], code_tables: set[str] | None
+) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
 
     def issue(path: str, message: str) -> None:
@@ -199,6 +212,9 @@ def _check_expectation(file: str, where: str, entry: Any, known: set[str]) -> li
 
     if etype in RUNTIME_VALUE_SET and "value_set" in kwargs:
         issue(".kwargs.value_set", "is filled in at run time from the code table / entity keys; remove it")
+    table = kwargs.get("code_table")
+    if etype == IN_CODE_TABLE and code_tables is not None and isinstance(table, str) and table not in code_tables:
+        issue(".kwargs.code_table", _unknown_code_table(table, code_tables))
     issues.extend(_check_meta(file, where, etype, meta, impl))
     if impl is not None:
         issues.extend(_check_kwargs(file, where, entry, kwargs, impl))
@@ -310,9 +326,89 @@ def _unknown_column(name: str, known: set[str]) -> str:
     return f"unknown column {name!r}{_did_you_mean(name, known)} (known columns: {', '.join(sorted(known))})"
 
 
+def _unknown_code_table(name: str, tables: set[str]) -> str:
+    known = ", ".join(sorted(tables)) or "none"
+    return f"unknown code table {name!r}{_did_you_mean(name, tables)} (code tables: {known})"
+
+
 def _did_you_mean(word: str, choices: Collection[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+# --- line numbers ----------------------------------------------------------------------
+
+_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def with_lines(issues: Sequence[ConfigIssue], text: str) -> list[ConfigIssue]:
+    """`issues` of the JSON document `text`, each with the line of the key (or array element) its path names.
+
+    A path that goes deeper than the document (a missing kwarg) takes the line of its
+    nearest existing parent; issues that already have a line or have no path keep theirs.
+    """
+    import dataclasses
+
+    lines = _json_lines(text)
+    out = []
+    for issue in issues:
+        located = issue
+        if issue.line is None and issue.path:
+            parts = tuple(int(m[1]) if m[1] else m[2] for m in _PATH_PART.finditer(issue.path))
+            line = next((lines[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in lines), None)
+            located = dataclasses.replace(issue, line=line)
+        out.append(located)
+    return out
+
+
+def _json_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """The line of every member key and array element of a valid JSON document, by path.
+
+    `json` reports positions only for syntax errors, so the text is walked again; keys and
+    scalars are read with the decoder's `raw_decode`. Best effort: an empty result for
+    anything unexpected (the document was already parsed, so nothing is).
+    """
+    import bisect
+
+    decoder = json.JSONDecoder()
+    breaks = [i for i, ch in enumerate(text) if ch == "\n"]
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def line_of(pos: int) -> int:
+        return bisect.bisect_left(breaks, pos) + 1
+
+    def skip(pos: int) -> int:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        return pos
+
+    def walk(pos: int, path: tuple[str | int, ...]) -> int:
+        pos = skip(pos)
+        opening = text[pos : pos + 1]
+        if opening not in ("{", "["):
+            return decoder.raw_decode(text, pos)[1]
+        closing = "}" if opening == "{" else "]"
+        pos = skip(pos + 1)
+        index = 0
+        while text[pos] != closing:
+            if opening == "{":
+                key, after = decoder.raw_decode(text, pos)
+                lines[(*path, key)] = line_of(pos)
+                pos = walk(skip(after) + 1, (*path, key))  # past the ':'
+            else:
+                lines[(*path, index)] = line_of(pos)
+                pos = walk(pos, (*path, index))
+                index += 1
+            pos = skip(pos)
+            if text[pos] == ",":
+                pos = skip(pos + 1)
+        return pos + 1
+
+    try:
+        walk(0, ())
+    except (ValueError, IndexError, RecursionError):
+        return {}
+    return lines
 
 
 # --- run-time injection ----------------------------------------------------------------

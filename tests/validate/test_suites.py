@@ -87,7 +87,20 @@ def test_all_issues_reported_at_once(tmp_path):
         "expectations[4].kwargs.column_list[1]",
         "expectations[5].kwargs.colum",
     }
-    assert all(issue.file == str(path) and issue.line is None for issue in issues)
+    assert all(issue.file == str(path) for issue in issues)
+    text = path.read_text(encoding="utf-8").splitlines()
+    # each issue points at the line of the key it names
+    for issue, key in [
+        (by_path["expectations[0].kwargs.column"], '"column": "employe_code"'),
+        (by_path["expectations[1].type"], '"type": "expect_column_values_to_be_betwen"'),
+        (by_path["expectations[3].kwargs.regex"], '"regex": "("'),
+        (by_path["expectations[4].kwargs.column_list[1]"], '"ver"'),
+        (by_path["expectations[5].kwargs.colum"], '"colum": "x"'),
+    ]:
+        assert key in text[issue.line - 1], (issue, text[issue.line - 1])
+    assert str(by_path["expectations[1].type"]).startswith(
+        f"{path}:{by_path['expectations[1].type'].line} expectations[1].type: unknown expectation type"
+    )
 
     column = by_path["expectations[0].kwargs.column"].message
     assert "unknown column 'employe_code'" in column
@@ -102,6 +115,49 @@ def test_all_issues_reported_at_once(tmp_path):
     assert "invalid regex" in by_path["expectations[3].kwargs.regex"].message
     assert "not a kwarg of expect_column_values_to_be_unique" in by_path["expectations[5].kwargs.colum"].message
     assert "did you mean 'column'" in by_path["expectations[5].kwargs.colum"].message
+
+
+def test_unknown_code_table_is_named_with_its_line_and_a_close_match(tmp_path):
+    in_code_table = {
+        "type": "expect_column_values_to_be_in_code_table",
+        "kwargs": {"column": "status", "code_table": "employee_statu"},
+    }
+    path = write(tmp_path / "employee.json", suite_doc(not_null("employee_code"), in_code_table))
+    load_suite(path, COLUMNS)  # without the project's code tables the name is not checked
+    with pytest.raises(ConfigError) as err:
+        load_suite(path, COLUMNS, ["department", "employee_status"])
+    (issue,) = err.value.issues
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if '"employee_statu"' in text)
+    assert (issue.file, issue.line, issue.path) == (str(path), line, "expectations[1].kwargs.code_table")
+    assert str(issue) == (
+        f"{path}:{line} expectations[1].kwargs.code_table: unknown code table 'employee_statu'; "
+        "did you mean 'employee_status'? (code tables: department, employee_status)"
+    )
+    assert load_suite(path, COLUMNS, {"employee_statu": object()}).name == "employee"  # a dict of tables is fine
+
+    folder = tmp_path
+    (issue,) = check_suites(folder, {"employee": COLUMNS}, ["department"])
+    assert issue.path == "expectations[1].kwargs.code_table" and issue.line == line
+    assert "did you mean" not in issue.message
+    assert check_suites(folder, {"employee": COLUMNS}) == []
+
+
+def test_issue_lines_follow_the_json_layout(tmp_path):
+    """Compact and odd layouts: a missing kwarg takes its parent's line; escapes and nesting do not confuse it."""
+    text = (
+        '{"name": "emp\\"loyee", "meta": {"a": [1, {"b": "}]"}]},\n'
+        '  "expectations": [\n'
+        '    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "name"}},\n'
+        '    {"type": "expect_column_values_to_be_between",\n'
+        '     "kwargs": {}},\n'
+        '    {"type": "expect_column_values_to_not_be_null",\n'
+        '     "kwargs": {\n'
+        '       "column": "nope"}}\n'
+        "  ]}\n"
+    )
+    path = write(tmp_path / "employee.json", text)
+    by_path = {issue.path: issue.line for issue in issues_of(path)}
+    assert by_path == {"expectations[1].kwargs.column": 5, "expectations[2].kwargs.column": 8}
 
 
 def test_malformed_json_points_at_the_line(tmp_path):
@@ -173,10 +229,10 @@ def test_check_suites_folder(tmp_path):
         "contract": ["contract_no", "start_date"],
     }
     issues = check_suites(folder, known)
-    assert [(Path(i.file).name, i.path) for i in issues] == [
-        ("contract.json", "expectations[0].kwargs.column"),
-        ("department.json", "name"),
-        ("vendor.json", ""),
+    assert [(Path(i.file).name, i.line, i.path) for i in issues] == [
+        ("contract.json", 7, "expectations[0].kwargs.column"),
+        ("department.json", 2, "name"),
+        ("vendor.json", None, ""),
     ]
     assert "no entity named 'vendor'" in issues[2].message
     assert check_suites(tmp_path / "missing", known)[0].message == "suite folder does not exist"
