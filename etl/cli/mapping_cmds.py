@@ -81,13 +81,14 @@ def suggest(
 
     from etl.db.extract import ExtractRequest, check_columns, iter_chunks
     from etl.engine.pipeline import load_project_mappings
+    from etl.mapping.loader import COMMAND_LINE
     from etl.mapping.suggest import suggest as find
     from etl.mapping.suggest import unmapped_values, yaml_snippet
 
     try:
         cfg = load_config(config)
         mappings = load_project_mappings(cfg)
-        mapping = mappings.entity(entity)
+        mapping = mappings.entity(entity, origin=COMMAND_LINE)
         parts = []
         for source, spec in mapping.sources.items():
             conn = cfg.connection(spec.connection or source)

@@ -34,9 +34,9 @@ REQUESTED = "requested entity (command line or run.entities in erpoa.yaml)"
 Loc = tuple[str | int, ...]
 
 
-def run_entities_origin(config_path: Path | str) -> str:
-    """The `origin` of names taken from `run.entities` of the project config at `config_path`."""
-    return f"{config_path} run.entities"
+def run_entities_origin(config_path: Path | str | None) -> str:
+    """The `origin` of names taken from `run.entities` of the project config at `config_path` (None: built in code)."""
+    return f"{config_path or 'erpoa.yaml'} run.entities"
 
 
 class CodeTables(dict[str, CodeTable]):

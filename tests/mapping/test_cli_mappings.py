@@ -171,3 +171,14 @@ def test_against_db_reports_a_missing_column_where_it_is_mapped(demo: Path, tmp_
         "mappings/employee.yaml:26:20 sources.erp.fields.name.from: column 'cPsnName' not found in hr_hi_person; "
         "columns there: cPsn_Num, cPsn_Name" in err
     )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "args", [["mappings", "suggest", "employe"], ["expectations", "init", "employe"], ["reconcile", "employe"]]
+)
+def test_an_unknown_entity_argument_is_named_as_such(args: list[str], tmp_path: Path) -> None:
+    config = write_project(tmp_path, sqlite_urls(tmp_path))
+    code, _, err = invoke(*args, "--config", str(config))
+    assert code == 2, err
+    assert "command-line argument ENTITY: unknown entity 'employe'; did you mean 'employee'?" in " ".join(err.split())
