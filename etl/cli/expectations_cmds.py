@@ -25,7 +25,8 @@ def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
         mappings = load_project_mappings(cfg)
         folder = cfg.resolve(cfg.expectations)
         known = {name: list(m.fields) for name, m in mappings.entities.items()}
-        issues = check_suites(folder, known, sorted(mappings.code_tables))
+        named = {m.quality.suite: name for name, m in mappings.entities.items() if m.quality.suite}
+        issues = check_suites(folder, known, sorted(mappings.code_tables), named)
         missing = [name for name, m in mappings.entities.items()
                    if not (folder / (m.quality.suite or f"{name}.json")).exists()]
         if issues:

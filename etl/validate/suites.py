@@ -102,19 +102,23 @@ def check_suites(
     folder: str | Path,
     known_columns_by_entity: Mapping[str, Collection[str]],
     code_tables: Collection[str] | None = None,
+    suite_files: Mapping[str, str] | None = None,
 ) -> list[ConfigIssue]:
     """Check every ``<entity>.json`` suite in `folder`; return all issues (empty when valid).
 
-    A file must be named after a known entity and its suite ``name`` must match; code-table
-    expectations must name one of `code_tables` (not checked when None), see :func:`load_suite`.
+    A file must be named after a known entity, or be one that a mapping names with `quality.suite`
+    (`suite_files`: file name -> entity), and its suite ``name`` must match the entity (or, for a
+    file a mapping names, the file's own name); code-table expectations must name one of
+    `code_tables` (not checked when None), see :func:`load_suite`.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return [ConfigIssue(str(folder), None, None, "", "suite folder does not exist")]
     issues: list[ConfigIssue] = []
     entities = sorted(known_columns_by_entity)
+    named = dict(suite_files or {})
     for path in sorted(folder.glob("*.json")):
-        entity = path.stem
+        entity = named.get(path.name, path.stem)
         known = known_columns_by_entity.get(entity)
         if known is None:
             issues.append(
@@ -126,7 +130,7 @@ def check_suites(
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
-        if suite.name != entity:
+        if suite.name != entity and not (path.name in named and suite.name == path.stem):
             mismatch = ConfigIssue(
                 str(path), None, None, "name", f"suite name {suite.name!r} does not match the file name {entity!r}"
             )

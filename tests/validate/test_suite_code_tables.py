@@ -70,3 +70,14 @@ def test_a_sync_names_the_suite_file_and_line(project: Path) -> None:
         message = employee.message or ""
     assert f"{suite}:{line} " in message
     assert "did you mean 'employee_status'?" in message
+
+
+def test_a_suite_a_mapping_names_with_quality_suite_is_checked_as_its_entity(project: Path) -> None:
+    folder = project.parent
+    (folder / "expectations" / "employee.json").rename(folder / "expectations" / "hr_employee.json")
+    mapping = folder / "mappings" / "employee.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(text.replace("\nquality:\n", "\nquality:\n  suite: hr_employee.json\n", 1), encoding="utf-8")
+    done = CliRunner().invoke(app, ["expectations", "check", "--config", str(project), "--json"])
+    assert done.exit_code == 0, done.output
+    assert "employee" not in json.loads(done.stdout)["entities_without_suite"]
