@@ -8,6 +8,7 @@ is the one place that decides which database errors are which.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,6 +46,8 @@ class ConfigIssue:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
+        if not where:  # an issue not tied to a file (e.g. a connection's driver): no leading ": "
+            return f"{self.path}: {self.message}" if self.path else self.message
         return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
@@ -143,12 +146,57 @@ def _mysql_code(exc: BaseException) -> int | None:
     return None
 
 
+#: A driver that cannot be loaded: retrying cannot help (SQLAlchemy's mssql+pyodbc even reports the
+#: unixODBC warning state 01000 of "Can't open lib" as a lost connection).
+_MISSING_DRIVER_TEXT = (
+    "can't open lib",
+    "data source name not found",
+    "specified driver could not be loaded",
+    "driver's sqlallochandle on sql_handle_env failed",
+)
+#: A host name that does not exist (EAI_NONAME): a typo in the URL does not heal with backoff, while a DNS
+#: server that did not answer ("temporary failure in name resolution", EAI_AGAIN) may, and is transient.
+_UNKNOWN_HOST_TEXT = (
+    "name or service not known",
+    "nodename nor servname provided",
+    "no address associated with hostname",
+    "unknown mysql server host",
+    "unknown server host",
+    "could not translate host name",
+    "failed to resolve host",
+)
+_UNKNOWN_HOST_MYSQL_CODES = {2005}
+
+
+def _driver_text(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).lower()
+
+
+def is_missing_driver(exc: BaseException) -> bool:
+    """True when an ODBC driver (or DSN) named by a connection is not installed."""
+    text = _driver_text(exc)
+    return _sqlstate(exc) in ("IM002", "IM003") or any(fragment in text for fragment in _MISSING_DRIVER_TEXT)
+
+
+def _unknown_host(exc: BaseException, text: str) -> bool:
+    if "temporary failure in name resolution" in text:
+        return False
+    return _mysql_code(exc) in _UNKNOWN_HOST_MYSQL_CODES or any(f in text for f in _UNKNOWN_HOST_TEXT)
+
+
 def is_transient_db_error(exc: BaseException) -> bool:
     """True when a database error is worth retrying (connection lost, deadlock, lock timeout)."""
     from sqlalchemy import exc as sa_exc
 
     if isinstance(exc, TransientError):
         return True
+    if isinstance(exc, ErpOaError):
+        return False
+    text = _driver_text(exc)
+    # Checked before the driver's own verdict (`connection_invalidated`, SQLSTATE class 08, MySQL 2003),
+    # which calls both "connection lost".
+    if is_missing_driver(exc) or _unknown_host(exc, text):
+        return False
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     state = _sqlstate(exc)
@@ -157,19 +205,76 @@ def is_transient_db_error(exc: BaseException) -> bool:
     code = _mysql_code(exc)
     if code in _TRANSIENT_MYSQL_CODES:
         return True
-    text = str(getattr(exc, "orig", exc)).lower()
     return any(fragment in text for fragment in _TRANSIENT_TEXT)
 
 
-def classify_db_error(exc: BaseException, *, what: str) -> ErpOaError:
+#: (patterns of the driver's message, MySQL error codes, the fix), first match wins.
+_FIXES: tuple[tuple[tuple[str, ...], frozenset[int], str], ...] = (
+    (
+        ("password authentication failed", "access denied", "no pg_hba.conf entry", 'role ".*" does not exist',
+         "login failed"),
+        frozenset({1044, 1045, 1698}),
+        "check the user and password of this connection (the password belongs in an environment variable, "
+        "${VAR}) and that the server grants this user access to the database from this host",
+    ),
+    (
+        ('database ".*" does not exist', "unknown database", "cannot open database"),
+        frozenset({1049}),
+        "create the database, or fix the database name at the end of this connection's URL",
+    ),
+    (
+        ("unable to open database file",),
+        frozenset(),
+        "the folder of this SQLite file must exist and be writable by this user; create it or fix the path",
+    ),
+    (
+        ("permission denied", "command denied"),
+        frozenset({1142, 1227}),
+        "grant this connection's user the rights the sync needs (docs/security.md)",
+    ),
+)
+
+
+def connection_fix(exc: BaseException) -> str | None:
+    """What to do about a database error, as one clause: the fix for a bad host, user, database, driver or an
+    unreachable server; None when the error names no connection problem (e.g. a SQL error)."""
+    text = _driver_text(exc)
+    code = _mysql_code(exc)
+    if is_missing_driver(exc):
+        return (
+            "install the ODBC driver this connection names, or name one that is installed "
+            "(`odbcinst -q -d` lists the drivers of odbcinst.ini; a DSN must be in odbc.ini)"
+        )
+    if _unknown_host(exc, text):
+        return "the host name of this connection is not known to DNS: fix the host in its URL"
+    for patterns, codes, fix in _FIXES:
+        if code in codes or any(re.search(pattern, text) for pattern in patterns):
+            return fix
+    unreachable = ("refused", "could not connect", "can't connect", "timed out", "timeout expired")
+    if is_transient_db_error(exc) and any(f in text for f in unreachable):
+        return "check that the database server is running and reachable at the host and port of this connection"
+    return None
+
+
+def classify_db_error(exc: BaseException, *, what: str, connection: str | None = None) -> ErpOaError:
     """Wrap a driver/SQLAlchemy error into a transient or terminal erp-oa-sync error.
 
-    `what` says what was being done ("extracting employee from erp"); the driver
-    message is kept but connection URLs in it are masked by the caller's redaction.
+    `what` says what was being done ("extracting employee from erp"); `connection` names the
+    connection with its masked URL (`connections.target (postgresql+psycopg://...)`), else the one
+    `etl.db.connect` attached to the error, if any. The message ends with the fix where one is known
+    and never promises a retry: callers that retry say so in their own log lines. A missing ODBC driver
+    is a ConfigError (exit 2), never retried. Connection URLs in the driver message are masked by the
+    caller's redaction.
     """
     if isinstance(exc, ErpOaError):
         return exc
     detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    where = connection or getattr(exc, "erpoa_connection", None)
+    head = f"{what}: {where}" if where else what
+    fix = connection_fix(exc)
+    tail = f"; {fix}" if fix else ""
+    if is_missing_driver(exc):
+        return ConfigError(f"{head}: driver not found ({detail}){tail}")
     if is_transient_db_error(exc):
-        return SourceUnavailableError(f"{what}: database unavailable ({detail}); will be retried")
-    return TerminalError(f"{what}: {detail}")
+        return SourceUnavailableError(f"{head}: database unavailable ({detail}){tail}")
+    return TerminalError(f"{head}: {detail}{tail}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,15 +42,41 @@ def load_config(path: Path) -> ProjectConfig:
     return config
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every missing or non-finite number (NaN, NaT, pd.NA, inf) as None and NumPy scalars as
+    Python ones: strict JSON has no NaN, and `json.dumps` would write the bare word."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int):
+        return value
+    import pandas as pd
+
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a NumPy scalar (np.float64('nan') too)
+        return json_safe(value.item())
+    return value
+
+
 def emit_json(payload: Any) -> None:
-    """Write the JSON summary (secrets redacted) to stdout."""
-    text = json.dumps(payload, ensure_ascii=False, default=str, indent=2)
+    """Write the JSON summary (secrets redacted) to stdout; always valid JSON (NaN and NaT become null)."""
+    text = json.dumps(json_safe(payload), ensure_ascii=False, default=str, indent=2, allow_nan=False)
     sys.stdout.write(logs.redact(text) + "\n")
     sys.stdout.flush()
 
 
-def fail(exc: BaseException, as_json: bool = False) -> None:
-    """Report an error without a traceback and exit with its code."""
+def fail(exc: BaseException, as_json: bool | None = None) -> None:
+    """Report an error without a traceback and exit with its code.
+
+    `as_json` None (the console script's last line of defence, `etl.cli.app.main`, for an internal error)
+    means: as JSON when `--json` is on the command line, so that `--json` callers always get JSON.
+    """
+    if as_json is None:
+        as_json = "--json" in sys.argv[1:]
     code = exc.exit_code if isinstance(exc, ErpOaError) else 1
     kind = type(exc).__name__
     message = logs.redact(str(exc))

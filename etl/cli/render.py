@@ -80,5 +80,6 @@ def summary_table(summary: SyncSummary, title: str | None = None) -> None:
     out.print(table)
     for e in summary.entities:
         if e.message:
+            message = e.message.removeprefix(f"{e.entity}: ")  # errors that name their entity already
             out.print(f"[bold]{e.entity}[/]: ", end="")
-            out.print(e.message, markup=False)
+            out.print(message, markup=False)

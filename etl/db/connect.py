@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, text
@@ -12,11 +13,35 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from etl.config.project import ConnectionConfig, mask_secrets
-from etl.errors import ConfigError, classify_db_error
+from etl.errors import ConfigError, ConfigIssue, classify_db_error
 
 _ENGINES: dict[tuple[str, bool], Engine] = {}
 _LOCK = threading.Lock()
 SQLITE_BUSY_MS = 30_000
+#: The project's names of each connection URL (`name_connections`), for error messages that name them.
+_NAMES: dict[str, tuple[str, ...]] = {}
+#: The dialect+driver names the tool is built and tested with (docs/configuration.md).
+SUPPORTED_DRIVERS = ("postgresql+psycopg", "mysql+mysqldb", "mysql+pymysql", "mssql+pyodbc", "sqlite")
+
+
+def name_connections(connections: Mapping[str, ConnectionConfig]) -> None:
+    """Remember the names a project gives its connections: errors then say `connections.target (url)`."""
+    by_url: dict[str, list[str]] = {}
+    for name, conn in connections.items():
+        by_url.setdefault(conn.sqlalchemy_url(), []).append(name)
+    with _LOCK:
+        _NAMES.update({url: tuple(names) for url, names in by_url.items()})
+
+
+def connection_names(conn: ConnectionConfig) -> list[str]:
+    """`connections.<name>` for each name the project gives this connection (see `name_connections`)."""
+    return [f"connections.{name}" for name in _NAMES.get(conn.sqlalchemy_url(), ())]
+
+
+def describe(conn: ConnectionConfig) -> str:
+    """The connection as error messages name it: `connections.target (postgresql+psycopg://u:***@host/db)`."""
+    names = connection_names(conn)
+    return f"{', '.join(names)} ({conn.display})" if names else f"connection {conn.display}"
 
 
 def dialect_of(conn: ConnectionConfig) -> str:
@@ -54,9 +79,10 @@ def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
     except Exception:
         # An unparsable URL may hide its password from mask_secrets: show only the scheme.
         scheme = re.match(r"^[A-Za-z0-9+]*", url)
-        raise ConfigError(
+        raise _engine_error(
+            conn,
             f"a connection URL starting '{scheme.group(0) if scheme else ''}' is not a valid SQLAlchemy URL "
-            "(dialect+driver://user:password@host:port/database); the value is not shown as it may hold a password"
+            "(dialect+driver://user:password@host:port/database); the value is not shown as it may hold a password",
         ) from None
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"pool_pre_ping": conn.pool_pre_ping, "connect_args": dict(conn.connect_args)}
@@ -80,9 +106,67 @@ def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
     try:
         engine = create_engine(url, hide_parameters=True, **kwargs)
     except Exception as exc:  # driver missing, bad URL options
-        raise ConfigError(f"cannot create engine for '{mask_secrets(url)}': {mask_secrets(str(exc))}") from None
+        raise _engine_error(conn, _driver_problem(parsed.drivername, exc)) from None
     _install_session_settings(engine, backend, read_only)
+    _name_errors(engine, conn)
     return engine
+
+
+def _driver_problem(drivername: str, exc: Exception) -> str:
+    """Why `create_engine` refused a URL, and the fix."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    supported = ", ".join(f"{d}://" for d in SUPPORTED_DRIVERS)
+    if isinstance(exc, NoSuchModuleError):
+        return (
+            f"'{drivername}' is not a known dialect+driver; write one of {supported} "
+            "(or give `odbc:` and `dialect:` for an ODBC connection string)"
+        )
+    if isinstance(exc, ImportError):
+        return (
+            f"the Python driver of '{drivername}' is not installed ({mask_secrets(str(exc))}); install it, "
+            f"or use one of {supported}"
+        )
+    return f"cannot create an engine: {mask_secrets(str(exc))}"
+
+
+def _engine_error(conn: ConnectionConfig, message: str) -> ConfigError:
+    """A ConfigError that names the connection (`connections.target: ...`) and shows its masked URL."""
+    names = connection_names(conn)
+    if conn.url is not None and not message.startswith("a connection URL"):  # an unparsable URL is never shown
+        message = f"{conn.display}: {message}"
+    if not names:
+        return ConfigError(message)
+    return ConfigError([ConfigIssue(file="", line=None, column=None, path=name, message=message) for name in names])
+
+
+def _name_errors(engine: Engine, conn: ConnectionConfig) -> None:
+    """Have every error of the engine (connecting included) carry the connection's name for `classify_db_error`."""
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        label = describe(conn)
+        for error in (context.sqlalchemy_exception, context.original_exception):
+            if error is not None and getattr(error, "erpoa_connection", None) is None:
+                # A C extension's exception type may have no __dict__: that one just goes unnamed.
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(error, "erpoa_connection", label)  # noqa: B010 - an attribute exceptions do not declare
+
+
+def check_engines(connections: Mapping[str, ConnectionConfig]) -> None:
+    """Create (without connecting) the engine of each connection: a ConfigError naming every connection whose
+    dialect+driver is unknown or not installed, before any data is read. ODBC connections are checked when
+    they connect (the driver manager loads the driver then)."""
+    issues: list[ConfigIssue] = []
+    for conn in connections.values():
+        if conn.kind == "odbc":  # read through pyodbc itself (`etl.db.extract`); no engine unless a target
+            continue
+        try:
+            engine_for(conn)
+        except ConfigError as exc:
+            issues.extend(i for i in exc.issues if i not in issues)
+    if issues:
+        raise ConfigError(issues)
 
 
 def _install_session_settings(engine: Engine, backend: str, read_only: bool) -> None:
@@ -112,7 +196,7 @@ def check_connection(conn: ConnectionConfig, name: str) -> None:
         with engine_for(conn).connect() as c:
             c.execute(text("SELECT 1"))
     except Exception as exc:
-        raise classify_db_error(exc, what=f"connecting to '{name}' ({conn.display})") from None
+        raise classify_db_error(exc, what="connecting", connection=f"connections.{name} ({conn.display})") from None
 
 
 def no_pad_binary_collation(engine: Engine) -> str:

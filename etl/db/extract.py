@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy, CursorFetchStrategy
 
 from etl.config.project import ConnectionConfig
-from etl.db.connect import dialect_of, engine_for
+from etl.db.connect import describe, dialect_of, engine_for
 from etl.errors import SchemaDriftError, classify_db_error
 from etl.mapping.model import SourceSpec
 
@@ -85,7 +85,9 @@ def probe_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str) ->
         with engine_for(conn, read_only=True).connect() as c:
             return list(c.execute(stmt).keys())
     except Exception as exc:
-        raise classify_db_error(exc, what=f"reading the columns of {source_name} {spec.table or 'query'}") from None
+        raise classify_db_error(
+            exc, what=f"reading the columns of {source_name} {spec.table or 'query'}", connection=describe(conn)
+        ) from None
 
 
 def check_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str, entity: str) -> dict[str, str]:
@@ -157,7 +159,7 @@ def iter_rows(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[list[
     except GeneratorExit:
         raise
     except Exception as exc:
-        raise classify_db_error(exc, what=what) from None
+        raise classify_db_error(exc, what=what, connection=describe(conn)) from None
 
 
 def stream_rows(conn: Connection, stmt: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:

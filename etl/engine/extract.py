@@ -32,7 +32,7 @@ from etl.engine.tables import (
     start_bulk_load,
     table_exists,
 )
-from etl.errors import UnmappedValueError
+from etl.errors import DataError, UnmappedValueError
 from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
 from etl.mapping.model import EntityMapping, SourceSpec
@@ -108,8 +108,8 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
         for chunk in iter_chunks(conn_cfg, request):
             chunk.columns = list(spec.columns)
             if spec.cursor and not chunk.empty:
-                top = _cursor_value(chunk[spec.cursor].max())
-                if top is not None and (max_cursor is None or top > max_cursor):
+                top = _chunk_cursor_max(chunk, spec, entity, source)
+                if top is not None and (max_cursor is None or _greater(top, max_cursor, chunk, spec, entity, source)):
                     max_cursor = top
             _extract_chunk(ctx, entity, source, chunk, writes, counts, fatal, gaps, rejects)
             del chunk
@@ -282,6 +282,72 @@ def _cursor_value(value: Any) -> Any:
         except ValueError:
             return value
     return value.item() if hasattr(value, "item") else value
+
+
+_CURSOR_KINDS = {"datetime": "timestamps", "date": "dates", "str": "text", "int": "numbers", "float": "numbers"}
+
+
+def _cursor_kind(value: Any) -> str:
+    kind = type(_cursor_value(value)).__name__
+    return _CURSOR_KINDS.get(kind, kind)
+
+
+def _chunk_cursor_max(chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str) -> Any:
+    """The chunk's greatest cursor value (as `_cursor_value`), or DataError when the cursor column mixes kinds.
+
+    A text value in a timestamp column ('yesterday' in a SQLite DATETIME) sorts after every date: taken as
+    the maximum, the watermark would make the next incremental read skip every row changed since.
+    """
+    column = chunk[spec.cursor]
+    try:
+        top = _cursor_value(column.max())
+    except TypeError:  # values that do not compare (a datetime and a str, an int and a str)
+        raise _mixed_cursor(chunk, spec, entity, source, None) from None
+    if isinstance(top, str):  # a text cursor, or a timestamp column with a text value
+        kinds = column.dropna().map(_cursor_kind)
+        if kinds.nunique() > 1:
+            raise _mixed_cursor(chunk, spec, entity, source, None)
+    return top
+
+
+def _greater(top: Any, current: Any, chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str) -> bool:
+    """`top > current` for the cursor maxima of two chunks; DataError when they are of different kinds."""
+    try:
+        return bool(top > current)
+    except TypeError:
+        raise _mixed_cursor(chunk, spec, entity, source, earlier=current) from None
+
+
+def _mixed_cursor(
+    chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str, earlier: Any | None = None
+) -> DataError:
+    """The DataError for cursor values of another kind than the column's others, with samples and their rows' ids.
+
+    The column's kind is taken to be its values' most common kind other than text (text in a timestamp or
+    number column is the odd one out); `earlier` is the maximum of the chunks before, when the clash is
+    between chunks.
+    """
+    assert spec.cursor is not None
+    values = chunk[spec.cursor]
+    kinds = values.map(lambda v: None if v is None or v is pd.NaT or pd.isna(v) else _cursor_kind(v))
+    present = kinds.dropna()
+    if earlier is not None:
+        present = pd.concat([present, pd.Series([_cursor_kind(earlier)])], ignore_index=True)
+    typed = present[present != "text"]
+    expected = str((typed if not typed.empty else present).mode().iloc[0])
+    bad = kinds.notna() & (kinds != expected)
+    odd = [repr(v) for v in values[bad].drop_duplicates().head(5)]
+    if earlier is not None and _cursor_kind(earlier) != expected:
+        odd.insert(0, repr(earlier))
+    id_col = spec.id[0] if spec.id and spec.id[0] in chunk.columns else None
+    ids = [str(v) for v in chunk.loc[bad, id_col].head(5)] if id_col else []
+    where = f" (rows with {id_col} {', '.join(ids)})" if ids else ""
+    return DataError(
+        f"{entity}: the cursor column {spec.cursor} of source '{source}' holds value(s) that are not {expected} like "
+        f"the others: {', '.join(odd)}{where}. The watermark (where the next incremental read starts) cannot be "
+        "computed from them. Correct these values in the source (or choose a cursor column of one type) and "
+        "rerun; nothing was published and the watermark is unchanged."
+    )
 
 
 #: Rejected rows collected over chunks before they are written to the quarantine in one transaction:

@@ -20,15 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from etl import faults
-from etl.config.project import ProjectConfig
-from etl.db.connect import engine_for
+from etl.config.project import ConnectionConfig, ProjectConfig
+from etl.db.connect import check_engines, describe, engine_for, name_connections
 from etl.engine import build, extract, prebuild, publish
 from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
 from etl.engine.sweep import Staged
 from etl.errors import ErpOaError, LockedError, classify_db_error
-from etl.mapping.loader import MappingSet, load_mappings
+from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, run_entities_origin
 from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
 
@@ -86,23 +86,36 @@ class SyncSummary:
         return out
 
 
-def open_store(config: ProjectConfig, *, dry_run: bool = False) -> Store:
+def open_store(config: ProjectConfig, *, dry_run: bool = False, retry: bool = False) -> Store:
     """The reconciliation store of the project, migrated to the current schema.
 
     A dry run writes nothing: when the store was never created, it reads an empty
-    in-memory one instead of creating the tables.
+    in-memory one instead of creating the tables. With `retry` (a sync), an unavailable
+    store is retried with the run's `retries` and backoff like any other database work;
+    without it (read-only commands such as `status`) the first failure is reported.
     """
     conn = config.connection("recon")
+    name_connections(config.connections)
     store = Store(engine_for(conn))
-    try:
+
+    def migrated() -> Store:
         if dry_run:
             if store_schema.is_initialised(store.engine):
                 return store
-            store = Store(create_engine("sqlite://", poolclass=StaticPool))
+            empty = Store(create_engine("sqlite://", poolclass=StaticPool))
+            empty.migrate()
+            return empty
         store.migrate()
+        return store
+
+    what = "opening the reconciliation store"
+    try:
+        if retry:
+            settings = config.run
+            return with_retries(migrated, what=what, retries=settings.retries, backoff=settings.retry_backoff_seconds)
+        return migrated()
     except SQLAlchemyError as exc:  # unreachable or unwritable: a classified error, not a traceback
-        raise classify_db_error(exc, what=f"opening the reconciliation store ({conn.display})") from None
-    return store
+        raise classify_db_error(exc, what=what, connection=describe(conn)) from None
 
 
 def load_project_mappings(config: ProjectConfig) -> MappingSet:
@@ -302,9 +315,14 @@ def run_sync(
     skips the keys-only deletion sweep of incremental reads for this run.
     """
     mappings = mappings or load_project_mappings(config)
-    names = mappings.order(entities or config.run.entities)
+    if entities:
+        names = mappings.order(entities, origin=COMMAND_LINE)
+    else:
+        names = mappings.order(config.run.entities, origin=run_entities_origin(config.config_path))
     check_suites(config, mappings, names)
-    store = open_store(config, dry_run=dry_run)
+    name_connections(config.connections)
+    check_engines(used_connections(config, mappings, names))
+    store = open_store(config, dry_run=dry_run, retry=True)
     ctx = SyncContext(
         config=config,
         mappings=mappings,
@@ -324,31 +342,12 @@ def run_sync(
     results: list[EntityResult] = []
     failed: set[str] = set()
     locked: list[str] = []
-    for name in names:
-        blocked = [d for d in mappings.entity(name).dependencies if d in failed]
-        if blocked:
-            res = EntityResult(entity=name, status="skipped", message=f"skipped: {', '.join(blocked)} failed")
-            failed.add(name)
-            results.append(res)
-            record(ctx, res)
-            continue
-        try:
-            res = sync_entity(ctx, name, hooks)
-        except ErpOaError as exc:
-            res = EntityResult(
-                entity=name,
-                status="failed",
-                message=redact(str(exc), config),
-                error=type(exc).__name__,
-                exit_code=exc.exit_code,
-            )
-            failed.add(name)
-            log.error("%s", res.message)
-            if isinstance(exc, LockedError):
-                locked.append(res.message or "")
-        results.append(res)
-        record(ctx, res)
-        faults.point("entity.recorded")
+    try:
+        _sync_all(ctx, names, hooks, results, failed, locked)
+    except BaseException as exc:  # a bug or an interrupt: the run is recorded as failed, never left `running`
+        if not dry_run:
+            _record_crash(ctx, results, names, exc)
+        raise
     status = "success" if not failed else ("failed" if len(failed) == len(names) else "partial")
     if dry_run:
         status = "planned" if not failed else status
@@ -372,6 +371,72 @@ def run_sync(
     return summary, ctx
 
 
+def _sync_all(
+    ctx: SyncContext,
+    names: list[str],
+    hooks: Iterable[Callable[[SyncContext, str, EntityResult], None]],
+    results: list[EntityResult],
+    failed: set[str],
+    locked: list[str],
+) -> None:
+    """Sync each entity in order, into `results`; a failed one into `failed` (and `locked`), its dependants skipped."""
+    for name in names:
+        blocked = [d for d in ctx.mappings.entity(name).dependencies if d in failed]
+        if blocked:
+            res = EntityResult(entity=name, status="skipped", message=f"skipped: {', '.join(blocked)} failed")
+            failed.add(name)
+            results.append(res)
+            record(ctx, res)
+            continue
+        try:
+            res = sync_entity(ctx, name, hooks)
+        except ErpOaError as exc:
+            res = EntityResult(
+                entity=name,
+                status="failed",
+                message=redact(str(exc), ctx.config),
+                error=type(exc).__name__,
+                exit_code=exc.exit_code,
+            )
+            failed.add(name)
+            log.error("%s", res.message)
+            if isinstance(exc, LockedError):
+                locked.append(res.message or "")
+        results.append(res)
+        record(ctx, res)
+        faults.point("entity.recorded")
+
+
+def _record_crash(ctx: SyncContext, results: list[EntityResult], names: list[str], exc: BaseException) -> None:
+    """Record the entity that raised `exc` (not an ErpOaError: a bug, or an interrupt) and the run as failed.
+
+    Best effort: the store may be what failed; the original exception is what the caller raises.
+    """
+    kind = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "internal error"
+    message = redact(f"{kind}: {type(exc).__name__}: {exc}".splitlines()[0], ctx.config)
+    done = {r.entity for r in results}
+    current = next((n for n in names if n not in done), None)
+    try:
+        if current is not None:
+            record(ctx, EntityResult(entity=current, status="failed", message=message, error=type(exc).__name__,
+                                     exit_code=1))
+        ctx.store.finish_run(ctx.run_id, "failed", message)
+    except Exception as store_exc:  # never hide the original error behind the store's
+        log.error("could not record run %s as failed: %s", ctx.run_id, store_exc)
+
+
+def used_connections(
+    config: ProjectConfig, mappings: MappingSet, names: Iterable[str]
+) -> dict[str, ConnectionConfig]:
+    """The connections the sync of `names` reads and writes (each source's, the target, the store), by name."""
+    used = {"recon"}
+    for name in names:
+        mapping = mappings.entity(name)
+        used.add(mapping.target.connection)
+        used.update(spec.connection or source for source, spec in mapping.sources.items())
+    return {n: config.connections[n] for n in sorted(used) if n in config.connections}
+
+
 def check_suites(config: ProjectConfig, mappings: MappingSet, names: Iterable[str]) -> None:
     """Validate the entities' expectation suites before any data is read (ConfigError with every issue)."""
     from etl.errors import ConfigError
@@ -387,7 +452,7 @@ def check_suites(config: ProjectConfig, mappings: MappingSet, names: Iterable[st
     issues = []
     for name, path in present.items():
         try:
-            load_suite(path, list(wanted[name].fields))
+            load_suite(path, list(wanted[name].fields), mappings.code_tables)
         except ConfigError as exc:
             issues.extend(exc.issues)
     if issues:
@@ -409,9 +474,8 @@ def build_data_docs(ctx: SyncContext) -> None:
 
 
 def redact(text: str, config: ProjectConfig) -> str:
-    """Remove every connection secret from `text`."""
+    """Remove every connection secret from `text` (by the rules of `etl.logs.RedactingFilter.redact`)."""
     from etl.config.project import mask_secrets
+    from etl.logs import redact_with
 
-    for secret in config.secrets():
-        text = text.replace(secret, "***")
-    return mask_secrets(text)
+    return mask_secrets(redact_with(text, config.secrets()))

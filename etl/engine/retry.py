@@ -27,8 +27,7 @@ def with_retries(
                 raise
             if attempt >= retries:
                 error = classify_db_error(exc, what=what)
-                detail = str(error).removesuffix("; will be retried")
-                raise type(error)(f"{detail} (gave up after {retries} retries)") from None
+                raise type(error)(f"{error} (gave up after {retries} retries)") from None
             delay = backoff * (2**attempt)
             log.warning(
                 "%s: transient error, retry %d/%d in %.1fs: %s",

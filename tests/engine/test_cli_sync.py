@@ -107,3 +107,15 @@ def test_an_invalid_option_value_is_a_usage_error(args: list[str]) -> None:
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 2, done.output
     assert "Invalid value" in done.output and "internal error" not in done.output
+
+
+@pytest.mark.unit
+def test_the_summary_names_a_failed_entity_once() -> None:
+    from etl.cli.common import out
+    from etl.cli.render import summary_table
+
+    gate = EntityResult("employee", status="failed", message="employee: quality gate refused to publish: 3 rows")
+    with out.capture() as captured:
+        summary_table(SyncSummary("r", "full", "v", "failed", [gate], 1.0))
+    assert "employee: quality gate refused to publish: 3 rows" in captured.get()
+    assert "employee: employee:" not in captured.get()

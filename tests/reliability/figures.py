@@ -100,6 +100,29 @@ FOUND = [
      'the same gate or integrity finding of a golden record stayed open twice when the golden record '
      'was built from other sources the next time',
      'a newer finding of the same golden key and rule supersedes the older one'),
+    ('review',
+     'a password holding a raw `@` after a `/` got past the load-time check and leaked its tail into '
+     'messages, logs and the store; a literal password hidden in a `${VAR:-default}`, beside a variable '
+     'or in `connect_args` was accepted; a one-character password turned every `1` of `--json` into `***`',
+     'such URLs and literal passwords are refused at load; short secrets are masked only where they '
+     'stand as a password (`tests/config/test_secret_rules.py`)'),
+    ('review',
+     '`erpoa sync` exited 1 for every failed entity although exit codes 3, 4 and 6 were documented; '
+     '`erpoa plan` exited 0 with failed entities',
+     'both exit with the first failed entity\'s code; `--json` names each failed entity\'s error '
+     '(`tests/engine/test_cli_sync.py`)'),
+    ('review',
+     'an unparseable cursor value crashed the run with an internal error and left it `running` for ever',
+     'a data error naming the column, the values and their ids; any crash records the run as failed '
+     '(`tests/engine/test_error_handling.py`)'),
+    ('review',
+     '`erpoa quarantine retry` refused to publish a repaired row because the replayed rows still bad '
+     'counted against `max_quarantined_pct`',
+     'the gate counts only records a replay quarantines anew (`tests/engine/test_quarantine_replay.py`)'),
+    ('review',
+     'a duplicate YAML key hid every other error of its file; a file that failed to load made its '
+     'references look missing elsewhere',
+     'all of a file\'s errors in one round, and no follow-on "not found" (`tests/mapping/test_all_issues_at_once.py`)'),
 ]
 
 LIMITS = """\

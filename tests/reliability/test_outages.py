@@ -289,3 +289,38 @@ def test_dropped_connection_is_retried_then_succeeds_or_gives_up_cleanly(
         outcome=outcome,
         seconds=round(seconds, 1),
     )
+
+
+@pytest.mark.parametrize(
+    "recon",
+    [pytest.param("postgresql+psycopg://root@127.0.0.1:1/test", marks=pytest.mark.postgres, id="postgres"),
+     pytest.param("mysql+pymysql://root@127.0.0.1:1/test", marks=pytest.mark.mariadb, id="mariadb")],
+)
+def test_an_unreachable_store_is_retried_with_backoff_then_gives_up_cleanly(
+    recon: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is database work like any other: a sync retries opening it with the run's backoff, and the
+    final message names the connection and never promises a retry that will not come."""
+    urls = {"erp": f"sqlite:///{tmp_path / 'erp.db'}", "oa": f"sqlite:///{tmp_path / 'oa.db'}",
+            "target": f"sqlite:///{tmp_path / 'target.db'}", "recon": recon}
+    execute_sql(urls["erp"], "CREATE TABLE erp_item (id INTEGER PRIMARY KEY, code VARCHAR(20), name VARCHAR(100), "
+                             "price NUMERIC(12, 2), note VARCHAR(400), modified TIMESTAMP)")
+    config = load_project(write_tiny_project(tmp_path / "project", urls, {"item": MAPPING.format(filter="1=1")},
+                                             retries=RETRIES, backoff=BACKOFF))
+    sleeps: list[float] = []
+
+    def recording_retries(fn: Callable[[], Any], **kwargs: Any) -> Any:
+        return with_retries(fn, sleep=sleeps.append, **kwargs)
+
+    monkeypatch.setattr(pipeline, "with_retries", recording_retries)
+    with pytest.raises(SourceUnavailableError) as caught:
+        run_sync(config)
+    message = str(caught.value)
+    assert sleeps == [BACKOFF * 2**i for i in range(RETRIES)]
+    assert message.startswith("opening the reconciliation store: connections.recon ("), message
+    assert message.endswith(f"(gave up after {RETRIES} retries)") and "will be retried" not in message
+    sleeps.clear()
+    with pytest.raises(SourceUnavailableError) as caught:
+        open_store(config)  # read-only commands (`status`): the first failure, no retry claimed
+    assert sleeps == [] and "will be retried" not in str(caught.value) and "gave up" not in str(caught.value)
+    dispose_all()
