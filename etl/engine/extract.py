@@ -303,9 +303,10 @@ def _chunk_cursor_max(chunk: pd.DataFrame, spec: SourceSpec, entity: str, source
         top = _cursor_value(column.max())
     except TypeError:  # values that do not compare (a datetime and a str, an int and a str)
         raise _mixed_cursor(chunk, spec, entity, source, None) from None
-    if isinstance(top, str):  # a text cursor, or a timestamp column with a text value
-        kinds = column.dropna().map(_cursor_kind)
-        if kinds.nunique() > 1:
+    if isinstance(top, str):  # a text cursor, or timestamps (SQLite keeps them as text) beside a value that is not
+        present = column.dropna()
+        mixed = pd.api.types.infer_dtype(present, skipna=True) != "string"
+        if mixed or pd.to_datetime(present, errors="coerce", format="ISO8601").notna().any():
             raise _mixed_cursor(chunk, spec, entity, source, None)
     return top
 
