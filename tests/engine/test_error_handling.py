@@ -24,25 +24,18 @@ from typer.testing import CliRunner
 from etl.cli import app as cli_app
 from etl.cli.app import app
 from etl.cli.common import emit_json
-from etl.cli.demo_cmd import write_project
 from etl.config.project import load_project
 from etl.db.connect import dispose_all
-from etl.demo.generate import DemoSize, build_demo
 from etl.engine import extract, pipeline
 from etl.engine.pipeline import open_store
+from tests.helpers.project import tiny_sqlite_project
 
 pytestmark = pytest.mark.sqlite
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    build_demo(
-        f"sqlite:///{tmp_path / 'erp.db'}",
-        f"sqlite:///{tmp_path / 'oa.db'}",
-        DemoSize(departments=8, employees=30, requisitions=10, contracts=5),
-        seed=5,
-    )
-    path = write_project(tmp_path)
+    path = tiny_sqlite_project(tmp_path)
     mapping = tmp_path / "mappings" / "employee.yaml"  # 30 employees: the demo's few bad rows exceed its 10%
     body = mapping.read_text(encoding="utf-8")
     mapping.write_text(body.replace("max_quarantined_pct: 10", "max_quarantined_pct: 100"), encoding="utf-8")

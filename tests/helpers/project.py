@@ -14,6 +14,13 @@ from etl.config.project import ProjectConfig, load_project
 from etl.demo.generate import DemoSize, build_demo
 
 SMALL = DemoSize(departments=12, employees=120, requisitions=80, contracts=30)
+TINY = DemoSize(departments=8, employees=30, requisitions=10, contracts=5)
+
+
+def tiny_sqlite_project(folder: Path) -> Path:
+    """A demo project of `TINY` size on SQLite in `folder` (seed 5); returns its erpoa.yaml."""
+    build_demo(f"sqlite:///{folder / 'erp.db'}", f"sqlite:///{folder / 'oa.db'}", TINY, seed=5)
+    return write_project(folder)
 
 BACKENDS = [
     pytest.param("sqlite", marks=pytest.mark.sqlite),

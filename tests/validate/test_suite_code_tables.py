@@ -9,11 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from etl.cli.app import app
-from etl.cli.demo_cmd import write_project
 from etl.config.project import load_project
-from etl.demo.generate import DemoSize, build_demo
 from etl.engine.pipeline import run_sync
 from etl.errors import ConfigError
+from tests.helpers.project import tiny_sqlite_project
 
 pytestmark = pytest.mark.sqlite
 
@@ -25,13 +24,7 @@ TYPO = {
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    build_demo(
-        f"sqlite:///{tmp_path / 'erp.db'}",
-        f"sqlite:///{tmp_path / 'oa.db'}",
-        DemoSize(departments=8, employees=30, requisitions=10, contracts=5),
-        seed=5,
-    )
-    return write_project(tmp_path)
+    return tiny_sqlite_project(tmp_path)
 
 
 def _add_typo(project: Path) -> tuple[Path, int]:
