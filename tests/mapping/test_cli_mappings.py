@@ -182,3 +182,13 @@ def test_an_unknown_entity_argument_is_named_as_such(args: list[str], tmp_path: 
     code, _, err = invoke(*args, "--config", str(config))
     assert code == 2, err
     assert "command-line argument ENTITY: unknown entity 'employe'; did you mean 'employee'?" in " ".join(err.split())
+
+
+@pytest.mark.unit
+def test_check_reports_an_unknown_entity_in_run_entities(tmp_path: Path) -> None:
+    config = write_project(tmp_path, sqlite_urls(tmp_path))
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("run:\n", "run:\n  entities: [department, employe]\n", 1), encoding="utf-8")
+    code, _, err = invoke("mappings", "check", "--config", str(config))
+    assert code == 2, err
+    assert f"{config} run.entities: unknown entity 'employe'; did you mean 'employee'?" in " ".join(err.split())
