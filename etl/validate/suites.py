@@ -350,69 +350,34 @@ def with_lines(issues: Sequence[ConfigIssue], text: str) -> list[ConfigIssue]:
 
     A path that goes deeper than the document (a missing kwarg) takes the line of its
     nearest existing parent; issues that already have a line or have no path keep theirs.
+    The positions come from `etl.yamlio`'s SourceMap: JSON is YAML, and valid JSON holds tabs
+    only as whitespace, which YAML does not indent with, so they are read as spaces.
     """
     import dataclasses
 
-    lines = _json_lines(text)
+    from etl.yamlio import parse_yaml
+
+    try:
+        _, smap = parse_yaml(text.replace("\t", " "), "")
+    except ConfigError:  # best effort: the document was parsed as JSON already, so this should not happen
+        return list(issues)
     out = []
     for issue in issues:
         located = issue
         if issue.line is None and issue.path:
             parts = tuple(int(m[1]) if m[1] else m[2] for m in _PATH_PART.finditer(issue.path))
-            line = next((lines[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in lines), None)
+            line = next(
+                (
+                    table[parts[:n]][0]
+                    for n in range(len(parts), 0, -1)
+                    for table in (smap.keys, smap.values)
+                    if parts[:n] in table
+                ),
+                None,
+            )
             located = dataclasses.replace(issue, line=line)
         out.append(located)
     return out
-
-
-def _json_lines(text: str) -> dict[tuple[str | int, ...], int]:
-    """The line of every member key and array element of a valid JSON document, by path.
-
-    `json` reports positions only for syntax errors, so the text is walked again; keys and
-    scalars are read with the decoder's `raw_decode`. Best effort: an empty result for
-    anything unexpected (the document was already parsed, so nothing is).
-    """
-    import bisect
-
-    decoder = json.JSONDecoder()
-    breaks = [i for i, ch in enumerate(text) if ch == "\n"]
-    lines: dict[tuple[str | int, ...], int] = {}
-
-    def line_of(pos: int) -> int:
-        return bisect.bisect_left(breaks, pos) + 1
-
-    def skip(pos: int) -> int:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        return pos
-
-    def walk(pos: int, path: tuple[str | int, ...]) -> int:
-        pos = skip(pos)
-        opening = text[pos : pos + 1]
-        if opening not in ("{", "["):
-            return decoder.raw_decode(text, pos)[1]
-        closing = "}" if opening == "{" else "]"
-        pos = skip(pos + 1)
-        index = 0
-        while text[pos] != closing:
-            if opening == "{":
-                key, after = decoder.raw_decode(text, pos)
-                lines[(*path, key)] = line_of(pos)
-                pos = walk(skip(after) + 1, (*path, key))  # past the ':'
-            else:
-                lines[(*path, index)] = line_of(pos)
-                pos = walk(pos, (*path, index))
-                index += 1
-            pos = skip(pos)
-            if text[pos] == ",":
-                pos = skip(pos + 1)
-        return pos + 1
-
-    try:
-        walk(0, ())
-    except (ValueError, IndexError, RecursionError):
-        return {}
-    return lines
 
 
 # --- run-time injection ----------------------------------------------------------------
