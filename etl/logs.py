@@ -17,7 +17,9 @@ _URL_PASSWORD = re.compile(r"([a-z0-9+.-]+://[^:/@\s\"]*):([^\s\"]+)@", re.I)
 _ODBC_PASSWORD = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})(\{[^}\"]*\}|[^;\s\"\\]*)")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _NUMBER_LIKE = re.compile(r"[\d\s.,:;/+\-]*")
-_PASSWORD_KEY = r"(?i:[\w-]*(?:passw|pwd|secret|token)[\w-]*)[\"']?\s*[:=]\s*[\"']?"
+#: What names a password-like key (`password`, `passwd`, `pwd`, `sslpassword`, `access_token` ...).
+SECRET_KEY_WORDS = "passw|pwd|secret|token"
+_PASSWORD_KEY = rf"(?i:[\w-]*(?:{SECRET_KEY_WORDS})[\w-]*)[\"']?\s*[:=]\s*[\"']?"
 MASK = "***"
 #: secrets at least this long (and not made of digits) are masked wherever they appear
 PLAIN_MIN = 8
@@ -34,6 +36,11 @@ def _matcher(secret: str) -> re.Pattern[str] | None:
         return re.compile(rf"()(?<![\w\\]){re.escape(secret)}(?!\w)")
     return re.compile(rf"({_PASSWORD_KEY}){re.escape(secret)}(?!\w)")
 
+
+
+def mask_url_passwords(text: str) -> str:
+    """Every URL's password in `text` (`scheme://user:password@`) as `***`, up to the last '@' of the word."""
+    return _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
 
 class RedactingFilter(logging.Filter):
     """Replace secrets (and any password in a URL or ODBC string) in log records."""
@@ -96,7 +103,7 @@ class RedactingFilter(logging.Filter):
                 text = text.replace(secret, MASK)
             elif secret in text:
                 text = matcher.sub(lambda m: m.group(1) + MASK, text)
-        text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+        text = mask_url_passwords(text)
         return _ODBC_PASSWORD.sub(lambda m: f"{m.group(1)}={MASK}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from etl import settings
 from etl.errors import ConfigError, ConfigIssue
+from etl.logs import SECRET_KEY_WORDS, mask_url_passwords
 from etl.yamlio import SourceMap, load_yaml, sort_issues, validate_model
 
 REQUIRED_CONNECTIONS = ("erp", "oa", "target", "recon")
@@ -26,7 +27,7 @@ _WHOLE_PASSWORD_IN_URL = re.compile(r"^[a-z0-9+.-]+://[^:/@]*:(?P<pw>.*)@[^@]*$"
 # A `${VAR}` reference is not a secret: leave it readable (e.g. in the examples of messages).
 _PASSWORD_IN_ODBC = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})(\{[^}]*\}|[^;]*)")
 #: keys of `connect_args` (and of a URL's query) whose values are secrets: password, passwd, pwd, sslpassword ...
-SECRET_KEY = re.compile(r"(?i)passw|pwd|secret|token")
+SECRET_KEY = re.compile(rf"(?i){SECRET_KEY_WORDS}")
 _ONE_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 # The password of a URL or ODBC string as written in the file, `${...}` references kept whole (a default may hold
 # '@', ';' or '}'): SQLAlchemy takes the URL's password up to the first '@'.
@@ -100,9 +101,8 @@ class ConnectionConfig(Strict):
         """
         raw = self.url.get_secret_value() if self.url else (self.odbc.get_secret_value() if self.odbc else "")
         found = [m.group("pw") for m in (_PASSWORD_IN_URL.match(raw), _WHOLE_PASSWORD_IN_URL.match(raw)) if m]
-        if self.url is not None and "?" in raw:
-            pairs = (pair.partition("=") for pair in raw.split("?", 1)[1].split("#", 1)[0].split("&"))
-            found += [value for key, _, value in pairs if SECRET_KEY.search(key)]
+        if self.url is not None:
+            found += _query_passwords(raw)
         # An ODBC string inside a URL (`?odbc_connect=...PWD%3D...`) is URL-encoded.
         found += [m.group(2).strip("{}") for text in {raw, unquote_plus(raw)} for m in _PASSWORD_IN_ODBC.finditer(text)]
         found += [str(value) for _, value in _secret_values(self.connect_args, ()) if value not in (None, "")]
@@ -111,9 +111,7 @@ class ConnectionConfig(Strict):
 
 def mask_secrets(text: str) -> str:
     """Mask passwords in URLs (`user:***@`) and ODBC strings (`PWD=***`)."""
-    # Up to the last '@' of the word: a password holding a raw '@' is masked whole.
-    text = re.sub(r"([a-z0-9+.-]+://[^:/@\s\"]*):([^\s\"]+)@", r"\1:***@", text, flags=re.I)
-    return _PASSWORD_IN_ODBC.sub(lambda m: f"{m.group(1)}=***", text)
+    return _PASSWORD_IN_ODBC.sub(lambda m: f"{m.group(1)}=***", mask_url_passwords(text))
 
 
 class RunSettings(Strict):
@@ -221,12 +219,8 @@ def _password_parts(value: str) -> list[str]:
     url = _TEMPLATE_URL_PASSWORD.match(value)
     if url and url.group("pw"):
         parts.append(url.group("pw"))
-    if "://" in value and "?" in value:
-        query = value.split("?", 1)[1].split("#", 1)[0]
-        for pair in query.split("&"):
-            key, sep, val = pair.partition("=")
-            if sep and val and SECRET_KEY.search(key):
-                parts.append(val)
+    if "://" in value:
+        parts += _query_passwords(value)
     for odbc in _TEMPLATE_ODBC_PASSWORD.finditer(value):
         pw = odbc.group("pw").strip()
         pw = pw[1:-1] if pw.startswith("{") and pw.endswith("}") else pw
@@ -235,6 +229,14 @@ def _password_parts(value: str) -> list[str]:
     for default in re.findall(r"\$\{[A-Za-z_]\w*:-([^}]*)\}", value):
         parts += _password_parts(default)
     return parts
+
+
+def _query_passwords(url: str) -> list[str]:
+    """The values of a URL's password-like query parameters (`?password=...`), as written."""
+    if "?" not in url:
+        return []
+    pairs = (pair.partition("=") for pair in url.split("?", 1)[1].split("#", 1)[0].split("&"))
+    return [value for key, sep, value in pairs if sep and value and SECRET_KEY.search(key)]
 
 
 def _secret_values(data: Any, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], Any]]:
