@@ -208,31 +208,56 @@ def is_transient_db_error(exc: BaseException) -> bool:
     return any(fragment in text for fragment in _TRANSIENT_TEXT)
 
 
-#: (patterns of the driver's message, MySQL error codes, the fix), first match wins.
-_FIXES: tuple[tuple[tuple[str, ...], frozenset[int], str], ...] = (
+#: (patterns of the driver's message, MySQL error codes, the fix, whether the fix is in the connection's own
+#: settings), first match wins. A wrong user, password, database name or SQLite path is a configuration error
+#: (exit 2) like a wrong host; missing grants are the server's to fix (exit 1).
+_FIXES: tuple[tuple[tuple[str, ...], frozenset[int], str, bool], ...] = (
     (
         ("password authentication failed", "access denied", "no pg_hba.conf entry", 'role ".*" does not exist',
          "login failed"),
         frozenset({1044, 1045, 1698}),
         "check the user and password of this connection (the password belongs in an environment variable, "
         "${VAR}) and that the server grants this user access to the database from this host",
+        True,
     ),
     (
         ('database ".*" does not exist', "unknown database", "cannot open database"),
         frozenset({1049}),
         "create the database, or fix the database name at the end of this connection's URL",
+        True,
     ),
     (
         ("unable to open database file",),
         frozenset(),
         "the folder of this SQLite file must exist and be writable by this user; create it or fix the path",
+        True,
     ),
     (
         ("permission denied", "command denied"),
         frozenset({1142, 1227}),
         "grant this connection's user the rights the sync needs (docs/security.md)",
+        False,
     ),
 )
+
+
+def _settings_fix(exc: BaseException, text: str, code: int | None) -> tuple[str, bool] | None:
+    """The first `_FIXES` entry the error matches: its fix and whether the connection's settings are wrong."""
+    for patterns, codes, fix, in_settings in _FIXES:
+        if code in codes or any(re.search(pattern, text) for pattern in patterns):
+            return fix, in_settings
+    return None
+
+
+def is_connection_settings_error(exc: BaseException) -> bool:
+    """True when a database error says the connection's own settings are wrong: an ODBC driver that is not
+    installed, a host DNS does not know, a wrong user or password, a database or SQLite folder that does not
+    exist. Such an error is a ConfigError (exit 2): the fix is in the configuration, and no retry heals it."""
+    text = _driver_text(exc)
+    if is_missing_driver(exc) or _unknown_host(exc, text):
+        return True
+    found = _settings_fix(exc, text, _mysql_code(exc))
+    return found is not None and found[1]
 
 
 def connection_fix(exc: BaseException) -> str | None:
@@ -247,9 +272,9 @@ def connection_fix(exc: BaseException) -> str | None:
         )
     if _unknown_host(exc, text):
         return "the host name of this connection is not known to DNS: fix the host in its URL"
-    for patterns, codes, fix in _FIXES:
-        if code in codes or any(re.search(pattern, text) for pattern in patterns):
-            return fix
+    found = _settings_fix(exc, text, code)
+    if found is not None:
+        return found[0]
     unreachable = ("refused", "could not connect", "can't connect", "timed out", "timeout expired")
     if is_transient_db_error(exc) and any(f in text for f in unreachable):
         return "check that the database server is running and reachable at the host and port of this connection"
@@ -262,9 +287,10 @@ def classify_db_error(exc: BaseException, *, what: str, connection: str | None =
     `what` says what was being done ("extracting employee from erp"); `connection` names the
     connection with its masked URL (`connections.target (postgresql+psycopg://...)`), else the one
     `etl.db.connect` attached to the error, if any. The message ends with the fix where one is known
-    and never promises a retry: callers that retry say so in their own log lines. A missing ODBC driver
-    is a ConfigError (exit 2), never retried. Connection URLs in the driver message are masked by the
-    caller's redaction.
+    and never promises a retry: callers that retry say so in their own log lines. A missing ODBC driver,
+    an unknown host, a wrong user or password and a missing database or SQLite folder are ConfigErrors
+    (exit 2, `is_connection_settings_error`), never retried. Connection URLs in the driver message are
+    masked by the caller's redaction.
     """
     if isinstance(exc, ErpOaError):
         return exc
@@ -275,6 +301,8 @@ def classify_db_error(exc: BaseException, *, what: str, connection: str | None =
     tail = f"; {fix}" if fix else ""
     if is_missing_driver(exc):
         return ConfigError(f"{head}: driver not found ({detail}){tail}")
+    if is_connection_settings_error(exc):
+        return ConfigError(f"{head}: {detail}{tail}")
     if is_transient_db_error(exc):
         return SourceUnavailableError(f"{head}: database unavailable ({detail}){tail}")
     return TerminalError(f"{head}: {detail}{tail}")

@@ -6,6 +6,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, text
@@ -13,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from etl.config.project import ConnectionConfig, mask_secrets
-from etl.errors import ConfigError, ConfigIssue, classify_db_error
+from etl.errors import ConfigError, ConfigIssue, classify_db_error, connection_fix, is_connection_settings_error
 
 _ENGINES: dict[tuple[str, bool], Engine] = {}
 _LOCK = threading.Lock()
@@ -153,20 +154,52 @@ def _name_errors(engine: Engine, conn: ConnectionConfig) -> None:
                     setattr(error, "erpoa_connection", label)  # noqa: B010 - an attribute exceptions do not declare
 
 
-def check_engines(connections: Mapping[str, ConnectionConfig]) -> None:
-    """Create (without connecting) the engine of each connection: a ConfigError naming every connection whose
-    dialect+driver is unknown or not installed, before any data is read. ODBC connections are checked when
-    they connect (the driver manager loads the driver then)."""
+def check_engines(connections: Mapping[str, ConnectionConfig], *, connect: bool = False) -> None:
+    """Create the engine of each connection (by name): a ConfigError naming every connection whose dialect+driver
+    is unknown or not installed, before any data is read. ODBC connections are checked when they connect (the
+    driver manager loads the driver then).
+
+    With `connect`, each server is also asked for a connection (SQLite: its file's folder must exist), so that
+    settings the server refuses (a host DNS does not know, a wrong user or password, a database that does not
+    exist) are reported with the rest, before the run writes anything. A server that does not answer is left to
+    the run's retries.
+    """
     issues: list[ConfigIssue] = []
-    for conn in connections.values():
+    for name, conn in connections.items():
         if conn.kind == "odbc":  # read through pyodbc itself (`etl.db.extract`); no engine unless a target
             continue
         try:
-            engine_for(conn)
+            engine = engine_for(conn)
         except ConfigError as exc:
             issues.extend(i for i in exc.issues if i not in issues)
+            continue
+        refused = _refused_settings(engine, conn) if connect else None
+        if refused is not None:
+            issues.append(ConfigIssue(file="", line=None, column=None, path=f"connections.{name}",
+                                      message=f"{conn.display}: {refused}"))
     if issues:
         raise ConfigError(issues)
+
+
+def _refused_settings(engine: Engine, conn: ConnectionConfig) -> str | None:
+    """Why the server refuses this connection's settings (the driver's words and the fix), or None."""
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        folder = Path(database).expanduser().parent
+        if folder.is_dir():
+            return None
+        return f"the folder {folder} of this SQLite file does not exist; create it or fix the path"
+    try:
+        with engine_for(conn, read_only=True).connect() as c:
+            c.execute(text("SELECT 1"))
+    except Exception as exc:
+        if not is_connection_settings_error(exc):
+            return None
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return f"{mask_secrets(detail)}; {connection_fix(exc)}"
+    return None
 
 
 def _install_session_settings(engine: Engine, backend: str, read_only: bool) -> None:

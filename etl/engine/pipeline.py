@@ -321,7 +321,7 @@ def run_sync(
         names = mappings.order(config.run.entities, origin=run_entities_origin(config.config_path))
     check_suites(config, mappings, names)
     name_connections(config.connections)
-    check_engines(used_connections(config, mappings, names))
+    check_engines(used_connections(config, mappings, names), connect=True)
     store = open_store(config, dry_run=dry_run, retry=True)
     ctx = SyncContext(
         config=config,

@@ -56,7 +56,7 @@ def test_postgres_refused_is_transient_and_names_the_connection() -> None:
 @pytest.mark.postgres
 def test_postgres_missing_database_is_terminal_with_a_fix() -> None:
     error, message = _classified("postgresql+psycopg://root@127.0.0.1:5432/fixerr_no_such_db")
-    assert type(error) is TerminalError
+    assert isinstance(error, ConfigError) and error.exit_code == 2
     assert 'database "fixerr_no_such_db" does not exist' in message
     assert "create the database, or fix the database name" in message
 
@@ -64,14 +64,14 @@ def test_postgres_missing_database_is_terminal_with_a_fix() -> None:
 @pytest.mark.postgres
 def test_postgres_unknown_role_is_terminal_with_a_fix() -> None:
     error, message = _classified("postgresql+psycopg://fixerr_nobody@127.0.0.1:5432/test")
-    assert type(error) is TerminalError
+    assert isinstance(error, ConfigError) and error.exit_code == 2
     assert "check the user and password" in message
 
 
 @pytest.mark.mariadb
 def test_mariadb_access_denied_has_a_fix() -> None:
     error, message = _classified("mysql+pymysql://fixerr_nobody:wrong@127.0.0.1:3306/test")
-    assert type(error) is TerminalError
+    assert isinstance(error, ConfigError) and error.exit_code == 2
     assert "Access denied" in message and "check the user and password" in message
     assert "wrong" not in message  # the password is masked in the URL shown
 
@@ -79,7 +79,7 @@ def test_mariadb_access_denied_has_a_fix() -> None:
 @pytest.mark.mariadb
 def test_mariadb_missing_database_and_refused_port() -> None:
     error, message = _classified("mysql+pymysql://root@127.0.0.1:3306/fixerr_no_such_db")
-    assert type(error) is TerminalError and "create the database" in message
+    assert isinstance(error, ConfigError) and "create the database" in message
     error, message = _classified("mysql+pymysql://root@127.0.0.1:1/test")
     assert isinstance(error, SourceUnavailableError)
 
@@ -98,7 +98,7 @@ def test_an_unknown_host_is_terminal_on_every_driver(url: str) -> None:
     exc, _ = _error(url)
     assert not is_transient_db_error(exc)
     error = classify_db_error(exc, what="extract")
-    assert type(error) is TerminalError
+    assert isinstance(error, ConfigError) and error.exit_code == 2
     assert "not known to DNS: fix the host" in str(error)
 
 
@@ -125,7 +125,7 @@ def test_a_missing_odbc_driver_is_a_config_error_on_every_dialect(dialect: str) 
 
 def test_a_missing_sqlite_folder_names_the_connection(tmp_path: Path) -> None:
     error, message = _classified(f"sqlite:///{tmp_path / 'no-such-dir' / 'target.db'}")
-    assert type(error) is TerminalError
+    assert isinstance(error, ConfigError) and error.exit_code == 2
     assert "unable to open database file" in message and "the folder of this SQLite file must exist" in message
 
 
@@ -153,3 +153,53 @@ def test_an_unnamed_connection_is_described_by_its_masked_url() -> None:
     conn = ConnectionConfig(url="postgresql+psycopg://u:fixerr-pw@127.0.0.1:1/x")
     connect._NAMES.pop(conn.sqlalchemy_url(), None)
     assert connect.describe(conn) == "connection postgresql+psycopg://u:***@127.0.0.1:1/x"
+
+
+@pytest.mark.postgres
+def test_missing_grants_stay_terminal_not_a_config_error() -> None:
+    # The user and database are right; the server's grants are what is missing: exit 1 with the fix, not exit 2.
+    admin = engine_for(ConnectionConfig(url="postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    with admin.begin() as c:
+        c.execute(text("DROP SCHEMA IF EXISTS fixerr_grants CASCADE"))
+        c.execute(text("DO $$ BEGIN CREATE ROLE fixerr_nogrant LOGIN; "
+                       "EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        c.execute(text("CREATE SCHEMA fixerr_grants"))
+        c.execute(text("CREATE TABLE fixerr_grants.t (id int)"))
+    conn = ConnectionConfig(url="postgresql+psycopg://fixerr_nogrant@127.0.0.1:5432/test")
+    name_connections({"erp": conn})
+    try:
+        with engine_for(conn).connect() as c:
+            c.execute(text("SELECT id FROM fixerr_grants.t"))
+    except Exception as exc:
+        error = classify_db_error(exc, what="extract")
+    else:
+        raise AssertionError("read without a grant")
+    finally:
+        dispose_all()
+        with admin.begin() as c:
+            c.execute(text("DROP SCHEMA fixerr_grants CASCADE"))
+            c.execute(text("DROP ROLE fixerr_nogrant"))
+    assert type(error) is TerminalError and error.exit_code == 1
+    assert "permission denied" in str(error) and "grant this connection's user the rights" in str(error)
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_check_engines_reports_every_refused_connection_at_once(tmp_path: Path) -> None:
+    connections = {
+        "target": ConnectionConfig(url="postgresql+psycopg://root@127.0.0.1:5432/fixerr_no_such_db"),
+        "erp": ConnectionConfig(url="mysql+pymysql://fixerr_nobody@127.0.0.1:3306/test"),
+        "oa": ConnectionConfig(url=f"sqlite:///{tmp_path / 'no-such-dir' / 'oa.db'}"),
+        "recon": ConnectionConfig(url="postgresql+psycopg://root@127.0.0.1:1/test"),  # down: left to the retries
+        "fine": ConnectionConfig(url="mysql+pymysql://root@127.0.0.1:3306/test"),
+    }
+    check_engines(connections)  # without `connect` nothing is asked of the servers
+    with pytest.raises(ConfigError) as caught:
+        check_engines(connections, connect=True)
+    issues = {issue.path: issue.message for issue in caught.value.issues}
+    assert sorted(issues) == ["connections.erp", "connections.oa", "connections.target"]
+    assert 'database "fixerr_no_such_db" does not exist' in issues["connections.target"]
+    assert "create the database" in issues["connections.target"]
+    assert "Access denied" in issues["connections.erp"] and "check the user and password" in issues["connections.erp"]
+    assert "no-such-dir of this SQLite file does not exist" in issues["connections.oa"]
+    assert not (tmp_path / "no-such-dir").exists()

@@ -189,13 +189,17 @@ def test_a_wrong_driver_name_exits_2_before_any_data_is_read(
         assert "postgresql+psycopg://" in issue  # the supported names
 
 
-def test_a_target_that_cannot_be_opened_is_named_with_a_fix(project: Path) -> None:
+def test_a_target_that_cannot_be_opened_is_a_config_error_before_the_run(project: Path) -> None:
+    runs = len(_runs(project))
     _edit(project, target=f"sqlite:///{project.parent / 'no-such-dir' / 'target.db'}")
-    code, summary, _ = _invoke("sync", "department", "--no-flows", "--config", str(project))
-    assert code == 1, summary
-    message = summary["entities"][0]["message"]
-    assert "connections.target (sqlite:///" in message and "unable to open database file" in message
-    assert "the folder of this SQLite file must exist" in message
+    for command in (["sync", "--no-flows"], ["plan"]):
+        code, payload, _ = _invoke(*command, "department", "--config", str(project))
+        assert code == 2, payload
+        assert payload["error"] == "ConfigError"
+        (issue,) = payload["issues"]
+        assert issue.startswith("connections.target: sqlite:///"), issue
+        assert "no-such-dir of this SQLite file does not exist; create it or fix the path" in issue
+    assert len(_runs(project)) == runs  # found before the run was recorded
 
 
 @pytest.mark.unit

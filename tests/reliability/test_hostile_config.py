@@ -344,11 +344,13 @@ def test_unreachable_database_is_a_clear_error(role: str, base: Path) -> None:
     config.write_text(body.replace(f"{folder}/{role}.db", "no-such-dir/x.db"), encoding="utf-8")
     before = checksums(folder)
     code, stdout = invoke(["sync", "department", "--config", str(config), "--json"], folder)
-    assert code == 1
+    assert code == 2
     payload = json.loads(stdout)
-    message = payload.get("message") or ""
-    assert "unable to open database file" in message, payload
-    assert checksums(folder)[0] == before[0]
+    assert payload["error"] == "ConfigError", payload
+    (issue,) = payload["issues"]
+    assert issue.startswith(f"connections.{role}: sqlite:///"), issue
+    assert "of this SQLite file does not exist; create it or fix the path" in issue
+    assert checksums(folder) == before  # found before the run: neither the target nor the store is touched
 
 
 # --------------------------------------------------------------------------- SQL in YAML values
