@@ -27,7 +27,7 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate mapping files and code tables; exit 0 when clean, 2 with every problem listed."""
-    from etl.mapping.loader import load_mappings, run_entities_origin
+    from etl.mapping.loader import load_mappings, unknown_run_entities
 
     try:
         cfg = load_config(config) if (against_db or not paths) and config.exists() else None
@@ -43,8 +43,7 @@ def check(
             mappings = load_mappings(folder, connections=cfg.connections if cfg else None)
             issues = []
             if cfg is not None and cfg.run.entities and folder == cfg.resolve(cfg.mappings):
-                origin = run_entities_origin(cfg.config_path)
-                issues.extend(mappings.unknown_entities(cfg.run.entities, origin=origin))
+                issues.extend(unknown_run_entities(mappings, cfg.run.entities, cfg.config_path))
             if against_db and cfg is not None:
                 from etl.mapping.dbcheck import check_against_db
 

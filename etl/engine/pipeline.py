@@ -28,7 +28,7 @@ from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
 from etl.engine.sweep import Staged
 from etl.errors import ErpOaError, LockedError, classify_db_error
-from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, run_entities_origin
+from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, run_entities
 from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
 
@@ -318,7 +318,7 @@ def run_sync(
     if entities:
         names = mappings.order(entities, origin=COMMAND_LINE)
     else:
-        names = mappings.order(config.run.entities, origin=run_entities_origin(config.config_path))
+        names = run_entities(mappings, config.run.entities, config.config_path)
     check_suites(config, mappings, names)
     name_connections(config.connections)
     check_engines(used_connections(config, mappings, names), connect=True)

@@ -39,6 +39,31 @@ def run_entities_origin(config_path: Path | str | None) -> str:
     return f"{config_path or 'erpoa.yaml'} run.entities"
 
 
+def unknown_run_entities(
+    mappings: MappingSet, entities: list[str] | None, config_path: Path | None
+) -> list[ConfigIssue]:
+    """An issue per name of `run.entities` (`entities`, from the project config at `config_path`) that is not an
+    entity of `mappings`, located at its line of the config file where that file can be read again."""
+    issues = mappings.unknown_entities(entities or [], origin=run_entities_origin(config_path))
+    if not issues or config_path is None:
+        return issues
+    try:
+        _, smap = load_yaml(config_path)
+    except ConfigError:
+        return issues
+    unknown = [i for i, name in enumerate(entities or []) if name not in mappings.entities]
+    return [smap.issue(("run", "entities", i), issue.message) for i, issue in zip(unknown, issues, strict=True)]
+
+
+def run_entities(mappings: MappingSet, entities: list[str] | None, config_path: Path | None) -> list[str]:
+    """`run.entities` of the project config at `config_path` in dependency order (every entity when unset);
+    ConfigError with each unknown name located at its line (`unknown_run_entities`)."""
+    issues = unknown_run_entities(mappings, entities, config_path)
+    if issues:
+        raise ConfigError(issues)
+    return mappings.order(entities)
+
+
 class CodeTables(dict[str, CodeTable]):
     """Code tables by name, plus the names of those whose file failed to load (`failed`).
 

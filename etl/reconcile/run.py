@@ -30,7 +30,7 @@ from etl.engine.tables import EntityTables, key_text, table_exists
 from etl.errors import ErpOaError, classify_db_error
 from etl.mapping.apply import map_chunk
 from etl.mapping.codes import CodeTable
-from etl.mapping.loader import COMMAND_LINE, MappingSet, run_entities_origin
+from etl.mapping.loader import COMMAND_LINE, MappingSet, run_entities
 from etl.mapping.model import EntityMapping
 from etl.mapping.types import coerce
 from etl.reconcile.compare import GAP_COLUMNS, KEY, QUARANTINE_COLUMNS, SRC_ID, compare_entity
@@ -270,7 +270,7 @@ def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[st
     names = (
         mappings.order([entity], origin=COMMAND_LINE)
         if entity
-        else mappings.order(config.run.entities, origin=run_entities_origin(config.config_path))
+        else run_entities(mappings, config.run.entities, config.config_path)
     )
     run_id = new_run_id()
     store.start_run(run_id, trigger="reconcile", mode="reconcile", mapping_version=mappings.version, entities=names)

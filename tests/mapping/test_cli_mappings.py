@@ -188,7 +188,14 @@ def test_an_unknown_entity_argument_is_named_as_such(args: list[str], tmp_path: 
 def test_check_reports_an_unknown_entity_in_run_entities(tmp_path: Path) -> None:
     config = write_project(tmp_path, sqlite_urls(tmp_path))
     text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("run:\n", "run:\n  entities: [department, employe]\n", 1), encoding="utf-8")
-    code, _, err = invoke("mappings", "check", "--config", str(config))
-    assert code == 2, err
-    assert f"{config} run.entities: unknown entity 'employe'; did you mean 'employee'?" in " ".join(err.split())
+    text = text.replace("run:\n", "run:\n  entities: [department, employe]\n", 1)
+    config.write_text(text, encoding="utf-8")
+    line = next(n for n, body in enumerate(text.splitlines(), 1) if "employe]" in body)
+    column = text.splitlines()[line - 1].index("employe]") + 1
+    for command in (["mappings", "check"], ["sync"], ["plan"]):  # the sync and plan stop before reading data
+        code, _, err = invoke(*command, "--config", str(config))
+        assert code == 2, (command, err)
+        assert (
+            f"{config}:{line}:{column} run.entities[1]: unknown entity 'employe'; did you mean 'employee'?"
+            in " ".join(err.split())
+        ), (command, err)
