@@ -4,13 +4,15 @@
 rejected, withdrawn, running, deleted), and for approved and held requests the
 approval time and the approver (code and name) from the last approving entry.
 Only `approved` requests ever publish; `held` ones (e-cology 强制归档 with
-`force_archived: hold`, or archived without any approval entry) are reported.
+`force_archived: hold`, archived without any approval entry, or several approval
+rows of one request that disagree) are reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -46,6 +48,28 @@ def frame(conn: Connection, stmt: Any) -> pd.DataFrame:
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
+def numeric_column(conn: Connection, column: sa.ColumnElement[Any]) -> bool:
+    """True when `column` holds numbers: the type of one stored value, read once.
+
+    That works for tables and SELECT sources alike on every dialect (PostgreSQL refuses both
+    `varchar = integer` and `integer = varchar`, so ids must be bound with the column's own type).
+    """
+    sample = conn.execute(sa.select(column).where(column.is_not(None)).limit(1)).scalar()
+    return isinstance(sample, int | float | Decimal) and not isinstance(sample, bool)
+
+
+def as_keys(values: Iterable[str], numeric: bool) -> list[Any]:
+    """Ids (text) as a numeric or a text column compares them; ids that are no number match no numeric column."""
+    if not numeric:
+        return [str(v) for v in values]
+    return [int(v) for v in (str(v).strip() for v in values) if v.lstrip("-").isdigit()]
+
+
+def bind_keys(conn: Connection, column: sa.ColumnElement[Any], values: Iterable[str]) -> list[Any]:
+    """Ids (text) bound as `column` compares them (see `numeric_column`)."""
+    return as_keys(values, numeric_column(conn, column))
+
+
 def read_approvals(conn: Connection, spec: Approval, *, schema: str | None = None,
                    code_tables: Mapping[str, Any] | None = None, as_of: date | None = None) -> pd.DataFrame:
     """Approval state of every request of the flow's workflow, indexed by request id (text)."""
@@ -58,8 +82,34 @@ def read_approvals(conn: Connection, spec: Approval, *, schema: str | None = Non
     undecided = ~out["state"].isin(["approved", "held"])
     out["approved_at"] = pd.to_datetime(out["approved_at"], errors="coerce").mask(undecided)
     out["approver_id"] = out["approver_id"].astype(object).mask(undecided, None)
+    out = _collapse(out, getattr(spec, "table", "the approval source"))
     out = _with_users(conn, out, spec.users, schema, code_tables or {}, as_of or date.today())
     return out.reindex(columns=COLUMNS).set_index("request_id", drop=False)
+
+
+def _collapse(out: pd.DataFrame, where: str) -> pd.DataFrame:
+    """One row per request: the latest (by approval time) of duplicate rows.
+
+    Duplicates that disagree (state or approver) while one of them approves hold the request, with a note
+    saying why: publishing on one of two contradicting rows would be a guess.
+    """
+    if not out["request_id"].duplicated().any():
+        return out
+    rows = out.assign(_by=as_text(out["approver_id"]).fillna("")).sort_values(
+        ["request_id", "approved_at", "state", "_by"], na_position="first", kind="stable")
+    groups = rows.groupby("request_id", sort=False)
+    disagree = (groups["state"].nunique() > 1) | (groups["_by"].nunique() > 1)
+    approves = groups["state"].agg(lambda s: bool((s == "approved").any()))
+    held = disagree[disagree & approves].index
+    latest = rows.drop_duplicates("request_id", keep="last").set_index("request_id", drop=False)
+    for rid in held:
+        part = rows[rows["request_id"] == rid]
+        states = ", ".join(sorted(set(part["state"])))
+        approvers = ", ".join(sorted({a or "-" for a in part["_by"]}))
+        latest.at[rid, "state"] = "held"
+        latest.at[rid, "note"] = (f"{len(part)} approval rows in {where} disagree (states {states}; approvers "
+                                  f"{approvers}): held until one row remains")
+    return latest.drop(columns="_by").reset_index(drop=True)
 
 
 def _stamp(day: pd.Series, time: pd.Series | None = None) -> pd.Series:
@@ -205,7 +255,9 @@ def _with_users(conn: Connection, out: pd.DataFrame, users: UsersSpec | None, sc
     if users is None or not wanted:
         return out
     t = table(users.table, [users.id, users.code, users.name], schema)
-    keys: list[Any] = [int(i) for i in wanted] if all(i.isdigit() for i in wanted) else wanted
+    keys = bind_keys(conn, t.c[users.id], wanted)
+    if not keys:
+        return out
     parts = [frame(conn, sa.select(t.c[users.id], t.c[users.code], t.c[users.name])
                    .where(t.c[users.id].in_(keys[s:s + _IN])))
              for s in range(0, len(keys), _IN)]

@@ -23,14 +23,16 @@ from sqlalchemy import Connection
 from etl import faults
 from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
-from etl.flows import connection_name, load_flows
-from etl.flows.approval import frame, read_approvals, table
+from etl.errors import ConfigError
+from etl.flows import connection_name, flows_folder, load_flows
+from etl.flows.approval import bind_keys, frame, read_approvals, table
 from etl.flows.contract_archive import checks_for
 from etl.flows.model import FlowSpec
 from etl.flows.purchase_order import (
     PROBLEM_COLUMNS,
     Checks,
     Document,
+    FormColumnsError,
     Forms,
     build_documents,
     content_hashes,
@@ -40,6 +42,7 @@ from etl.flows.purchase_order import (
 from etl.mapping.types import as_text
 from etl.store import schema as store_schema
 from etl.store.repo import Store
+from etl.yamlio import load_yaml
 
 VIEWS = ("req_without_po", "po_without_req", "amount_mismatch", "contract_without_approval")
 #: view -> `erpoa_difference.class` (a String(30) column: `audit_contract_without_approval` would not fit)
@@ -82,11 +85,32 @@ def gather(config: ProjectConfig, spec: FlowSpec, code_tables: Mapping[str, Any]
         links = read_links(conn, spec, erp_conf.schema_)
     wanted = sorted(set(approvals.index[approvals["state"].isin(["approved", "held"])]) | set(links.index))
     with engine_for(oa_conf, read_only=True).connect() as conn:
-        forms = read_forms(conn, spec, wanted, oa_conf.schema_)
+        try:
+            forms = read_forms(conn, spec, wanted, oa_conf.schema_)
+        except FormColumnsError as exc:
+            raise located(config, exc) from None
     hashes = content_hashes(spec, forms)
     docs, problems = build_documents(spec, forms, approvals, code_tables, as_of=as_of, timezone=config.run.timezone,
                                      checks=checks, hashes=hashes)
     return FlowState(spec, approvals, links, forms, docs, problems, hashes)
+
+
+def located(config: ProjectConfig, exc: FormColumnsError) -> ConfigError:
+    """`exc` with `file:line:col` of each key, read from the flow's file (as `erpoa flows check` reports)."""
+    mappings = config.resolve(config.mappings)
+    folder = flows_folder(config)
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []:
+        try:
+            display = str(path.relative_to(mappings.parent))
+        except ValueError:
+            display = str(path)
+        try:
+            data, smap = load_yaml(path, display=display)
+        except ConfigError:
+            continue
+        if isinstance(data, dict) and data.get("flow", path.stem) == exc.flow:
+            return ConfigError([smap.issue(loc, message) for loc, message in exc.found])
+    return exc
 
 
 def read_erp_documents(conn: Connection, spec: FlowSpec, links: pd.DataFrame,
@@ -96,14 +120,14 @@ def read_erp_documents(conn: Connection, spec: FlowSpec, links: pd.DataFrame,
     hcols = list(dict.fromkeys([th.number, th.request_ref, *([th.id] if th.id else []), *spec.audit.compare_header]))
     heads = frame(conn, sa.select(*table(th.table, hcols, schema).c))
     heads["doc_no"] = as_text(heads[th.number])
-    heads["request_ref"] = as_text(heads[th.request_ref]).str.strip()
+    heads["request_ref"] = as_text(heads[th.request_ref]).str.strip(" ")  # as the adoption look-up trims
     lines = pd.DataFrame(columns=["doc_no", "row_no"])
     if tl is not None and tl.row_no and spec.audit.compare_lines and not links.empty:
         key = th.id or th.number
         linked = heads[heads["doc_no"].isin(links["doc_no"].astype(str))]
         owner = pd.Series(linked["doc_no"].to_numpy(), index=as_text(linked[key]).to_numpy())
         lt = table(tl.table, [tl.parent, tl.row_no, *spec.audit.compare_lines], schema)
-        parents: list[Any] = [int(p) if p.isdigit() else p for p in owner.index]
+        parents = bind_keys(conn, lt.c[tl.parent], owner.index)
         parts = [frame(conn, sa.select(*lt.c).where(lt.c[tl.parent].in_(parents[s:s + _IN])))
                  for s in range(0, len(parents), _IN)]
         if parts:
@@ -138,20 +162,7 @@ def views(state: FlowState, heads: pd.DataFrame, lines: pd.DataFrame, *, now: da
         "reason": [waiting.at[r, "note"] if waiting.at[r, "state"] == "held" else reasons.get(r) or (
             "not created yet" if r in state.forms.headers.index else "form row not found") for r in waiting.index],
     })
-    unlinked = heads[~heads["doc_no"].isin(links["doc_no"].astype(str))]
-    ref = unlinked["request_ref"].fillna("")
-    ref_state = ref.map(appr["state"]).fillna("missing").where(ref != "", "none")
-    orphan = unlinked[ref_state != "approved"]
-    orphan_state = ref_state[orphan.index]
-    stray = pd.DataFrame({
-        "flow": spec.flow,
-        "doc_no": orphan["doc_no"].to_numpy(),
-        "request_ref": orphan["request_ref"].to_numpy(),
-        "state": orphan_state.to_numpy(),
-        "reason": ["no OA request id" if not r else "OA request not found" if s == "missing"
-                   else f"OA request {s}" + (f": {appr.at[r, 'note']}" if pd.notna(appr.at[r, "note"]) else "")
-                   for r, s in zip(ref[orphan.index], orphan_state, strict=True)],
-    })
+    stray = _strays(spec, heads, links, appr)
     rows: list[dict[str, Any]] = []
     for rid, link in links.iterrows():
         doc, no = state.docs.get(str(rid)), str(link["doc_no"])
@@ -175,6 +186,34 @@ def views(state: FlowState, heads: pd.DataFrame, lines: pd.DataFrame, *, now: da
     mismatch["difference"] = (mismatch["erp"] - mismatch["oa"]).round(4)
     kind_view = "po_without_req" if spec.kind == "purchase_order" else "contract_without_approval"
     return {"req_without_po": no_doc, kind_view: stray, "amount_mismatch": mismatch.reset_index(drop=True)}
+
+
+def _strays(spec: FlowSpec, heads: pd.DataFrame, links: pd.DataFrame, appr: pd.DataFrame) -> pd.DataFrame:
+    """Documents not linked to their request: no or an unknown request id, a request not approved, or a
+    duplicate (a second document for a request already linked to another, e.g. keyed again by a buyer)."""
+    unlinked = heads[~heads["doc_no"].isin(links["doc_no"].astype(str))]
+    ref = unlinked["request_ref"].fillna("")
+    ref_state = ref.map(appr["state"]).fillna("missing").where(ref != "", "none")
+    linked_to = ref.map(links["doc_no"].astype(str)) if not links.empty else pd.Series(None, index=ref.index)
+    orphan = unlinked[(ref_state != "approved") | linked_to.notna()]
+
+    def reason(rid: str, state: str, other: Any) -> str:
+        if pd.notna(other):
+            return f"duplicate: OA request {rid} is already linked to {other}"
+        if not rid:
+            return "no OA request id"
+        if state == "missing":
+            return "OA request not found"
+        return f"OA request {state}" + (f": {appr.at[rid, 'note']}" if pd.notna(appr.at[rid, "note"]) else "")
+
+    return pd.DataFrame({
+        "flow": spec.flow,
+        "doc_no": orphan["doc_no"].to_numpy(),
+        "request_ref": orphan["request_ref"].to_numpy(),
+        "state": ref_state[orphan.index].to_numpy(),
+        "reason": [reason(r, s, o) for r, s, o in zip(ref[orphan.index], ref_state[orphan.index],
+                                                        linked_to[orphan.index], strict=True)],
+    })
 
 
 def changes(state: FlowState) -> pd.DataFrame:

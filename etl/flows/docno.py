@@ -1,29 +1,34 @@
-"""Document numbers and ERP ids, allocated inside the document's ERP transaction under the flow lock.
+"""Document numbers and ERP ids, allocated inside the document's ERP transaction under the target locks.
 
-The lock is one row per flow in `erpoa_flow_lock` (ERP database). Updating it is
-the first statement of every document transaction: a row lock on PostgreSQL and
-MariaDB (InnoDB), the database write lock on SQLite. Flow runs therefore allocate
-one after another, and `max + 1` (ids) and "highest sequence of today + 1"
-(numbers) read what the previous holder committed. Writers outside the flows (a
-buyer keying a PO in U8 at the same moment) are caught by the ERP's own primary
-key / unique constraints: the transaction fails and is retried with fresh values.
+The locks are rows of `erpoa_flow_lock` (ERP database): one per target table
+(`table:po_pomain`), shared by every flow that writes that table, plus the
+flow's own row (the only one older versions take, so they still serialise with
+this one). Updating them is the first statement of every document transaction:
+a row lock on PostgreSQL and MariaDB (InnoDB), the database write lock on
+SQLite. Flow runs writing the same table therefore allocate one after another,
+and `max + 1` (ids) and "highest sequence of today + 1" (numbers) read what the
+previous holder committed. Writers outside the flows (a buyer keying a PO in U8
+at the same moment) are caught by the ERP's own primary key / unique
+constraints: the transaction fails and is retried with fresh values.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from etl.errors import DataError
-from etl.flows.model import DocNoRule
+from etl.flows.model import DocNoRule, FlowSpec
 
 LOCK_TABLE = "erpoa_flow_lock"
+_KEY_LENGTH = 60  # the `flow` column: lock keys live in it, so the table needs no migration
 
 
 def lock_table(metadata: sa.MetaData, schema: str | None = None) -> sa.Table:
-    """`erpoa_flow_lock`: one row per flow, updated first in every document transaction."""
+    """`erpoa_flow_lock`: one row per lock key (see `lock_keys`), updated first in every document transaction."""
     name = f"{schema}.{LOCK_TABLE}" if schema else LOCK_TABLE
     if name in metadata.tables:
         return metadata.tables[name]
@@ -37,24 +42,49 @@ def lock_table(metadata: sa.MetaData, schema: str | None = None) -> sa.Table:
     )
 
 
-def ensure_lock_row(engine: sa.Engine, lock: sa.Table, flow: str) -> None:
-    """Create the flow's lock row once (outside the document transactions)."""
+def table_key(name: str) -> str:
+    """The lock key of an ERP table: its bare name, lower-cased (`dbo.PO_Pomain` -> `table:po_pomain`).
+
+    Over-serialising two tables that only differ in schema or case is harmless; missing one is not.
+    """
+    key = "table:" + name.rsplit(".", 1)[-1].lower()
+    return key if len(key) <= _KEY_LENGTH else "table:" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def lock_keys(spec: FlowSpec) -> list[str]:
+    """The lock rows a document transaction of `spec` takes, in the order it takes them.
+
+    The flow's own row comes first (it is no other flow's), then the tables it allocates in, sorted:
+    every transaction takes shared rows in the same order, so two flows never deadlock.
+    """
+    tables = [spec.target.header.table, *([spec.target.lines.table] if spec.target.lines else [])]
+    return [spec.flow, *sorted({table_key(t) for t in tables})]
+
+
+def ensure_lock_row(engine: sa.Engine, lock: sa.Table, key: str) -> None:
+    """Create the lock row `key` once (outside the document transactions)."""
     with engine.connect() as conn:
-        if conn.execute(sa.select(lock.c.flow).where(lock.c.flow == flow)).first() is not None:
+        if conn.execute(sa.select(lock.c.flow).where(lock.c.flow == key)).first() is not None:
             return
     try:
         with engine.begin() as conn:
-            conn.execute(lock.insert().values(flow=flow, touched_at=datetime.now().replace(microsecond=0)))
+            conn.execute(lock.insert().values(flow=key, touched_at=datetime.now().replace(microsecond=0)))
     except sa.exc.IntegrityError:
         pass  # another run created it first
 
 
-def take_lock(conn: Connection, lock: sa.Table, flow: str, run_id: str) -> None:
-    """Serialise document transactions of `flow` until this transaction ends."""
+def take_lock(conn: Connection, lock: sa.Table, key: str, run_id: str) -> None:
+    """Hold the lock row `key` until this transaction ends."""
     stamp = datetime.now().replace(microsecond=0)
-    done = conn.execute(sa.update(lock).where(lock.c.flow == flow).values(run_id=run_id, touched_at=stamp))
+    done = conn.execute(sa.update(lock).where(lock.c.flow == key).values(run_id=run_id, touched_at=stamp))
     if not done.rowcount:
-        raise DataError(f"the lock row of flow '{flow}' is missing from {LOCK_TABLE}; rerun to recreate it")
+        raise DataError(f"the lock row '{key}' is missing from {LOCK_TABLE}; rerun to recreate it")
+
+
+def take_locks(conn: Connection, lock: sa.Table, spec: FlowSpec, run_id: str) -> None:
+    """Serialise the document transactions of every flow writing `spec`'s tables until this transaction ends."""
+    for key in lock_keys(spec):
+        take_lock(conn, lock, key, run_id)
 
 
 def stem(rule: DocNoRule, day: date) -> str:
@@ -85,5 +115,5 @@ def next_number(conn: Connection, column: sa.ColumnElement[str], rule: DocNoRule
 
 
 def next_id(conn: Connection, column: sa.ColumnElement[int]) -> int:
-    """`max + 1` of a numeric key column (call under the flow lock)."""
+    """`max + 1` of a numeric key column (call under the table's lock)."""
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(column), 0))).scalar() or 0) + 1

@@ -2,7 +2,7 @@
 
 This is the document machinery of every flow (the contract flow is the same
 without lines). `build_documents` maps approved forms; `publish_document` creates
-one document in one ERP transaction: flow lock, link/`request_ref` look-up,
+one document in one ERP transaction: target locks, link/`request_ref` look-up,
 number and ids, header, lines, link row - so a crash anywhere leaves either
 nothing or the document *and* its link, and a rerun finds the link.
 """
@@ -21,10 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from etl import faults
-from etl.errors import DataError
+from etl.errors import ConfigError, ConfigIssue, DataError
 from etl.flows import docno
-from etl.flows.approval import frame, table
+from etl.flows.approval import bind_keys, frame, table
 from etl.flows.model import FieldSpec, FlowSpec, apply_fields
+from etl.mapping.loader import unknown_message
+from etl.yamlio import Loc, dotted
 
 REQ = "_request_id"
 LINK_COLUMNS = ["oa_request_id", "doc_no", "request_no", "content_hash", "origin", "approved_at", "approver",
@@ -32,6 +34,18 @@ LINK_COLUMNS = ["oa_request_id", "doc_no", "request_no", "content_hash", "origin
 PROBLEM_COLUMNS = ["request_id", "field", "rule", "value", "reason"]
 _IN = 500
 Checks = Callable[[FlowSpec, pd.DataFrame], pd.DataFrame]
+
+
+class FormColumnsError(ConfigError):
+    """Columns the flow file names that the OA forms do not have; `found` holds (key path, message) pairs.
+
+    Raised without the file's line numbers (the spec does not keep them): see `etl.flows.audit.located`.
+    """
+
+    def __init__(self, flow: str, found: list[tuple[Loc, str]]) -> None:
+        self.flow = flow
+        self.found = found
+        super().__init__([ConfigIssue(f"flow '{flow}'", None, None, dotted(loc), message) for loc, message in found])
 
 
 @dataclass
@@ -91,7 +105,8 @@ def ensure_erp_tables(engine: Engine, spec: FlowSpec, schema: str | None = None)
     metadata = sa.MetaData()
     link, lock = link_table(spec, metadata, schema), docno.lock_table(metadata, schema)
     metadata.create_all(engine, checkfirst=True)
-    docno.ensure_lock_row(engine, lock, spec.flow)
+    for key in docno.lock_keys(spec):
+        docno.ensure_lock_row(engine, lock, key)
     return link, lock
 
 
@@ -105,18 +120,44 @@ def read_links(conn: Connection, spec: FlowSpec, schema: str | None = None) -> p
     return rows.set_index("oa_request_id", drop=False)
 
 
-def _keys(values: list[str]) -> list[Any]:
-    """Request ids as the OA stores them: integers when they all are."""
-    return [int(v) for v in values] if all(str(v).isdigit() for v in values) else list(values)
+def _source(source_sql: str, column: str) -> sa.Subquery:
+    """`(source_sql) q`, whose `column` can be compared (it is quoted by the dialect)."""
+    return sa.text(source_sql).columns(sa.column(column)).subquery("q")
 
 
-def _rows_in(conn: Connection, source_sql: str, column: str, values: list[str]) -> pd.DataFrame:
-    quoted = conn.dialect.identifier_preparer.quote(column)
-    stmt = sa.text(f"SELECT * FROM ({source_sql}) q WHERE q.{quoted} IN :ids").bindparams(  # noqa: S608
-        sa.bindparam("ids", expanding=True))
-    keys = _keys(values)
-    parts = [frame(conn, stmt.bindparams(ids=keys[s:s + _IN])) for s in range(0, len(keys), _IN)]
+def _columns(conn: Connection, source: sa.Subquery) -> list[str]:
+    """The column names of a source (no rows are read)."""
+    return list(conn.execute(sa.select(sa.literal_column("*")).select_from(source).where(sa.false())).keys())
+
+
+def _rows_in(conn: Connection, source: sa.Subquery, column: str, values: list[str]) -> pd.DataFrame:
+    """Rows of `source` whose `column` is one of `values`, bound as the column compares them."""
+    if not values:
+        return pd.DataFrame()
+    keys = bind_keys(conn, source.c[column], values)
+    stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(source)
+    parts = [frame(conn, stmt.where(source.c[column].in_(keys[s:s + _IN]))) for s in range(0, len(keys), _IN)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _read_columns(spec: FlowSpec, part: str) -> list[tuple[Loc, str]]:
+    """(key path, column) of every form column the flow reads from its header or lines source."""
+    src = spec.source.header if part == "header" else spec.source.lines
+    own = ["id", "request_id", "number"] if part == "header" else ["id", "parent", "order_by"]
+    out: list[tuple[Loc, str]] = [(("source", part, k), getattr(src, k)) for k in own if getattr(src, k)]
+    fields = spec.fields.header if part == "header" else spec.fields.lines
+    for name, fspec in fields.items():
+        many = isinstance(fspec.from_, list)
+        out += [(("fields", part, name, "from", *([i] if many else [])), c) for i, c in enumerate(fspec.columns)]
+    hashed = spec.changes.hash_header if part == "header" else spec.changes.hash_lines
+    out += [(("changes", f"hash_{part}", i), c) for i, c in enumerate(hashed or [])]
+    return out
+
+
+def _check_columns(spec: FlowSpec, part: str, present: list[str], label: str) -> list[tuple[Loc, str]]:
+    """A problem per column read from `part` that the source lacks, with a did-you-mean from `present`."""
+    return [(loc, f"{label}: {unknown_message('column', column, present)}")
+            for loc, column in _read_columns(spec, part) if column not in present]
 
 
 def _from(conn: Connection, name: str, schema: str | None) -> str:
@@ -128,17 +169,27 @@ def _from(conn: Connection, name: str, schema: str | None) -> str:
 
 
 def read_forms(conn: Connection, spec: FlowSpec, request_ids: list[str], schema: str | None = None) -> Forms:
-    """The OA forms (header and lines) of the given requests, read-only."""
-    h = spec.source.header
-    headers = _rows_in(conn, h.query or _from(conn, str(h.table), schema), h.request_id, sorted(set(request_ids)))
+    """The OA forms (header and lines) of the given requests, read-only.
+
+    Every column the flow reads (ids, number, order, mapped and hashed columns) is checked first:
+    FormColumnsError (a ConfigError) names each one a source lacks.
+    """
+    h, src = spec.source.header, spec.source.lines
+    head = _source(h.query or _from(conn, str(h.table), schema), h.request_id)
+    body = None if src is None else _source(_from(conn, src.table, schema), src.parent)
+    missing = _check_columns(spec, "header", _columns(conn, head), h.table or "the header query")
+    if src is not None and body is not None:
+        missing += _check_columns(spec, "lines", _columns(conn, body), src.table)
+    if missing:
+        raise FormColumnsError(spec.flow, missing)
+    headers = _rows_in(conn, head, h.request_id, sorted(set(request_ids)))
     if headers.empty:
         return Forms(headers=pd.DataFrame(columns=[h.id, h.request_id]).set_index(pd.Index([], dtype=object)))
     headers.index = headers[h.request_id].astype(str)
     headers = headers[~headers.index.duplicated(keep="last")]
     lines = pd.DataFrame()
-    src = spec.source.lines
-    if src is not None:
-        lines = _rows_in(conn, _from(conn, src.table, schema), src.parent, [str(v) for v in headers[h.id]])
+    if src is not None and body is not None:
+        lines = _rows_in(conn, body, src.parent, [str(v) for v in headers[h.id]])
         if not lines.empty:
             owner = pd.Series(headers.index, index=headers[h.id].astype(str))
             lines[REQ] = lines[src.parent].astype(str).map(owner)
@@ -218,6 +269,7 @@ def build_documents(spec: FlowSpec, forms: Forms, approvals: pd.DataFrame, code_
     amount_col = spec.target.header.amount
     line_amount = spec.target.lines.amount if spec.target.lines else None
     line_groups = dict(tuple(lv.groupby(REQ, sort=False))) if not lv.empty else {}
+    approvals = approvals[~approvals.index.duplicated(keep="last")]  # read_approvals collapses; others may not
     docs: dict[str, Document] = {}
     for rid in forms.headers.index:
         bad = reasons.get(rid, [])
@@ -285,7 +337,7 @@ def _publish_once(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str,
     keycol = spec.target.link.number_column
     head = table(th.table, [th.number, th.request_ref, *([th.id] if th.id else [])], schema)
     with engine.begin() as conn:
-        docno.take_lock(conn, lock, spec.flow, run_id)
+        docno.take_locks(conn, lock, spec, run_id)
         faults.point("flow.doc_locked")
         linked = conn.execute(sa.select(link.c[keycol]).where(link.c.oa_request_id == doc.request_id)).scalar()
         if linked is not None:
@@ -295,8 +347,9 @@ def _publish_once(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str,
                     "approved_at": doc.approved_at, "approver": doc.approver, "approver_name": doc.approver_name,
                     "amount": None if doc.amount is None else Decimal(str(doc.amount)), "created_at": stamp,
                     "run_id": run_id}
-        existing = conn.execute(sa.select(head.c[th.number]).where(head.c[th.request_ref] == doc.request_id)
-                                .order_by(head.c[th.number])).scalars().first()
+        same_request = _request_ref(head.c[th.request_ref]) == doc.request_id
+        existing = conn.execute(sa.select(head.c[th.number]).where(same_request).order_by(head.c[th.number])
+                                ).scalars().first()
         if existing is not None:
             conn.execute(link.insert().values(**link_row, origin="adopted", **{keycol: str(existing)}))
             faults.point("flow.doc_link_inserted")
@@ -330,6 +383,14 @@ def _publish_once(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str,
         faults.point("flow.doc_link_inserted")
     faults.point("flow.doc_committed")
     return "created", number
+
+
+def _request_ref(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    """The request column as the audit reads it: text without leading or trailing blanks (' 100007' is 100007).
+
+    LTRIM(RTRIM()) rather than TRIM: SQL Server has TRIM only since 2017.
+    """
+    return sa.func.ltrim(sa.func.rtrim(sa.cast(column, sa.String(120))))
 
 
 def flag_document(engine: Engine, spec: FlowSpec, number: str, prefix: str, schema: str | None = None) -> bool:

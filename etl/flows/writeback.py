@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from etl import faults
-from etl.flows.approval import frame, table
+from etl.flows.approval import as_keys, bind_keys, frame, numeric_column, table
 from etl.flows.model import FlowSpec
 from etl.mapping.types import as_text
 from etl.store.repo import Store
@@ -37,10 +36,6 @@ class WritebackResult:
     error: str | None = None
 
 
-def _key(value: str) -> Any:
-    return int(value) if value.isdigit() else value
-
-
 def pending_writebacks(
     conn: Connection, spec: FlowSpec, links: pd.DataFrame, schema: str | None = None
 ) -> pd.DataFrame:
@@ -51,9 +46,8 @@ def pending_writebacks(
         return empty
     columns = [wb.key, wb.field, *([wb.status_field] if wb.status_field else [])]
     t = table(wb.table, columns, schema)
-    ids = links.index.astype(str).tolist()
-    parts = [frame(conn, sa.select(*t.c).where(t.c[wb.key].in_([_key(i) for i in ids[s:s + _IN]])))
-             for s in range(0, len(ids), _IN)]
+    ids = bind_keys(conn, t.c[wb.key], links.index.astype(str).tolist())
+    parts = [frame(conn, sa.select(*t.c).where(t.c[wb.key].in_(ids[s:s + _IN]))) for s in range(0, len(ids), _IN)]
     forms = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     forms.index = as_text(forms[wb.key])
     forms = forms[~forms.index.duplicated(keep="last")]
@@ -76,13 +70,16 @@ def write_back(engine: Engine, spec: FlowSpec, pending: pd.DataFrame, schema: st
     status = {wb.status_field: wb.status_value} if wb.status_field else {}
     faults.point("flow.writeback_begin")
     rows = list(pending.itertuples(index=False))
+    numeric: bool | None = None
     for start in range(0, len(rows), wb.batch):
         batch = rows[start:start + wb.batch]
         try:
             with engine.begin() as conn:
+                numeric = numeric_column(conn, t.c[wb.key]) if numeric is None else numeric
                 for row in batch:
                     values = {wb.field: str(row.doc_no), **status}
-                    conn.execute(sa.update(t).where(t.c[wb.key] == _key(str(row.request_id))).values(values))
+                    key = as_keys([str(row.request_id)], numeric)
+                    conn.execute(sa.update(t).where(t.c[wb.key].in_(key)).values(values))
                     faults.point("flow.writeback_row")
         except Exception as exc:
             reason = str(getattr(exc, "orig", exc)).splitlines()[0]
