@@ -15,6 +15,7 @@ from etl.config.project import ProjectConfig
 from etl.errors import ErpOaError
 
 if TYPE_CHECKING:
+    from etl.engine.pipeline import SyncSummary
     from etl.flows.run import FlowSummary
 
 app = typer.Typer(
@@ -103,29 +104,54 @@ def sync(
     except ErpOaError as exc:
         fail(exc, as_json)
         return
+    code = sync_exit_code(summary, flow_summary)
     if as_json:
-        emit_json({**summary.to_dict(), "flows": flow_summary.to_dict() if flow_summary else None})
+        emit_json({**summary.to_dict(), "status": sync_status(summary, flow_summary), "exit_code": code,
+                   "flows": flow_summary.to_dict() if flow_summary else None})
     else:
         summary_table(summary)
         if flow_summary is not None:
             from etl.cli.flow_cmds import print_summary
 
             print_summary(flow_summary)
-    raise typer.Exit(summary.exit_code)
+    raise typer.Exit(code)
+
+
+def sync_exit_code(summary: SyncSummary, flows: FlowSummary | None) -> int:
+    """The entity sync's code when it failed; else the flows' (2 for an invalid flow file, else the first
+    failed flow's code, or 1); 0 when both succeeded."""
+    return summary.exit_code or (flows.exit_code if flows is not None else 0)
+
+
+def sync_status(summary: SyncSummary, flows: FlowSummary | None) -> str:
+    """The sync's status, `partial` when the entities succeeded but the flows did not."""
+    if summary.status == "success" and flows is not None and flows.exit_code:
+        return "partial"
+    return summary.status
 
 
 def run_approval_flows(cfg: ProjectConfig, run_id: str) -> FlowSummary | None:
-    """Run the approval flows after the entity sync; a broken flow file must not hide the sync result."""
-    from etl.flows.run import run_flows
+    """Run the approval flows after the entity sync (None when the project has none).
+
+    An invalid flow file disables only its own flow (its issues go to stderr and into the summary); an error
+    that stops every flow (e.g. the store) gives a failed summary carrying the error's exit code. Either way
+    the sync's result stays visible and its exit code tells that the flows did not succeed.
+    """
+    from etl.flows.run import FlowSummary, run_flows
 
     if not (cfg.resolve(cfg.mappings) / "flows").is_dir():
         return None
     try:
-        return run_flows(cfg, run_id=run_id)
+        flow_summary = run_flows(cfg, run_id=run_id, keep_going=True)
     except ErpOaError as exc:
+        message = logs.redact(str(exc))
         err.print("flows: ", end="")
-        err.print(logs.redact(str(exc)), markup=False)
-        return None
+        err.print(message, markup=False)
+        return FlowSummary(run_id=run_id, status="failed", dry_run=False, flows=[], seconds=0.0, message=message,
+                           error_code=exc.exit_code)
+    for issue in flow_summary.issues:
+        err.print(f"flows: {issue}", markup=False)
+    return flow_summary
 
 
 @app.command()

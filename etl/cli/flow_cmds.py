@@ -45,7 +45,7 @@ def run(
         emit_json(summary.to_dict())
     else:
         print_summary(summary)
-    raise typer.Exit(0 if summary.status in ("success", "planned") else 1)
+    raise typer.Exit(summary.exit_code)  # 2 invalid flow file, 5 locked, 6 unavailable, else 1
 
 
 def print_summary(summary: FlowSummary) -> None:

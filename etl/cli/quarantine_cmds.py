@@ -14,6 +14,13 @@ from etl.errors import ErpOaError
 app = typer.Typer(help="Inspect and replay quarantined rows.", no_args_is_help=True)
 
 
+def _missing(value: object) -> bool:
+    """None, NaN or NaT: what the store's NULL reads as in a frame (shown as an empty cell, never `nan`)."""
+    import pandas as pd  # loaded already: the rows came as a frame
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
 def _masked(frame, config, entity: str | None):  # type: ignore[no-untyped-def]
     """Quarantine rows as shown: values of `pii: true` fields and their columns of the raw record masked.
 
@@ -89,7 +96,7 @@ def list_(
     for col in cols:
         table.add_column(col, overflow="fold")
     for row in frame[cols].itertuples(index=False):
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*["" if _missing(v) else str(v) for v in row])
     out.print(table)
 
 

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from etl.mapping.model import CanonicalField, FieldType, Strict, check_identifier
+from etl.mapping.model import QUERY_HINT, CanonicalField, FieldType, Strict, check_identifier
 
 FLOW_KINDS = ("purchase_order", "contract_archive")
 _PREFIX = re.compile(r"^[A-Za-z0-9_\-]{0,12}$")
 
 
 class Named(Strict):
-    """A model whose `identifiers` fields are table/column names: plain identifiers only (they are quoted)."""
+    """A model whose `identifiers` fields are table/column names: plain identifiers only (they are quoted).
+
+    `identifier_hint` ends the message of a bad name where the model offers a way out (only the form's header
+    has a `query:`).
+    """
 
     identifiers: ClassVar[tuple[str, ...]] = ()
+    identifier_hint: ClassVar[str | None] = None
 
     @model_validator(mode="after")
     def _plain_names(self) -> Named:
@@ -33,8 +38,23 @@ class Named(Strict):
             value = getattr(self, attr)
             for name in value if isinstance(value, list | dict) else [value]:
                 if name is not None:
-                    check_identifier(str(name), attr.replace("_", " "))
+                    check_identifier(str(name), attr.replace("_", " "), hint=self.identifier_hint)
         return self
+
+
+class ExistsSpec(Named):
+    """`exists:` of a field: its value must be one of the distinct values of an ERP column (read once per run)."""
+
+    table: str
+    column: str
+    connection: str | None = Field(default=None, description="default: the flow's ERP target connection")
+
+    identifiers = ("table", "column")
+
+    @property
+    def key(self) -> str:
+        """The name under which a run passes this column's values to `apply_fields` (see `known_values`)."""
+        return f"exists:{self.connection or ''}:{self.table}.{self.column}"
 
 
 class FieldSpec(Strict):
@@ -47,12 +67,13 @@ class FieldSpec(Strict):
     length: int | None = Field(default=None, ge=1, le=4000)
     required: bool = False
     check: Literal["positive", "non_negative"] | None = None
+    exists: ExistsSpec | None = None
 
     @field_validator("from_")
     @classmethod
     def _columns(cls, value: str | list[str] | None) -> str | list[str] | None:
         for column in [value] if isinstance(value, str) else value or []:
-            check_identifier(column, "column")
+            check_identifier(column, "column", hint=None)
         return value
 
     @model_validator(mode="after")
@@ -193,6 +214,7 @@ class HeaderSource(Named):
     number: str | None = Field(default=None, description="the form's own number, shown in reports")
 
     identifiers = ("table", "id", "request_id", "number")
+    identifier_hint = QUERY_HINT
 
     @field_validator("query")
     @classmethod
@@ -414,6 +436,9 @@ class FlowSpec(Strict):
 # --------------------------------------------------------------------------- applying fields
 
 PROBLEM_COLUMNS = ["row", "field", "rule", "value", "reason"]
+#: The column `purchase_order.read_forms` adds to line rows (the owning request id): line problems name their line.
+LINE_OWNER = "_request_id"
+Reason: TypeAlias = str | pd.Series
 
 
 def apply_transforms(value: Any, specs: list[Any], ctx: Any) -> Any:
@@ -427,19 +452,99 @@ def apply_transforms(value: Any, specs: list[Any], ctx: Any) -> Any:
     return value
 
 
+def known_values(code_tables: Any, check: ExistsSpec) -> set[str] | None:
+    """The values an `exists:` check accepts, as the run passed them among the code tables (None: not checked)."""
+    getter = getattr(code_tables, "get", None)
+    return getter(check.key) if getter is not None else None
+
+
+def _text(series: pd.Series, *, strip: bool = False) -> pd.Series:
+    """Values as text (stripped with `strip`), NULL as None: never the text "nan"."""
+    from etl.mapping.types import as_text
+
+    text = as_text(series)
+    text = text.str.strip() if strip else text
+    return text.astype(object).where(text.notna(), None)
+
+
+def _unknown_codes(name: str, fspec: FieldSpec, typed: pd.Series, flagged: pd.Series,
+                   code_tables: Any) -> tuple[pd.Series, str, Reason] | None:
+    """The `exists:` check of a field: non-empty values missing from the ERP column."""
+    check = fspec.exists
+    known = None if check is None else known_values(code_tables, check)
+    if check is None or known is None:
+        return None
+    text = _text(typed, strip=True)
+    missing = text.notna() & ~text.isin(known) & ~flagged
+    reason = f"{name} " + text.map(repr).astype(str) + f" not found in the ERP's {check.table}.{check.column}"
+    return missing, f"unknown_{name}", reason
+
+
+def _masks(name: str, fspec: FieldSpec, raw: pd.DataFrame, typed: pd.Series, bad: pd.Series, ctx: Any,
+           code_tables: Any) -> list[tuple[pd.Series, str, Reason]]:
+    """(rows, rule, reason) of every problem of one field."""
+    masks: list[tuple[pd.Series, str, Reason]] = [
+        (bad, f"type:{fspec.type}", f"not a valid {fspec.type}"),
+        *((r.mask.reindex(raw.index, fill_value=False), r.rule, r.reason) for r in ctx.rejections)]
+    flagged = pd.Series(False, index=raw.index)
+    for mask, _, _ in masks:
+        flagged |= mask.astype(bool)
+    if fspec.required:
+        masks.append((typed.isna() & ~flagged, "required", f"{name} is required but empty"))
+    if fspec.check is not None:
+        numbers = pd.to_numeric(typed, errors="coerce")
+        failed = numbers <= 0 if fspec.check == "positive" else numbers < 0
+        must = fspec.check.replace("_", "-")
+        masks.append((failed.fillna(False).astype(bool), fspec.check, f"{name} must be {must}"))
+    unknown = _unknown_codes(name, fspec, typed, flagged, code_tables)
+    if unknown is not None:
+        masks.append(unknown)
+    return masks
+
+
+def _line_numbers(raw: pd.DataFrame) -> pd.Series | None:
+    """1-based position of each line within its request (the document's row number); None for header rows."""
+    if LINE_OWNER not in raw.columns:
+        return None
+    return raw.groupby(LINE_OWNER, sort=False).cumcount() + 1
+
+
+def _problems(name: str, raw: pd.DataFrame, source_text: pd.Series, masks: list[tuple[pd.Series, str, Reason]],
+              lines: pd.Series | None) -> list[pd.DataFrame]:
+    """One problem row per (row, rule); a line's field and reason name the line (`lines[2].iQuantity`)."""
+    found = []
+    for found_mask, rule, reason in masks:
+        hit = found_mask.astype(bool).to_numpy()
+        if not hit.any():
+            continue
+        why = list(reason[hit]) if isinstance(reason, pd.Series) else [reason] * int(hit.sum())
+        field: Any = name
+        if lines is not None:
+            numbers = lines[hit].astype(str).to_numpy()
+            field = [f"lines[{n}].{name}" for n in numbers]
+            why = [f"line {n}: {r}" for n, r in zip(numbers, why, strict=True)]
+        found.append(pd.DataFrame({"row": raw.index[hit], "field": field, "rule": rule,
+                                   "value": source_text[hit].to_numpy(), "reason": why}))
+    return found
+
+
 def apply_fields(
     raw: pd.DataFrame, fields: dict[str, FieldSpec], code_tables: Any, *, as_of: date, timezone: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Map `raw` (index kept) to the ERP columns of `fields`.
 
     Returns the typed values and one problem row per (row, field, rule): transform
-    rejections, type errors, `required` values missing and failed `check`s.
+    rejections, type errors, `required` values missing, failed `check`s and values
+    an `exists:` check does not find (when the run passed the ERP column's values
+    in `code_tables` under `ExistsSpec.key`). An empty value is None, never "nan";
+    on line rows (those carrying `LINE_OWNER`) the field reads `lines[<row>].<column>`.
     """
     from etl.mapping.registry import TransformContext
-    from etl.mapping.types import as_text, coerce_series
+    from etl.mapping.types import coerce_series
 
     out: dict[str, pd.Series] = {}
     problems: list[pd.DataFrame] = []
+    lines = _line_numbers(raw)
     for name, fspec in fields.items():
         cols = fspec.columns
         value: Any = raw[cols] if len(cols) > 1 else raw[cols[0]] if cols else pd.Series(
@@ -448,24 +553,9 @@ def apply_fields(
                                timezone=timezone)
         value = apply_transforms(value, fspec.transforms, ctx)
         typed, bad = coerce_series(value, fspec.canonical(), timezone)
-        masks = [(bad, f"type:{fspec.type}", f"not a valid {fspec.type}"),
-                 *((r.mask.reindex(raw.index, fill_value=False), r.rule, r.reason) for r in ctx.rejections)]
-        flagged = pd.Series(False, index=raw.index)
-        for mask, _, _ in masks:
-            flagged |= mask.astype(bool)
-        if fspec.required:
-            masks.append((typed.isna() & ~flagged, "required", f"{name} is required but empty"))
-        if fspec.check is not None:
-            numbers = pd.to_numeric(typed, errors="coerce")
-            failed = numbers <= 0 if fspec.check == "positive" else numbers < 0
-            must = fspec.check.replace("_", "-")
-            masks.append((failed.fillna(False).astype(bool), fspec.check, f"{name} must be {must}"))
-        source_text = as_text(raw[cols[0]]) if cols else as_text(typed)
-        for found_mask, rule, reason in masks:
-            hit = found_mask.astype(bool)
-            if hit.any():
-                problems.append(pd.DataFrame({"row": raw.index[hit.to_numpy()], "field": name, "rule": rule,
-                                              "value": source_text[hit].to_numpy(), "reason": reason}))
+        masks = _masks(name, fspec, raw, typed, bad, ctx, code_tables)
+        source_text = _text(raw[cols[0]]) if cols else _text(typed)
+        problems.extend(_problems(name, raw, source_text, masks, lines))
         out[name] = typed
     values = pd.DataFrame(out, index=raw.index)
     found = pd.concat(problems, ignore_index=True) if problems else pd.DataFrame(columns=PROBLEM_COLUMNS)

@@ -10,6 +10,7 @@ so a run killed anywhere is completed by the next one.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import time
@@ -27,13 +28,15 @@ from etl.db.connect import engine_for
 from etl.engine.lock import entity_lock
 from etl.engine.pipeline import open_store, redact
 from etl.engine.retry import with_retries
-from etl.errors import ErpOaError, classify_db_error, is_transient_db_error
+from etl.errors import ConfigError, ConfigIssue, ErpOaError, classify_db_error, is_transient_db_error
 from etl.flows import FlowSet, connection_name, load_flows
 from etl.flows.audit import FlowState, changes, differences, erp_documents, flow_views, gather, views
 from etl.flows.contract_archive import checks_for
-from etl.flows.model import FlowSpec
+from etl.flows.model import ExistsSpec, FlowSpec
 from etl.flows.purchase_order import ensure_erp_tables, flag_document, publish_document, read_links
 from etl.flows.writeback import pending_writebacks, sync_xref, write_back
+from etl.mapping.loader import unknown_message
+from etl.mapping.types import as_text
 from etl.reconcile.store import DifferenceStore
 from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
@@ -65,12 +68,17 @@ class FlowResult:
     message: str | None = None
     error: str | None = None  # class of the error that failed the flow (e.g. LockedError)
     retryable: bool = False
+    exit_code: int = 0  # of a failed flow: the CLI's code for its error (2 configuration, 5 locked, 6 unavailable...)
 
 
 @dataclass
 class FlowSummary:
-    """The outcome of `run_flows`: `success`, `partial` (a flow failed or left write-backs pending),
-    `failed`, or `planned` (dry run)."""
+    """The outcome of `run_flows`: `success`, `partial` (a flow failed or left write-backs pending, or a flow
+    file is invalid), `failed`, or `planned` (dry run).
+
+    `issues` are the problems of invalid flow files (`run_flows(keep_going=True)`; each disabled its own flow);
+    `error_code` the exit code of an error that stopped the flows before they ran (set by the caller).
+    """
 
     run_id: str
     status: str
@@ -78,56 +86,118 @@ class FlowSummary:
     flows: list[FlowResult]
     seconds: float
     message: str | None = None
+    issues: list[str] = field(default_factory=list)
+    error_code: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every flow succeeded (or was planned); 2 when a flow file is invalid; else the code of the
+        error that stopped the flows, or of the first failed flow's error (5 locked, 6 unavailable ...), else 1."""
+        if self.issues:
+            return 2
+        if self.error_code:
+            return self.error_code
+        if self.status in ("success", "planned"):
+            return 0
+        codes = [r.exit_code for r in self.flows if r.status == "failed" and r.exit_code > 1]
+        return codes[0] if codes else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "exit_code": self.exit_code}
 
 
 def run_flows(config: ProjectConfig, *, flows: list[str] | None = None, run_id: str | None = None,
-              dry_run: bool = False) -> FlowSummary:
+              dry_run: bool = False, keep_going: bool = False) -> FlowSummary:
     """Run the named flows (all enabled ones by default).
 
     With `run_id` of an existing run (e.g. the sync that just finished) the flows
     are recorded as entities of that run; otherwise a run with trigger `flows` is
-    recorded. `dry_run` reads everything and writes nothing.
+    recorded, and always finished (failed or partial when a flow failed), even when
+    a flow raised something unexpected. `dry_run` reads everything and writes
+    nothing. An invalid flow file raises ConfigError, unless `keep_going`: then
+    its flow is reported failed (exit code 2) and the other flows run.
     """
     started = time.monotonic()
-    flowset = load_flows(config)
+    flowset = load_flows(config, keep_going=keep_going)
     specs = flowset.select(flows)
+    broken = flowset.broken_selected(flows)
+    issues = [redact(str(i), config) for i in flowset.issues]
     run_id = run_id or new_run_id()
-    if not specs:
+    if not specs and not broken and not issues:
         return FlowSummary(run_id=run_id, status="planned" if dry_run else "success", dry_run=dry_run, flows=[],
                            seconds=0.0, message="no flows configured (mappings/flows/*.yaml)")
     store = None if dry_run else open_store(config)
     own_run = store is not None and not _run_exists(store, run_id)
     if store is not None and own_run:
         store.start_run(run_id, trigger="flows", mode="flows", mapping_version=flowset.version,
-                        entities=[s.flow for s in specs])
-    results = []
-    for spec in specs:
-        t0 = time.monotonic()
-        try:
-            result = _plan(config, flowset, spec) if store is None else _locked(config, flowset, spec, store, run_id)
-        except (ErpOaError, sa.exc.SQLAlchemyError) as exc:
-            error = classify_db_error(exc, what=f"flow {spec.flow}")
-            result = FlowResult(flow=spec.flow, kind=spec.kind, status="failed", message=redact(str(error), config),
-                                error=type(error).__name__, retryable=error.retryable)
-            log.error("%s", result.message)
-        result.seconds = round(time.monotonic() - t0, 3)
-        if store is not None:
-            store.record_entity(run_id, spec.flow, status=result.status, inserted=result.created,
-                                updated=result.adopted, quarantined=result.unmapped + result.conflicts,
-                                differences=result.differences, seconds_total=result.seconds, message=result.message)
-        results.append(result)
-    statuses = {r.status for r in results}
-    status = ("planned" if dry_run else "success") if statuses <= {"success", "planned"} else (
-        "failed" if statuses == {"failed"} else "partial")
+                        entities=[*broken, *(s.flow for s in specs)])
+    results = [_invalid(name, flowset, len(issues)) for name in broken]
+    try:
+        for result in results:
+            _record(store, run_id, result)
+        for spec in specs:
+            results.append(_run_one(config, flowset, spec, store, run_id))
+            _record(store, run_id, results[-1])
+    except BaseException as exc:  # an interrupt, or the store failing: the run is finished as failed all the same
+        if store is not None and own_run:
+            _finish_crashed(config, store, run_id, exc)
+        raise
+    status = _status(results, dry_run, bool(issues))
     message = "; ".join(f"{r.flow}: {r.message}" for r in results if r.message) or None
     if store is not None and own_run:
         store.finish_run(run_id, status, message)
     faults.point("flow.finished")
     return FlowSummary(run_id=run_id, status=status, dry_run=dry_run, flows=results,
-                       seconds=round(time.monotonic() - started, 3), message=message)
+                       seconds=round(time.monotonic() - started, 3), message=message, issues=issues)
+
+
+def _run_one(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Store | None, run_id: str) -> FlowResult:
+    """One flow, whatever it raises: an error fails this flow only (classified, secrets redacted)."""
+    t0 = time.monotonic()
+    try:
+        result = _plan(config, flowset, spec) if store is None else _locked(config, flowset, spec, store, run_id)
+    except (ErpOaError, sa.exc.SQLAlchemyError) as exc:
+        error = classify_db_error(exc, what=f"flow {spec.flow}")
+        result = FlowResult(flow=spec.flow, kind=spec.kind, status="failed", message=redact(str(error), config),
+                            error=type(error).__name__, retryable=error.retryable, exit_code=error.exit_code)
+        log.error("%s", result.message)
+    except Exception as exc:  # a bug: this flow fails, the others still run
+        text = redact(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0], config)
+        result = FlowResult(flow=spec.flow, kind=spec.kind, status="failed", message=text,
+                            error=type(exc).__name__, exit_code=1)
+        log.error("flow %s: %s", spec.flow, text, exc_info=log.isEnabledFor(logging.DEBUG))
+    result.seconds = round(time.monotonic() - t0, 3)
+    return result
+
+
+def _invalid(name: str, flowset: FlowSet, issues: int) -> FlowResult:
+    """The result of a flow whose file is invalid (`run_flows(keep_going=True)`): failed, not run."""
+    message = (f"not run: {flowset.broken[name]} is invalid ({issues} problem(s) in the flow files; "
+               "see `erpoa flows check`)")
+    return FlowResult(flow=name, kind="invalid", status="failed", message=message, error="ConfigError", exit_code=2)
+
+
+def _record(store: Store | None, run_id: str, result: FlowResult) -> None:
+    if store is not None:
+        store.record_entity(run_id, result.flow, status=result.status, inserted=result.created,
+                            updated=result.adopted, quarantined=result.unmapped + result.conflicts,
+                            differences=result.differences, seconds_total=result.seconds, message=result.message)
+
+
+def _status(results: list[FlowResult], dry_run: bool, invalid_files: bool) -> str:
+    statuses = {r.status for r in results}
+    if statuses <= {"success", "planned"} and not invalid_files:
+        return "planned" if dry_run else "success"
+    return "failed" if statuses <= {"failed"} else "partial"
+
+
+def _finish_crashed(config: ProjectConfig, store: Store, run_id: str, exc: BaseException) -> None:
+    """Best effort: finish the run as failed; the store may be what failed, and the original error is raised."""
+    kind = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "internal error"
+    try:
+        store.finish_run(run_id, "failed", redact(f"{kind}: {type(exc).__name__}: {exc}".splitlines()[0], config))
+    except Exception as store_exc:  # never hide the original error behind the store's
+        log.error("could not record run %s as failed: %s", run_id, store_exc)
 
 
 def _run_exists(store: Store, run_id: str) -> bool:
@@ -157,7 +227,7 @@ def run_flow(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Sto
     erp, schema = _erp(config, spec)
     ensure_erp_tables(erp, spec, schema)
     today = _today(config)
-    state = gather(config, spec, flowset.code_tables, as_of=today, checks=checks_for(spec))
+    state = gather(config, spec, with_known_values(config, flowset, spec), as_of=today, checks=checks_for(spec))
     result.approved, result.held = (int((state.approvals["state"] == s).sum()) for s in ("approved", "held"))
     _publish_all(config, spec, state, result, erp, schema, run_id, today)
     with engine_for(config.connection(connection_name(config, spec.target.connection,
@@ -260,6 +330,7 @@ def _quarantine(store: Store, spec: FlowSpec, state: FlowState, run_id: str) -> 
     waiting = [r for r in state.approved if r not in linked]
     problems = state.problems[state.problems["request_id"].isin(waiting)].copy()
     problems["src_id"] = problems["request_id"].astype(str)
+    problems["value"] = problems["value"].astype(object).where(problems["value"].notna(), None)  # NULL, not "nan"
     open_rows = store.quarantine(entity=spec.flow, status="open")
     seen = set(zip(open_rows["src_id"].astype(str), open_rows["field"], open_rows["rule"], strict=True))
     fresh = problems[[(s, f, r) not in seen for s, f, r in zip(problems["src_id"], problems["field"],
@@ -271,10 +342,72 @@ def _quarantine(store: Store, spec: FlowSpec, state: FlowState, run_id: str) -> 
     return int(problems["src_id"].nunique())
 
 
+def with_known_values(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec) -> dict[str, Any]:
+    """The flow's code tables plus, under `ExistsSpec.key`, the values of every `exists:` column (see apply_fields).
+
+    One `SELECT DISTINCT` per column, read once per run through a read-only engine; a table or column the
+    database does not have is a ConfigError located in the flow file.
+    """
+    tables: dict[str, Any] = dict(flowset.code_tables)
+    issues: list[ConfigIssue] = []
+    for part, fields in (("header", spec.fields.header), ("lines", spec.fields.lines)):
+        for name, fspec in fields.items():
+            check = fspec.exists
+            if check is None or check.key in tables:
+                continue
+            found = _read_known(config, flowset, spec, check, ("fields", part, name, "exists"))
+            if isinstance(found, ConfigIssue):
+                issues.append(found)
+            else:
+                tables[check.key] = found
+    if issues:
+        raise ConfigError(issues)
+    return tables
+
+
+def _read_known(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, check: ExistsSpec,
+                loc: tuple[str, ...]) -> set[str] | ConfigIssue:
+    """The distinct values of the `exists:` column as stripped text, or the issue that the column is not there."""
+    name = check.connection or connection_name(config, spec.target.connection, spec.target.fallback_connection)
+    conf = config.connection(name)
+    schema, table = check.table.split(".", 1) if "." in check.table else (conf.schema_, check.table)
+    smap = flowset.maps.get(spec.flow)
+
+    def issue(key: str, message: str) -> ConfigIssue:
+        return smap.issue((*loc, key), message) if smap else ConfigIssue("", None, None, ".".join((*loc, key)),
+                                                                         message)
+
+    with engine_for(conf, read_only=True).connect() as conn:
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(table, schema=schema):
+            return issue("table", _unknown_table(check.table, inspector.get_table_names(schema=schema), name))
+        source = sa.table(table, schema=schema)
+        # the names a query returns: reflection misreads MariaDB's table definitions under the read-only sql_mode
+        columns = list(conn.execute(sa.select(sa.literal_column("*")).select_from(source).where(sa.false())).keys())
+        column = next((c for c in columns if c == check.column), None) or next(
+            (c for c in columns if c.lower() == check.column.lower()), None)
+        if column is None:
+            return issue("column", unknown_message(f"column of {check.table}", check.column, columns))
+        stmt: sa.Select[Any] = sa.select(sa.column(column)).select_from(source).distinct()
+        values = pd.Series(list(conn.execute(stmt).scalars()), dtype=object)
+    text = as_text(values).str.strip()
+    return set(text[text.notna()])
+
+
+def _unknown_table(table: str, known: list[str], connection: str) -> str:
+    """`table 'X' not found ...`: every known table of a small database, only the closest ones of an ERP's."""
+    if len(known) <= 30:
+        return unknown_message("table", table, known) + f" (connection '{connection}')"
+    close = difflib.get_close_matches(table, known, n=3)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"table '{table}' not found in connection '{connection}'{hint}"
+
+
 def _plan(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec) -> FlowResult:
     """Dry run of one flow: what a run would create, write back and report; nothing is written."""
     result = FlowResult(flow=spec.flow, kind=spec.kind, status="planned")
-    state = gather(config, spec, flowset.code_tables, as_of=_today(config), checks=checks_for(spec))
+    state = gather(config, spec, with_known_values(config, flowset, spec), as_of=_today(config),
+                   checks=checks_for(spec))
     result.approved, result.held = (int((state.approvals["state"] == s).sum()) for s in ("approved", "held"))
     heads, lines = erp_documents(config, spec, state.links)
     waiting = [r for r in state.approved if r not in state.links.index and r in state.docs]

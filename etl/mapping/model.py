@@ -23,14 +23,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-def check_identifier(value: str, what: str) -> str:
-    """Table and column names from YAML must be plain identifiers (they are quoted, never spliced)."""
+QUERY_HINT = "use `query:` for anything more complex"
+
+
+def check_identifier(value: str, what: str, *, hint: str | None = QUERY_HINT) -> str:
+    """Table and column names from YAML must be plain identifiers (they are quoted, never spliced).
+
+    `hint` ends the message where the key's context offers a way out (a source's `query:`); None where it has none.
+    """
     parts = value.split(".")
     if len(parts) > 2 or not all(IDENT.match(p) for p in parts):
-        raise ValueError(
-            f"{what} '{value}' is not a plain identifier (letters, digits, _ ; optionally schema.table); "
-            "use `query:` for anything more complex"
-        )
+        message = f"{what} '{value}' is not a plain identifier (letters, digits, _ ; optionally schema.table)"
+        raise ValueError(f"{message}; {hint}" if hint else message)
     return value
 
 
@@ -200,7 +204,7 @@ class TargetSpec(Strict):
     @field_validator("table")
     @classmethod
     def _table_identifier(cls, value: str) -> str:
-        return check_identifier(value, "table")
+        return check_identifier(value, "table", hint=None)  # a target has no `query:`
 
 
 class DeletionSpec(Strict):
