@@ -8,17 +8,23 @@ One task per approval flow of `mappings/flows/` (`erpoa flows run --flow NAME`):
 - `contract_archive`: approved contract requests are archived into CM_Contract;
   the contract number is written back.
 
+A flow whose file says `enabled: false` is skipped (its task shows skipped and
+names the file); nothing is read or written.
+
 Each task is idempotent: the OA request id is the key of a link table written in
 the same ERP transaction as the document, and the write-back and the
 cross-reference are derived from that table on every run. A task that fails, or
 a write-back that cannot be done, is completed by the next run; nothing is
-created twice. The flows take a lock in the reconciliation store, so a run that
-outlasts 15 minutes makes the next one skip (not queue).
+created twice. Airflow runs at most one run of this DAG at a time: a run that
+outlasts 15 minutes delays the next one. The flows also take a lock in the
+reconciliation store: a CLI `erpoa flows run` (or another trigger) running at the
+same time makes the task skip (lock held).
 
 Transient errors (lost connection, deadlock) are retried with backoff; terminal
 ones (configuration, data) fail the task. Connections come from the Airflow
 Connections `erpoa_erp`, `erpoa_oa`, `erpoa_recon`, `erpoa_erp_write`,
-`erpoa_oa_write`, or from `erpoa.yaml` when not defined. See docs/approvals.md.
+`erpoa_oa_write`, or from `erpoa.yaml` when not defined. See docs/approvals.md
+and docs/airflow.md.
 """
 
 from __future__ import annotations
@@ -57,28 +63,9 @@ def _alert_on_failure(context: Any) -> None:
 @task(multiple_outputs=False, on_failure_callback=_alert_on_failure)
 def run_flow(flow: str, params: Any = None) -> dict[str, Any]:
     """Run one flow; returns its counts (the XCom is counts, never data)."""
-    from etl import logs
-    from etl.errors import SourceUnavailableError
-    from etl.flows.run import run_flows
-    from etl.orchestration import connections
-    from etl.orchestration.errors import airflow_errors, fail_task, skip_task
+    from etl.orchestration import flows
 
-    params = params or {}
-    with airflow_errors(f"flow {flow}", redact=logs.redact):
-        config_path = str(params.get("config_path") or connections.default_config_path())
-        ids = connections.conn_ids(params.get("connections") or None)
-        config = connections.load_config(config_path, ids)
-        summary = run_flows(config, flows=[flow], dry_run=bool(params.get("dry_run")))
-        result = summary.flows[0]
-        if result.status == "failed":
-            if result.error == "LockedError":
-                raise skip_task(f"{flow}: the previous run still holds the lock")
-            if result.retryable:
-                raise SourceUnavailableError(result.message or f"{flow} failed")
-            raise fail_task(f"flow {flow}: {result.message}")
-    counts = summary.to_dict()["flows"][0]
-    counts.pop("created_numbers", None)
-    return counts
+    return flows.run_flow(flow, params or {}, names=CONNECTION_NAMES)
 
 
 @dag(
@@ -100,11 +87,15 @@ def run_flow(flow: str, params: Any = None) -> dict[str, Any]:
     params={
         "dry_run": Param(False, type="boolean", description="Read everything, write nothing."),
         "config_path": Param(_default_config_path(), type="string", description="Path of erpoa.yaml on the workers."),
+        # Empty by default, so ERPOA_CONN_ID_<NAME> of the worker applies (a default would be frozen at parse time).
         "connections": Param(
-            {name: os.environ.get(f"ERPOA_CONN_ID_{name.upper()}", f"erpoa_{name}") for name in CONNECTION_NAMES},
+            {},
             type="object",
-            description="Airflow connection id per erpoa.yaml connection; ids not defined in Airflow fall back "
-            "to erpoa.yaml.",
+            properties={name: {"type": "string"} for name in CONNECTION_NAMES},
+            additionalProperties=False,
+            description="Airflow connection id per connection name (" + ", ".join(CONNECTION_NAMES) + "); "
+            "unset names use ERPOA_CONN_ID_<NAME> of the worker, else erpoa_<name>, which falls back to "
+            "erpoa.yaml when Airflow does not define it. An id given here must exist.",
         ),
     },
 )

@@ -24,6 +24,9 @@ Transient errors (lost connection, deadlock, lock timeout) are retried with
 exponential backoff; terminal ones (configuration, data, quality gate) fail
 without retry. Connections come from the Airflow Connections `erpoa_erp`,
 `erpoa_oa`, `erpoa_target`, `erpoa_recon`, or from `erpoa.yaml` when not defined.
+
+To run a failed entity again, clear its `prepare` task with downstream tasks: the
+later stages refuse to run without the entity lock, which `finish_run` released.
 See docs/airflow.md.
 """
 
@@ -198,10 +201,10 @@ def entity_sync(run: Any, entity: str) -> None:
     },
     params={
         "entities": Param(
-            list(ENTITIES),
+            [],
             type="array",
             items={"type": "string", "enum": list(ENTITIES)},
-            description="Entities to sync (dependencies first); empty means all.",
+            description="Entities to sync; empty means run.entities of erpoa.yaml, else every mapped entity.",
         ),
         "full_refresh": Param(False, type="boolean", description="Ignore watermarks and read everything."),
         "sweep": Param(
@@ -211,11 +214,15 @@ def entity_sync(run: Any, entity: str) -> None:
         ),
         "dry_run": Param(False, type="boolean", description="Plan only: show what would change, publish nothing."),
         "config_path": Param(_default_config_path(), type="string", description="Path of erpoa.yaml on the workers."),
+        # Empty by default, so ERPOA_CONN_ID_<NAME> of the worker applies (a default would be frozen at parse time).
         "connections": Param(
-            {name: os.environ.get(f"ERPOA_CONN_ID_{name.upper()}", f"erpoa_{name}") for name in CONNECTION_NAMES},
+            {},
             type="object",
-            description="Airflow connection id per erpoa.yaml connection; ids not defined in Airflow fall back "
-            "to erpoa.yaml.",
+            properties={name: {"type": "string"} for name in CONNECTION_NAMES},
+            additionalProperties=False,
+            description="Airflow connection id per erpoa.yaml connection (erp, oa, target, recon); unset names use "
+            "ERPOA_CONN_ID_<NAME> of the worker, else erpoa_<name>, which falls back to erpoa.yaml when Airflow "
+            "does not define it. An id given here must exist.",
         ),
     },
 )

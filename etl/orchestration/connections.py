@@ -2,26 +2,33 @@
 
 Each connection name of `erpoa.yaml` (erp, oa, target, recon) has an Airflow
 connection id, by default `erpoa_<name>` (override per name with the env var
-`ERPOA_CONN_ID_<NAME>` or the DAG param `connections`). When that id is defined
-in Airflow it replaces the entry of the config file; when it is not, the config
-file's entry is used, so the demo runs without any Airflow Connection.
+`ERPOA_CONN_ID_<NAME>` of the worker running the task, or the DAG param
+`connections`). When that id is defined in Airflow it replaces the entry of the
+config file. Only a built-in default id that Airflow does not define falls back to
+the config file's entry (so the demo runs without any Airflow Connection); an id
+asked for explicitly must exist.
 
 Airflow connection types become SQLAlchemy URLs: postgres -> postgresql+psycopg,
 mysql/mariadb -> mysql+pymysql (charset utf8mb4), sqlite, mssql -> mssql+pyodbc;
-an `odbc_connect` extra (or type odbc) becomes an ODBC connection string. Other
-extras are passed to the driver as URL query parameters, except these, which
-configure the connection itself: `db_schema` (schema of the tables),
-`read_only`, `sqlalchemy_scheme` (e.g. postgresql+psycopg2), `connect_args`,
-`dialect` (ODBC only), `fast_executemany`, `pool_pre_ping`.
+an `odbc_connect` extra (or type odbc) becomes an ODBC connection string (Login and
+Password added unless it has UID / PWD). Other scalar extras are passed to the driver
+as URL query parameters, except these, which configure the connection itself:
+`db_schema` (schema of the tables), `read_only`, `sqlalchemy_scheme` (e.g.
+postgresql+psycopg2), `connect_args`, `dialect` (ODBC only), `fast_executemany`,
+`pool_pre_ping`. MySQL's `ssl` object (Airflow's TLS extra) becomes
+`connect_args["ssl"]`; any other extra that cannot be passed is a ConfigError.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, quote_plus
@@ -79,6 +86,7 @@ _HOOK_ONLY_EXTRAS = {
     "driver_class",
 }
 _TRUE = {"1", "true", "yes", "on"}
+_ODBC_CREDENTIAL = re.compile(r"(?:^|;)\s*(UID|PWD)\s*=", re.IGNORECASE)
 
 
 class AirflowConnectionLike(Protocol):
@@ -104,35 +112,90 @@ def default_config_path(env: Mapping[str, str] | None = None) -> str:
     return str(Path(env.get("ERPOA_PROJECT_DIR") or ".") / "erpoa.yaml")
 
 
-def conn_ids(overrides: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Airflow connection id per connection name: defaults, then `ERPOA_CONN_ID_<NAME>`, then `overrides`."""
+def default_conn_id(name: str) -> str:
+    """The built-in Airflow connection id of connection `name`: `erpoa_<name>`."""
+    return f"erpoa_{name}"
+
+
+def conn_ids(
+    overrides: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    names: Sequence[str] = REQUIRED_CONNECTIONS,
+) -> dict[str, str]:
+    """Airflow connection id per connection name: defaults, then `ERPOA_CONN_ID_<NAME>`, then `overrides`.
+
+    `names` are the connections to resolve (the four of `erpoa.yaml` always are); `check_names` refuses
+    overrides of other names.
+    """
     env = os.environ if env is None else env
-    ids = {name: env.get(CONN_ID_ENV_PREFIX + name.upper(), default) for name, default in DEFAULT_CONN_IDS.items()}
+    ids = {
+        name: env.get(CONN_ID_ENV_PREFIX + name.upper()) or default_conn_id(name)
+        for name in dict.fromkeys([*REQUIRED_CONNECTIONS, *names])
+    }
     ids.update({str(k): str(v) for k, v in (overrides or {}).items() if v})
     return ids
+
+
+def check_names(overrides: Mapping[str, Any] | None, names: Sequence[str] = REQUIRED_CONNECTIONS) -> None:
+    """ConfigError for a key of the `connections` param that is no connection name (a typo, the wrong case)."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"the connections param must be an object of connection name -> conn id, not {overrides!r}")
+    unknown = [str(k) for k in overrides or {} if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown connection name {', '.join(repr(k) for k in unknown)} in the connections param; "
+            f"use {', '.join(names)}"
+        )
 
 
 def _flag(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in _TRUE
 
 
-def _query(extra: Mapping[str, Any]) -> dict[str, str]:
+def _query(conn: AirflowConnectionLike, extra: Mapping[str, Any]) -> dict[str, str]:
     query = {}
     for key, value in extra.items():
         if key in _OWN_EXTRAS or key in _HOOK_ONLY_EXTRAS or value is None:
             continue
         if isinstance(value, dict | list):
-            log.warning("connection extra %r is not a scalar; it is not passed to the driver", key)
-            continue
+            raise ConfigError(
+                f"Airflow connection '{conn.conn_id}': extra {key!r} is an object or a list, which cannot be "
+                f"passed to the driver as a URL parameter; put it under the extra connect_args"
+            )
         query[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return query
 
 
+def _object_extra(conn: AirflowConnectionLike, key: str, value: Any) -> dict[str, Any]:
+    """An extra that must be an object, given as one or as JSON text (as Airflow's MySQL hook accepts)."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if not isinstance(value, dict):
+        # The value may hold a secret: name its type only.
+        raise ConfigError(
+            f"Airflow connection '{conn.conn_id}': extra {key!r} must be an object, not {type(value).__name__}"
+        )
+    return value
+
+
+def _connect_args(conn: AirflowConnectionLike, extra: Mapping[str, Any], driver: str) -> dict[str, Any]:
+    """The driver's connect_args: the `connect_args` extra, plus MySQL's `ssl` object (its TLS settings)."""
+    args = _object_extra(conn, "connect_args", extra["connect_args"]) if "connect_args" in extra else {}
+    if driver.startswith("mysql") and extra.get("ssl") is not None:
+        args = {**args, "ssl": _object_extra(conn, "ssl", extra["ssl"])}
+    return args
+
+
+def _braced(value: str) -> str:
+    return "{" + value.replace("}", "}}") + "}"  # ODBC escapes } inside braces
+
+
 def _odbc_string(conn: AirflowConnectionLike, extra: Mapping[str, Any]) -> str:
-    if extra.get("odbc_connect"):
-        return str(extra["odbc_connect"])
     parts = []
-    if extra.get("dsn"):
+    if extra.get("odbc_connect"):
+        parts.append(str(extra["odbc_connect"]).strip().rstrip(";"))
+    elif extra.get("dsn"):
         parts.append(f"DSN={extra['dsn']}")
     else:
         if extra.get("driver"):
@@ -141,10 +204,11 @@ def _odbc_string(conn: AirflowConnectionLike, extra: Mapping[str, Any]) -> str:
             parts.append(f"SERVER={conn.host}" + (f",{conn.port}" if conn.port else ""))
         if conn.schema:
             parts.append(f"DATABASE={conn.schema}")
-    if conn.login:
-        parts.append(f"UID={conn.login}")
-    if conn.password:
-        parts.append("PWD={" + conn.password.replace("}", "}}") + "}")  # ODBC escapes } inside braces
+    given = {m.upper() for m in _ODBC_CREDENTIAL.findall(parts[0])} if parts else set()
+    if conn.login and "UID" not in given:
+        parts.append("UID=" + _braced(conn.login))
+    if conn.password and "PWD" not in given:
+        parts.append("PWD=" + _braced(conn.password))
     if not parts:
         raise ConfigError(f"Airflow connection '{conn.conn_id}' (odbc) needs an odbc_connect extra, a dsn or a host")
     return ";".join(parts)
@@ -160,10 +224,9 @@ def connection_config(conn: AirflowConnectionLike) -> ConnectionConfig:
     for key in ("fast_executemany", "pool_pre_ping"):
         if key in extra:
             common[key] = _flag(extra[key])
-    if isinstance(extra.get("connect_args"), dict):
-        common["connect_args"] = extra["connect_args"]
     if conn_type == "odbc" or extra.get("odbc_connect"):
         dialect = extra.get("dialect") or _ODBC_DIALECTS.get(conn_type, "mssql")
+        common["connect_args"] = _connect_args(conn, extra, "odbc")
         return _validated(conn, {"odbc": SecretStr(_odbc_string(conn, extra)), "dialect": dialect, **common})
     driver = extra.get("sqlalchemy_scheme") or _DRIVERS.get(conn_type)
     if driver is None:
@@ -171,7 +234,8 @@ def connection_config(conn: AirflowConnectionLike) -> ConnectionConfig:
             f"Airflow connection '{conn.conn_id}' has type '{conn.conn_type}'; use postgres, mysql, sqlite, "
             f"mssql or odbc (or set the extra sqlalchemy_scheme)"
         )
-    query = _query(extra)
+    common["connect_args"] = _connect_args(conn, extra, driver)
+    query = _query(conn, {k: v for k, v in extra.items() if not (k == "ssl" and driver.startswith("mysql"))})
     if driver.startswith("sqlite"):
         url = URL.create(driver, database=conn.schema or conn.host or None, query=query)
     else:
@@ -197,25 +261,39 @@ def _validated(conn: AirflowConnectionLike, values: dict[str, Any]) -> Connectio
         raise ConfigError(f"Airflow connection '{conn.conn_id}' cannot be used: {problems}") from None
 
 
-def airflow_connections(ids: Mapping[str, str]) -> dict[str, ConnectionConfig]:
-    """The connections among `ids` (name -> Airflow conn id) that Airflow defines; the rest are left out."""
+def airflow_connections(ids: Mapping[str, str], *, strict: bool = False) -> dict[str, ConnectionConfig]:
+    """The connections among `ids` (name -> Airflow conn id) that Airflow defines; the rest are left out.
+
+    With `strict`, an id that Airflow does not define is a ConfigError unless it is the built-in default
+    `erpoa_<name>`: a conn id asked for explicitly never falls back to the config file silently.
+    """
     try:
         from airflow.sdk import Connection
         from airflow.sdk.exceptions import AirflowNotFoundException
     except ImportError:
         return {}
     found: dict[str, ConnectionConfig] = {}
+    missing: list[str] = []
     for name, conn_id in ids.items():
         try:
             conn = Connection.get(conn_id)
         except AirflowNotFoundException:
-            log.info("Airflow connection %s is not defined; '%s' comes from the project config", conn_id, name)
+            if strict and conn_id != default_conn_id(name):
+                missing.append(f"'{conn_id}' ({name})")
+            else:
+                log.info("Airflow connection %s is not defined; '%s' comes from the project config", conn_id, name)
             continue
         if conn.password:
             register_secrets([conn.password])
         found[name] = connection_config(conn)
         register_secrets(found[name].secrets)
         log.info("connection '%s' from Airflow connection %s (%s)", name, conn_id, conn.conn_type)
+    if missing:
+        raise ConfigError(
+            f"Airflow connection {', '.join(missing)} is not defined; define it in Airflow or correct the "
+            f"connections param or {CONN_ID_ENV_PREFIX}<NAME> (only the default ids erpoa_<name> fall back to "
+            f"erpoa.yaml)"
+        )
     return found
 
 
@@ -232,13 +310,14 @@ def register_secrets(secrets: Iterable[str]) -> None:
             mask_secret(value)
 
 
-def load_config(path: str | Path, ids: Mapping[str, str] | None = None) -> ProjectConfig:
+def load_config(path: str | Path, ids: Mapping[str, str] | None = None, *, strict: bool = False) -> ProjectConfig:
     """`erpoa.yaml` with the connections Airflow defines put in place of the file's.
 
     A connection that Airflow provides may be missing from the file or use
-    `${VAR}`s set only outside Airflow.
+    `${VAR}`s set only outside Airflow. `strict`: see `airflow_connections` (tasks
+    use it; a failure callback does not, so it can still load the config to alert).
     """
-    overrides = airflow_connections(conn_ids(ids))
+    overrides = airflow_connections(conn_ids(ids), strict=strict)
     try:
         config = load_project(path)
     except ConfigError as exc:

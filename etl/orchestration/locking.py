@@ -5,6 +5,11 @@ same entity at once. Here the holder is the run id and the lock outlives the tas
 took it, so no pid is recorded: the lock is stale once its run is finished in the store.
 `release` runs at the end of each entity and again, for every lock of the run, in the
 `finish_run` task whatever happened.
+
+Only `prepare` takes the lock; every later stage of the entity checks with `require`
+that the run still holds it. A stage cleared after `finish_run` released it does not
+take it back: another sync may have published the entity and dropped this run's
+staging in between, so the entity must start again from `prepare`.
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ from sqlalchemy import Engine, select
 
 from etl.engine import lock
 from etl.engine.lock import lock_name, release
+from etl.errors import TerminalError
 from etl.mapping.model import EntityMapping
 from etl.store import schema as s
 
-__all__ = ["acquire", "held_by", "lock_name", "release", "target_of"]
+__all__ = ["LockLostError", "acquire", "held_by", "lock_name", "release", "require", "target_of"]
+
+
+class LockLostError(TerminalError):
+    """A stage after `prepare` runs while its run does not hold the entity lock (e.g. cleared after finish_run)."""
 
 
 def target_of(mapping: EntityMapping) -> str:
@@ -55,3 +65,17 @@ def held_by(engine: Engine, owner: str) -> list[str]:
     """Names of the locks `owner` holds."""
     with engine.connect() as conn:
         return [r[0] for r in conn.execute(select(s.locks.c.name).where(s.locks.c.owner == owner))]
+
+
+def require(engine: Engine, entity: str, target: str, owner: str, *, stage: str) -> None:
+    """Raise LockLostError unless `owner` holds the lock of `entity` on `target`."""
+    name = lock_name(entity, target)
+    with engine.connect() as conn:
+        holder = conn.execute(select(s.locks.c.owner).where(s.locks.c.name == name)).scalar()
+    if holder == owner:
+        return
+    now = f"{holder} holds it now" if holder else "nobody holds it now"
+    raise LockLostError(
+        f"{entity}: {stage} refused: run {owner} no longer holds the entity lock ({now}; finish_run releases it "
+        f"when the run ends); to run the entity again, clear {entity}.prepare with its downstream tasks"
+    )

@@ -10,6 +10,10 @@ database, keyed by run id, which is what makes every stage idempotent per
 The order is the one of `etl.engine.pipeline.sync_entity`: prepare (lock, create
 tables, drop old staging) -> extract per source -> partitions -> merge and
 validate per partition -> gate, publish, finalize -> reconcile, cleanup, unlock.
+
+Every stage after `prepare` runs only while the run holds the entity lock. Tasks
+cleared after `finish_run` therefore restart the entity from `prepare`, which sets
+the run back to `running` in the store before it takes the lock again.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from datetime import date, datetime
 from typing import Any, TypedDict
 
 from etl import logs
-from etl.config.project import ProjectConfig
+from etl.config.project import REQUIRED_CONNECTIONS, ProjectConfig
 from etl.db.connect import engine_for
 from etl.engine import build as build_stage
 from etl.engine import extract as extract_stage
@@ -90,8 +94,9 @@ def start_run(
     """
     with airflow_errors("start_run", redact=logs.redact):
         config_path = str(params.get("config_path") or connections.default_config_path())
+        connections.check_names(params.get("connections"), REQUIRED_CONNECTIONS)
         ids = connections.conn_ids(params.get("connections") or None)
-        config = connections.load_config(config_path, ids)
+        config = connections.load_config(config_path, ids, strict=True)
         mappings = load_project_mappings(config)
         requested = [str(e) for e in params.get("entities") or []]
         wanted = requested or config.run.entities or [e for e in known_entities if e in mappings.entities]
@@ -131,7 +136,7 @@ def start_run(
 
 def context_for(run: RunInfo) -> SyncContext:
     """The run's SyncContext, rebuilt in this task's process."""
-    config = connections.load_config(run["config_path"], run["connections"])
+    config = connections.load_config(run["config_path"], run["connections"], strict=True)
     mappings = load_project_mappings(config)
     if mappings.version != run["mapping_version"]:
         raise ConfigError(
@@ -151,8 +156,11 @@ def context_for(run: RunInfo) -> SyncContext:
 
 
 @contextmanager
-def _stage(run: RunInfo, entity: str, stage: str) -> Iterator[SyncContext]:
-    """The context of one entity stage; a failure is recorded on the entity row, then mapped for Airflow."""
+def _stage(run: RunInfo, entity: str, stage: str, *, locked: bool = True) -> Iterator[SyncContext]:
+    """The context of one entity stage; a failure is recorded on the entity row, then mapped for Airflow.
+
+    `locked`: the stage writes, so the run must hold the entity lock (every stage but `prepare`, which takes it).
+    """
     built: list[SyncContext] = []
 
     def record_failure(exc: BaseException, message: str, transient: bool) -> None:
@@ -164,8 +172,12 @@ def _stage(run: RunInfo, entity: str, stage: str) -> Iterator[SyncContext]:
             built[0].store.record_entity(run["run_id"], entity, status=status, message=note)
 
     with airflow_errors(f"{entity}: {stage}", redact=logs.redact, on_error=record_failure):
-        built.append(context_for(run))
-        yield built[0]
+        ctx = context_for(run)
+        if locked:
+            target = locking.target_of(ctx.mapping(entity))
+            locking.require(ctx.store.engine, entity, target, ctx.run_id, stage=stage)
+        built.append(ctx)
+        yield ctx
 
 
 def plan(run: RunInfo) -> dict[str, Any]:
@@ -173,7 +185,7 @@ def plan(run: RunInfo) -> dict[str, Any]:
     if not run["dry_run"]:
         raise skip_task("not a dry run")
     with airflow_errors("plan", redact=logs.redact):
-        config = connections.load_config(run["config_path"], run["connections"])
+        config = connections.load_config(run["config_path"], run["connections"], strict=True)
         summary, ctx = run_sync(
             config,
             entities=run["entities"],
@@ -195,13 +207,15 @@ def prepare(run: RunInfo | None, entity: str) -> list[str]:
         raise skip_task("dry run: the plan task previews every entity")
     if entity not in run["entities"]:
         raise skip_task(f"{entity} is not among this run's entities")
-    with _stage(run, entity, "prepare") as ctx:
+    with _stage(run, entity, "prepare", locked=False) as ctx:
         mapping = ctx.mapping(entity)
         blocked = _blocked(ctx, run, mapping.dependencies)
         if blocked:
             message = f"skipped: {', '.join(blocked)} failed"
             record(ctx, EntityResult(entity=entity, status="skipped", message=message))
             raise skip_task(message)
+        # Cleared after finish_run: running again first, or another sync would take the lock as stale.
+        reopen(ctx.store, run)
         locking.acquire(
             ctx.store.engine,
             entity,
@@ -212,6 +226,17 @@ def prepare(run: RunInfo | None, entity: str) -> list[str]:
         ctx.store.record_entity(ctx.run_id, entity, status="running", message=None)
         extract_stage.prepare(ctx, entity)
         return list(mapping.sources)
+
+
+def reopen(store: Store, run: RunInfo) -> None:
+    """Set the run back to `running` in the store (its tasks run again); nothing changes while it runs."""
+    store.start_run(
+        run["run_id"],
+        trigger=TRIGGER,
+        mode=run["mode"],
+        mapping_version=run["mapping_version"],
+        entities=run["entities"],
+    )
 
 
 def _blocked(ctx: SyncContext, run: RunInfo, dependencies: Iterable[str]) -> list[str]:
@@ -317,7 +342,7 @@ def report(run: RunInfo | None) -> dict[str, str]:
         log.info("etl.report is not installed; no report written")
         return {}
     with airflow_errors("report", redact=logs.redact):
-        config = connections.load_config(run["config_path"], run["connections"])
+        config = connections.load_config(run["config_path"], run["connections"], strict=True)
         return {str(k): str(v) for k, v in write_reports(config, run["run_id"]).items()}
 
 
@@ -333,16 +358,12 @@ def finish_run(
     task's result, or a function fetching it (only called in a dry run).
     """
     if run is None:
-        raise fail_task("the run did not start (start_run failed); see the log of start_run")
+        # start_run's own failure callback alerted (or could not, for the same cause).
+        raise fail_task("the run did not start (start_run failed); see the log of start_run", alerted=True)
     if run["dry_run"]:
-        plan = plan() if callable(plan) else plan
-        if plan is None:
-            raise fail_task(f"dry run {run['run_id']}: the plan task failed")
-        for e in plan.get("entities", []):
-            log.info("plan %s: %s", e.get("entity"), {k: e.get(k) for k in ("status", *_FIGURES)})
-        return {"run_id": run["run_id"], "status": plan.get("status"), "alerts": 0}
+        return _finish_dry_run(run, plan() if callable(plan) else plan)
     with airflow_errors("finish_run", redact=logs.redact):
-        config = connections.load_config(run["config_path"], run["connections"])
+        config = connections.load_config(run["config_path"], run["connections"], strict=True)
         store = Store(engine_for(config.connection("recon")))
         released = locking.release(store.engine, run["run_id"])
         summary = final_summary(config, store, run)
@@ -365,6 +386,18 @@ def finish_run(
     if summary.status != "success":
         raise fail_task(f"run {run['run_id']} finished {summary.status}: {summary.message}", alerted=True)
     return outcome
+
+
+def _finish_dry_run(run: RunInfo, plan: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Log the plan; fail unless it is `planned`, as `erpoa plan` exits non-zero."""
+    if plan is None:
+        raise fail_task(f"dry run {run['run_id']}: the plan task failed")
+    for e in plan.get("entities", []):
+        log.info("plan %s: %s", e.get("entity"), {k: e.get(k) for k in ("status", *_FIGURES)})
+    status = plan.get("status")
+    if status != "planned":
+        raise fail_task(f"dry run {run['run_id']}: plan {status}: {plan.get('message') or 'see the plan task'}")
+    return {"run_id": run["run_id"], "status": status, "alerts": 0}
 
 
 def final_summary(config: ProjectConfig, store: Store, run: RunInfo) -> SyncSummary:

@@ -198,11 +198,11 @@ def test_retries_back_off_exponentially(dag: Any) -> None:
 
 def test_params(dag: Any) -> None:
     params = {k: dag.params[k] for k in dag.params}
-    assert params["entities"] == list(ENTITIES)
+    assert params["entities"] == []  # run.entities of erpoa.yaml, else every mapped entity
     assert params["full_refresh"] is False
     assert params["dry_run"] is False
     assert params["config_path"].endswith("erpoa.yaml")
-    assert params["connections"] == {name: f"erpoa_{name}" for name in ("erp", "oa", "target", "recon")}
+    assert params["connections"] == {}  # ERPOA_CONN_ID_<NAME> of the worker, else erpoa_<name>
 
 
 def expected_upstreams() -> dict[str, set[str]]:

@@ -213,7 +213,7 @@ def test_odbc_connections_and_own_extras(airflow_home: Path) -> None:
     assert built.odbc is not None
     assert (
         built.odbc.get_secret_value()
-        == "DRIVER={ODBC Driver 18};SERVER=sqlhost,1433;DATABASE=UFDATA;UID=sa;PWD={S3cret!}"
+        == "DRIVER={ODBC Driver 18};SERVER=sqlhost,1433;DATABASE=UFDATA;UID={sa};PWD={S3cret!}"
     )
     with pytest.raises(ConfigError, match="type 'http'"):
         connection_config(airflow_connection("http://example.com"))
