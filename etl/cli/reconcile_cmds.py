@@ -113,12 +113,12 @@ def list_(
 ) -> None:
     """List differences (present ones by default) with their status and sign-off; personal data is masked."""
     from etl.engine.pipeline import open_store
-    from etl.reconcile.compare import CLASSES
     from etl.reconcile.store import STATUSES, DifferenceStore
+    from etl.report.labels import class_keys
 
     try:
-        if cls and cls not in CLASSES:
-            raise ConfigError(f"--class must be one of {', '.join(CLASSES)}")
+        if cls and cls not in class_keys():  # the reconciliation's classes and the approval flows'
+            raise ConfigError(f"--class must be one of {', '.join(class_keys())}")
         if status and status not in STATUSES:
             raise ConfigError(f"--status must be one of {', '.join(STATUSES)}")
         cfg = load_config(config)

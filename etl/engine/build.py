@@ -9,6 +9,7 @@ gate on the rows that would change, and writes the result to the gold table.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -467,7 +468,8 @@ _quarantine = quarantine_rows
 
 
 def mask_personal_data(frame: pd.DataFrame, mapping: EntityMapping) -> pd.DataFrame:
-    """Quarantine rows with values of `pii: true` fields masked: the rejected `value` and the raw source row.
+    """Quarantine rows with values of `pii: true` fields masked: the rejected `value`, the values the
+    `reason` quotes, and the raw source row.
 
     The store keeps a copy of rejected data for stewards; the source stays the system of record (the
     row's source id points to it). Id columns and columns that feed the business key stay readable:
@@ -480,6 +482,9 @@ def mask_personal_data(frame: pd.DataFrame, mapping: EntityMapping) -> pd.DataFr
     if "field" in out and "value" in out:
         sel = out["field"].isin(pii)
         out.loc[sel, "value"] = out.loc[sel, "value"].map(logs.mask_personal)
+        quoted = sel & out["reason"].notna() if "reason" in out else None
+        if quoted is not None and quoted.any():
+            out.loc[quoted, "reason"] = out.loc[quoted, "reason"].map(_mask_reason)
     if "raw" not in out or "source" not in out:
         return out
     for source, spec in mapping.sources.items():
@@ -489,6 +494,24 @@ def mask_personal_data(frame: pd.DataFrame, mapping: EntityMapping) -> pd.DataFr
         if hidden and sel.any():
             out.loc[sel, "raw"] = out.loc[sel, "raw"].map(lambda text, hidden=hidden: _mask_raw(text, hidden))
     return out
+
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+_SAMPLES = re.compile(rf"^(?:{_QUOTED.pattern})|, e\.g\. .*$")
+
+
+def _mask_reason(reason: object) -> object:
+    """A transform's reason (``'x' does not match …``, ``…, e.g. 'x', 'y'``) with its quoted values masked.
+
+    Transforms already quote personal data masked; this also covers reasons written by older versions.
+    """
+    if not isinstance(reason, str):
+        return reason
+    return _SAMPLES.sub(lambda m: _QUOTED.sub(_mask_quoted, m.group()), reason)
+
+
+def _mask_quoted(match: re.Match[str]) -> str:
+    return repr(str(logs.mask_personal(match.group()[1:-1])))
 
 
 def _mask_raw(text: str, hidden: set[str]) -> str:

@@ -91,7 +91,7 @@ def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, parti
     if refs:
         suite = resolve_references(suite, refs)
     frame = rows.reset_index(drop=True)
-    result = validate_batch(frame[list(mapping.fields)], suite, mapping.key)
+    result = validate_batch(frame[list(mapping.fields)], suite, mapping.key, pii_columns=mapping.pii_fields)
     if not ctx.dry_run:
         from etl.validate.datadocs import docs_json
 

@@ -74,7 +74,13 @@ def map_chunk(
         else:
             value = pd.Series([None] * len(raw), index=raw.index, dtype=object)
         ctx = TransformContext(
-            field=name, source=source, frame=raw, code_tables=code_tables, as_of=as_of, timezone=timezone
+            field=name,
+            source=source,
+            frame=raw,
+            code_tables=code_tables,
+            as_of=as_of,
+            timezone=timezone,
+            pii=canonical.pii,
         )
         for raw_spec in fspec.transforms:
             tname, targs = registry.split_spec(raw_spec)

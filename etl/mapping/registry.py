@@ -64,7 +64,8 @@ class TransformContext:
 
     `frame` is the raw source chunk (for transforms that combine columns),
     `code_tables` the governed code tables by name, `as_of` the date that selects
-    which code table entries are valid, `timezone` the project timezone.
+    which code table entries are valid, `timezone` the project timezone, `pii` whether the field
+    holds personal data (a reason then quotes no raw value).
     """
 
     field: str
@@ -73,6 +74,7 @@ class TransformContext:
     code_tables: Mapping[str, CodeTable]
     as_of: date
     timezone: str = "Asia/Shanghai"
+    pii: bool = False
     rejections: list[Rejection] = dc_field(default_factory=list)
     gaps: list[Gap] = dc_field(default_factory=list)
 

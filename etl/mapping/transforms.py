@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from etl.logs import mask_personal
 from etl.mapping.registry import Gap, TransformArgs, TransformContext, transform
 
 STR = pd.StringDtype(na_value=np.nan)
@@ -277,19 +278,28 @@ def _expand(mask_u: np.ndarray, codes: np.ndarray) -> np.ndarray:
 _PLURAL_VERBS = {"is": "are", "does": "do", "has": "have"}
 
 
-def _reason(values: pd.Series, phrase: str) -> str:
-    """``'x' does not match …`` for one value, ``3 values do not match …, e.g. 'x', 'y'`` for more."""
-    shown = [repr(v if len(v) <= 40 else v[:40] + "…") for v in values.astype(STR).drop_duplicates()[:3]]
+def _reason(values: pd.Series, phrase: str, *, pii: bool = False) -> str:
+    """``'x' does not match …`` for one value, ``3 values do not match …, e.g. 'x', 'y'`` for more.
+
+    With `pii`, a value is quoted masked and only when every row has it: the reason is stored on
+    each of its rows, and must not show one person's data on another person's row.
+    """
+    distinct = values.astype(STR).drop_duplicates()
+    if pii:
+        shown = [repr(mask_personal(distinct.iloc[0]))] if len(distinct) == 1 else []
+    else:
+        shown = [repr(v if len(v) <= 40 else v[:40] + "…") for v in distinct[:3]]
     if len(values) == 1:
         return f"{shown[0]} {phrase}"
     verb, rest = phrase.split(" ", 1)
-    return f"{len(values)} values {_PLURAL_VERBS.get(verb, verb)} {rest}, e.g. {', '.join(shown)}"
+    counted = f"{len(values)} values {_PLURAL_VERBS.get(verb, verb)} {rest}"
+    return f"{counted}, e.g. {', '.join(shown)}" if shown else counted
 
 
 def _report(ctx: TransformContext, s: pd.Series, bad: np.ndarray, *, rule: str, phrase: str, on_error: str) -> None:
     """Quarantine the rows under `bad` when the transform's `on_error` says so."""
     if on_error == "quarantine" and bad.any():
-        ctx.reject(_mask(bad, s.index), rule, _reason(as_text(s[bad]), phrase))
+        ctx.reject(_mask(bad, s.index), rule, _reason(as_text(s[bad]), phrase, pii=ctx.pii))
 
 
 def _flags(x: pd.Series) -> np.ndarray:
@@ -498,7 +508,7 @@ def regex_extract(s: pd.Series, args: RegexExtractArgs, ctx: TransformContext) -
     if args.on_no_match == "keep":
         return out.where(~missed, text)
     if args.on_no_match == "quarantine":
-        ctx.reject(missed, "regex_extract", _reason(text[missed], f"does not match {args.pattern}"))
+        ctx.reject(missed, "regex_extract", _reason(text[missed], f"does not match {args.pattern}", pii=ctx.pii))
     return out
 
 
@@ -588,7 +598,7 @@ def match(s: pd.Series, args: MatchArgs, ctx: TransformContext) -> pd.Series:
     text = as_text(s)
     bad = text.notna() & ~text.str.fullmatch(args.pattern).fillna(False).astype(bool)
     if args.on_mismatch == "quarantine":
-        ctx.reject(bad, "match", _reason(text[bad], f"does not match {args.pattern}"))
+        ctx.reject(bad, "match", _reason(text[bad], f"does not match {args.pattern}", pii=ctx.pii))
     return text.mask(bad)
 
 
@@ -606,7 +616,7 @@ def max_length(s: pd.Series, args: MaxLengthArgs, ctx: TransformContext) -> pd.S
     if args.on_excess == "truncate":
         return text.str.slice(0, args.length)
     long = (text.str.len() > args.length).fillna(False).astype(bool)
-    ctx.reject(long, "max_length", _reason(text[long], f"is longer than {args.length} characters"))
+    ctx.reject(long, "max_length", _reason(text[long], f"is longer than {args.length} characters", pii=ctx.pii))
     return text.mask(long)
 
 
@@ -779,7 +789,8 @@ def map_values(s: pd.Series, args: MapValuesArgs, ctx: TransformContext) -> pd.S
     if args.unmapped == "keep":
         out[unmapped] = text.to_numpy(dtype=object)[unmapped]
     elif args.unmapped == "quarantine":
-        ctx.reject(_mask(unmapped, s.index), "map_values", _reason(text[unmapped], "is not in the value map"))
+        reason = _reason(text[unmapped], "is not in the value map", pii=ctx.pii)
+        ctx.reject(_mask(unmapped, s.index), "map_values", reason)
     result = pd.Series(out, index=s.index)
     if all(isinstance(v, str) for v in mapping.values() if v is not None):
         return result.astype(STR)
@@ -821,7 +832,7 @@ def lookup(s: pd.Series, args: LookupArgs, ctx: TransformContext) -> pd.Series:
         return out
     mask = _mask(unmapped, s.index)
     where = f"in code table '{args.table}' on {ctx.as_of}"
-    reason = _reason(text[unmapped], f"is not {where}")
+    reason = _reason(text[unmapped], f"is not {where}", pii=ctx.pii)
     policy = args.unmapped
     if policy == "quarantine":
         ctx.reject(mask, f"lookup:{args.table}", reason)

@@ -25,6 +25,7 @@ import hashlib
 import json
 import unicodedata
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -712,24 +713,34 @@ def _refused_only_in(
         )
 
 
+def _tolerance_text(spec: CanonicalField) -> str | None:
+    """The tolerance a numeric detail quotes, in plain decimals; None for an exact (integer) comparison.
+
+    The default tolerance, half a unit of the last decimal place, needs one decimal more than the scale.
+    """
+    if spec.tolerance is None and spec.type != "decimal":
+        return None
+    scale = spec.scale or 0
+    if spec.tolerance is None:
+        return f"{tolerance_of(spec):.{scale + 1}f}"
+    exponent = Decimal(str(spec.tolerance)).normalize().as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return f"{float(spec.tolerance):.{max(scale, places)}f}"
+
+
 def _mismatch_details(a: pd.Series, b: pd.Series, spec: CanonicalField) -> list[str]:
     out = []
     numeric = spec.type in ("decimal", "integer")
+    tolerance = _tolerance_text(spec) if numeric else None
     for x, y in zip(a.tolist(), b.tolist(), strict=True):
         if x is None or (not isinstance(x, str) and pd.isna(x)):
             out.append(_detail("missing_erp"))
         elif y is None or (not isinstance(y, str) and pd.isna(y)):
             out.append(_detail("missing_oa"))
         elif numeric:
-            delta = float(x) - float(y)
             scale = spec.scale or 0
-            out.append(
-                _detail(
-                    "numeric",
-                    delta=f"{delta:+.{scale}f}",
-                    tolerance=f"{tolerance_of(spec):g}",
-                )
-            )
+            delta = f"{float(x) - float(y):+.{scale}f}"
+            out.append(_detail("numeric", delta=delta, tolerance=tolerance))
         else:
             out.append(_detail("value"))
     return out

@@ -2,19 +2,24 @@
 
 Every data sheet has its header row frozen, an auto-filter and column widths
 that fit the content; values are text as the report shows them (masked where
-personal).
+personal), except the values of numeric differences, which are numbers finance can
+sum. The workbook is written in openpyxl's write-only mode: row by row, in constant
+memory.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from etl.reconcile.compare import CLASSES
 from etl.report import labels
@@ -81,46 +86,85 @@ def _sheet_name(name: str, used: set[str]) -> str:
     return out
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
+_NUMBER = re.compile(r"[+-]?\d+(?:\.(\d+))?")
+#: Difference classes whose ERP/OA/target values are numbers (when `detail` says so or always).
+_NUMERIC_CLASSES = {"audit_amount_mismatch"}
+#: The value columns of a difference sheet (0-based), written as numbers for numeric differences.
+_VALUE_COLUMNS = (3, 4, 5)
+_STATUS_COLUMN = 10
+
+
+def _plain(value: Any) -> Any:
+    """A value openpyxl can store: None for missing, Python scalars for numpy/pandas ones."""
+    if value is None or value is pd.NaT:
         return None
     if isinstance(value, float) and pd.isna(value):
-        return None
-    if value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp):
         return value.to_pydatetime()
     if hasattr(value, "item"):
         return value.item()
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        # A leading = would make Excel evaluate source data as a formula.
-        return "'" + value
     return value
 
 
-def _table(
-    ws: Worksheet, headers: list[tuple[str, int]], rows: list[list[Any]], lang: str, *, start_row: int = 1
-) -> None:
-    for col, (key, width) in enumerate(headers, start=1):
-        cell = ws.cell(row=start_row, column=col, value=labels.text(lang, key))
-        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
-        cell.alignment = Alignment(vertical="center")
-        ws.column_dimensions[get_column_letter(col)].width = width
-    for r, row in enumerate(rows, start=start_row + 1):
-        for c, value in enumerate(row, start=1):
-            ws.cell(row=r, column=c, value=_cell(value))
+def _cell(ws: WriteOnlyWorksheet, value: Any, **style: Any) -> Any:
+    """A cell that shows `value` unchanged and is never evaluated as a formula.
+
+    Text starting with ``=`` (which openpyxl would store as a formula) or with ``+ - @`` (which Excel
+    reads as a formula when the cell is edited) is stored as a string with the quote-prefix style,
+    unless it is a number such as ``-185.4``: no apostrophe is ever added to the value.
+    """
+    value = _plain(value)
+    guard = isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not _NUMBER.fullmatch(value)
+    if not guard and not style:
+        return value
+    cell = WriteOnlyCell(ws, value=value)
+    if guard:
+        cell.data_type = "s"
+        cell.quotePrefix = True
+    for name, setting in style.items():
+        setattr(cell, name, setting)
+    return cell
+
+
+def _number(ws: WriteOnlyWorksheet, value: Any) -> Any:
+    """A numeric difference value as a number with a thousands format of its own decimals (text if not a number)."""
+    value = _plain(value)
+    match = _NUMBER.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        return _cell(ws, value)
+    decimals = len(match.group(1) or "")
+    return _cell(ws, float(value), number_format="#,##0" + ("." + "0" * decimals if decimals else ""))
+
+
+def _header(ws: WriteOnlyWorksheet, values: list[str], *, wrap: bool = False) -> list[Any]:
+    return [
+        _cell(ws, v, fill=HEADER_FILL, font=HEADER_FONT, alignment=Alignment(wrap_text=wrap, vertical="center"))
+        for v in values
+    ]
+
+
+def _table(ws: WriteOnlyWorksheet, headers: list[tuple[str, int]], rows: list[list[Any]], lang: str) -> None:
+    """A data sheet: frozen, filtered header row and `rows` (already cells or plain values)."""
+    _fit(ws, headers, rows, lang)
+    ws.freeze_panes = "A2"
     last = get_column_letter(len(headers))
-    ws.freeze_panes = ws.cell(row=start_row + 1, column=1)
-    ws.auto_filter.ref = f"A{start_row}:{last}{max(start_row + len(rows), start_row + 1)}"
-    ws.row_dimensions[start_row].height = 22
+    ws.auto_filter.ref = f"A1:{last}{max(1 + len(rows), 2)}"
+    ws.append(_header(ws, [labels.text(lang, key) for key, _ in headers]))
+    for row in rows:
+        ws.append([v if isinstance(v, Cell) else _cell(ws, v) for v in row])
 
 
-def _fit(ws: Worksheet, headers: list[tuple[str, int]], rows: list[list[Any]], lang: str) -> None:
+def _fit(ws: WriteOnlyWorksheet, headers: list[tuple[str, int]], rows: list[list[Any]], lang: str) -> None:
     """Widen columns to their longest value (CJK characters count double), within limits."""
     for col, (key, width) in enumerate(headers, start=1):
-        sample = [labels.text(lang, key), *(r[col - 1] for r in rows[:2000])]
+        sample = [labels.text(lang, key), *(_shown(r[col - 1]) for r in rows[:2000])]
         longest = max((_display_width(v) for v in sample), default=width)
         ws.column_dimensions[get_column_letter(col)].width = max(8, min(60, max(width if not rows else 8, longest + 2)))
+
+
+def _shown(value: Any) -> Any:
+    return value.value if isinstance(value, Cell) else value
 
 
 def _display_width(value: Any) -> int:
@@ -130,12 +174,12 @@ def _display_width(value: Any) -> int:
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
 
 
-def _summary(wb: Workbook, data: ReportData, lang: str, used: set[str]) -> None:
-    ws = wb.active
-    assert ws is not None
-    ws.title = _sheet_name(labels.text(lang, "sheet_summary"), used)
-    ws["A1"] = labels.text(lang, "xls_title")
-    ws["A1"].font = TITLE_FONT
+def _summary(ws: WriteOnlyWorksheet, data: ReportData, lang: str) -> None:
+    widths = [22, 24, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12]
+    for c, width in enumerate(widths, start=1):
+        ws.column_dimensions[get_column_letter(c)].width = width
+    ws.append([_cell(ws, labels.text(lang, "xls_title"), font=TITLE_FONT)])
+    ws.append([])
     run = data.run
     meta = [
         ("project", data.project),
@@ -144,18 +188,14 @@ def _summary(wb: Workbook, data: ReportData, lang: str, used: set[str]) -> None:
         ("finished", run.get("finished_at")),
         ("trigger", run.get("trigger")),
         ("mode", run.get("mode")),
-        ("run_status", run.get("status")),
+        ("run_status", labels.run_status_label(lang, run.get("status"))),
         ("mapping_version", run.get("mapping_version")),
         ("generated", data.generated_at),
     ]
-    row = 3
     for key, value in meta:
-        ws.cell(row=row, column=1, value=labels.text(lang, key)).font = Font(color="7A8699")
-        ws.cell(row=row, column=2, value=_cell(value))
-        row += 1
-    row += 1
-    ws.cell(row=row, column=1, value=labels.text(lang, "kpis")).font = SECTION_FONT
-    row += 1
+        ws.append([_cell(ws, labels.text(lang, key), font=Font(color="7A8699")), _cell(ws, value)])
+    ws.append([])
+    ws.append([_cell(ws, labels.text(lang, "kpis"), font=SECTION_FONT)])
     kpis = [
         ("kpi_total", "total"),
         ("kpi_open", "open"),
@@ -164,13 +204,10 @@ def _summary(wb: Workbook, data: ReportData, lang: str, used: set[str]) -> None:
         ("kpi_resolved", "resolved"),
         ("kpi_quarantine", "quarantined"),
     ]
-    for col, (label, key) in enumerate(kpis, start=1):
-        ws.cell(row=row, column=col, value=labels.text(lang, label)).font = Font(bold=True, color="4A5568")
-        value = ws.cell(row=row + 1, column=col, value=int(data.kpis.get(key, 0)))
-        value.font = Font(bold=True, size=14)
-    row += 3
-    ws.cell(row=row, column=1, value=labels.text(lang, "sec_entities")).font = SECTION_FONT
-    row += 1
+    ws.append([_cell(ws, labels.text(lang, label), font=Font(bold=True, color="4A5568")) for label, _ in kpis])
+    ws.append([_cell(ws, int(data.kpis.get(key, 0)), font=Font(bold=True, size=14)) for _, key in kpis])
+    ws.append([])
+    ws.append([_cell(ws, labels.text(lang, "sec_entities"), font=SECTION_FONT)])
     cols = [
         "entity",
         "status",
@@ -185,18 +222,11 @@ def _summary(wb: Workbook, data: ReportData, lang: str, used: set[str]) -> None:
         "diff_open",
         "diff_accepted",
     ]
-    for c, key in enumerate(cols, start=1):
-        cell = ws.cell(row=row, column=c, value=labels.text(lang, key))
-        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+    ws.append(_header(ws, [labels.text(lang, key) for key in cols]))
     for e in data.entities:
-        row += 1
-        for c, key in enumerate(cols, start=1):
-            value = labels.entity_label(lang, e["entity"]) if key == "entity" else e.get(key)
-            cell = ws.cell(row=row, column=c, value=_cell(value))
-            cell.border = Border(bottom=THIN)
-    row += 2
-    ws.cell(row=row, column=1, value=labels.text(lang, "by_class_entity")).font = SECTION_FONT
-    row += 1
+        ws.append([_cell(ws, _entity_value(lang, e, key), border=Border(bottom=THIN)) for key in cols])
+    ws.append([])
+    ws.append([_cell(ws, labels.text(lang, "by_class_entity"), font=SECTION_FONT)])
     used = {c for e in data.entities for c in e["by_class"]}
     classes = [c for c in data.classes if c in CLASSES or c in used]
     header = [
@@ -204,68 +234,66 @@ def _summary(wb: Workbook, data: ReportData, lang: str, used: set[str]) -> None:
         *(labels.class_label(lang, c) for c in classes),
         labels.text(lang, "diff_total"),
     ]
-    for c, value in enumerate(header, start=1):
-        cell = ws.cell(row=row, column=c, value=value)
-        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
-        cell.alignment = Alignment(wrap_text=True, vertical="center")
+    ws.append(_header(ws, header, wrap=True))
     for e in data.entities:
-        row += 1
         values = [labels.entity_label(lang, e["entity"]), *(e["by_class"].get(c, 0) for c in classes), e["diff_total"]]
-        for c, value in enumerate(values, start=1):
-            ws.cell(row=row, column=c, value=value).border = Border(bottom=THIN)
-    row += 2
-    ws.cell(row=row, column=1, value=labels.text(lang, "masked")).font = Font(italic=True, color="7A8699")
-    widths = [22, 24, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12]
-    for c, width in enumerate(widths, start=1):
-        ws.column_dimensions[get_column_letter(c)].width = width
+        ws.append([_cell(ws, v, border=Border(bottom=THIN)) for v in values])
+    ws.append([])
+    ws.append([_cell(ws, labels.text(lang, "masked"), font=Font(italic=True, color="7A8699"))])
 
 
-def _diff_rows(frame: pd.DataFrame, lang: str) -> list[list[Any]]:
+def _entity_value(lang: str, entity: dict[str, Any], key: str) -> Any:
+    if key == "entity":
+        return labels.entity_label(lang, entity["entity"])
+    if key == "status":
+        return labels.run_status_label(lang, entity.get("status"))
+    return entity.get(key)
+
+
+def _diff_rows(ws: WriteOnlyWorksheet, frame: pd.DataFrame, lang: str) -> list[list[Any]]:
     rows = []
     for rec in frame.head(SHEET_ROW_LIMIT).to_dict("records"):
-        rows.append(
-            [
-                labels.class_label(lang, rec["class"]),
-                rec.get("golden_key"),
-                labels.field_label(lang, rec.get("field")),
-                rec.get("erp_value"),
-                rec.get("oa_value"),
-                rec.get("target_value"),
-                labels.describe(rec.get("detail"), lang, erp_value=rec.get("erp_value"), oa_value=rec.get("oa_value")),
-                rec.get("first_seen_at"),
-                rec.get("last_seen_at"),
-                rec.get("run_count"),
-                labels.status_label(lang, rec.get("status")),
-                rec.get("signed_by"),
-                rec.get("signed_at"),
-                rec.get("note"),
-                rec.get("diff_id"),
-            ]
-        )
+        detail = labels.parse_detail(rec.get("detail"))
+        numeric = detail.get("code") == "numeric" or rec["class"] in _NUMERIC_CLASSES
+        row = [
+            labels.class_label(lang, rec["class"], rec.get("entity")),
+            rec.get("golden_key"),
+            labels.field_label(lang, rec.get("field")),
+            rec.get("erp_value"),
+            rec.get("oa_value"),
+            rec.get("target_value"),
+            labels.describe(detail, lang, erp_value=rec.get("erp_value"), oa_value=rec.get("oa_value")),
+            rec.get("first_seen_at"),
+            rec.get("last_seen_at"),
+            rec.get("run_count"),
+            labels.status_label(lang, rec.get("status")),
+            rec.get("signed_by"),
+            rec.get("signed_at"),
+            rec.get("note"),
+            rec.get("diff_id"),
+        ]
+        if numeric:
+            for c in _VALUE_COLUMNS:
+                row[c] = _number(ws, row[c])
+        fill = STATUS_FILLS.get(str(rec.get("status")))
+        if fill is not None:
+            row[_STATUS_COLUMN] = _cell(ws, row[_STATUS_COLUMN], fill=fill)
+        rows.append(row)
     return rows
 
 
 def write_excel(data: ReportData, lang: str, path: Path) -> Path:
     """Write the workbook to `path`."""
     lang = labels.lang_of(lang)
-    wb = Workbook()
+    wb = Workbook(write_only=True)
     used: set[str] = set()
-    _summary(wb, data, lang, used)
+    _summary(wb.create_sheet(_sheet_name(labels.text(lang, "sheet_summary"), used)), data, lang)
     for entity, frame in entity_frames(data):
         ws = wb.create_sheet(_sheet_name(labels.entity_label(lang, entity), used))
-        rows = _diff_rows(frame, lang)
-        _table(ws, DIFF_SHEET_COLUMNS, rows, lang)
-        _fit(ws, DIFF_SHEET_COLUMNS, rows, lang)
-        for i, status in enumerate(frame["status"].head(len(rows)), start=2):
-            fill = STATUS_FILLS.get(str(status))
-            if fill is not None:
-                ws.cell(row=i, column=11).fill = fill
+        _table(ws, DIFF_SHEET_COLUMNS, _diff_rows(ws, frame, lang), lang)
         if len(frame) > SHEET_ROW_LIMIT:
-            ws.cell(
-                row=len(rows) + 3,
-                column=1,
-                value=labels.text(lang, "truncated", shown=SHEET_ROW_LIMIT, total=len(frame)),
-            )
+            ws.append([])
+            ws.append([labels.text(lang, "truncated", shown=SHEET_ROW_LIMIT, total=len(frame))])
     ws = wb.create_sheet(_sheet_name(labels.text(lang, "sheet_quarantine"), used))
     q = data.quarantine.head(SHEET_ROW_LIMIT)
     q_rows = [
@@ -279,12 +307,11 @@ def write_excel(data: ReportData, lang: str, path: Path) -> Path:
             r.value,
             r.reason,
             r.run_id,
-            r.status,
+            labels.status_label(lang, r.status),
         ]
         for r in q.reindex(columns=[c for c, _ in QUARANTINE_SHEET_COLUMNS]).itertuples(index=False)
     ]
     _table(ws, QUARANTINE_SHEET_COLUMNS, q_rows, lang)
-    _fit(ws, QUARANTINE_SHEET_COLUMNS, q_rows, lang)
     ws = wb.create_sheet(_sheet_name(labels.text(lang, "sheet_gaps"), used))
     g_rows = [
         [
@@ -299,6 +326,5 @@ def write_excel(data: ReportData, lang: str, path: Path) -> Path:
         for r in data.gaps.reindex(columns=[c for c, _ in GAP_SHEET_COLUMNS]).itertuples(index=False)
     ]
     _table(ws, GAP_SHEET_COLUMNS, g_rows, lang)
-    _fit(ws, GAP_SHEET_COLUMNS, g_rows, lang)
     wb.save(path)
     return path

@@ -18,7 +18,7 @@ CLASS_LABELS = {
         "target_drift": "目标库偏移",
         "approval_amended": "审批后被修改",
         "approval_cancelled": "审批已撤销",
-        "audit_req_without_po": "请购无采购订单",
+        "audit_req_without_po": "已审批申请无ERP单据",
         "audit_po_without_req": "采购订单无请购",
         "audit_amount_mismatch": "金额不一致",
         "audit_contract_no_approval": "合同无审批",
@@ -33,10 +33,23 @@ CLASS_LABELS = {
         "target_drift": "Target drift",
         "approval_amended": "Amended after approval",
         "approval_cancelled": "Approval cancelled",
-        "audit_req_without_po": "Requisition without PO",
+        "audit_req_without_po": "Approved request without ERP document",
         "audit_po_without_req": "PO without requisition",
         "audit_amount_mismatch": "Amount mismatch",
         "audit_contract_no_approval": "Contract without approval",
+    },
+}
+
+#: Labels of the flows' stored classes that depend on the flow (entity). The stored class names stay
+#: as they are: a difference's id is derived from its class, and a rename would lose every sign-off.
+FLOW_CLASS_LABELS = {
+    "zh-CN": {
+        "contract_archive": {"audit_req_without_po": "已审批合同申请无ERP合同"},
+        "purchase_order": {"audit_req_without_po": "请购无采购订单"},
+    },
+    "en": {
+        "contract_archive": {"audit_req_without_po": "Approved contract request without ERP contract"},
+        "purchase_order": {"audit_req_without_po": "Requisition without PO"},
     },
 }
 
@@ -61,18 +74,78 @@ CLASS_HELP = {
     },
 }
 
+#: Statuses of differences, quarantine rows, runs and entity runs (one `open` for differences and quarantine).
 STATUS_LABELS = {
-    "zh-CN": {"open": "待处理", "accepted": "已接受", "fixed": "已修复"},
-    "en": {"open": "Open", "accepted": "Accepted", "fixed": "Fixed"},
+    "zh-CN": {
+        "open": "待处理",
+        "accepted": "已接受",
+        "fixed": "已修复",
+        "resolved": "已解决",
+        "superseded": "已被取代",
+        "success": "成功",
+        "partial": "部分成功",
+        "failed": "失败",
+        "running": "运行中",
+        "planned": "计划（试运行）",
+        "skipped": "已跳过",
+        "not_reconciled": "从未对账",
+    },
+    "en": {
+        "open": "Open",
+        "accepted": "Accepted",
+        "fixed": "Fixed",
+        "resolved": "Resolved",
+        "superseded": "Superseded",
+        "success": "Success",
+        "partial": "Partial",
+        "failed": "Failed",
+        "running": "Running",
+        "planned": "Planned (dry run)",
+        "skipped": "Skipped",
+        "not_reconciled": "Not reconciled",
+    },
+}
+
+#: Approval states of an OA request (etl.flows.approval.STATES), quoted by the flows' difference details.
+APPROVAL_STATES = {
+    "zh-CN": {
+        "approved": "已审批",
+        "held": "已暂扣",
+        "rejected": "已驳回",
+        "withdrawn": "已撤回",
+        "running": "审批中",
+        "deleted": "已删除",
+        "missing": "不存在",
+        "none": "无",
+    },
+    "en": {
+        "approved": "approved",
+        "held": "held",
+        "rejected": "rejected",
+        "withdrawn": "withdrawn",
+        "running": "in approval",
+        "deleted": "deleted",
+        "missing": "missing",
+        "none": "none",
+    },
 }
 
 ENTITY_LABELS = {
-    "zh-CN": {"department": "部门", "employee": "员工", "contract": "合同", "purchase": "请购明细"},
+    "zh-CN": {
+        "department": "部门",
+        "employee": "员工",
+        "contract": "合同",
+        "purchase": "请购明细",
+        "contract_archive": "合同归档流程",
+        "purchase_order": "采购订单流程",
+    },
     "en": {
         "department": "Departments",
         "employee": "Employees",
         "contract": "Contracts",
         "purchase": "Requisition lines",
+        "contract_archive": "Contract archive flow",
+        "purchase_order": "Purchase order flow",
     },
 }
 
@@ -105,6 +178,12 @@ FIELD_LABELS_ZH = {
     "requester_code": "申请人工号",
     "_presence": "来源标记",
     "_active": "有效标志",
+    # compared columns of the approval flows (ERP document columns)
+    "dblTotalMoney": "合同总金额",
+    "iQuantity": "数量",
+    "iSum": "价税合计",
+    "iMoney": "金额",
+    "iTaxPrice": "含税单价",
 }
 
 TEXT: dict[str, dict[str, str]] = {
@@ -318,6 +397,7 @@ _DETAILS = {
         "missing_in_oa": "OA中没有该记录（ERP记录 {src_id}）",
         "missing_in_erp": "ERP中没有该记录（OA记录 {src_id}）",
         "numeric": "差额 {delta}，超出容差 ±{tolerance}",
+        "numeric_exact": "差额 {delta}",
         "missing_erp": "ERP中该字段为空",
         "missing_oa": "OA中该字段为空",
         "value": "两系统取值不同",
@@ -332,11 +412,17 @@ _DETAILS = {
         "value_drift": "目标库值与黄金记录值 {golden} 不一致",
         "presence_drift": "来源标记应为 {expected}",
         "active_drift": "有效标志应为 {expected}",
+        "flow_no_document": "OA申请{state}（审批时间 {approved_at}，审批人 {approver}），尚无ERP单据：{reason}",
+        "flow_unlinked": "ERP单据未关联到已审批的OA申请：{reason}",
+        "flow_amount": "与OA申请 {oa_request_id} 的数值不一致",
+        "flow_amended": "OA申请 {oa_request_id} 在生成ERP单据后被修改",
+        "flow_cancelled": "生成ERP单据后，OA申请 {oa_request_id} 变为{state}",
     },
     "en": {
         "missing_in_oa": "No such record in the OA (ERP record {src_id})",
         "missing_in_erp": "No such record in the ERP (OA record {src_id})",
         "numeric": "Difference {delta}, beyond the tolerance ±{tolerance}",
+        "numeric_exact": "Difference {delta}",
         "missing_erp": "Empty in the ERP",
         "missing_oa": "Empty in the OA",
         "value": "The systems hold different values",
@@ -351,6 +437,11 @@ _DETAILS = {
         "value_drift": "The target value differs from the golden value {golden}",
         "presence_drift": "Presence should be {expected}",
         "active_drift": "Active flag should be {expected}",
+        "flow_no_document": "OA request {state} (at {approved_at}, by {approver}), no ERP document yet: {reason}",
+        "flow_unlinked": "ERP document not linked to an approved OA request: {reason}",
+        "flow_amount": "Differs from OA request {oa_request_id}",
+        "flow_amended": "OA request {oa_request_id} was changed after the ERP document was created",
+        "flow_cancelled": "OA request {oa_request_id} became {state} after the ERP document was created",
     },
 }
 
@@ -368,12 +459,26 @@ def text(lang: str, key: str, **params: Any) -> str:
     return value.format(**params) if params else value
 
 
-def class_label(lang: str, cls: str) -> str:
-    return CLASS_LABELS[lang_of(lang)].get(cls, cls)
+def class_label(lang: str, cls: str, entity: str | None = None) -> str:
+    """A difference class in `lang`; with `entity`, the flow's own wording of a shared audit class."""
+    lang = lang_of(lang)
+    flow = FLOW_CLASS_LABELS[lang].get(entity or "", {})
+    return flow.get(cls) or CLASS_LABELS[lang].get(cls, cls)
+
+
+def class_keys() -> list[str]:
+    """Every known difference class: the reconciliation's and the approval flows'."""
+    return list(CLASS_LABELS["en"])
 
 
 def status_label(lang: str, status: str | None) -> str:
+    """A difference, quarantine, run or entity-run status in `lang` (unknown ones as they are)."""
     return STATUS_LABELS[lang_of(lang)].get(status or "", status or "")
+
+
+def run_status_label(lang: str, status: str | None) -> str:
+    """A run's status (success, partial, failed, running, planned, …) in `lang`."""
+    return status_label(lang, status)
 
 
 def entity_label(lang: str, entity: str) -> str:
@@ -418,18 +523,36 @@ def parse_detail(detail: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"code": "", "text": str(value)}
 
 
+def _flow_code(data: dict[str, Any]) -> str:
+    """The template of an approval flow's detail (etl.flows.audit.differences), which carries no `code`."""
+    keys = set(data)
+    if "hash_at_creation" in keys:
+        return "flow_amended" if data.get("state") == "approved" else "flow_cancelled"
+    if keys & {"approved_at", "approver"}:
+        return "flow_no_document"
+    if keys == {"oa_request_id"}:
+        return "flow_amount"
+    if keys == {"reason"}:
+        return "flow_unlinked"
+    return ""
+
+
 def describe(
     detail: str | dict[str, Any] | None, lang: str, *, erp_value: str | None = None, oa_value: str | None = None
 ) -> str:
     """A difference's detail as one sentence in `lang`."""
     data = detail if isinstance(detail, dict) else parse_detail(detail)
-    code = str(data.get("code") or "")
+    code = str(data.get("code") or "") or ("" if "code" in data else _flow_code(data))
+    if code == "numeric" and not data.get("tolerance"):
+        code = "numeric_exact"  # an exact comparison (integer without `tolerance`)
+    if code.startswith("flow_"):
+        data = {**data, "state": APPROVAL_STATES[lang_of(lang)].get(str(data.get("state")), data.get("state") or "")}
     template = _DETAILS[lang_of(lang)].get(code)
     if template is None:
         if data.get("text"):
             return str(data["text"])
         return "; ".join(f"{k}: {_fmt_param(v, lang)}" for k, v in data.items() if k not in ("code", "record"))
-    params = {k: _fmt_param(v, lang) for k, v in data.items() if k not in ("code", "record")}
+    params = {k: "—" if v is None else _fmt_param(v, lang) for k, v in data.items() if k not in ("code", "record")}
     params.setdefault("src_id", (erp_value if code == "missing_in_oa" else oa_value) or "")
     for name in (
         "table",
@@ -443,6 +566,11 @@ def describe(
         "expected",
         "delta",
         "tolerance",
+        "state",
+        "approved_at",
+        "approver",
+        "reason",
+        "oa_request_id",
     ):
         params.setdefault(name, "")
     sentence = template.format(**params)

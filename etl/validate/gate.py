@@ -91,6 +91,7 @@ from great_expectations.expectations.expectation import (
 from great_expectations.expectations.registry import get_expectation_impl
 
 from etl.errors import ConfigError, ConfigIssue
+from etl.logs import mask_personal
 from etl.validate.custom import RUNTIME_VALUE_SET
 
 # GX fingerprints every pandas batch it loads (md5 over hash_pandas_object) for result
@@ -184,8 +185,11 @@ def validate_batch(
     *,
     previous_row_count: int | None = None,
     row_count_band: tuple[float, float] | None = None,
+    pii_columns: Sequence[str] = (),
 ) -> GateResult:
     """Validate `df` against `suite` and return its row and batch failures.
+
+    The messages of batch failures on `pii_columns` quote their sample values masked.
 
     Code tables and references must already be injected (`resolve_code_tables`,
     `resolve_references`). The suite and the frame are not modified.
@@ -217,7 +221,7 @@ def validate_batch(
     parts: list[pd.DataFrame] = []
     batch_failures: list[BatchFailure] = []
     for res in results.results:
-        rows, failure = _classify(res, frame, keys)
+        rows, failure = _classify(res, frame, keys, frozenset(pii_columns))
         if rows is not None:
             parts.append(rows)
         if failure is not None:
@@ -436,7 +440,7 @@ def _date_bounds(exp: Expectation, frame: pd.DataFrame) -> dict[str, str]:
 
 
 def _classify(
-    res: ExpectationValidationResult, frame: pd.DataFrame, keys: list[str]
+    res: ExpectationValidationResult, frame: pd.DataFrame, keys: list[str], pii: frozenset[str] = frozenset()
 ) -> tuple[pd.DataFrame | None, BatchFailure | None]:
     config = res.expectation_config
     assert config is not None
@@ -455,7 +459,7 @@ def _classify(
             return None, None
     if res.success:
         return None, None
-    return None, BatchFailure(etype, column_text, _describe(config.kwargs, result))
+    return None, BatchFailure(etype, column_text, _describe(config.kwargs, result, pii=bool(pii & set(columns))))
 
 
 def _quarantines_rows(config: Any) -> bool:
@@ -492,7 +496,9 @@ def _exception_message(info: Any) -> str | None:
     return None
 
 
-def _describe(kwargs: dict, result: dict) -> str:
+def _describe(kwargs: dict, result: dict, *, pii: bool = False) -> str:
+    """A batch failure's message; with `pii` (a personal data column) the values it quotes are masked."""
+    show = _masked_repr if pii else repr
     expected = ", ".join(
         f"{k}={v!r}"
         for k, v in kwargs.items()
@@ -500,13 +506,19 @@ def _describe(kwargs: dict, result: dict) -> str:
     )
     suffix = f" (expected {expected})" if expected else ""
     if "observed_value" in result:
-        return f"observed {result['observed_value']!r}{suffix}"
+        return f"observed {show(result['observed_value'])}{suffix}"
     if result.get("unexpected_count") is not None:
-        sample = ", ".join(repr(v) for v in (result.get("partial_unexpected_list") or [])[:5])
+        sample = ", ".join(show(v) for v in (result.get("partial_unexpected_list") or [])[:5])
         return f"{result['unexpected_count']:,} of {result.get('element_count', 0):,} values unexpected{suffix}" + (
             f"; e.g. {sample}" if sample else ""
         )
     return f"failed{suffix}"
+
+
+def _masked_repr(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return repr([mask_personal(v) if isinstance(v, str) else v for v in value])
+    return repr(mask_personal(value)) if isinstance(value, str) else repr(value)
 
 
 def _row_failures(
