@@ -198,12 +198,14 @@ def status(
     from rich.table import Table
 
     from etl.engine.pipeline import open_store
+    from etl.reconcile.store import with_difference_counts
 
     try:
         cfg = load_config(config)
         store = open_store(cfg)
         recent = store.runs(runs)
         last = store.entity_runs(recent[0]["run_id"]) if recent else []
+        last = with_difference_counts(store.engine, recent[0]["run_id"], last) if recent else []
         marks = store.watermarks()
     except ErpOaError as exc:
         fail(exc, as_json)
@@ -237,6 +239,7 @@ def status(
         "inactivated",
         "quarantined",
         "differences",
+        "new",
         "seconds_total",
     )
     for col in cols:

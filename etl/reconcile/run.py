@@ -255,12 +255,19 @@ def extract_fresh(
     return frame, rej_frame, gap_frame, read
 
 
+def _user_counts(stats: dict[str, Any]) -> dict[str, Any]:
+    """Counts as the report names them: `total` present, `new` first seen, `open` present and still open."""
+    return {**stats, "open": stats["open_total"]}
+
+
 def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[str, Any]:
     """`erpoa reconcile [ENTITY]`: compare freshly extracted sources with the target, store the differences.
 
     Runs as its own run (trigger and mode `reconcile`). Returns `{"run_id",
     "status", "entities": {entity: stats}}` with the stats of
-    `DifferenceStore.record` plus `read`.
+    `DifferenceStore.record` plus `read`, where `open` counts the present differences
+    whose status is open (as in the report), not those that turned open in this run
+    (`new_or_reopened`).
     """
     from etl.engine.lock import entity_lock
     from etl.engine.pipeline import load_project_mappings, open_store
@@ -321,7 +328,7 @@ def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[st
                 reference_keys=reference_keys(mappings, mapping, engine_of, tables_of),
                 timezone=tz,
             )
-            stats = DifferenceStore(store.engine).record(name, run_id, diffs)
+            stats = _user_counts(DifferenceStore(store.engine).record(name, run_id, diffs))
             stats["read"] = read
             seconds = round(time.monotonic() - started, 3)
             stats["seconds"] = seconds
@@ -333,7 +340,7 @@ def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[st
                 read_oa=read.get("oa", 0),
                 read_total=sum(read.values()),
                 quarantined=int(fresh_q["src_id"].nunique()) if not fresh_q.empty else 0,
-                differences=stats["open"],
+                differences=stats["new_or_reopened"],  # as a sync stores it (what turned open: alerts)
                 seconds_reconcile=seconds,
                 seconds_total=seconds,
             )

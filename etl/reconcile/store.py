@@ -4,6 +4,10 @@ A difference keeps its `diff_id` from run to run. Seen again, it gets a new
 `last_run_id` / `last_seen_at` and `run_count + 1`; no longer seen, it becomes
 `present = false` (an `open` one turns `fixed`, signed by `erpoa`). A difference
 marked `fixed` that is seen again is reopened; an `accepted` one stays accepted.
+
+Each recording also keeps which differences that run found (`erpoa_difference_seen`)
+and its counts (`erpoa_reconciliation`), in the same transaction, so the report of
+a past run shows what that run found, not the span between first and last sighting.
 """
 
 from __future__ import annotations
@@ -29,6 +33,26 @@ AUTO_SIGNER = "erpoa"
 def _clean(value: Any) -> Any:
     """None for every kind of null (pandas turns None into NaN in string columns)."""
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def with_difference_counts(engine: Engine, run_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entity-run rows with `differences` = present in that run and `new` = first seen in it, as in the report.
+
+    The stored `differences` figure of a sync counts what turned open in the run; it is replaced by the
+    recorded count. Runs reconciled before schema version 4 have no record: both figures are None.
+    """
+    counts = DifferenceStore(engine).reconciliations([run_id]).set_index("entity")
+    out = []
+    for row in rows:
+        known = row["entity"] in counts.index
+        out.append(
+            {
+                **row,
+                "differences": int(counts.at[row["entity"], "present"]) if known else None,
+                "new": int(counts.at[row["entity"], "new"]) if known else None,
+            }
+        )
+    return out
 
 
 class UnknownDifferenceError(TerminalError):
@@ -126,11 +150,15 @@ class DifferenceStore:
             counts = conn.execute(
                 select(t.c.status, func.count()).where(t.c.entity == entity, t.c.present.is_(True)).group_by(t.c.status)
             ).all()
+            self._record_seen(conn, entity, run_id, sorted(found), new=len(new), reopened=len(reopened), stamp=stamp)
         by_status = {str(k): int(v) for k, v in counts}
+        # `total` is what this run found (the report's and `erpoa status`'s "differences"); `new_or_reopened` is
+        # what turned open by this run (alerts); `open_total` is every present difference whose status is open.
         return {
             "total": len(diffs),
             "new": len(new),
             "open": len(new) + len(reopened),
+            "new_or_reopened": len(new) + len(reopened),
             "reopened": len(reopened),
             "persisting": len(seen),
             "fixed": len(fixed),
@@ -139,6 +167,20 @@ class DifferenceStore:
             "accepted": by_status.get("accepted", 0),
             "by_class": {str(k): int(v) for k, v in diffs["class"].value_counts().sort_index().items()},
         }
+
+    def _record_seen(
+        self, conn: Any, entity: str, run_id: str, found: list[str], *, new: int, reopened: int, stamp: datetime
+    ) -> None:
+        """Which differences this run found for `entity`, replacing an earlier recording of the same run."""
+        seen, rec = s.difference_seen, s.reconciliations
+        conn.execute(seen.delete().where(seen.c.run_id == run_id, seen.c.entity == entity))
+        conn.execute(rec.delete().where(rec.c.run_id == run_id, rec.c.entity == entity))
+        insert_frame(conn, seen, pd.DataFrame({"run_id": run_id, "diff_id": found, "entity": entity}))
+        conn.execute(
+            rec.insert().values(
+                run_id=run_id, entity=entity, present=len(found), new=new, reopened=reopened, recorded_at=stamp
+            )
+        )
 
     def _batch(self, conn: Any, ids: Iterable[str], **values: Any) -> None:
         ids = list(ids)
@@ -192,6 +234,36 @@ class DifferenceStore:
         return self.frame(diff_ids=ids, present=None)
 
     # reading --------------------------------------------------------------------
+    def reconciliations(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Recorded reconciliations (run_id, entity, present, new, reopened); runs before schema 4 have none."""
+        rec = s.reconciliations
+        cols = ["run_id", "entity", "present", "new", "reopened"]
+        stmt = select(*[rec.c[c] for c in cols])
+        with self.engine.connect() as conn:
+            if run_ids is None:
+                rows = list(conn.execute(stmt).all())
+            else:
+                ids = list(run_ids)
+                rows = [
+                    r
+                    for i in range(0, len(ids), IN_BATCH)
+                    for r in conn.execute(stmt.where(rec.c.run_id.in_(ids[i : i + IN_BATCH]))).all()
+                ]
+        return pd.DataFrame(rows, columns=cols)
+
+    def seen(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """(run_id, entity, diff_id) of the differences the given runs found."""
+        t = s.difference_seen
+        ids = list(run_ids)
+        cols = ["run_id", "entity", "diff_id"]
+        with self.engine.connect() as conn:
+            rows = [
+                r
+                for i in range(0, len(ids), IN_BATCH)
+                for r in conn.execute(select(*[t.c[c] for c in cols]).where(t.c.run_id.in_(ids[i : i + IN_BATCH])))
+            ]
+        return pd.DataFrame(rows, columns=cols)
+
     def frame(
         self,
         *,

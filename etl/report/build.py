@@ -160,6 +160,13 @@ class ReportData:
     datadocs: str | None = None
     entity_order: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    # Entities whose differences of the reference run were recorded before schema version 4: their presence is
+    # estimated from the first and last run that saw each difference.
+    estimated: list[str] = field(default_factory=list)
+    # False for a report of an earlier run: sign-off status and notes are always as of `generated_at`.
+    latest: bool = True
+    # The run's message, masked; the reason a run that did not succeed gives.
+    message: str | None = None
 
 
 def _reference_runs(history: pd.DataFrame, upto: str) -> dict[str, str]:
@@ -168,10 +175,51 @@ def _reference_runs(history: pd.DataFrame, upto: str) -> dict[str, str]:
     return ok.groupby("entity")["run_id"].max().to_dict()
 
 
-def _present_at(diffs: pd.DataFrame, refs: Mapping[str, str]) -> pd.Series:
-    """Differences present in each entity's reference run (first seen at or before it, last seen at or after)."""
-    ref = diffs["entity"].map(refs)
-    return ref.notna() & (diffs["first_run_id"] <= ref) & (diffs["last_run_id"] >= ref)
+@dataclass
+class Presence:
+    """Which differences each reconciliation found: recorded per run, or estimated for runs before schema 4."""
+
+    seen: set[tuple[str, str]]  # (run_id, diff_id)
+    recorded: set[tuple[str, str]]  # (run_id, entity) whose findings are recorded
+
+    @classmethod
+    def load(cls, differences: DifferenceStore, run_ids: Iterable[str]) -> Presence:
+        """The recorded findings of `run_ids`."""
+        ids = sorted(set(run_ids))
+        rec = differences.reconciliations(ids)
+        seen = differences.seen(ids)
+        return cls(
+            seen=set(zip(seen["run_id"], seen["diff_id"], strict=True)),
+            recorded=set(zip(rec["run_id"], rec["entity"], strict=True)),
+        )
+
+    def at(self, diffs: pd.DataFrame, refs: Mapping[str, str]) -> pd.Series:
+        """Differences present in each entity's reference run.
+
+        Recorded runs answer exactly; an older run falls back to "first seen at or before it, last seen
+        at or after it", which also counts a difference that went away in between and came back.
+        """
+        if diffs.empty:
+            return pd.Series(False, index=diffs.index, dtype=bool)
+        ref = diffs["entity"].map(refs)
+        estimate = ref.notna() & (diffs["first_run_id"] <= ref) & (diffs["last_run_id"] >= ref)
+        pairs = list(zip(ref, diffs["entity"], strict=True))
+        recorded = pd.Series([p in self.recorded for p in pairs], index=diffs.index, dtype=bool)
+        exact = pd.Series(
+            [(r, d) in self.seen for r, d in zip(ref, diffs["diff_id"], strict=True)], index=diffs.index, dtype=bool
+        )
+        return exact.where(recorded, estimate).astype(bool)
+
+    def estimated(self, refs: Mapping[str, str]) -> list[str]:
+        """Entities whose reference run predates the per-run record."""
+        return sorted(e for e, r in refs.items() if (r, e) not in self.recorded)
+
+
+def _masked_message(message: Any, secrets: Iterable[str]) -> str | None:
+    """A run or entity message as every other output shows it: secrets and URL passwords as `***`."""
+    if message is None or (not isinstance(message, str) and pd.isna(message)) or not str(message).strip():
+        return None
+    return logs.redact_with(logs.redact(str(message)), secrets)
 
 
 def _entity_history(store: Store) -> pd.DataFrame:
@@ -179,7 +227,7 @@ def _entity_history(store: Store) -> pd.DataFrame:
 
     from etl.store import schema as s
 
-    cols = ["run_id", "entity", "status", *FIGURES, "differences", "seconds_total"]
+    cols = ["run_id", "entity", "status", *FIGURES, "differences", "seconds_total", "message"]
     with store.engine.connect() as conn:
         rows = conn.execute(select(*[s.entity_runs.c[c] for c in cols])).all()
     return pd.DataFrame(rows, columns=cols)
@@ -211,26 +259,27 @@ def collect(
     history = _entity_history(store)
     refs = _reference_runs(history, run_id)
     seen = set(refs) | set(history.loc[history["run_id"] == run_id, "entity"])
-    # Entities in dependency order, then anything else that records differences (e.g. the approval flows).
-    order = [e for e in mappings.order() if e in seen]
+    # Every mapped entity in dependency order (never reconciled ones too: "0 differences" must not hide "not
+    # checked"), then anything else that records differences (e.g. the approval flows).
+    order = list(mappings.order())
     order += sorted(seen - set(order))
 
-    all_diffs = DifferenceStore(store.engine).frame(present=None)
+    store_diffs = DifferenceStore(store.engine)
+    all_diffs = store_diffs.frame(present=None)
     if all_diffs.empty:
         all_diffs = pd.DataFrame(columns=DIFF_COLUMNS)
-    diffs = all_diffs[_present_at(all_diffs, refs)].copy() if not all_diffs.empty else all_diffs
-    diffs["new"] = diffs["first_run_id"] == run_id
     in_run = set(history.loc[(history["run_id"] == run_id) & (history["status"] == "success"), "entity"])
-    previous = {}
-    for entity in in_run:
-        earlier = history[
-            (history["entity"] == entity) & (history["run_id"] < run_id) & (history["status"] == "success")
-        ]
-        if not earlier.empty:
-            previous[entity] = str(earlier["run_id"].max())
+    previous = _previous_runs(history, in_run, run_id)
+    trend_runs = _trend_runs(runs, history, run_id, last_runs)
+    trend_refs = {r: _reference_runs(history, r) for r in trend_runs}
+    presence = Presence.load(
+        store_diffs, [*refs.values(), *previous.values(), *(v for t in trend_refs.values() for v in t.values())]
+    )
+    diffs = all_diffs[presence.at(all_diffs, refs)].copy()
+    diffs["new"] = diffs["first_run_id"] == run_id
     resolved = 0
     if previous and not all_diffs.empty:
-        resolved = int((_present_at(all_diffs, previous) & ~_present_at(all_diffs, refs)).sum())
+        resolved = int((presence.at(all_diffs, previous) & ~presence.at(all_diffs, refs)).sum())
     diffs = mask_differences(diffs, mappings)
     diffs["_order"] = diffs["class"].map({c: i for i, c in enumerate(CLASSES)}).fillna(len(CLASSES))
     diffs = diffs.sort_values(["entity", "_order", "golden_key", "field"], na_position="first").drop(columns="_order")
@@ -245,28 +294,13 @@ def collect(
     gaps = mask_rows(gaps.reindex(columns=GAP_COLUMNS), mappings)
 
     this_run = history[history["run_id"] == run_id].set_index("entity")
-    entities = []
-    for entity in order:
-        figures = this_run.loc[entity].to_dict() if entity in this_run.index else {}
-        mine = diffs[diffs["entity"] == entity]
-        entities.append(
-            {
-                "entity": entity,
-                "status": figures.get("status") or "-",
-                **{k: _int(figures.get(k)) for k in FIGURES},
-                "seconds": float(figures.get("seconds_total") or 0.0),
-                "in_run": entity in this_run.index,
-                "reference_run": refs.get(entity),
-                "diff_total": len(mine),
-                "diff_open": int((mine["status"] == "open").sum()),
-                "diff_accepted": int((mine["status"] == "accepted").sum()),
-                "diff_fixed": int((mine["status"] == "fixed").sum()),
-                "diff_new": int(mine["new"].sum()),
-                "by_class": {c: int(n) for c, n in mine["class"].value_counts().items()},
-            }
-        )
+    secrets = config.secrets()
+    entities = [_entity_row(entity, this_run, refs, diffs, run_id, secrets) for entity in order]
     classes = [*CLASSES, *sorted(set(all_diffs["class"].dropna()) - set(CLASSES))]
-    trend = _trend(runs, history, all_diffs, run_id, last_runs, classes)
+    trend = _trend(runs, trend_refs, presence, all_diffs, classes)
+    estimated = sorted(
+        set(presence.estimated(refs)) | {e for t in trend_refs.values() for e in presence.estimated(t)}
+    )
     kpis = {
         "total": len(diffs),
         "open": int((diffs["status"] == "open").sum()),
@@ -293,7 +327,74 @@ def collect(
         datadocs=datadocs,
         entity_order=order,
         classes=classes,
+        estimated=estimated,
+        latest=run_id == str(runs["run_id"].iloc[0]),
+        message=_masked_message(run.get("message"), secrets) if run.get("status") != "success" else None,
     )
+
+
+NOT_RECONCILED = "not_reconciled"
+
+
+def _entity_row(
+    entity: str,
+    this_run: pd.DataFrame,
+    refs: Mapping[str, str],
+    diffs: pd.DataFrame,
+    run_id: str,
+    secrets: Iterable[str],
+) -> dict[str, Any]:
+    """One entity's line: this run's figures, and the differences of its reference run.
+
+    An entity neither in this run nor reconciled before is `not_reconciled`, with blank figures.
+    """
+    in_run = entity in this_run.index
+    figures = this_run.loc[entity].to_dict() if in_run else {}
+    reference = refs.get(entity)
+    if not in_run and reference is None:
+        blank: dict[str, Any] = dict.fromkeys([*FIGURES, "seconds", "diff_total", "diff_open", "diff_accepted"])
+        return {
+            "entity": entity,
+            "status": NOT_RECONCILED,
+            **blank,
+            "diff_fixed": None,
+            "diff_new": None,
+            "in_run": False,
+            "reference_run": None,
+            "differences_from_other_run": False,
+            "message": None,
+            "by_class": {},
+        }
+    mine = diffs[diffs["entity"] == entity]
+    return {
+        "entity": entity,
+        "status": figures.get("status") or "-",
+        **{k: _int(figures.get(k)) for k in FIGURES},
+        "seconds": float(figures.get("seconds_total") or 0.0),
+        "in_run": in_run,
+        "reference_run": reference,
+        # differences come from `reference_run`: for an entity that failed in this run, an earlier one
+        "differences_from_other_run": reference != run_id,
+        "message": _masked_message(figures.get("message"), secrets) if figures.get("status") != "success" else None,
+        "diff_total": len(mine),
+        "diff_open": int((mine["status"] == "open").sum()),
+        "diff_accepted": int((mine["status"] == "accepted").sum()),
+        "diff_fixed": int((mine["status"] == "fixed").sum()),
+        "diff_new": int(mine["new"].sum()),
+        "by_class": {c: int(n) for c, n in mine["class"].value_counts().items()},
+    }
+
+
+def _previous_runs(history: pd.DataFrame, entities: Iterable[str], run_id: str) -> dict[str, str]:
+    """entity -> its last successful run before `run_id` (to count what this run resolved)."""
+    previous = {}
+    for entity in entities:
+        earlier = history[
+            (history["entity"] == entity) & (history["run_id"] < run_id) & (history["status"] == "success")
+        ]
+        if not earlier.empty:
+            previous[entity] = str(earlier["run_id"].max())
+    return previous
 
 
 def _int(value: Any) -> int:
@@ -303,16 +404,26 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _trend(
-    runs: pd.DataFrame, history: pd.DataFrame, diffs: pd.DataFrame, upto: str, last: int, classes: list[str]
-) -> list[dict[str, Any]]:
-    """Per run (the last `last` up to `upto`): differences present by class, carrying each entity's last state."""
+def _trend_runs(runs: pd.DataFrame, history: pd.DataFrame, upto: str, last: int) -> list[str]:
+    """The last `last` runs up to `upto` that reconciled something, oldest first."""
     reconciled = set(history.loc[history["status"] == "success", "run_id"])
     chosen = runs[(runs["run_id"] <= upto) & runs["run_id"].isin(reconciled)].sort_values("run_id").tail(max(1, last))
+    return [str(r) for r in chosen["run_id"]]
+
+
+def _trend(
+    runs: pd.DataFrame,
+    trend_refs: Mapping[str, Mapping[str, str]],
+    presence: Presence,
+    diffs: pd.DataFrame,
+    classes: list[str],
+) -> list[dict[str, Any]]:
+    """Per run of `trend_refs`: differences present by class, carrying each entity's last state."""
+    chosen = runs[runs["run_id"].isin(list(trend_refs))].sort_values("run_id")
     out = []
     for row in chosen.itertuples(index=False):
-        refs = _reference_runs(history, str(row.run_id))
-        present = diffs[_present_at(diffs, refs)] if not diffs.empty else diffs
+        refs = trend_refs[str(row.run_id)]
+        present = diffs[presence.at(diffs, refs)] if not diffs.empty else diffs
         counts = present["class"].value_counts().to_dict() if not present.empty else {}
         new = int((present["first_run_id"] == row.run_id).sum()) if not present.empty else 0
         out.append(
@@ -388,6 +499,10 @@ def summary(data: ReportData) -> dict[str, Any]:
         "project": data.project,
         "run": data.run,
         "generated_at": data.generated_at.isoformat(sep=" "),
+        "message": data.message,
+        "status_as_of": data.generated_at.isoformat(sep=" "),
+        "latest_run": data.latest,
+        "presence_estimated_for": data.estimated,
         "kpis": data.kpis,
         "entities": data.entities,
         "trend": data.trend,

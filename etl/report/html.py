@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from etl.report import labels
-from etl.report.build import HTML_ROW_LIMIT, ReportData
+from etl.report.build import HTML_ROW_LIMIT, NOT_RECONCILED, ReportData
 
 CLASS_COLORS = {
     "only_in_erp": "#2f6fdb",
@@ -73,6 +73,50 @@ QUARANTINE_FIELDS = [
     "status",
 ]
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+# Texts of this page that `labels` does not have (yet).
+_TEXT = {
+    "zh-CN": {
+        "run_not_success": "本次运行状态为“{status}”，未全部成功。",
+        "no_message": "未记录原因。",
+        "entity_message": "{entity}：{message}",
+        "from_run": "差异来自运行 {run}",
+        "from_run_title": "本次运行未成功对账该实体；差异与签核来自其最近一次成功对账的运行 {run}",
+        "not_reconciled": "从未对账",
+        "estimated": "本报告（含趋势图）用到的以下实体的部分运行早于逐次记录差异的存储版本（4）：这些运行的差异按"
+        "首次与最近发现的运行推算，期间消失后又重现的差异也会被计入：{entities}。",
+        "as_of": "状态、签核、备注以及隔离记录是否仍待处理，均为报告生成时（{at}）的当前状态，"
+        "而非运行 {run} 当时的状态。",
+        "q_rows": "{n} 行",
+        "q_rows_title": "隔离行数（本次运行记录的及以往仍待处理的）；"
+        "上方“隔离记录”卡片按源记录去重，只计仍待处理的",
+        "truncated_by_entity": "按实体和类别均衡截取（每组先列未处理和新增），仅嵌入 {shown} / {total} 条；"
+        "完整清单见 CSV / Excel。",
+    },
+    "en": {
+        "run_not_success": "This run's status is “{status}”: it did not fully succeed.",
+        "no_message": "No reason was recorded.",
+        "entity_message": "{entity}: {message}",
+        "from_run": "differences from run {run}",
+        "from_run_title": "Not reconciled successfully in this run; differences and sign-off come from its last "
+        "successful reconciliation, run {run}",
+        "not_reconciled": "not reconciled",
+        "estimated": "Some runs this report (or its trend) uses for these entities predate the per-run record "
+        "of differences (store schema 4): for those runs, differences are estimated from the first and last run "
+        "that saw each one, which also counts a difference that went away in between and came back: {entities}.",
+        "as_of": "Status, sign-off, notes and whether quarantine rows are still open are as of when this report "
+        "was generated ({at}), not as they were at run {run}.",
+        "q_rows": "{n} rows",
+        "q_rows_title": "Quarantine rows (recorded by this run, and earlier ones still open); the Quarantined card "
+        "above counts distinct source records still open",
+        "truncated_by_entity": "Balanced across entities and classes (open and new first in each): {shown} of "
+        "{total} embedded; the CSV and Excel files have them all.",
+    },
+}
+
+
+def _t(lang: str, key: str, **params: Any) -> str:
+    return _TEXT[lang][key].format(**params)
+
 GAP_FIELDS = ["entity", "source", "field", "value", "code_table", "policy", "count"]
 
 
@@ -101,14 +145,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _block(frame: pd.DataFrame, columns: list[str], limit: int) -> dict[str, Any]:
+def _block(frame: pd.DataFrame, columns: list[str], limit: int, total: int | None = None) -> dict[str, Any]:
+    """Rows to embed; `total` is how many there are in all (the frame may already be a cut)."""
     part = frame.reindex(columns=columns).head(limit)
     rows = [[_plain(v) for v in row] for row in part.itertuples(index=False, name=None)]
-    return {"columns": columns, "rows": rows, "total": len(frame)}
+    return {"columns": columns, "rows": rows, "total": len(frame) if total is None else total}
+
+
+def balanced_head(frame: pd.DataFrame, limit: int, groups: list[str]) -> pd.DataFrame:
+    """At most `limit` rows, taken in turn from each group so that no group is left out; order kept.
+
+    Within a group, open differences come first, then new ones.
+    """
+    if len(frame) <= limit:
+        return frame
+    first = pd.DataFrame(
+        {
+            "_closed": frame["status"].ne("open") if "status" in frame else False,
+            "_old": ~frame["new"].fillna(False).astype(bool) if "new" in frame else False,
+            "_pos": range(len(frame)),
+        },
+        index=frame.index,
+    )
+    keys = [frame[g].fillna("") for g in groups if g in frame]
+    ranked = first.sort_values(["_closed", "_old", "_pos"], kind="stable")
+    turn = ranked.groupby([k.loc[ranked.index] for k in keys], sort=False).cumcount() if keys else ranked["_pos"]
+    chosen = ranked.assign(_turn=turn).sort_values(["_turn", "_pos"], kind="stable").head(limit)
+    return frame.loc[chosen.sort_values("_pos").index]
 
 
 def _diff_rows(data: ReportData, lang: str) -> pd.DataFrame:
-    frame = data.differences.head(HTML_ROW_LIMIT).copy()
+    frame = balanced_head(data.differences, HTML_ROW_LIMIT, ["entity", "class"]).copy()
     details = [labels.parse_detail(d) for d in frame.get("detail", pd.Series(dtype=object))]
     frame["detail_text"] = [
         labels.describe(d, lang, erp_value=e, oa_value=o)
@@ -172,6 +239,49 @@ def _kpis(data: ReportData, lang: str) -> str:
     return "".join(out)
 
 
+def _status_text(lang: str, status: Any) -> str:
+    if status == NOT_RECONCILED:
+        return _t(lang, "not_reconciled")
+    return labels.status_label(lang, None if status is None else str(status))
+
+
+def _entity_cell(e: dict[str, Any], lang: str) -> str:
+    """The entity's name, and the run its differences come from when that is not this run."""
+    text = _e(labels.entity_label(lang, e["entity"]))
+    run = e.get("reference_run")
+    if run and e.get("differences_from_other_run"):
+        title = _e(_t(lang, "from_run_title", run=run))
+        text += f' <span class="muted from-run" title="{title}">{_e(_t(lang, "from_run", run=run))}</span>'
+    return text
+
+
+def _notices(data: ReportData, lang: str) -> str:
+    """A warning when the run did not succeed (with its masked reasons), and notes on what the figures mean."""
+    out = []
+    status = str(data.run.get("status") or "")
+    if status != "success":
+        reasons = [
+            _t(lang, "entity_message", entity=labels.entity_label(lang, e["entity"]), message=e["message"])
+            for e in data.entities
+            if e.get("message")
+        ]
+        if data.message and not reasons:
+            reasons.append(data.message)
+        items = "".join(f"<li>{_e(r)}</li>" for r in reasons) or f"<li>{_e(_t(lang, 'no_message'))}</li>"
+        head = _e(_t(lang, "run_not_success", status=_status_text(lang, status)))
+        out.append(
+            f'<section class="card banner warn" id="run-banner" role="alert"><b>{head}</b><ul>{items}</ul></section>'
+        )
+    notes = []
+    if data.estimated:
+        names = ", ".join(labels.entity_label(lang, e) for e in data.estimated)
+        notes.append(_t(lang, "estimated", entities=names))
+    notes.append(_t(lang, "as_of", at=data.generated_at.isoformat(sep=" "), run=data.run.get("run_id")))
+    out.append('<section class="card banner info" id="report-notes">' + "".join(f"<p>{_e(n)}</p>" for n in notes))
+    out.append("</section>")
+    return "".join(out)
+
+
 def _entity_table(data: ReportData, lang: str) -> str:
     cols = [
         ("entity", False),
@@ -195,13 +305,13 @@ def _entity_table(data: ReportData, lang: str) -> str:
         for col, numeric in cols:
             value = e.get(col)
             if col == "entity":
-                text = _e(labels.entity_label(lang, e["entity"]))
-                if not e.get("in_run"):
-                    run = _e(e.get("reference_run") or "")
-                    text += f' <span class="muted mono" title="{_e(labels.text(lang, "run"))}">{run}</span>'
-                cells.append(f"<td>{text}</td>")
+                cells.append(f"<td>{_entity_cell(e, lang)}</td>")
             elif col == "status":
-                cells.append(f'<td><span class="pill st-{_e(value)}">{_e(value)}</span></td>')
+                title = f' title="{_e(e["message"])}"' if e.get("message") else ""
+                pill = _e(_status_text(lang, value))
+                cells.append(f'<td><span class="pill st-{_e(value)}"{title}>{pill}</span></td>')
+            elif value is None:
+                cells.append(f'<td class="{"num" if numeric else ""} muted"></td>')
             elif col == "seconds":
                 cells.append(f'<td class="num">{float(value or 0):.2f}</td>')
             elif col == "diff_open" and value:
@@ -219,6 +329,9 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
     lang = labels.lang_of(lang)
     t = labels.TEXT[lang]
     diffs = _diff_rows(data, lang)
+    quarantine = data.quarantine.copy()
+    if "status" in quarantine:
+        quarantine["status"] = [labels.status_label(lang, v) for v in quarantine["status"]]
     field_labels = {f: labels.field_label(lang, f) for f in labels.FIELD_LABELS_ZH} if lang == "zh-CN" else {}
     n_runs = len(data.trend)
     payload = {
@@ -242,8 +355,14 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
         ],
         "trend": data.trend,
         "trendTitle": labels.text(lang, "chart_trend", n=n_runs),
-        "diffs": _block(diffs, DIFF_FIELDS, HTML_ROW_LIMIT),
-        "quarantine": _block(data.quarantine, QUARANTINE_FIELDS, HTML_ROW_LIMIT),
+        "diffs": {
+            **_block(diffs, DIFF_FIELDS, HTML_ROW_LIMIT, total=len(data.differences)),
+            "note": _t(lang, "truncated_by_entity", shown=f"{len(diffs):,}", total=f"{len(data.differences):,}"),
+        },
+        "quarantine": {
+            **_block(quarantine, QUARANTINE_FIELDS, HTML_ROW_LIMIT),
+            "note": labels.text(lang, "truncated", shown=f"{HTML_ROW_LIMIT:,}", total=f"{len(quarantine):,}"),
+        },
         "gaps": _block(data.gaps, GAP_FIELDS, HTML_ROW_LIMIT),
         "pii": data.pii,
         "fieldLabels": field_labels,
@@ -257,7 +376,7 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
         "project": data.project,
         "run_id": str(data.run.get("run_id")),
         "run_status": str(data.run.get("status") or ""),
-        "run_status_label": str(data.run.get("status") or ""),
+        "run_status_label": _status_text(lang, data.run.get("status")),
         "sec_entities": t["sec_entities"],
         "sec_entities_note": t["sec_entities_note"],
         "chart_by_class": t["chart_by_class"],
@@ -267,12 +386,13 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
         "sec_differences": t["sec_differences"],
         "sec_differences_note": t["sec_differences_note"],
         "diff_count": f"{total:,}",
-        "diff_truncated": labels.text(lang, "truncated", shown=f"{HTML_ROW_LIMIT:,}", total=f"{total:,}")
-        if total > HTML_ROW_LIMIT
+        "diff_truncated": _t(lang, "truncated_by_entity", shown=f"{len(diffs):,}", total=f"{total:,}")
+        if total > len(diffs)
         else "",
         "sec_quarantine": t["sec_quarantine"],
         "sec_quarantine_note": t["sec_quarantine_note"],
-        "q_count": f"{q_total:,}",
+        "q_count": _t(lang, "q_rows", n=f"{q_total:,}"),
+        "q_count_title": _t(lang, "q_rows_title"),
         "q_truncated": labels.text(lang, "truncated", shown=f"{HTML_ROW_LIMIT:,}", total=f"{q_total:,}")
         if q_total > HTML_ROW_LIMIT
         else "",
@@ -287,6 +407,7 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
     rendered = {key: _e(value) for key, value in values.items()}
     rendered.update(
         meta=_meta(data, lang),
+        notices=_notices(data, lang),
         kpis=_kpis(data, lang),
         entity_table=_entity_table(data, lang),
         css=_asset("report.css"),

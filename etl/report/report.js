@@ -239,7 +239,10 @@
       return tr;
     }).join("");
     this.tbody.innerHTML = html || '<tr><td colspan="' + o.columns.length + '" class="muted" style="text-align:center;padding:24px">' + esc(T.no_rows) + "</td></tr>";
-    document.getElementById(o.countId).textContent = fmt(T.showing, { shown: num(this.view.length), total: num(this.rows.length) });
+    var count = fmt(T.showing, { shown: num(this.view.length), total: num(this.rows.length) });
+    // Only part of the rows is embedded: say so by the counter, with the real total.
+    if (o.fullTotal > this.rows.length && o.truncNote) count += " · " + o.truncNote;
+    document.getElementById(o.countId).textContent = count;
     this.pageInfo.textContent = fmt(T.page, { page: this.page + 1, pages: pages });
     this.buttons[0].disabled = this.page === 0;
     this.buttons[1].disabled = this.page >= pages - 1;
@@ -285,6 +288,8 @@
     tableId: "diff-table",
     searchId: "diff-search",
     countId: "diff-count",
+    fullTotal: D.diffs.total,
+    truncNote: D.diffs.note,
     pageSize: 50,
     selects: [
       { id: "diff-filter-entity", key: "entity", label: T.entity, options: D.entities.filter(function (e) { return e.diff_total; }).map(function (e) { return [e.entity, e.label]; }) },
@@ -332,6 +337,8 @@
     tableId: "q-table",
     searchId: "q-search",
     countId: "q-count",
+    fullTotal: D.quarantine.total,
+    truncNote: D.quarantine.note,
     pageSize: 25,
     selects: [
       { id: "q-filter-entity", key: "entity", label: T.entity, options: D.entities.map(function (e) { return [e.entity, e.label]; }) },

@@ -32,8 +32,9 @@ from etl.db.connect import byte_exact_tables
 
 log = logging.getLogger("erpoa.store")
 
-# 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL
-SCHEMA_VERSION = 3
+# 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL;
+# 4: erpoa_reconciliation and erpoa_difference_seen (which differences each reconciliation found)
+SCHEMA_VERSION = 4
 metadata = MetaData()
 
 schema_version = Table("erpoa_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -197,6 +198,28 @@ differences = Table(
     Column("note", Text),
     UniqueConstraint("diff_id", name="uq_erpoa_difference_diff_id"),
     Index("ix_erpoa_difference_entity", "entity", "status"),
+)
+
+# One row per reconciliation of an entity in a run, written with its `erpoa_difference_seen` rows:
+# a run/entity without one predates schema version 4 (its presence is only known as first/last run).
+reconciliations = Table(
+    "erpoa_reconciliation",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("entity", String(60), primary_key=True),
+    Column("present", BigInteger, nullable=False, default=0),
+    Column("new", BigInteger, nullable=False, default=0),
+    Column("reopened", BigInteger, nullable=False, default=0),
+    Column("recorded_at", DateTime),
+)
+
+difference_seen = Table(
+    "erpoa_difference_seen",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("diff_id", String(40), primary_key=True),
+    Column("entity", String(60), nullable=False),
+    Index("ix_erpoa_difference_seen_entity", "entity", "run_id"),
 )
 
 locks = Table(
