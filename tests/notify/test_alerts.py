@@ -306,7 +306,7 @@ def test_erpoa_sync_notify_alerts_on_a_refused_gate(
 def no_airflow_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     from etl.orchestration import connections
 
-    monkeypatch.setattr(connections, "airflow_connections", lambda ids: {})
+    monkeypatch.setattr(connections, "airflow_connections", lambda ids, **_: {})
 
 
 def callback_context(config_path: Path, exception: BaseException | None, task_id: str = "employee.publish") -> dict:

@@ -123,6 +123,29 @@ FOUND = [
      'a duplicate YAML key hid every other error of its file; a file that failed to load made its '
      'references look missing elsewhere',
      'all of a file\'s errors in one round, and no follow-on "not found" (`tests/mapping/test_all_issues_at_once.py`)'),
+    ('review',
+     'Airflow: a task cleared after the run finished published without the entity lock, beside another sync',
+     'every stage after `prepare` needs the run to hold the lock; a cleared `prepare` reopens the run first '
+     '(`tests/airflow/test_airflow_fixes.py`)'),
+    ('review',
+     'Airflow: the approvals DAG ran flows switched off with `enabled: false` and created ERP documents',
+     'the task of a disabled flow is skipped, writing nothing (`tests/airflow/test_airflow_fixes.py`)'),
+    ('review',
+     'approval flows: a PO whose request column had a stray blank was not adopted, so the request got a second '
+     'PO, and the audit listed neither duplicate',
+     'the lookup trims as the audit does; a second PO for a linked request is an audit difference '
+     '(`tests/flows/test_flow_fixes_core.py`)'),
+    ('review',
+     'approval flows: duplicate approval rows crashed every flow with an internal error and left the run `running`',
+     'duplicates collapse (disagreeing ones hold their request only); a run is always finished '
+     '(`tests/flows/test_flow_fixes_core.py`, `test_flow_fixes_run.py`)'),
+    ('review',
+     'reconciliation: the report of a past run showed differences that run had not found',
+     'each run records which differences it found (store schema 4) (`tests/report/test_report_fixes.py`)'),
+    ('review',
+     'personal data: quarantine reasons quoted full ID numbers, even other people\'s, in every output',
+     'reasons of `pii: true` fields quote masked values of their own row only '
+     '(`tests/report/test_report_labels_pii.py`)'),
 ]
 
 LIMITS = """\
