@@ -281,6 +281,11 @@ def connection_fix(exc: BaseException) -> str | None:
     return None
 
 
+def driver_detail(exc: BaseException) -> str:
+    """The first line of the driver's own message (of `exc.orig` when SQLAlchemy wrapped it), else the class name."""
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def classify_db_error(exc: BaseException, *, what: str, connection: str | None = None) -> ErpOaError:
     """Wrap a driver/SQLAlchemy error into a transient or terminal erp-oa-sync error.
 
@@ -294,7 +299,7 @@ def classify_db_error(exc: BaseException, *, what: str, connection: str | None =
     """
     if isinstance(exc, ErpOaError):
         return exc
-    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    detail = driver_detail(exc)
     where = connection or getattr(exc, "erpoa_connection", None)
     head = f"{what}: {where}" if where else what
     fix = connection_fix(exc)

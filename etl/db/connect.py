@@ -14,7 +14,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from etl.config.project import ConnectionConfig, mask_secrets
-from etl.errors import ConfigError, ConfigIssue, classify_db_error, connection_fix, is_connection_settings_error
+from etl.errors import (
+    ConfigError,
+    ConfigIssue,
+    classify_db_error,
+    connection_fix,
+    driver_detail,
+    is_connection_settings_error,
+)
 
 _ENGINES: dict[tuple[str, bool], Engine] = {}
 _LOCK = threading.Lock()
@@ -197,8 +204,7 @@ def _refused_settings(engine: Engine, conn: ConnectionConfig) -> str | None:
     except Exception as exc:
         if not is_connection_settings_error(exc):
             return None
-        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        return f"{mask_secrets(detail)}; {connection_fix(exc)}"
+        return f"{mask_secrets(driver_detail(exc))}; {connection_fix(exc)}"
     return None
 
 
