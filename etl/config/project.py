@@ -20,6 +20,10 @@ from etl.logs import SECRET_KEY_WORDS, mask_url_passwords
 from etl.yamlio import SourceMap, load_yaml, sort_issues, validate_model
 
 REQUIRED_CONNECTIONS = ("erp", "oa", "target", "recon")
+READ_ONLY_STORE = (
+    "the reconciliation store is written by every run (runs, quarantine, watermarks); "
+    "remove `read_only: true` from the recon connection"
+)
 # The password as SQLAlchemy reads it: from the first ':' after the user name to the first '@'.
 _PASSWORD_IN_URL = re.compile(r"^(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@]+)@", re.I)
 # ... and up to the last '@' before the host: the whole password when it holds a raw '@'.
@@ -388,6 +392,9 @@ def load_project(path: Path | str) -> ProjectConfig:
         config: ProjectConfig = validate_model(ProjectConfig, data, smap)
     except ConfigError as exc:
         raise ConfigError(sort_issues([*issues, *exc.issues])) from None
+    recon = config.connections.get("recon")
+    if recon is not None and recon.read_only:
+        issues.append(smap.issue(("connections", "recon", "read_only"), READ_ONLY_STORE))
     if issues:
         raise ConfigError(sort_issues(issues))
     return config.model_copy(update={"config_path": path.resolve()})

@@ -41,7 +41,13 @@ from etl.flows.model import (
 )
 from etl.mapping import registry
 from etl.mapping.codes import CodeTable
-from etl.mapping.loader import check_transforms, load_code_tables, unknown_message
+from etl.mapping.loader import (
+    check_transforms,
+    load_code_tables,
+    read_only_connections,
+    read_only_write,
+    unknown_message,
+)
 from etl.yamlio import Loc, SourceMap, load_yaml, sort_issues, validate_model
 
 __all__ = ["FLOW_POINTS", "FlowSet", "connection_name", "load_flows"]
@@ -306,6 +312,11 @@ def _check_writes(spec: FlowSpec, smap: SourceMap, names: Iterable[str], ok: Any
             if fallback is not None:
                 message = f"neither '{conn}' nor the fallback '{fallback}' is a defined connection"
             issues.append(smap.issue((part, "connection"), message))
+            continue
+        used, key = (conn, "connection") if conn in names else (fallback, "fallback_connection")
+        if used in read_only_connections(names):
+            what = "this flow writes its ERP documents" if part == "target" else "this flow writes back to OA"
+            issues.append(smap.issue((part, key), read_only_write(str(used), what)))
     return issues
 
 

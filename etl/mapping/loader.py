@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -421,7 +421,25 @@ def check_entity(
         issues.append(
             smap.issue(("target", "connection"), _unknown("connection", mapping.target.connection, connections))
         )
+    elif ok("target") and mapping.target.connection in read_only_connections(connections):
+        message = read_only_write(mapping.target.connection, "the entity's target is written")
+        issues.append(smap.issue(("target", "connection"), message))
     return issues
+
+
+def read_only_connections(connections: Iterable[str] | Mapping[str, Any] | None) -> set[str]:
+    """The names of the connections marked `read_only: true` (only when given as name -> ConnectionConfig)."""
+    if not isinstance(connections, Mapping):
+        return set()
+    return {name for name, conn in connections.items() if getattr(conn, "read_only", None)}
+
+
+def read_only_write(name: str, what: str) -> str:
+    """The message for a connection marked `read_only: true` through which `what` (a clause) happens."""
+    return (
+        f"connection '{name}' is marked `read_only: true` in erpoa.yaml, but {what} through it; "
+        f"point this at a read-write connection, or remove `read_only` from '{name}'"
+    )
 
 
 def _check_source(

@@ -38,7 +38,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.engine import URL
 
 from etl import logs
-from etl.config.project import REQUIRED_CONNECTIONS, ConnectionConfig, ProjectConfig, load_project
+from etl.config.project import READ_ONLY_STORE, REQUIRED_CONNECTIONS, ConnectionConfig, ProjectConfig, load_project
 from etl.errors import ConfigError
 
 log = logging.getLogger("erpoa.airflow")
@@ -287,6 +287,8 @@ def airflow_connections(ids: Mapping[str, str], *, strict: bool = False) -> dict
             register_secrets([conn.password])
         found[name] = connection_config(conn)
         register_secrets(found[name].secrets)
+        if name == "recon" and found[name].read_only:
+            raise ConfigError(f"Airflow connection '{conn_id}' (recon): {READ_ONLY_STORE} (its `read_only` extra)")
         log.info("connection '%s' from Airflow connection %s (%s)", name, conn_id, conn.conn_type)
     if missing:
         raise ConfigError(
