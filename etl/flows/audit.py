@@ -3,7 +3,7 @@
 `gather` takes a read-only snapshot of one flow (approvals, links, forms, ERP
 documents); `views` turns it into the four compliance views and `differences`
 into `erpoa_difference` rows (entity = flow name) together with the changes
-after creation (`approval_amended`, `approval_cancelled`). `audit_views(config)`
+after creation (`approval_amended`, `approval_cancelled`, `approval_held`). `audit_views(config)`
 is what the reconciliation report calls.
 """
 
@@ -217,14 +217,17 @@ def _strays(spec: FlowSpec, heads: pd.DataFrame, links: pd.DataFrame, appr: pd.D
 
 
 def changes(state: FlowState) -> pd.DataFrame:
-    """Linked requests changed in the OA after their document was created: amended or cancelled."""
+    """Linked requests changed in the OA after their document was created: amended, cancelled or held."""
     rows = []
     for rid, link in state.links.iterrows():
         current = str(state.approvals["state"].get(rid, "missing"))
         if current == "approved" and rid not in state.forms.headers.index:
             current = "missing"
         if current != "approved":
-            rows.append({"request_id": rid, "doc_no": str(link["doc_no"]), "class": "approval_cancelled",
+            # held (force-archived without an approval, approval rows that disagree): for a person to look
+            # at, not a withdrawal the ERP document is flagged for
+            cls = "approval_held" if current == "held" else "approval_cancelled"
+            rows.append({"request_id": rid, "doc_no": str(link["doc_no"]), "class": cls,
                          "state": current, "link_hash": link["content_hash"], "hash": state.hashes.get(rid)})
         elif state.hashes.get(rid) != link["content_hash"]:
             rows.append({"request_id": rid, "doc_no": str(link["doc_no"]), "class": "approval_amended",

@@ -289,9 +289,10 @@ def _publish_all(config: ProjectConfig, spec: FlowSpec, state: FlowState, result
 def _flag(config: ProjectConfig, spec: FlowSpec, changed: pd.DataFrame, result: FlowResult, erp: sa.Engine,
           schema: str | None) -> None:
     """Prefix the flag column of changed documents; a refusal (no UPDATE grant) is reported, not fatal."""
+    prefixes = {"approval_amended": spec.changes.amended_prefix, "approval_cancelled": spec.changes.cancelled_prefix}
     try:
         for row in changed.itertuples(index=False):
-            prefix = spec.changes.amended_prefix if row[2] == "approval_amended" else spec.changes.cancelled_prefix
+            prefix = prefixes.get(row[2])
             if prefix:
                 flag_document(erp, spec, row.doc_no, prefix, schema)
     except sa.exc.SQLAlchemyError as exc:

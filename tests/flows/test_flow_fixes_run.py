@@ -394,3 +394,31 @@ def test_quarantine_list_shows_an_empty_value_as_empty_not_nan(project: tuple[Pr
     assert done.exit_code == 0, done.output
     line = next(row for row in done.stdout.splitlines() if unknown in row and "cPersonCode" in row)
     assert "nan" not in line.split(), line
+
+
+# --------------------------------------------------------------------------- a linked request put on hold
+
+
+@pytest.mark.sqlite
+def test_a_linked_request_put_on_hold_is_a_difference_not_a_cancellation(
+        project: tuple[ProjectConfig, dict[str, Any]]) -> None:
+    config, m = project
+    run_flows(config, flows=["purchase_order"])
+    rid = _publishable(config, m)[0]
+    assert rid in _po_requests(config)
+    # force-archived (强制归档, logtype e) with its approval gone: e-cology's `force_archived: hold`
+    _sql(config, "oa", "UPDATE workflow_requestlog SET logtype = 'e' WHERE requestid = :r AND logtype = '0'",
+         r=int(rid))
+
+    result = run_flows(config, flows=["purchase_order"]).flows[0]
+
+    assert (result.created, result.cancelled, result.amended) == (0, 0, 0)
+    memo = _sql(config, "erp", 'SELECT "cMemo" FROM "PO_Pomain" WHERE "cDefine10" = :r', r=rid)
+    assert len(memo) == 1 and not str(memo[0][0] or "").startswith("[OA")  # not flagged as withdrawn
+    diffs = _sql(config, "recon", "SELECT class, detail FROM erpoa_difference WHERE entity = 'purchase_order' "
+                 "AND class LIKE 'approval_%'")
+    assert [(c, json.loads(d)["state"], json.loads(d)["oa_request_id"]) for c, d in diffs] == [
+        ("approval_held", "held", rid)]
+    listed = CliRunner().invoke(app, ["reconcile", "list", "--class", "approval_held", "--config",
+                                      str(config.config_path)])
+    assert listed.exit_code == 0, listed.output
