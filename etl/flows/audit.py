@@ -39,6 +39,7 @@ from etl.flows.purchase_order import (
     read_forms,
     read_links,
 )
+from etl.flows.writeback import missing_writeback_columns
 from etl.mapping.types import as_text
 from etl.store import schema as store_schema
 from etl.store.repo import Store
@@ -85,10 +86,13 @@ def gather(config: ProjectConfig, spec: FlowSpec, code_tables: Mapping[str, Any]
         links = read_links(conn, spec, erp_conf.schema_)
     wanted = sorted(set(approvals.index[approvals["state"].isin(["approved", "held"])]) | set(links.index))
     with engine_for(oa_conf, read_only=True).connect() as conn:
+        writeback = missing_writeback_columns(conn, spec, oa_conf.schema_)
         try:
             forms = read_forms(conn, spec, wanted, oa_conf.schema_)
         except FormColumnsError as exc:
-            raise located(config, exc) from None
+            raise located(config, FormColumnsError(spec.flow, [*exc.found, *writeback])) from None
+        if writeback:
+            raise located(config, FormColumnsError(spec.flow, writeback))
     hashes = content_hashes(spec, forms)
     docs, problems = build_documents(spec, forms, approvals, code_tables, as_of=as_of, timezone=config.run.timezone,
                                      checks=checks, hashes=hashes)

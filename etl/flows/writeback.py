@@ -17,10 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from etl import faults
+from etl.errors import driver_detail, is_transient_db_error
 from etl.flows.approval import as_keys, bind_keys, frame, numeric_column, table
 from etl.flows.model import FlowSpec
+from etl.mapping.loader import unknown_message
 from etl.mapping.types import as_text
 from etl.store.repo import Store
+from etl.yamlio import Loc
 
 log = logging.getLogger("erpoa.flows")
 _IN = 500
@@ -34,6 +37,29 @@ class WritebackResult:
     written: int = 0
     pending: int = 0
     error: str | None = None
+
+
+def missing_writeback_columns(conn: Connection, spec: FlowSpec, schema: str | None = None) -> list[tuple[Loc, str]]:
+    """(key path, message) for the write-back table or each of its columns (key, field, status) the OA lacks.
+
+    Read with the OA source's connection before anything is written, so that a misspelt column is a
+    configuration error of the run rather than a write-back that fails on every run after the ERP commit.
+    """
+    wb = spec.writeback
+    if wb is None or not wb.enabled:
+        return []
+    t = table(wb.table, [], schema)
+    try:
+        present = list(conn.execute(sa.select(sa.literal_column("*")).select_from(t).where(sa.false())).keys())
+    except sa.exc.SQLAlchemyError as exc:
+        if is_transient_db_error(exc):
+            raise
+        conn.rollback()
+        return [(("writeback", "table"), f"table '{wb.table}' cannot be read in the OA ({driver_detail(exc)}); "
+                                         "check the name and the schema")]
+    wanted = [("key", wb.key), ("field", wb.field), *([("status_field", wb.status_field)] if wb.status_field else [])]
+    return [(("writeback", key), f"{wb.table}: {unknown_message('column', column, present)}")
+            for key, column in wanted if column not in present]
 
 
 def pending_writebacks(

@@ -325,6 +325,13 @@ MISSING: dict[str, tuple[str | re.Pattern[str], str, str, str, str]] = {
     # a form table instead of the query joining HR: the mapped `from: workcode` is not one of its columns
     "mapped_from": (HEADER_QUERY, "table: formtable_main_12\n", "fields.header.cPersonCode.from",
                     "formtable_main_12: column 'workcode' not found", "from: workcode"),
+    # the write-back's column and table: found before any document is created, not on every run after it
+    "writeback_field": ("field: erp_po_no", "field: erp_po_num", "writeback.field",
+                        "formtable_main_12: column 'erp_po_num' not found; did you mean 'erp_po_no'?",
+                        "field: erp_po_num"),
+    "writeback_table": ("  table: formtable_main_12\n  key: requestid", "  table: formtable_main_21\n  key: requestid",
+                        "writeback.table", "table 'formtable_main_21' cannot be read in the OA",
+                        "table: formtable_main_21"),
 }
 
 

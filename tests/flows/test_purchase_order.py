@@ -296,3 +296,18 @@ def test_a_document_the_erp_refuses_is_held_and_the_rest_published(project: tupl
     assert again.created == 1 and set(pos_by_request(config)) - {"None"} == must
     assert store.quarantine(entity="purchase_order").query("rule == 'erp_refused'").empty
     store.engine.dispose()
+
+
+@pytest.mark.parametrize("project", DB_BACKENDS[1:], indirect=True)
+def test_a_write_back_table_the_oa_lacks_is_found_before_any_po(project: tuple[ProjectConfig, dict]) -> None:
+    """On the servers, the failed read of the missing table must not spoil the reads that follow it."""
+    config, _ = project
+    path = config.resolve(config.mappings) / "flows" / "purchase_order.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("  table: formtable_main_12\n  key: requestid",
+                                 "  table: formtable_main_99\n  key: requestid", 1), encoding="utf-8")
+    before = pos_by_request(config)  # the POs buyers keyed in
+    result = run_flows(config, flows=["purchase_order"]).flows[0]
+    assert result.status == "failed" and result.error == "ConfigError", result
+    assert "writeback.table: table 'formtable_main_99' cannot be read in the OA" in (result.message or "")
+    assert pos_by_request(config) == before
