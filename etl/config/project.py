@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote_plus, unquote, unquote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from etl import settings
 from etl.errors import ConfigError, ConfigIssue
 from etl.logs import SECRET_KEY_WORDS, mask_url_passwords
-from etl.yamlio import SourceMap, load_yaml, sort_issues, validate_model
+from etl.yamlio import Loc, SourceMap, issues_from_validation, load_yaml, sort_issues, validate_model
 
 REQUIRED_CONNECTIONS = ("erp", "oa", "target", "recon")
 READ_ONLY_STORE = (
@@ -354,6 +354,32 @@ def url_problem(url: str, name: str = "erp") -> str | None:
     return None
 
 
+def _notify_issues(raw: Any, smap: SourceMap) -> list[ConfigIssue]:
+    """The `notify:` section checked as the alerts read it, located; found when the config loads, not when a
+    failed run is about to be reported (and exit with this error's code instead of its own)."""
+    if not raw:
+        return []
+    from etl.notify.config import ChannelConfig, NotifyConfig
+
+    parts: list[tuple[Loc, type[BaseModel], Any]] = (
+        [(("notify", i), ChannelConfig, item) for i, item in enumerate(raw)]  # a bare list of channels
+        if isinstance(raw, list)
+        else [(("notify",), NotifyConfig, raw)]
+    )
+    issues: list[ConfigIssue] = []
+    for base, model, value in parts:
+        try:
+            model.model_validate(value)
+        except ValidationError as exc:
+            issues.extend(issues_from_validation(exc, smap, model, base))
+    if not issues:
+        try:
+            NotifyConfig.model_validate(raw)  # across channels (distinct names)
+        except ValidationError as exc:
+            issues.extend(smap.issue(("notify",), str(e["msg"]).removeprefix("Value error, ")) for e in exc.errors())
+    return issues
+
+
 def load_project(path: Path | str) -> ProjectConfig:
     """Load and validate `erpoa.yaml`, reporting every problem at once."""
     path = Path(path)
@@ -392,6 +418,7 @@ def load_project(path: Path | str) -> ProjectConfig:
         config: ProjectConfig = validate_model(ProjectConfig, data, smap)
     except ConfigError as exc:
         raise ConfigError(sort_issues([*issues, *exc.issues])) from None
+    issues.extend(_notify_issues(config.notify, smap))
     recon = config.connections.get("recon")
     if recon is not None and recon.read_only:
         issues.append(smap.issue(("connections", "recon", "read_only"), READ_ONLY_STORE))

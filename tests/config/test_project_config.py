@@ -56,6 +56,21 @@ CASES = [
     ),
     ("wrong type", GOOD + "run:\n  chunk_size: lots\n", "erpoa.yaml:7:15 run.chunk_size: expected a whole number"),
     ("syntax", GOOD + "run: [\n", "erpoa.yaml:"),
+    (
+        "notify channel type",
+        GOOD + "notify: [{type: slack, url_env: ERPOA_TEST_URL}]\n",
+        "erpoa.yaml:6:17 notify[0].type: got 'slack'; Input should be 'wecom', 'dingtalk', 'feishu' or 'email'",
+    ),
+    (
+        "notify secret in yaml",
+        GOOD + "notify:\n  channels:\n    - {type: wecom, url_env: 'https://qyapi.example/send?key=hunter2'}\n",
+        "erpoa.yaml:8:30 notify.channels[0].url_env: url_env must be the NAME of an environment variable",
+    ),
+    (
+        "notify duplicate channels",
+        GOOD + "notify:\n  - {type: wecom, url_env: ERPOA_W}\n  - {type: wecom, url_env: ERPOA_W}\n",
+        "erpoa.yaml:6:1 notify: notify channels must have distinct names",
+    ),
 ]
 
 
