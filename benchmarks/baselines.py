@@ -241,33 +241,10 @@ def dlt_merge(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recon_frames(rows: int) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """`reconcile_bench.build`, with the purchase mapping limited to the fields that generator fills.
-
-    The demo mapping may carry more fields than the generator knows (e.g. `request_year`,
-    `compare: false`); those are left out so the generator keeps working, which does not
-    change what is compared.
-    """
+    """`reconcile_bench.build` (the purchase mapping limited to the fields its generator fills)."""
     import reconcile_bench
 
-    from etl.mapping.loader import load_mappings
-
-    known = [*RECON_FIELDS, "source_system", "updated_at"]
-
-    class _Limited:
-        def __init__(self, folder: Path) -> None:
-            self._set = load_mappings(folder)
-
-        def entity(self, name: str) -> Any:
-            mapping = self._set.entity(name)
-            fields = {k: v for k, v in mapping.fields.items() if k in known}
-            return mapping.model_copy(update={"fields": fields})
-
-    original = reconcile_bench.load_mappings
-    reconcile_bench.load_mappings = _Limited  # type: ignore[assignment]
-    try:
-        return reconcile_bench.build(rows)
-    finally:
-        reconcile_bench.load_mappings = original
+    return reconcile_bench.build(rows)
 
 
 def _int_key(frame: Any) -> Any:

@@ -45,7 +45,11 @@ NOISE = 1_000
 
 
 def build(rows: int, seed: int = 7) -> tuple[EntityMapping, dict[str, pd.DataFrame], dict[str, object]]:
-    """ERP, OA and target frames with the planted differences."""
+    """ERP, OA and target frames with the planted differences.
+
+    The demo mapping may carry fields this generator does not fill (e.g. `request_year`, `compare:
+    false`): they are left out of the mapping, which does not change what is compared.
+    """
     mapping = load_mappings(REPO / "mappings").entity("purchase")
     rng = np.random.default_rng(seed)
     n = rows
@@ -71,6 +75,7 @@ def build(rows: int, seed: int = 7) -> tuple[EntityMapping, dict[str, pd.DataFra
             "updated_at": np.datetime64("2026-06-01T00:00:00") + rng.integers(0, 10**7, n).astype("timedelta64[s]"),
         }
     )
+    mapping = mapping.model_copy(update={"fields": {k: v for k, v in mapping.fields.items() if k in base.columns}})
     base = coerce(base, mapping.fields)
     base["_key"] = base["request_no"] + "|" + base["line_no"].astype(str)
     erp = base.assign(_src_id=np.arange(n).astype(str))
