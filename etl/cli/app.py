@@ -202,7 +202,7 @@ def status(
 
     try:
         cfg = load_config(config)
-        store = open_store(cfg)
+        store = open_store(cfg, read_only=True)
         recent = store.runs(runs)
         last = store.entity_runs(recent[0]["run_id"]) if recent else []
         last = with_difference_counts(store.engine, recent[0]["run_id"], last) if recent else []
@@ -269,7 +269,7 @@ def xref(
 
     try:
         cfg = load_config(config)
-        store = open_store(cfg)
+        store = open_store(cfg, read_only=True)
         rows = store.xref(entity, key)
         if not rows and entity == "purchase":
             # Purchase orders created from OA approvals are linked under their flow's name.

@@ -81,7 +81,8 @@ def list_(
 
     try:
         cfg = load_config(config)
-        frame = open_store(cfg).quarantine(entity=entity, status=None if status is Status.all else status.value)
+        store = open_store(cfg, read_only=True)
+        frame = store.quarantine(entity=entity, status=None if status is Status.all else status.value)
         total = len(frame)
         frame = _masked(frame.head(limit).copy(), cfg, entity)
     except ErpOaError as exc:
@@ -116,7 +117,7 @@ def show(
 
     try:
         cfg = load_config(config)
-        frame = open_store(cfg).quarantine(status=None)
+        frame = open_store(cfg, read_only=True).quarantine(status=None)
         frame = _masked(frame[frame["id"] == qid].copy(), cfg, None)
     except ErpOaError as exc:
         fail(exc, as_json)

@@ -122,7 +122,7 @@ def list_(
         if status and status not in STATUSES:
             raise ConfigError(f"--status must be one of {', '.join(STATUSES)}")
         cfg = load_config(config)
-        frame = DifferenceStore(open_store(cfg).engine).frame(
+        frame = DifferenceStore(open_store(cfg, read_only=True).engine).frame(
             entity=entity, cls=cls, status=status, present=None if include_gone else True
         )
         total = len(frame)

@@ -86,21 +86,26 @@ class SyncSummary:
         return out
 
 
-def open_store(config: ProjectConfig, *, dry_run: bool = False, retry: bool = False) -> Store:
+def open_store(
+    config: ProjectConfig, *, dry_run: bool = False, retry: bool = False, read_only: bool = False
+) -> Store:
     """The reconciliation store of the project, migrated to the current schema.
 
     A dry run writes nothing: when the store was never created, it reads an empty
-    in-memory one instead of creating the tables. With `retry` (a sync), an unavailable
-    store is retried with the run's `retries` and backoff like any other database work;
-    without it (read-only commands such as `status`) the first failure is reported.
+    in-memory one instead of creating the tables. So do commands that only read
+    (`read_only`: `status`, `xref`, the lists), which migrate a store that exists.
+    With `retry` (a sync), an unavailable store is retried with the run's `retries`
+    and backoff like any other database work; without it the first failure is reported.
     """
     conn = config.connection("recon")
     name_connections(config.connections)
     store = Store(engine_for(conn))
 
     def migrated() -> Store:
-        if dry_run:
+        if dry_run or read_only:
             if store_schema.is_initialised(store.engine):
+                if read_only:
+                    store.migrate()
                 return store
             empty = Store(create_engine("sqlite://", poolclass=StaticPool))
             empty.migrate()

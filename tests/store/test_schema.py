@@ -76,3 +76,28 @@ def test_a_store_user_without_alter_keeps_the_old_collation_and_is_told_how_to_c
         with admin.begin() as conn:
             conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_commands_that_only_read_do_not_create_the_store(pg_url: str, tmp_path: Path) -> None:
+    """`status`, `xref` and the lists pointed at an empty database (e.g. by mistake) leave it empty."""
+    from typer.testing import CliRunner
+
+    from etl.cli.app import app
+    from etl.cli.demo_cmd import write_project
+
+    config = write_project(tmp_path / "p", {"recon": pg_url})
+    engine = create_engine(pg_url)
+    commands = {("status",): 0, ("xref", "purchase", "QG1|1"): 1, ("quarantine", "list"): 0, ("reconcile", "list"): 0}
+    for command, code in commands.items():  # xref: 1, nothing found
+        result = CliRunner().invoke(app, [*command, "--config", str(config)])
+        assert result.exit_code == code, (command, result.output)
+        assert inspect(engine).get_table_names() == [], command
+    assert "No runs yet" in CliRunner().invoke(app, ["status", "--config", str(config)]).output
+    s.migrate(engine)
+    with engine.begin() as conn:  # a store of an older version: a reading command brings it up to date
+        conn.execute(text("DROP INDEX ix_erpoa_quarantine_key"))
+        conn.execute(text("UPDATE erpoa_schema_version SET version = 1"))
+    assert CliRunner().invoke(app, ["status", "--config", str(config)]).exit_code == 0
+    assert "ix_erpoa_quarantine_key" in {i["name"] for i in inspect(engine).get_indexes("erpoa_quarantine")}
+    engine.dispose()
