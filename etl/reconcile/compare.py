@@ -9,20 +9,22 @@ mapping gaps, and returns one row per difference:
 | `only_in_erp`      | key in ERP, not in OA (and OA has no quarantined record with that key) |
 | `only_in_oa`       | key in OA, not in ERP (likewise)                                       |
 | `field_mismatch`   | key in both, a compared field differs beyond tolerance                 |
-| `mapping_gap`      | a value with no code-table entry (quarantine `lookup:*`, gap table)    |
+| `mapping_gap`      | a code with no code-table entry (quarantine `lookup:*`, gap table)     |
 | `duplicate_key`    | a business key that occurs more than once in one source                |
 | `orphan_reference` | a `references:` field pointing at no active key of the other entity    |
 | `target_drift`     | the target row is not what the sources' golden record says             |
 
 Every difference appears once: a key with duplicates is reported as
-`duplicate_key` only, and a key missing on one side because that side's record
-sits in quarantine is not also `only_in_*`.
+`duplicate_key` only, a key missing on one side because that side's record
+sits in quarantine is not also `only_in_*`, and an unmapped code is one
+`mapping_gap` per code table, whatever the number of records and fields it affects.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import unicodedata
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -88,6 +90,15 @@ def _is_canonical(series: pd.Series, spec: CanonicalField) -> bool:
     return str(dtype) == _CANONICAL_DTYPES[spec.type]
 
 
+_DAY_NS = 86_400 * 10**9
+
+
+def _has_time(column: pd.Series) -> bool:
+    """Whether a datetime64[ns] column holds a value that is not at midnight (a DATETIME read for a date)."""
+    values = column.to_numpy(dtype="datetime64[ns]")
+    return bool(((values.view("int64") % _DAY_NS != 0) & ~np.isnat(values)).any())
+
+
 def canonical(frame: pd.DataFrame, mapping: EntityMapping, timezone: str = "Asia/Shanghai") -> pd.DataFrame:
     """`frame` with every canonical column in its canonical dtype (columns already canonical are not copied)."""
     changed: dict[str, pd.Series] = {}
@@ -99,6 +110,8 @@ def canonical(frame: pd.DataFrame, mapping: EntityMapping, timezone: str = "Asia
             changed[name] = coerce_series(column, spec, timezone)[0]
         elif spec.type == "decimal":
             changed[name] = column.round(spec.scale or 0)
+        elif spec.type == "date" and _has_time(column):
+            changed[name] = column.dt.normalize()
     if KEY in frame.columns and not isinstance(frame[KEY].dtype, pd.StringDtype):
         changed[KEY] = as_text(frame[KEY]).astype("str")
     if not changed:
@@ -109,21 +122,48 @@ def canonical(frame: pd.DataFrame, mapping: EntityMapping, timezone: str = "Asia
 # --------------------------------------------------------------------------- value comparison
 
 
+def tolerance_units(spec: CanonicalField) -> int:
+    """The tolerance in units of the field's last decimal place, rounded down (exact: no binary floating point).
+
+    Values are rounded to the scale, so they differ by whole units: `0.01` at scale 2 is 1 unit, and the
+    default tolerance, half a unit, is 0 (equal only when equal to the last decimal place).
+    """
+    if spec.tolerance is None:
+        return 0
+    return math.floor(Decimal(str(spec.tolerance)).scaleb(spec.scale or 0))
+
+
+def _units(series: pd.Series, scale: int) -> np.ndarray:
+    """Numbers as whole units of the last decimal place (float64 holding integers; NaN for null).
+
+    `rint(x * 10**scale)` recovers the exact decimal of every value float64 can tell apart at that scale
+    (below about 7e13 for scale 2), and the difference of two such integers is exact, so a cent is a cent
+    at any magnitude the canonical float can hold, unlike `|x - y|` with a few ulps of slack.
+    """
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    return np.rint(values * 10.0**scale) if scale else np.rint(values)
+
+
+def _blank(values: np.ndarray) -> np.ndarray:
+    """Which text values are empty once normalised (whitespace only, '' ...): "no value", like null."""
+    return np.fromiter((not normalise_text(str(v)) for v in values), dtype=bool, count=len(values))
+
+
 def values_equal(a: pd.Series, b: pd.Series, spec: CanonicalField) -> np.ndarray:
     """Element-wise equality of two aligned canonical columns under the field's tolerance rules.
 
     Null equals null; null never equals a value. Decimals (and integers with a
-    `tolerance`) are equal within the tolerance; strings are equal when they are
-    equal after NFKC, removing whitespace and case-folding.
+    `tolerance`) are compared as whole units of their last decimal place and are
+    equal within the tolerance; strings are equal when they are equal after NFKC,
+    removing whitespace and case-folding, and a string that is empty after that
+    (whitespace only) is no value, equal to null. Dates compare the day only
+    (a time of day on one side is ignored); datetimes compare the instant.
     """
     if spec.type == "decimal" or (spec.type == "integer" and spec.tolerance is not None):
-        x = a.to_numpy(dtype="float64", na_value=np.nan)
-        y = b.to_numpy(dtype="float64", na_value=np.nan)
+        x, y = _units(a, spec.scale or 0), _units(b, spec.scale or 0)
         nx, ny = np.isnan(x), np.isnan(y)
         with np.errstate(invalid="ignore"):
-            # a few ulps of slack: 100.01 - 100.00 is 0.010000000000005 in binary floating point
-            slack = 4 * np.spacing(np.maximum(np.abs(np.nan_to_num(x)), np.abs(np.nan_to_num(y))))
-            close = np.abs(x - y) <= tolerance_of(spec) + slack
+            close = np.abs(x - y) <= tolerance_units(spec)
         return np.where(nx | ny, nx & ny, close)
     if spec.type in ("integer", "boolean"):
         x = a.astype("Int64").to_numpy(dtype="int64", na_value=0)
@@ -134,7 +174,14 @@ def values_equal(a: pd.Series, b: pd.Series, spec: CanonicalField) -> np.ndarray
         x = a.to_numpy(dtype="datetime64[ns]")
         y = b.to_numpy(dtype="datetime64[ns]")
         nx, ny = np.isnat(x), np.isnat(y)
-        return np.where(nx | ny, nx & ny, x == y)
+        same = np.where(nx | ny, nx & ny, x == y)
+        if spec.type == "date":
+            # A value carrying a time of day (a DATETIME column) on one side: a date field says the day only.
+            # Only the exact mismatches are truncated to the day.
+            loose = np.flatnonzero(~same & ~nx & ~ny)
+            if loose.size:
+                same[loose] = x[loose].astype("datetime64[D]") == y[loose].astype("datetime64[D]")
+        return same
     x = a.to_numpy(dtype=object)
     y = b.to_numpy(dtype=object)
     nx, ny = pd.isna(x), pd.isna(y)
@@ -145,6 +192,10 @@ def values_equal(a: pd.Series, b: pd.Series, spec: CanonicalField) -> np.ndarray
         nxs = np.fromiter((normalise_text(str(v)) for v in x[loose]), dtype=object, count=loose.size)
         nys = np.fromiter((normalise_text(str(v)) for v in y[loose]), dtype=object, count=loose.size)
         equal[loose[nxs == nys]] = True
+    one = np.flatnonzero(nx ^ ny)
+    if one.size:
+        # Null on one side only: equal when the other side is blank ('   ', '\u3000', '').
+        equal[one[_blank(np.where(nx[one], y[one], x[one]))]] = True
     return equal
 
 
@@ -210,22 +261,29 @@ class _Collector:
         target: Sequence[Any] | None = None,
         detail: Sequence[str] | str | None = None,
         ident: Sequence[Any] | None = None,
+        field_in_identity: bool = True,
     ) -> None:
+        """Differences of class `cls`; identity (`diff_id`) = (class, `ident` or the key, field).
+
+        `field_in_identity=False`: the field is shown but not part of the identity (`ident` says it all).
+        """
         n = len(keys)
         if not n:
             return
         none = [None] * n
+        fields = [field] * n if field is None or isinstance(field, str) else list(field)
         self.parts.append(
             pd.DataFrame(
                 {
                     "class": cls,
                     "golden_key": list(keys),
-                    "field": [field] * n if field is None or isinstance(field, str) else list(field),
+                    "field": fields,
                     "erp_value": none if erp is None else list(erp),
                     "oa_value": none if oa is None else list(oa),
                     "target_value": none if target is None else list(target),
                     "detail": [detail] * n if detail is None or isinstance(detail, str) else list(detail),
                     "_ident": list(keys) if ident is None else list(ident),
+                    "_ifield": fields if field_in_identity else none,
                 },
                 dtype=object,
             )
@@ -235,14 +293,14 @@ class _Collector:
         if not self.parts:
             return pd.DataFrame(columns=COLUMNS, dtype=object)
         frame = pd.concat(self.parts, ignore_index=True)
-        frame = frame.drop_duplicates(subset=["class", "_ident", "field"], keep="first")
+        frame = frame.drop_duplicates(subset=["class", "_ident", "_ifield"], keep="first")
         order = {c: i for i, c in enumerate(CLASSES)}
         frame = frame.assign(_order=frame["class"].map(order), _k=frame["_ident"].astype(str))
         frame = frame.sort_values(["_order", "_k", "field"], na_position="first", kind="stable")
         entity = self.mapping.entity
         ids = [
             diff_id(entity, c, None if pd.isna(i) else str(i), None if pd.isna(f) else str(f))
-            for c, i, f in zip(frame["class"], frame["_ident"], frame["field"], strict=True)
+            for c, i, f in zip(frame["class"], frame["_ident"], frame["_ifield"], strict=True)
         ]
         frame.insert(0, "diff_id", ids)
         out = frame[COLUMNS].reset_index(drop=True).astype(object)
@@ -281,52 +339,111 @@ def _duplicates(found: _Collector, key_field: str, dups: Mapping[str, pd.DataFra
     )
 
 
-def _mapping_gaps(found: _Collector, quarantine: pd.DataFrame, gaps: pd.DataFrame) -> None:
-    """mapping_gap: quarantined `lookup:*` values (per record) and kept/defaulted values (per value)."""
+_SHOWN_IDS = 20
+
+
+def _ids_text(ids: Sequence[str]) -> str:
+    """Source record ids for a detail: the first few, then how many more."""
+    ordered = sorted(set(ids), key=lambda v: (len(v), v))
+    rest = len(ordered) - _SHOWN_IDS
+    return ", ".join(ordered[:_SHOWN_IDS]) + (f", … (+{rest})" if rest > 0 else "")
+
+
+def _gap_occurrences(quarantine: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
+    """Unmapped values as one frame: quarantined `lookup:*` records (one row each) and gap-table rows (with counts)."""
     q = quarantine[quarantine["rule"].astype(str).str.match(r"^lookup(_fail)?:")]
-    if not q.empty:
-        q = q.assign(
-            _ident=np.where(
-                q["golden_key"].notna(),
-                q["golden_key"].astype(object),
-                q["source"].astype(str) + "#" + q["src_id"].astype(str),
+    parts = []
+    if len(q):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source": q["source"].astype(str).to_numpy(),
+                    "field": q["field"].astype(str).to_numpy(),
+                    "table": q["rule"].astype(str).str.split(":", n=1).str[1].to_numpy(),
+                    "value": q["value"].to_numpy(dtype=object),
+                    "src_id": q["src_id"].to_numpy(dtype=object),
+                    "count": 1,
+                    "policy": "quarantine",
+                }
             )
         )
-        for (ident, field), part in q.groupby(["_ident", "field"], sort=True, dropna=False):
-            by_source = {str(s): v for s, v in zip(part["source"], part["value"], strict=True)}
-            key = part["golden_key"].iloc[0]
-            found.add(
-                "mapping_gap",
-                [None if pd.isna(key) else key],
-                field,
-                erp=[by_source.get("erp")],
-                oa=[by_source.get("oa")],
-                detail=_detail(
-                    "unmapped_quarantined",
-                    table=str(part["rule"].iloc[0]).split(":", 1)[1],
-                    src_ids={str(s): str(i) for s, i in zip(part["source"], part["src_id"], strict=True)},
-                ),
-                ident=[ident],
+    if len(gaps):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source": gaps["source"].astype(str).to_numpy(),
+                    "field": gaps["field"].astype(str).to_numpy(),
+                    "table": gaps["code_table"].astype(str).to_numpy(),
+                    "value": gaps["value"].to_numpy(dtype=object),
+                    "src_id": None,
+                    "count": pd.to_numeric(gaps["count"], errors="coerce").fillna(0).astype(int).to_numpy(),
+                    "policy": gaps["policy"].astype(str).to_numpy(),
+                }
             )
-    if gaps.empty:
+        )
+    if not parts:
+        return pd.DataFrame(columns=["source", "field", "table", "value", "src_id", "count", "policy", "code"])
+    out = pd.concat(parts, ignore_index=True)
+    text = [None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in out["value"]]
+    # The lookup's own reading of a code (NFKC, no whitespace, case-folded): ' sz01' and 'SZ01' are one code.
+    codes, uniques = pd.factorize(pd.Series(text, dtype=object))
+    normal = np.array([*(normalise_text(u) for u in uniques), ""], dtype=object)  # [-1]: a null value
+    return out.assign(value=text, code=normal[codes])
+
+
+def _mapping_gaps(found: _Collector, quarantine: pd.DataFrame, gaps: pd.DataFrame) -> None:
+    """mapping_gap: one per (code table, unmapped code), however many fields and records it affects.
+
+    A code missing from a table is one thing to fix (add it to the table), so it is one difference
+    whose identity is the table and the code as the lookup reads it, never the records or fields it
+    touched: it keeps its `diff_id` while the affected rows come and go. The detail says how many
+    records per source it affects (`counts`: quarantined records plus the largest kept/defaulted
+    count of its fields), which fields (`fields`) and which quarantined records (`src_ids`).
+    """
+    occ = _gap_occurrences(quarantine, gaps)
+    if occ.empty:
         return
-    g = gaps.assign(value=gaps["value"].astype(str), count=pd.to_numeric(gaps["count"], errors="coerce").fillna(0))
-    for (field, value), part in g.groupby(["field", "value"], sort=True):
-        counts = part.groupby(part["source"].astype(str))["count"].sum().astype(int).to_dict()
-        policy = str(part["policy"].iloc[0])
+    order = {name: i for i, name in enumerate(found.mapping.fields)}
+    for (table, code), part in occ.groupby(["table", "code"], sort=True):
+        fields = sorted(set(part["field"]), key=lambda f: (order.get(f, len(order)), f))
+        # Shown under one field; a pii one if any, so that the report masks the values.
+        shown = next((f for f in fields if f in found.mapping.fields and found.mapping.fields[f].pii), fields[0])
+        held = part[part["policy"] == "quarantine"]
+        kept = part[part["policy"] != "quarantine"]
+        counts: dict[str, int] = {}
+        for source in sorted(set(part["source"])):
+            records = held.loc[held["source"] == source, "src_id"].astype(str).nunique()
+            mine = kept[kept["source"] == source]
+            counts[source] = int(records + (mine.groupby("field")["count"].sum().max() if len(mine) else 0))
+        spellings = {
+            s: ", ".join(sorted({v for v in part.loc[part["source"] == s, "value"] if v is not None})) or None
+            for s in SOURCES
+        }
+        if len(held):
+            code_name = "unmapped_quarantined"
+            policy = None
+        else:
+            policy = str(sorted(set(kept["policy"]))[0])
+            code_name = "unmapped_kept" if policy == "pass" else "unmapped_defaulted"
+        src_ids = {
+            str(s): _ids_text(ids.astype(str).tolist()) for s, ids in held.groupby("source", sort=True)["src_id"]
+        }
         found.add(
             "mapping_gap",
             [None],
-            field,
-            erp=[value if "erp" in counts else None],
-            oa=[value if "oa" in counts else None],
+            shown,
+            erp=[spellings["erp"]],
+            oa=[spellings["oa"]],
             detail=_detail(
-                "unmapped_kept" if policy == "pass" else "unmapped_defaulted",
-                table=str(part["code_table"].iloc[0]),
+                code_name,
+                table=str(table),
                 policy=policy,
                 counts=counts,
+                src_ids=src_ids or None,
+                fields=fields,
             ),
-            ident=[f"={value}"],
+            ident=[f"{table}={code}"],
+            field_in_identity=False,
         )
 
 
@@ -497,6 +614,8 @@ def _drift(
     golden = golden.set_index(KEY).reindex(cand[KEY]).reset_index()
     for name in fields:
         spec = mapping.fields[name]
+        if not spec.compare:  # a timestamp and the like: part of the row, not something to reconcile
+            continue
         bad = np.flatnonzero(~values_equal(cand[name], golden[name], spec))
         if not bad.size:
             continue
@@ -728,18 +847,25 @@ def _tolerance_text(spec: CanonicalField) -> str | None:
     return f"{float(spec.tolerance):.{max(scale, places)}f}"
 
 
+def _no_value(value: Any) -> bool:
+    """Null, or text that is blank once normalised."""
+    if isinstance(value, str):
+        return not normalise_text(value)
+    return value is None or bool(pd.isna(value))
+
+
 def _mismatch_details(a: pd.Series, b: pd.Series, spec: CanonicalField) -> list[str]:
     out = []
     numeric = spec.type in ("decimal", "integer")
     tolerance = _tolerance_text(spec) if numeric else None
     for x, y in zip(a.tolist(), b.tolist(), strict=True):
-        if x is None or (not isinstance(x, str) and pd.isna(x)):
+        if _no_value(x):
             out.append(_detail("missing_erp"))
-        elif y is None or (not isinstance(y, str) and pd.isna(y)):
+        elif _no_value(y):
             out.append(_detail("missing_oa"))
         elif numeric:
-            scale = spec.scale or 0
-            delta = f"{float(x) - float(y):+.{scale}f}"
+            # exact decimal text of each value (str gives a float's shortest round-trip digits), not float - float
+            delta = f"{Decimal(str(x)) - Decimal(str(y)):+.{spec.scale or 0}f}"
             out.append(_detail("numeric", delta=delta, tolerance=tolerance))
         else:
             out.append(_detail("value"))

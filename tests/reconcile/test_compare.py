@@ -189,7 +189,7 @@ EXPECTED = {
     ("field_mismatch", "K-NAME", "name"),
     ("field_mismatch", "K-DATE", "start_date"),
     ("field_mismatch", "K-NULL", "mobile"),
-    ("mapping_gap", "K-GAP-HELD", "department_code"),
+    ("mapping_gap", None, "department_code"),
     ("mapping_gap", None, "contract_no"),
     ("mapping_gap", None, "status"),
     ("duplicate_key", "K-DUP-ERP", "contract_no"),
@@ -224,6 +224,17 @@ def test_tolerances_and_unified_spelling_are_not_differences() -> None:
     keys = set(diffs["golden_key"].dropna())
     assert not keys & {"K-SAME", "K-TOL", "K-WIDTH"}
     assert "updated_at" not in set(diffs["field"].dropna())
+
+
+def test_a_field_not_compared_is_no_target_drift() -> None:
+    erp, oa, target, quarantine, gaps = _planted()
+    edited = target["_key"].isin(["K-DRIFT", "K-SAME"])  # K-SAME: only the timestamp differs
+    target.loc[edited, "updated_at"] = pd.Timestamp("2030-01-01 08:00:00")
+    diffs = compare_entity(MAPPING, erp, oa, target, quarantine=quarantine, gaps=gaps, reference_keys=REFS)
+    drift = diffs[diffs["class"] == "target_drift"]
+    assert "updated_at" not in set(drift["field"].dropna())
+    assert "K-SAME" not in set(diffs["golden_key"].dropna())
+    assert ("K-DRIFT", "name") in set(zip(drift["golden_key"], drift["field"], strict=True))
 
 
 def test_values_and_details_are_shown_as_text() -> None:
@@ -370,3 +381,115 @@ def test_mask_value() -> None:
     assert mask_value("zhangsan@example.com") == "z***@example.com"
     assert mask_value(None) is None
     assert mask_value("ab") == "**"
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+def _pairs(erp_rows: list[dict[str, object]], oa_rows: list[dict[str, object]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _frame(erp_rows, "erp"), _frame(oa_rows, "oa")
+
+
+def _mismatches(diffs: pd.DataFrame) -> set[tuple[object, object]]:
+    rows = diffs[diffs["class"] == "field_mismatch"]
+    return set(zip(rows["golden_key"], rows["field"], strict=True))
+
+
+def test_blank_text_is_no_value_like_null() -> None:
+    text = CanonicalField(type="string")
+    left = pd.Series(["   ", "\u3000\t", "", None, " x ", "  "], dtype="str")
+    right = pd.Series([None, "", None, " ", None, "y"], dtype="str")
+    assert values_equal(left, right, text).tolist() == [True, True, True, True, False, False]
+    erp, oa = _pairs(
+        [
+            _row("K-SPACES", name="   "),
+            _row("K-IDEO", name="\u3000 "),
+            _row("K-REAL", name=" x "),
+            _row("K-VS", name=" "),
+        ],
+        [_row("K-SPACES", name=None), _row("K-IDEO", name=""), _row("K-REAL", name=None), _row("K-VS", name="Beta")],
+    )
+    diffs = compare_entity(MAPPING, erp, oa, _golden(erp, oa), reference_keys=REFS)
+    assert _mismatches(diffs) == {("K-REAL", "name"), ("K-VS", "name")}
+    details = {k: json.loads(d)["code"] for k, d in zip(diffs["golden_key"], diffs["detail"], strict=True)}
+    assert details == {"K-REAL": "missing_oa", "K-VS": "missing_erp"}
+
+
+def test_one_unmapped_code_is_one_difference_with_its_counts() -> None:
+    # Three OA records whose department SZ01 (however spelled) is not in the table, each quarantined by two
+    # lookups of that table (the code and the name), and the ERP keeping the code in 4 rows (policy pass).
+    held = [
+        _q("oa", str(i), f"K-HELD-{i}", f, "lookup:department", v, "map")
+        for i, v in enumerate(["SZ01", " sz01", "ＳＺ01"])
+        for f in ("department_code", "name")
+    ]
+    held.append(_q("oa", "9", None, "department_code", "lookup:department", "XX9", "map"))
+    gaps = pd.DataFrame(
+        [
+            {"source": "erp", "field": f, "value": "SZ01", "code_table": "department", "policy": "pass", "count": 4}
+            for f in ("department_code", "name")
+        ]
+        + [{"source": "erp", "field": "status", "value": "SZ01", "code_table": "status", "policy": "pass", "count": 2}]
+    )
+    erp, oa = _pairs([_row("K1")], [_row("K1")])
+    diffs = compare_entity(
+        MAPPING, erp, oa, _golden(erp, oa), quarantine=pd.DataFrame(held), gaps=gaps, reference_keys=REFS
+    )
+    gap = diffs[diffs["class"] == "mapping_gap"]
+    assert len(gap) == 3, "one difference per (code table, code), not per record or field"
+    assert gap["golden_key"].isna().all() and gap["diff_id"].is_unique
+    sz01 = gap[gap["diff_id"] == diff_id("contract", "mapping_gap", "department=sz01", None)].iloc[0]
+    assert (sz01["field"], sz01["erp_value"], sz01["oa_value"]) == ("name", "SZ01", " sz01, SZ01, ＳＺ01")
+    detail = json.loads(sz01["detail"])
+    assert detail == {
+        "code": "unmapped_quarantined",
+        "table": "department",
+        "counts": {"erp": 4, "oa": 3},
+        "src_ids": {"oa": "0, 1, 2"},
+        "fields": ["name", "department_code"],
+    }
+    assert set(gap["field"]) == {"name", "department_code", "status"}
+    # The identity is the table and the code: more records affected, still the same difference.
+    more = pd.DataFrame([*held, _q("oa", "7", "K-HELD-7", "department_code", "lookup:department", "sz01", "map")])
+    again = compare_entity(MAPPING, erp, oa, _golden(erp, oa), quarantine=more, gaps=gaps, reference_keys=REFS)
+    assert set(again.loc[again["class"] == "mapping_gap", "diff_id"]) == set(gap["diff_id"])
+
+
+def test_date_field_compares_the_day_and_datetime_the_time() -> None:
+    dates, stamps = CanonicalField(type="date"), CanonicalField(type="datetime")
+    with_time = pd.Series(pd.to_datetime(["2024-03-01 00:00", "2024-03-01 13:45", "2024-03-02 00:00"]))
+    midnight = pd.Series(pd.to_datetime(["2024-03-01", "2024-03-01", "2024-03-01"]))
+    assert values_equal(with_time, midnight, dates).tolist() == [True, True, False]
+    assert values_equal(with_time, midnight, stamps).tolist() == [True, False, False]
+    erp, oa = _pairs([_row("K-TIME"), _row("K-DAY")], [_row("K-TIME"), _row("K-DAY")])
+    # as a DATETIME column reads: already datetime64, carrying the time of day
+    erp["start_date"] = pd.Series(pd.to_datetime(["2026-01-01 13:45:00", "2026-01-02 00:00:00"])).astype(
+        "datetime64[ns]"
+    )
+    diffs = compare_entity(MAPPING, erp, oa, _golden(erp, oa), reference_keys=REFS)
+    assert _mismatches(diffs) == {("K-DAY", "start_date")}
+    day = diffs[diffs["class"] == "field_mismatch"].iloc[0]
+    assert (day["erp_value"], day["oa_value"]) == ("2026-01-02", "2026-01-01")
+
+
+def test_amounts_near_1e13_keep_their_cents() -> None:
+    cents = CanonicalField(type="decimal", scale=2)
+    tol = CanonicalField(type="decimal", scale=2, tolerance=0.01)
+    a = pd.Series([12345678901234.56, 12345678901234.56, 12345678901234.56, 65432109876543.21, 0.29])
+    b = pd.Series([12345678901234.57, 12345678901234.56, 12345678901234.58, 65432109876543.22, 0.0])
+    assert values_equal(a, b, cents).tolist() == [False, True, False, False, False]
+    assert values_equal(a, b, tol).tolist() == [True, True, False, True, False]
+    assert values_equal(a, b, CanonicalField(type="decimal", scale=2, tolerance=0.29)).tolist() == [True] * 5
+    erp, oa = _pairs(
+        [_row("K-FEE", fee="12345678901234.56"), _row("K-AMT", amount="12345678901234.56"), _row("K-EQ")],
+        [_row("K-FEE", fee="12345678901234.57"), _row("K-AMT", amount="12345678901234.58"), _row("K-EQ")],
+    )
+    erp.loc[erp["_key"] == "K-EQ", "amount"] = 12345678901234.56
+    oa.loc[oa["_key"] == "K-EQ", "amount"] = 12345678901234.57  # within amount's tolerance 0.01
+    diffs = compare_entity(MAPPING, erp, oa, _golden(erp, oa), reference_keys=REFS)
+    assert _mismatches(diffs) == {("K-FEE", "fee"), ("K-AMT", "amount")}
+    fee = diffs[diffs["field"] == "fee"].iloc[0]
+    assert (fee["erp_value"], fee["oa_value"]) == ("12345678901234.56", "12345678901234.57")
+    assert json.loads(fee["detail"]) == {"code": "numeric", "delta": "-0.01", "tolerance": "0.005"}
+    amount = diffs[diffs["field"] == "amount"].iloc[0]
+    assert json.loads(amount["detail"])["delta"] == "-0.02"

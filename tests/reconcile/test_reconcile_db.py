@@ -3,6 +3,7 @@ the demo plants, classified right; they persist across runs; sign-off shows in t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -80,10 +81,13 @@ def test_sync_finds_the_planted_differences(project) -> None:
     unmapped = manifest["unmapped_oa_department"]["code"]
     gaps = diffs[diffs["class"] == "mapping_gap"]
     dept_gap = gaps[gaps["entity"] == "department"]
-    # The OA code feeds two lookups (the code and the governed name): one gap per field.
-    assert set(dept_gap["oa_value"]) == {unmapped} and dept_gap["golden_key"].isna().all()
-    assert "department_code" in set(dept_gap["field"])
-    assert manifest["employee_in_unmapped_department"]["code"] in _keys(diffs, "employee", "mapping_gap")
+    # The OA code feeds two lookups (the code and the governed name) of one code table: one gap for the code.
+    assert len(dept_gap) == 1 and set(dept_gap["oa_value"]) == {unmapped} and dept_gap["golden_key"].isna().all()
+    assert json.loads(dept_gap["detail"].iloc[0])["fields"] == ["department_code", "name"]
+    emp_gap = gaps[gaps["entity"] == "employee"]
+    assert len(emp_gap) == 1 and emp_gap["golden_key"].isna().all()
+    held = json.loads(emp_gap["detail"].iloc[0])["src_ids"]["oa"].split(", ")
+    assert str(manifest["employee_in_unmapped_department"]["oa_id"]) in held
     assert manifest["employee_in_unmapped_department"]["code"] not in _keys(diffs, "employee", "only_in_erp")
 
     lines = {(f"{d['ccode']}|{d['line_no']}", d["field"]) for d in manifest["requisition_line_differences"]}
