@@ -170,7 +170,11 @@ def plan(
     try:
         cfg = load_config(config)
         summary, ctx = run_sync(cfg, entities=entities, full_refresh=full_refresh, dry_run=True)
-        details = {e.entity: plan_details(ctx, e.entity, samples) for e in summary.entities if e.status == "planned"}
+        details = {  # an entity the gate would refuse was planned in full: its samples say why
+            e.entity: plan_details(ctx, e.entity, samples)
+            for e in summary.entities
+            if e.status == "planned" or e.error == "QualityGateError"
+        }
         ctx.close()
     except ErpOaError as exc:
         fail(exc, as_json)

@@ -47,6 +47,8 @@ class SyncContext:
     #: only the records this run quarantines anew; those that fail again stay quarantined either way.
     already_quarantined: frozenset[tuple[str, str]] = frozenset()
     planned_quarantine: list[pd.DataFrame] = field(default_factory=list)
+    #: Gate outcomes of a dry run (`quality.run_gate` records them in the store otherwise), with `entity`.
+    planned_gate: list[dict[str, Any]] = field(default_factory=list)
     #: (entity, partition) whose gold rows are known not to exist yet: their first merge skips the delete
     fresh_gold: set[tuple[str, int]] = field(default_factory=set)
     _tables: dict[str, EntityTables] = field(default_factory=dict)

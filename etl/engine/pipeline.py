@@ -27,7 +27,7 @@ from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
 from etl.engine.sweep import Staged
-from etl.errors import ErpOaError, LockedError, classify_db_error
+from etl.errors import ErpOaError, LockedError, QualityGateError, classify_db_error
 from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, run_entities
 from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
@@ -196,6 +196,12 @@ def sync_entity(
                 int(f[f["entity"] == entity]["src_id"].nunique()) for f in ctx.planned_quarantine if not f.empty
             )
             result.status = "planned"
+            try:
+                timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total,
+                                                                quarantined=result.quarantined))
+            except QualityGateError as exc:  # the plan's figures stay, for the steward to see why
+                result.status, result.message = "failed", redact(str(exc), ctx.config)
+                result.error, result.exit_code = type(exc).__name__, exc.exit_code
         else:
             timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))
             timed("publish", lambda: publish.publish_and_finalize(ctx, entity))
@@ -395,6 +401,8 @@ def _sync_all(
             continue
         try:
             res = sync_entity(ctx, name, hooks)
+            if res.status == "failed":  # a plan the quality gate would refuse
+                failed.add(name)
         except ErpOaError as exc:
             res = EntityResult(
                 entity=name,

@@ -18,6 +18,11 @@ def _values(frame: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     return out
 
 
+def _flag(value: Any) -> bool | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value).lower() in (
+        "true", "1", "t")
+
+
 def plan_details(ctx: SyncContext, entity: str, samples: int = 5) -> dict[str, Any]:
     """Samples of inserts, updates (field: old -> new), inactivations and quarantines of a dry run."""
     mapping = ctx.mapping(entity)
@@ -54,6 +59,10 @@ def plan_details(ctx: SyncContext, entity: str, samples: int = 5) -> dict[str, A
                 if not (pd.isna(before) and pd.isna(after)) and before != after:
                     masked = f in pii
                     changes[f] = {"old": "****" if masked else before, "new": "****" if masked else after}
+            if key in old.index and "_active" in old.columns and "_active" in row.index:
+                before, after = _flag(old.at[key, "_active"]), _flag(row["_active"])
+                if before != after:  # a re-activation (or the reverse) with no field changed is still a change
+                    changes["_active"] = {"old": before, "new": after}
             details["updates"].append({"key": key, "changes": changes})
     details["inactivations"] = rows[rows["_action"] == "inactivate"]["_key"].head(samples).tolist()
     frames = [f for f in ctx.planned_quarantine if not f.empty and (f["entity"] == entity).any()]
