@@ -43,7 +43,7 @@ from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
 from etl.engine import idhashes, mirror_swap, xref_partition
 from etl.engine.context import SyncContext
-from etl.engine.quality import row_count_band
+from etl.engine.quality import row_count_band, row_count_limits
 from etl.engine.tables import build_indexes, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
@@ -54,14 +54,20 @@ log = logging.getLogger("erpoa.publish")
 XREF_CHUNK = 50_000
 
 
-def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
-    """Refuse to publish when batch expectations failed or quarantine exceeds the thresholds."""
-    if ctx.dry_run:
-        return
+def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined: int | None = None) -> None:
+    """Refuse to publish when batch expectations failed or quarantine exceeds the thresholds.
+
+    A dry run (`erpoa plan`) decides the same from what it planned (`quarantined`: its count of
+    quarantined records), so that a plan says when the sync would be refused.
+    """
     mapping = ctx.mapping(entity)
-    results = ctx.store.gate(ctx.run_id, entity)
+    if ctx.dry_run:
+        results = [r for r in ctx.planned_gate if r["entity"] == entity]
+        quarantined = quarantined or 0
+    else:
+        results = ctx.store.gate(ctx.run_id, entity)
+        quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=ctx.already_quarantined)
     broken = [r for r in results if r["level"] == "batch"]
-    quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=ctx.already_quarantined)
     reasons = [
         f"{r['expectation']}" + (f" on {r['column']}" if r["column"] else "") + f": {r['message']}" for r in broken
     ]
@@ -82,10 +88,20 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int) -> None:
         reasons.append(
             f"{quarantined * 100.0 / read_total:.1f}% of rows quarantined, more than max_quarantined_pct={pct}"
         )
+    low, high = row_count_limits(ctx, mapping) if ctx.full_refresh else (None, None)
+    if (low is not None and read_total < low) or (high is not None and read_total > high):
+        limits = f"{low:g}-{high:g}" if low is not None and high is not None else (
+            f"at least {low:g}" if low is not None else f"at most {high:g}")
+        reasons.append(f"expect_table_row_count_to_be_between: read {read_total} rows, expected {limits}")
     faults.point("gate.decided")
     if reasons:
         row_rules = sorted({r["expectation"] for r in results if r["level"] == "row"})
         extra = f" Row-level expectations that failed: {', '.join(row_rules)}." if row_rules else ""
+        if ctx.dry_run:
+            raise QualityGateError(
+                f"{entity}: the quality gate would refuse to publish: " + "; ".join(reasons) + "." + extra
+                + " (a plan: nothing was written; its samples show the rows quarantined)"
+            )
         raise QualityGateError(
             f"{entity}: quality gate refused to publish: "
             + "; ".join(reasons)

@@ -41,6 +41,21 @@ def row_count_band(ctx: SyncContext, mapping: EntityMapping) -> tuple[float, flo
     return None
 
 
+def row_count_limits(ctx: SyncContext, mapping: EntityMapping) -> tuple[float | None, float | None]:
+    """`min_value` / `max_value` of the suite's row-count expectation: fixed limits on a full read."""
+    path = suite_path(ctx, mapping)
+    if not path.exists():
+        return None, None
+    import json
+
+    for exp in json.loads(path.read_text(encoding="utf-8")).get("expectations", []):
+        if exp.get("type") == ROW_COUNT:
+            kwargs = exp.get("kwargs") or {}
+            low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            return (None if low is None else float(low)), (None if high is None else float(high))
+    return None, None
+
+
 def _suite(ctx: SyncContext, mapping: EntityMapping) -> Any | None:
     cache: dict[str, Any] = ctx.__dict__.setdefault("_suites", {})
     if mapping.entity in cache:
@@ -107,7 +122,9 @@ def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, parti
     for (expectation, column), count in result.failure_counts().items():
         records.append({"level": "row", "expectation": expectation, "column": column, "failed": count,
                         "message": f"{count} row(s) quarantined"})
-    if not ctx.dry_run:
+    if ctx.dry_run:
+        ctx.planned_gate.extend({**r, "entity": mapping.entity} for r in records)
+    else:
         ctx.store.add_gate(ctx.run_id, mapping.entity, partition, records)
     if failures.empty:
         return pd.DataFrame(columns=["golden_key"])

@@ -105,18 +105,25 @@ class Store:
             return [dict(r) for r in rows.mappings()]
 
     def previous_read_total(self, entity: str, before_run: str) -> int | None:
-        """Rows the last successful run of `entity` read (for row-count bands)."""
+        """Rows the last successful complete read of `entity` read (for row-count bands).
+
+        That is its last successful full sync, else its first successful run (a first incremental
+        run has no watermark and reads everything): an incremental run's count is of changed rows only.
+        """
+        runs, er = s.runs, s.entity_runs
+        done = (er.c.entity == entity) & (er.c.status == "success") & (er.c.run_id < before_run)
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(s.entity_runs.c.read_total)
-                .where(
-                    s.entity_runs.c.entity == entity,
-                    s.entity_runs.c.status == "success",
-                    s.entity_runs.c.run_id < before_run,
-                )
-                .order_by(s.entity_runs.c.run_id.desc())
+            full = conn.execute(
+                select(er.c.read_total)
+                .join(runs, runs.c.run_id == er.c.run_id)
+                .where(done, runs.c.mode == "full")
+                .order_by(er.c.run_id.desc())
                 .limit(1)
             ).scalar()
+            if full is not None:
+                return int(full)
+            first = conn.execute(select(er.c.read_total).where(done).order_by(er.c.run_id).limit(1)).scalar()
+            return None if first is None else int(first)
 
     # watermarks ---------------------------------------------------------------
     def watermark(self, entity: str, source: str) -> Any | None:

@@ -506,7 +506,10 @@ def init_suite(
             {"min_value": 1},
             relative_to_previous=list(DEFAULT_ROW_COUNT_BAND),
             level="batch",
-            notes="min_value/max_value become previous*0.5 .. previous*2.0 when a previous count is known",
+            notes=(
+                "on a full read: min_value/max_value are fixed limits, and the count must lie within "
+                "relative_to_previous times the last complete read"
+            ),
         )
     ]
     for column in key:

@@ -64,6 +64,53 @@ def test_over_threshold_publishes_nothing_and_keeps_watermark(project) -> None:
 
 
 @pytest.mark.sqlite
+def test_plan_says_when_the_gate_would_refuse(tmp_path: Path) -> None:
+    """`erpoa plan` decides as the sync's gate does (thresholds and batch expectations), writing nothing."""
+    from typer.testing import CliRunner
+
+    from etl.cli.app import app
+
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    first, _ = run_sync(config, full_refresh=True)
+    assert first.status == "success", first.message
+    store_url = config.connection("recon").sqlalchemy_url()
+    before = table_checksums(store_url, ("erpoa_run", "erpoa_quarantine", "erpoa_gate"))
+    _edit_mapping(config, "purchase", max_quarantined_rows=0)
+    plan = CliRunner().invoke(app, ["plan", "purchase", "contract", "--full-refresh", "--json",
+                                    "--config", str(config.config_path)])
+    assert plan.exit_code == 4, plan.output
+    out = json.loads(plan.output)
+    by_name = {e["entity"]: e for e in out["entities"]}
+    purchase, contract = by_name["purchase"], by_name["contract"]
+    assert (purchase["status"], purchase["error"]) == ("failed", "QualityGateError"), purchase
+    assert "the quality gate would refuse to publish" in purchase["message"]
+    assert "max_quarantined_rows=0" in purchase["message"]
+    assert purchase["quarantined"] > 0 and out["details"]["purchase"]["quarantined"]  # the plan's samples stay
+    assert contract["status"] == "planned"
+    assert table_checksums(store_url, ("erpoa_run", "erpoa_quarantine", "erpoa_gate")) == before
+    _edit_mapping(config, "purchase", max_quarantined_rows=100_000)
+    summary, _ = run_sync(config, entities=["purchase"], full_refresh=True, dry_run=True)
+    assert summary.status == "planned" and summary.exit_code == 0
+
+
+@pytest.mark.sqlite
+def test_the_suites_row_count_limits_hold_on_a_full_read(tmp_path: Path) -> None:
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    path = config.resolve(config.expectations) / "contract.json"
+    suite = json.loads(path.read_text(encoding="utf-8"))
+    count = next(e for e in suite["expectations"] if e["type"] == "expect_table_row_count_to_be_between")
+    count["kwargs"] = {"min_value": 100_000}
+    path.write_text(json.dumps(suite), encoding="utf-8")
+    summary, _ = run_sync(config, entities=["department", "contract"], full_refresh=True)
+    contract = {e.entity: e for e in summary.entities}["contract"]
+    assert contract.status == "failed" and contract.exit_code == 4, contract
+    assert "expect_table_row_count_to_be_between: read" in (contract.message or "")
+    assert "expected at least 100000" in (contract.message or "")
+    incremental, _ = run_sync(config, entities=["department", "contract"])  # changed rows only: not checked
+    assert incremental.status == "success", incremental.message
+
+
+@pytest.mark.sqlite
 def test_broken_suite_stops_before_any_data_is_read(tmp_path: Path) -> None:
     from etl.cli.demo_cmd import sqlite_urls
 

@@ -101,3 +101,27 @@ def test_commands_that_only_read_do_not_create_the_store(pg_url: str, tmp_path: 
     assert CliRunner().invoke(app, ["status", "--config", str(config)]).exit_code == 0
     assert "ix_erpoa_quarantine_key" in {i["name"] for i in inspect(engine).get_indexes("erpoa_quarantine")}
     engine.dispose()
+
+
+def test_the_row_count_band_compares_with_the_last_complete_read(tmp_path: Path) -> None:
+    """An incremental run reads the changed rows only: it is no base for a full refresh's row-count band."""
+    from etl.store.repo import Store
+
+    store = Store(create_engine(f"sqlite:///{tmp_path / 'recon.db'}"))
+    store.migrate()
+
+    def run(run_id: str, mode: str, read: int, status: str = "success") -> None:
+        store.start_run(run_id, trigger="cli", mode=mode, mapping_version="v", entities=["contract"])
+        store.record_entity(run_id, "contract", status=status, read_total=read)
+        store.finish_run(run_id, status)
+
+    run("r1", "incremental", 80)  # the first run: no watermark, it read everything
+    run("r2", "incremental", 5)
+    assert store.previous_read_total("contract", "r9") == 80
+    run("r3", "full", 85)
+    run("r4", "incremental", 3)
+    run("r5", "full", 900, status="failed")
+    assert store.previous_read_total("contract", "r9") == 85
+    assert store.previous_read_total("contract", "r3") == 80
+    assert store.previous_read_total("other", "r9") is None
+    store.engine.dispose()
