@@ -1,4 +1,4 @@
-"""The one module that reads the process environment.
+"""The environment behind `erpoa.yaml`: its `${VAR}` references are resolved here and nowhere else.
 
 `${VAR}` and `${VAR:-default}` in configuration values are resolved here, so that
 passwords live in the environment (or Airflow Connections), never in YAML. A password

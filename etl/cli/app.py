@@ -324,7 +324,7 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # the last line of defence: no traceback reaches the user
-        if os.environ.get("ERPOA_DEBUG"):
+        if os.environ.get("ERPOA_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off"):
             raise
         try:
             fail(exc)

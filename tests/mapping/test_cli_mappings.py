@@ -199,3 +199,26 @@ def test_check_reports_an_unknown_entity_in_run_entities(tmp_path: Path) -> None
             f"{config}:{line}:{column} run.entities[1]: unknown entity 'employe'; did you mean 'employee'?"
             in " ".join(err.split())
         ), (command, err)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("value", "traceback"), [("0", False), ("false", False), ("1", True)])
+def test_erpoa_debug_off_values_keep_tracebacks_hidden(
+    value: str, traceback: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ERPOA_DEBUG=0` means off: an internal error is a message, not a traceback."""
+    from etl.cli import app as cli
+
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "app", bug)
+    monkeypatch.setenv("ERPOA_DEBUG", value)
+    if traceback:
+        with pytest.raises(RuntimeError):
+            cli.main()
+        return
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 1
+    assert "ERPOA_DEBUG=1 for the traceback" in capsys.readouterr().err
