@@ -71,7 +71,7 @@ def init(
                             lookups[name] = str(getattr(parsed, "table"))  # noqa: B009 (TransformArgs subclass)
         suite = init_suite(entity, dict(mapping.fields), mapping.key, lookups)  # type: ignore[arg-type]
         text = json.dumps(suite, ensure_ascii=False, indent=2) + "\n"
-        path = cfg.resolve(cfg.expectations) / f"{entity}.json"
+        path = cfg.resolve(cfg.expectations) / (mapping.quality.suite or f"{entity}.json")  # the file the sync reads
         if stdout:
             out.print(text, markup=False)
             return

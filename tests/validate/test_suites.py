@@ -368,3 +368,24 @@ def test_resolve_code_tables_and_references(tmp_path):
     assert len(referenced.expectations[0].value_set) == 2  # earlier injections are kept
     summary = referenced.to_json_dict()["expectations"][2]["kwargs"]["value_set"]
     assert summary["size"] == 2 and set(summary) == {"size", "sha1", "sample"}
+
+
+def test_init_writes_the_suite_the_mapping_names(tmp_path):
+    """`quality.suite` names the file the sync reads: `expectations init` writes that one."""
+    from typer.testing import CliRunner
+
+    from etl.cli.app import app
+    from etl.cli.demo_cmd import write_project
+
+    config = write_project(tmp_path / "p")
+    mapping = config.parent / "mappings" / "department.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(text.replace("\nquality:\n", "\nquality:\n  suite: org_units.json\n", 1), "utf-8")
+    assert "suite: org_units.json" in mapping.read_text(encoding="utf-8")
+    done = CliRunner().invoke(app, ["expectations", "init", "department", "--config", str(config)])
+    assert done.exit_code == 0, done.output
+    written = config.parent / "expectations" / "org_units.json"
+    assert written.exists() and "org_units.json" in done.output.replace("\n", "")
+    assert json.loads(written.read_text(encoding="utf-8"))["name"] == "department"
+    check = CliRunner().invoke(app, ["expectations", "check", "--config", str(config)])
+    assert check.exit_code == 0, check.output
