@@ -36,8 +36,9 @@ DEFAULT_CONFIG = Path("erpoa.yaml")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def load_config(path: Path) -> ProjectConfig:
-    config = load_project(path)
+def load_config(path: Path, *, unset_ok: bool = False) -> ProjectConfig:
+    """The project config; `unset_ok` for checks that connect to nothing (see `load_project`)."""
+    config = load_project(path, unset_ok=unset_ok)
     logs.add_secrets(config.secrets())
     return config
 

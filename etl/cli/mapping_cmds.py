@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
-from etl.errors import ConfigError, ErpOaError
+from etl.config.project import ProjectConfig
+from etl.errors import ConfigError, ConfigIssue, ErpOaError
 
 app = typer.Typer(help="Check mapping files and suggest code table entries.", no_args_is_help=True)
 
@@ -26,22 +27,26 @@ def check(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate mapping files and code tables; exit 0 when clean, 2 with every problem listed."""
+    """Validate mapping files, code tables and approval flows; exit 0 when clean, 2 with every problem listed.
+
+    Without `--against-db` nothing is connected to, and `${VAR}`s of erpoa.yaml that are not set are
+    not needed: the check runs where the production secrets are not.
+    """
     from etl.mapping.loader import load_mappings, unknown_run_entities
 
     try:
-        cfg = load_config(config) if (against_db or not paths) and config.exists() else None
+        cfg = load_config(config, unset_ok=not against_db) if config.exists() else None
         if against_db and cfg is None:
             raise ConfigError(f"--against-db needs the project config ({config}) for the connections")
         folders = (
-            [p.parent if p.is_file() else p for p in paths]
+            [_mapping_folder(p) for p in paths]
             if paths
             else [cfg.resolve(cfg.mappings) if cfg else Path("mappings")]
         )
         checked = []
         for folder in dict.fromkeys(folders):
             mappings = load_mappings(folder, connections=cfg.connections if cfg else None)
-            issues = []
+            issues = _flow_issues(cfg, folder) if cfg is not None else []
             if cfg is not None and cfg.run.entities and folder == cfg.resolve(cfg.mappings):
                 issues.extend(unknown_run_entities(mappings, cfg.run.entities, cfg.config_path))
             if against_db and cfg is not None:
@@ -69,6 +74,24 @@ def check(
             f"[green]ok[/] {c['folder']}: entities {', '.join(c['entities'])}; code tables "
             f"{', '.join(c['code_tables'])}; mapping version {c['version']}"
         )
+
+
+def _mapping_folder(path: Path) -> Path:
+    """The mapping folder a path given to `check` belongs to: a file's folder, and for `codes/` or `flows/`
+    (a code table or flow file, or the folder itself) the folder above it."""
+    folder = path.parent if path.is_file() else path
+    return folder.parent if folder.name in ("codes", "flows") else folder
+
+
+def _flow_issues(cfg: ProjectConfig, folder: Path) -> list[ConfigIssue]:
+    """The problems of the approval flow files of `folder` (they share its code tables and transforms)."""
+    from etl.flows import load_flows
+
+    if not (folder / "flows").is_dir():
+        return []
+    config = cfg.model_copy(update={"mappings": folder.resolve()})
+    config.__dict__["config_path"] = cfg.config_path
+    return list(load_flows(config, keep_going=True).issues)
 
 
 @app.command()

@@ -194,15 +194,18 @@ def _interpolate(
     loc: tuple[str | int, ...],
     issues: list[ConfigIssue],
     secret_names: frozenset[str] = frozenset(),
+    unset_ok: bool = False,
 ) -> Any:
     if isinstance(data, dict):
-        return {k: _interpolate(v, smap, (*loc, k), issues, secret_names) for k, v in data.items()}
+        return {k: _interpolate(v, smap, (*loc, k), issues, secret_names, unset_ok) for k, v in data.items()}
     if isinstance(data, list):
-        return [_interpolate(v, smap, (*loc, i), issues, secret_names) for i, v in enumerate(data)]
+        return [_interpolate(v, smap, (*loc, i), issues, secret_names, unset_ok) for i, v in enumerate(data)]
     if settings.has_variables(data):
         try:
             return settings.interpolate(data)
         except settings.MissingVariable as exc:
+            if unset_ok:
+                return _placeholder(data, loc)
             hint = f"export it (e.g. `export {exc.name}=...`)"
             if exc.name in secret_names or _SECRET_VARIABLE_NAME.search(exc.name):
                 # A default would be a password written in the file, which is refused.
@@ -354,6 +357,25 @@ def url_problem(url: str, name: str = "erp") -> str | None:
     return None
 
 
+class _Placeholders(dict[str, str]):
+    """The environment with a stand-in for every unset variable (`load_project(..., unset_ok=True)`)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return "unset"
+
+
+def _placeholder(value: str, loc: tuple[str | int, ...]) -> str:
+    """`value` with its unset variables stood in for: a whole URL by an in-memory SQLite one."""
+    if loc and loc[-1] == "url" and settings.variables_in(value) and value.strip().startswith("${"):
+        name = settings.variables_in(value)[0]
+        if value.strip() == f"${{{name}}}" and name not in settings.environ():
+            return "sqlite://"
+    return settings.interpolate(value, _Placeholders(settings.environ()))
+
+
 def _notify_issues(raw: Any, smap: SourceMap) -> list[ConfigIssue]:
     """The `notify:` section checked as the alerts read it, located; found when the config loads, not when a
     failed run is about to be reported (and exit with this error's code instead of its own)."""
@@ -380,8 +402,13 @@ def _notify_issues(raw: Any, smap: SourceMap) -> list[ConfigIssue]:
     return issues
 
 
-def load_project(path: Path | str) -> ProjectConfig:
-    """Load and validate `erpoa.yaml`, reporting every problem at once."""
+def load_project(path: Path | str, *, unset_ok: bool = False) -> ProjectConfig:
+    """Load and validate `erpoa.yaml`, reporting every problem at once.
+
+    `unset_ok`: for checks that connect to nothing (`mappings check`, `expectations check`), an unset
+    `${VAR}` is stood in for instead of being an error, so that they run without the production secrets.
+    Such a config must not be used to connect.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(
@@ -412,7 +439,7 @@ def load_project(path: Path | str) -> ProjectConfig:
                     f"missing connection(s) {', '.join(missing)}; every project names erp, oa, target and recon",
                 )
             )
-    data = _interpolate(data, smap, (), issues, secret_names)
+    data = _interpolate(data, smap, (), issues, secret_names, unset_ok)
     issues.extend(_unencoded_passwords(data, smap))
     try:
         config: ProjectConfig = validate_model(ProjectConfig, data, smap)

@@ -96,8 +96,11 @@ def test_without_paths_the_configs_mappings_folder_is_checked(tmp_path: Path) ->
     code, _, err = invoke("mappings", "check", "--config", str(config))
     assert code == 2
     assert "unknown_connection.yaml:9:17 sources.erp.connection: connection 'srm' not found" in err
-    # With a folder argument and no --against-db the config is not read, so connection names are not checked.
+    # A folder argument is checked against the config's connection names too (a pre-commit hook's form).
     code, _, err = invoke("mappings", "check", str(tmp_path / "mappings"), "--config", str(config))
+    assert code == 2 and "connection 'srm' not found" in err
+    # Without a config only the folder itself is checked.
+    code, _, err = invoke("mappings", "check", str(tmp_path / "mappings"), "--config", str(tmp_path / "none.yaml"))
     assert code == 0, err
 
 
@@ -222,3 +225,54 @@ def test_erpoa_debug_off_values_keep_tracebacks_hidden(
         cli.main()
     assert done.value.code == 1
     assert "ERPOA_DEBUG=1 for the traceback" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- what a steward checks, and where
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "p")
+
+
+@pytest.mark.unit
+def test_static_checks_need_no_secrets(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mappings check` and `expectations check` connect to nothing: unset `${VAR}`s do not stop them."""
+    lines = project.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("  oa:"):
+            lines[i] = '  oa: {url: "postgresql+psycopg://u:${ERPOA_T_OA_PW}@h/db"}'
+        if line.startswith("  target:"):
+            lines[i] = '  target: {url: "${ERPOA_T_TARGET_URL}"}'
+    project.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.delenv("ERPOA_T_OA_PW", raising=False)
+    monkeypatch.delenv("ERPOA_T_TARGET_URL", raising=False)
+    monkeypatch.chdir(project.parent)
+    for command in (("mappings", "check"), ("expectations", "check")):
+        code, out, err = invoke(*command)
+        assert code == 0 and out.startswith("ok "), (command, err)
+    code, _, err = invoke("status")  # it connects: the variables are needed
+    assert code == 2 and "ERPOA_T_OA_PW is not set" in err and "ERPOA_T_TARGET_URL is not set" in err
+    code, _, err = invoke("mappings", "check", "--against-db")
+    assert code == 2 and "ERPOA_T_OA_PW is not set" in err
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("where", ["codes/department.yaml", "codes", "flows/purchase_order.yaml", "flows"])
+def test_a_code_table_or_flow_path_checks_its_mapping_folder(project: Path, where: str) -> None:
+    code, out, err = invoke("mappings", "check", str(project.parent / "mappings" / where))
+    assert code == 0, err
+    assert out.startswith(f"ok {project.parent / 'mappings'}: {ENTITIES}")
+
+
+@pytest.mark.unit
+def test_mappings_check_reports_the_flows_too(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flow files share the code tables and transforms: a mistake in one is a mistake of the mapping folder."""
+    flow = project.parent / "mappings" / "flows" / "purchase_order.yaml"
+    flow.write_text(flow.read_text(encoding="utf-8").replace("strip_zeros", "strip_zero"), encoding="utf-8")
+    monkeypatch.chdir(project.parent)
+    for args in (("mappings", "check"), ("mappings", "check", "mappings")):
+        code, _, err = invoke(*args)
+        assert code == 2, args
+        assert "mappings/flows/purchase_order.yaml:" in err
+        assert "transform 'strip_zero' not found; did you mean 'strip_zeros'?" in err
