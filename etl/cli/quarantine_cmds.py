@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
-from etl.errors import ErpOaError
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, err, fail, load_config, out
+from etl.errors import ConfigError, ErpOaError
 
 app = typer.Typer(help="Inspect and replay quarantined rows.", no_args_is_help=True)
 
@@ -58,21 +58,48 @@ class Status(StrEnum):
     open = "open"
     resolved = "resolved"
     superseded = "superseded"
+    vanished = "vanished"
     all = "all"
+
+
+def _check_entity(cfg, store, entity: str) -> None:  # type: ignore[no-untyped-def]
+    """ConfigError (exit 2, with a did-you-mean) unless `entity` is an entity, an approval flow or has rows."""
+    import difflib
+
+    from etl.engine.pipeline import load_project_mappings
+    from etl.flows import load_flows
+
+    known: list[str] = []
+    try:
+        known += list(load_project_mappings(cfg).entities)
+        flows = load_flows(cfg, keep_going=True)
+        known += [*flows.flows, *flows.broken]
+    except ErpOaError:
+        pass  # unreadable mappings: the names in the store still tell
+    known += sorted(set(store.quarantine(status=None)["entity"].astype(str)))
+    known = list(dict.fromkeys(known))
+    if entity in known:
+        return
+    close = difflib.get_close_matches(entity, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(
+        f"--entity: unknown entity '{entity}'; {hint}known entities and approval flows: {', '.join(known) or '(none)'}"
+    )
 
 
 @app.command("list")
 def list_(
-    entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
+    entity: Annotated[str | None, typer.Option(help="Only this entity or approval flow.")] = None,
     status: Annotated[
         Status,
         typer.Option(
-            help="open (to be fixed), resolved (published by a later run or replay), superseded (the same "
-            "problem of the same record was found again by a later run, whose row is the open one) or all.",
+            help="open (to be fixed), resolved (published by a later run or replay, or the rule now passes), "
+            "superseded (the same problem of the same record was found again by a later run, whose row is the "
+            "open one), vanished (the source no longer has the record) or all.",
             case_sensitive=False,
         ),
     ] = Status.open,
-    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to show; 0 shows all.")] = 50,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -82,9 +109,11 @@ def list_(
     try:
         cfg = load_config(config)
         store = open_store(cfg, read_only=True)
+        if entity is not None:
+            _check_entity(cfg, store, entity)
         frame = store.quarantine(entity=entity, status=None if status is Status.all else status.value)
         total = len(frame)
-        frame = _masked(frame.head(limit).copy(), cfg, entity)
+        frame = _masked((frame.head(limit) if limit else frame).copy(), cfg, entity)
     except ErpOaError as exc:
         fail(exc, as_json)
         return
@@ -92,7 +121,7 @@ def list_(
     if as_json:
         emit_json({"total": total, "rows": frame[cols].to_dict(orient="records")})
         return
-    shown = f", showing {limit}" if total > limit else ""
+    shown = f", showing {limit}" if limit and total > limit else ""
     table = Table(title=f"quarantine ({status.value}): {total} row(s){shown}")
     for col in cols:
         table.add_column(col, overflow="fold")
@@ -138,30 +167,49 @@ def show(
 def retry(
     entity: Annotated[str, typer.Argument(help="Entity whose open quarantine rows to replay.")],
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only these quarantine ids (repeatable).")] = None,
+    wait: Annotated[float | None, typer.Option(help="Seconds to wait for another sync's lock.")] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replay quarantined rows of ENTITY with the current mappings; rows that now pass are published."""
-    from etl.engine.replay import retry_quarantine
+    """Replay quarantined rows of ENTITY with the current mappings; rows that now pass are published.
+
+    Records the source no longer has are closed (status vanished). Ids given with --id that are not open rows
+    of ENTITY are named and skipped; when none is, nothing runs (exit 2). Approval flows are retried by
+    `erpoa flows run`.
+    """
+    from etl.engine.replay import replay_quarantine
 
     try:
         cfg = load_config(config)
-        result, replayed, still = retry_quarantine(cfg, entity, ids=ids)
+        if wait is not None:
+            cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lock_wait_seconds": wait})})
+        done = replay_quarantine(cfg, entity, ids=ids)
     except ErpOaError as exc:
         fail(exc, as_json)
         return
+    result = done.result
     payload = {
         "entity": entity,
-        "replayed": replayed,
-        "still_quarantined": still,
+        "replayed": done.records,
+        "replayed_rows": done.rows,
+        "still_quarantined": done.still_records,
+        "still_quarantined_rows": done.still_rows,
+        "vanished": done.vanished_records,
         "inserted": result.inserted,
         "updated": result.updated,
+        "skipped_ids": [{"id": qid, "reason": why} for qid, why in done.skipped],
         "status": result.status,
     }
     if as_json:
         emit_json(payload)
-    else:
-        out.print(
-            f"{entity}: replayed {replayed} quarantined row(s); published {result.inserted} new and "
-            f"{result.updated} updated record(s); {still} still quarantined."
-        )
+        return
+    for qid, why in done.skipped:
+        err.print(f"skipped --id {qid}: {why}", markup=False)
+    vanished = done.vanished_records
+    gone = f"; {vanished} record(s) no longer exist at the source (closed)" if vanished else ""
+    out.print(
+        f"{entity}: replayed {done.records} quarantined record(s) ({done.rows} row(s)); published "
+        f"{result.inserted} new and {result.updated} updated record(s){gone}; {done.still_records} record(s) still "
+        f"quarantined ({done.still_rows} open row(s)).",
+        markup=False,
+    )

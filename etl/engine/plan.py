@@ -23,6 +23,10 @@ def _flag(value: Any) -> bool | None:
         "true", "1", "t")
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
 def plan_details(ctx: SyncContext, entity: str, samples: int = 5) -> dict[str, Any]:
     """Samples of inserts, updates (field: old -> new), inactivations and quarantines of a dry run."""
     mapping = ctx.mapping(entity)
@@ -41,15 +45,27 @@ def plan_details(ctx: SyncContext, entity: str, samples: int = 5) -> dict[str, A
     details: dict[str, Any] = {"inserts": [], "updates": [], "inactivations": [], "quarantined": []}
     inserts = text[text["_action"] == "insert"].head(samples)
     details["inserts"] = [{"key": r["_key"], **{f: r[f] for f in fields[:6]}} for _, r in inserts.iterrows()]
-    updates = rows[rows["_action"] == "update"].head(samples)
-    if not updates.empty:
+    all_updates = rows[rows["_action"] == "update"]
+    # Updates that switch a record off (its status says it left) count as inactivations: look them up as well.
+    switched_off = all_updates[all_updates["_active"].map(_flag).eq(False)]
+    updates = all_updates.head(samples)
+    lookup = list(dict.fromkeys([*updates["_key"], *switched_off["_key"]]))
+    old = pd.DataFrame(columns=["_key"]).set_index("_key")
+    if lookup:
         target = ctx.tables(mapping).target
         with ctx.target_engine(mapping).connect() as conn:
-            old = pd.DataFrame(
-                conn.execute(select(target).where(target.c._key.in_(updates["_key"].tolist()))).mappings().all(),
+            found = pd.DataFrame(
+                [
+                    r
+                    for start in range(0, len(lookup), 1000)
+                    for r in conn.execute(
+                        select(target).where(target.c._key.in_(lookup[start : start + 1000]))
+                    ).mappings().all()
+                ],
                 columns=[c.name for c in target.columns],
             )
-        old = _values(coerce(old, mapping.fields, ctx.timezone), fields).set_index("_key")
+        old = _values(coerce(found, mapping.fields, ctx.timezone), fields).set_index("_key")
+    if not updates.empty:
         new = _values(updates, fields).set_index("_key")
         for key, row in new.iterrows():
             changes = {}
@@ -63,8 +79,14 @@ def plan_details(ctx: SyncContext, entity: str, samples: int = 5) -> dict[str, A
                 before, after = _flag(old.at[key, "_active"]), _flag(row["_active"])
                 if before != after:  # a re-activation (or the reverse) with no field changed is still a change
                     changes["_active"] = {"old": before, "new": after}
+            if key in old.index and "_presence" in old.columns and "_presence" in row.index:
+                before, after = _text(old.at[key, "_presence"]), _text(row["_presence"])
+                if before != after:  # a source record joins or leaves the golden record: an update of its own
+                    changes["_presence"] = {"old": before, "new": after}
             details["updates"].append({"key": key, "changes": changes})
-    details["inactivations"] = rows[rows["_action"] == "inactivate"]["_key"].head(samples).tolist()
+    was_active = [k for k in switched_off["_key"] if k in old.index and _flag(old.at[k, "_active"])]
+    inactivated = rows[rows["_action"] == "inactivate"]["_key"].tolist() + was_active
+    details["inactivations"] = inactivated[:samples]
     frames = [f for f in ctx.planned_quarantine if not f.empty and (f["entity"] == entity).any()]
     if frames:
         q = pd.concat(frames, ignore_index=True)

@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import faults
+from etl.db.extract import ExtractRequest, check_columns, iter_chunks
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
 from etl.engine import idhashes, mirror_swap, xref_partition
 from etl.engine.context import SyncContext
@@ -47,7 +48,9 @@ from etl.engine.quality import row_count_band, row_count_limits
 from etl.engine.tables import build_indexes, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
+from etl.mapping.apply import source_ids
 from etl.store import schema as store_schema
+from etl.store.repo import IN_BATCH
 
 log = logging.getLogger("erpoa.publish")
 
@@ -281,7 +284,8 @@ def _open_findings(ctx: SyncContext, entity: str) -> pd.DataFrame:
 
 
 def _gate_keys(findings: pd.DataFrame) -> set[str]:
-    return set(findings.loc[findings["stage"].str.match(r"^(gate|integrity)"), "golden_key"].dropna())
+    """Golden keys of open merge (duplicate key), integrity and gate findings: resolved when published again."""
+    return set(findings.loc[findings["stage"].str.match(r"^(merge|gate|integrity)"), "golden_key"].dropna())
 
 
 def _load_links(ctx: SyncContext, entity: str, xref: _XrefLoader, gate_keys: set[str]) -> list[str]:
@@ -358,36 +362,92 @@ def _mirror_holds_only(ctx: SyncContext, entity: str) -> bool:
 def _settle(
     ctx: SyncContext, entity: str, findings: pd.DataFrame, published: list[str], linked: int
 ) -> dict[str, int]:
-    """Once the links are committed: resolve what the run fixed, unlink inactivated records, advance watermarks."""
+    """Once the links are committed: resolve what the run fixed, unlink inactivated records, advance watermarks.
+
+    Of the source records with open findings of earlier runs: those the source no longer has (a sweep or a
+    complete read found them gone, a replay asked for them and got nothing) are closed `vanished`; those the
+    run read again keep open only the findings it made (a record that passed is resolved; one that now fails
+    another rule keeps only that rule open); golden records published without their merge, integrity or gate
+    problem (a duplicate key fixed at the source) resolve those findings.
+    """
     mapping = ctx.mapping(entity)
     tables = ctx.tables(mapping)
     gold, stage = tables.gold, tables.stage
-    resolved = ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id) if published else 0
-    open_ids = set(zip(findings["source"].astype(str), findings["src_id"].astype(str), strict=True))
+    plain = findings[findings["src_id"].notna() & ~findings["src_id"].astype(str).str.startswith("{")]
+    open_ids = {
+        str(source): set(part["src_id"].astype(str))
+        for source, part in plain.groupby("source")
+        if str(source) in mapping.sources
+    }
+    for source, asked in (ctx.only_ids or {}).items():  # a replay: the merge may have found these again already
+        open_ids[source] = open_ids.get(source, set()) | set(asked)
     with ctx.target_engine(mapping).connect() as conn:
         gone = [
             r[0]
             for r in conn.execute(select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate"))
         ]
-        # Only source rows with an open quarantine entry can be resolved: read the passed ones only then.
-        passed = pd.DataFrame(
-            conn.execute(
-                select(stage.c._source, stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._status == "ok")
-            ).all()
-            if open_ids
-            else [],
-            columns=["source", "src_id"],
-        )
+        # Only source records with an open finding matter: look those up in the run's stage, 500 at a time.
+        staged: dict[str, dict[str, set[str]]] = {}
+        for source, wanted in open_ids.items():
+            ids = sorted(wanted)
+            statuses = staged.setdefault(source, {})
+            for start in range(0, len(ids), IN_BATCH):
+                for src_id, status in conn.execute(
+                    select(stage.c._src_id, stage.c._status).where(
+                        stage.c._run == ctx.run_id,
+                        stage.c._source == source,
+                        stage.c._src_id.in_(ids[start : start + IN_BATCH]),
+                    )
+                ):
+                    statuses.setdefault(str(src_id), set()).add(str(status))
     if gone:
         ctx.store.deactivate_xref(entity, ctx.run_id, gone)
-    if not passed.empty:
-        passed = passed[[(s, i) in open_ids for s, i in zip(passed["source"], passed["src_id"], strict=True)]]
-        for source, part in passed.groupby("source"):
-            resolved += ctx.store.resolve_quarantine(entity, str(source), part["src_id"].tolist(), ctx.run_id)
+    resolved = vanished = 0
+    for source, wanted in open_ids.items():
+        ids, statuses = sorted(wanted), staged.get(source, {})
+        reread = [i for i in ids if statuses.get(i, set()) - {"deleted", "moved"}]
+        missing = [i for i in ids if "deleted" in statuses.get(i, set())]
+        missing += _not_at_source(ctx, entity, source, [i for i in ids if i not in statuses])
+        vanished += ctx.store.resolve_quarantine(
+            entity, source, missing, ctx.run_id, status="vanished", this_run_too=True
+        )
+        resolved += ctx.store.resolve_quarantine(entity, source, reread, ctx.run_id)
+    if published:
+        resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
     faults.point("finalize.resolved")
     ctx.store.commit_watermarks(ctx.run_id, entity)
     faults.point("finalize.watermarks")
-    return {"xref": linked, "resolved": resolved}
+    return {"xref": linked, "resolved": resolved, "vanished": vanished}
+
+
+def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -> list[str]:
+    """Those of `ids` (source records with open findings that this run did not stage) the source no longer has.
+
+    Known without a look when the run read the source completely (a full read stages every record it has) or
+    replayed exactly these ids; after an incremental read that swept for deletions they are read by id (only
+    records with open findings, so few); otherwise (an incremental read without a sweep) nothing is known.
+    """
+    if not ids:
+        return []
+    spec = ctx.mapping(entity).sources[source]
+    if ctx.only_ids is not None:
+        asked = set(ctx.only_ids.get(source, []))
+        return [i for i in ids if i in asked]
+    if ctx.full_refresh or not spec.cursor or ctx.store.watermark(entity, source) is None:
+        return ids  # watermarks have not moved yet: None means this run's read was a full one
+    if not (spec.sweep and ctx.sweep):
+        return []
+    conn_cfg = ctx.source_conn(ctx.mapping(entity), source)
+    resolved = check_columns(conn_cfg, spec, source, entity)
+    columns = [resolved[c] for c in spec.columns]
+    found: set[str] = set()
+    for start in range(0, len(ids), IN_BATCH):
+        batch = ids[start : start + IN_BATCH]
+        request = ExtractRequest(source, spec, columns, chunk_size=ctx.chunk_size, where_ids=batch)
+        for chunk in iter_chunks(conn_cfg, request):
+            chunk.columns = list(spec.columns)
+            found.update(source_ids(chunk, list(spec.id)).astype(str))
+    return [i for i in ids if i not in found]
 
 
 class _XrefLoader:

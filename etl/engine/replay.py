@@ -2,7 +2,8 @@
 
 Only the quarantined source records are read again (by their source ids) and go
 through the normal stages; those that now pass are published and their
-quarantine entries marked resolved. Watermarks do not move.
+quarantine entries marked resolved. A record that now fails another rule keeps only
+that rule open; one the source no longer has is closed `vanished`. Watermarks do not move.
 
 The quality gate of a replay judges what the replay adds: a replayed row that fails
 again was quarantined, and unpublished, before the replay, so it stays quarantined but
@@ -11,24 +12,97 @@ otherwise be measured on a batch made of nothing but rows already known to be ba
 refuse to publish the repaired ones). Every row still goes through every check: a row
 that fails one is quarantined, not published, and a failed batch-level expectation
 still refuses the publish (docs/mapping.md, "Replaying quarantined rows").
+
+Approval flows are not replayed here: every run of a flow re-reads its approved requests
+and resolves the quarantine rows of those that became documents (`etl.flows.run`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
 
 from etl.config.project import ProjectConfig
 from etl.engine.context import SyncContext
 from etl.engine.pipeline import EntityResult, load_project_mappings, open_store, record, sync_entity
+from etl.errors import ConfigError, ErpOaError, TerminalError
 from etl.store.repo import new_run_id, source_records
 
 
-def retry_quarantine(
-    config: ProjectConfig, entity: str, *, ids: Iterable[int] | None = None, hooks: Iterable = ()
-) -> tuple[EntityResult, int, int]:  # type: ignore[type-arg]
-    """Replay the open quarantine rows of `entity`; returns (result, rows replayed, rows still open)."""
+class NothingToReplayError(TerminalError):
+    """`--id` named no open quarantine row of the entity (exit 2, like other usage errors)."""
+
+    exit_code = 2
+
+
+@dataclass
+class Replay:
+    """What a replay did, counted in source records and in quarantine rows."""
+
+    result: EntityResult
+    records: int = 0
+    rows: int = 0
+    still_records: int = 0
+    still_rows: int = 0
+    vanished_records: int = 0
+    #: (quarantine id, why it was not replayed) for each `--id` that is not an open row of the entity
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _records(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    """The distinct source records (source, src_id) quarantine rows are about (merge and gate rows: their ids)."""
+    return {(str(s), str(i)) for s, i in zip(rows["source"], rows["src_id"], strict=True) if not pd.isna(i)}
+
+
+def _flow_refused(config: ProjectConfig, entity: str) -> None:
+    """ConfigError when `entity` names an approval flow: its quarantine rows are retried by running the flow."""
+    from etl.flows import load_flows
+
+    try:
+        flows = load_flows(config, keep_going=True)
+    except ErpOaError:
+        return
+    if entity in flows.flows or entity in flows.broken:
+        raise ConfigError(
+            f"'{entity}' is an approval flow, not an entity: `quarantine retry` replays entities only. Every run "
+            f"of the flow checks its held requests again and resolves the quarantine rows of those that became "
+            f"documents: fix the form, the code table or the ERP master data, then run `erpoa flows run --flow "
+            f"{entity}` (or `erpoa sync`, which runs the flows after the entities)."
+        )
+
+
+def _skipped(store_rows: pd.DataFrame, entity: str, wanted: list[int]) -> list[tuple[int, str]]:
+    """Each id of `wanted` that is not an open row of `entity` with a source id, and why."""
+    by_id = store_rows.set_index("id")
+    out = []
+    for qid in dict.fromkeys(wanted):
+        if qid not in by_id.index:
+            out.append((qid, "no such quarantine row"))
+            continue
+        row = by_id.loc[qid]
+        if row["entity"] != entity:
+            out.append((qid, f"a row of {row['entity']}, not {entity}"))
+        elif row["status"] != "open":
+            out.append((qid, f"not open (status {row['status']})"))
+        elif pd.isna(row["src_id"]):
+            out.append((qid, "has no source id to read again"))
+    return out
+
+
+def replay_quarantine(
+    config: ProjectConfig, entity: str, *, ids: Iterable[int] | None = None, hooks: Iterable = ()  # type: ignore[type-arg]
+) -> Replay:
+    """Replay the open quarantine rows of `entity` (or the `ids` among them) with the current mappings.
+
+    ConfigError for an unknown entity (an approval flow's name says how its rows are retried);
+    NothingToReplayError when `ids` names no open row of the entity.
+    """
     mappings = load_project_mappings(config)
     store = open_store(config)
+    if entity not in mappings.entities:
+        _flow_refused(config, entity)
     mappings.entity(entity)
     open_rows = store.quarantine(entity=entity, status="open")
     with_ids = open_rows[open_rows["src_id"].notna()]
@@ -37,9 +111,18 @@ def retry_quarantine(
         for source, src_id in zip(with_ids["source"], with_ids["src_id"], strict=True)
         for pair in source_records(str(source), str(src_id))
     )
+    skipped: list[tuple[int, str]] = []
     if ids is not None:
-        wanted = set(ids)
-        open_rows = open_rows[open_rows["id"].isin(wanted)]
+        wanted = list(ids)
+        skipped = _skipped(store.quarantine(status=None), entity, wanted)
+        chosen = set(wanted) - {qid for qid, _ in skipped}
+        if not chosen:
+            raise NothingToReplayError(
+                f"{entity}: nothing to replay: "
+                + "; ".join(f"id {qid}: {why}" for qid, why in skipped)
+                + f". See `erpoa quarantine list --entity {entity}` for its open rows."
+            )
+        open_rows = open_rows[open_rows["id"].isin(chosen)]
     only: dict[str, list[str]] = {}
     for source, part in open_rows.groupby("source"):
         for value in part["src_id"].dropna().astype(str):
@@ -64,6 +147,28 @@ def retry_quarantine(
     except Exception as exc:
         store.finish_run(run_id, "failed", str(exc)[:2000])
         raise
-    remaining = store.quarantine(entity=entity, status="open")
-    still = remaining[remaining["run_id"] == run_id]
-    return result, len(open_rows), int(still["src_id"].nunique()) if not still.empty else 0
+    replayed = _records(open_rows)
+    after = store.quarantine(entity=entity, status=None)
+    remaining = after[after["status"] == "open"]
+    # Still quarantined: the replayed records' open rows, and what the replay found anew about them
+    pairs = zip(remaining["source"].astype(str), remaining["src_id"].astype(str), strict=True)
+    mine = pd.Series([pair in replayed for pair in pairs], index=remaining.index, dtype=bool)
+    still = remaining[(remaining["run_id"] == run_id) | mine]
+    vanished = after[(after["status"] == "vanished") & (after["resolved_run_id"] == run_id)]
+    return Replay(
+        result=result,
+        records=len(replayed),
+        rows=len(open_rows),
+        still_records=len(_records(still)),
+        still_rows=len(still),
+        vanished_records=len(_records(vanished)),
+        skipped=skipped,
+    )
+
+
+def retry_quarantine(
+    config: ProjectConfig, entity: str, *, ids: Iterable[int] | None = None, hooks: Iterable = ()  # type: ignore[type-arg]
+) -> tuple[EntityResult, int, int]:
+    """`replay_quarantine`; returns (result, source records replayed, source records still quarantined)."""
+    done = replay_quarantine(config, entity, ids=ids, hooks=hooks)
+    return done.result, done.records, done.still_records

@@ -298,25 +298,37 @@ class Store:
         return len({src_id for source, src_id in rows if not excluded(str(source), str(src_id))})
 
     def resolve_quarantine(
-        self, entity: str, source: str, src_ids: Iterable[str], run_id: str, status: str = "resolved"
+        self,
+        entity: str,
+        source: str,
+        src_ids: Iterable[str],
+        run_id: str,
+        status: str = "resolved",
+        *,
+        this_run_too: bool = False,
     ) -> int:
-        """Mark open quarantine rows of these source ids resolved (they passed in `run_id`)."""
+        """Close the open quarantine rows of these source ids of earlier runs: `resolved` (they passed in
+        `run_id`, or now fail only what `run_id` recorded) or `vanished` (the source no longer has them; with
+        `this_run_too`, rows `run_id` wrote about them from the mirror are closed as well)."""
         q = s.quarantine
+        runs = () if this_run_too else (q.c.run_id != run_id,)
         with self.engine.begin() as conn:
             return _update_in(
                 conn, q, q.c.src_id, list(dict.fromkeys(src_ids)),
-                q.c.entity == entity, q.c.source == source, q.c.status == "open", q.c.run_id != run_id,
+                q.c.entity == entity, q.c.source == source, q.c.status == "open", *runs,
                 status=status, resolved_run_id=run_id, resolved_at=now(),
             )
 
     def resolve_quarantine_keys(self, entity: str, keys: Iterable[str], run_id: str) -> int:
-        """Mark open merge/gate quarantine rows of these golden keys resolved (published in `run_id`)."""
+        """Mark open merge (duplicate key), integrity and gate quarantine rows of these golden keys resolved: the
+        keys were published in `run_id` without the problem (one found again was recorded, and the older row
+        superseded, by `run_id`)."""
         q = s.quarantine
         with self.engine.begin() as conn:
             return _update_in(
                 conn, q, q.c.golden_key, list(dict.fromkeys(keys)),
                 q.c.entity == entity, q.c.status == "open", q.c.run_id != run_id,
-                q.c.stage.like("gate%") | q.c.stage.like("integrity%"),
+                q.c.stage.like("merge%") | q.c.stage.like("gate%") | q.c.stage.like("integrity%"),
                 status="resolved", resolved_run_id=run_id, resolved_at=now(),
             )
 

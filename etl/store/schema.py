@@ -33,8 +33,9 @@ from etl.db.connect import byte_exact_tables
 log = logging.getLogger("erpoa.store")
 
 # 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL;
-# 4: erpoa_reconciliation and erpoa_difference_seen (which differences each reconciliation found)
-SCHEMA_VERSION = 4
+# 4: erpoa_reconciliation and erpoa_difference_seen (which differences each reconciliation found);
+# 5: erpoa_quarantine.src_id is TEXT (a merge or gate row holds the ids of all sources as JSON)
+SCHEMA_VERSION = 5
 metadata = MetaData()
 
 schema_version = Table("erpoa_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -101,6 +102,9 @@ pending_watermarks = Table(
     Column("value_type", String(20)),
 )
 
+#: Characters of `erpoa_quarantine.src_id` that MariaDB's index holds (a source's own id is at most 255).
+QUARANTINE_SRC_PREFIX = 255
+
 quarantine = Table(
     "erpoa_quarantine",
     metadata,
@@ -108,7 +112,7 @@ quarantine = Table(
     Column("run_id", String(40), nullable=False),
     Column("entity", String(60), nullable=False),
     Column("source", String(40), nullable=False),
-    Column("src_id", String(255)),
+    Column("src_id", Text),
     Column("golden_key", String(512)),
     Column("stage", String(20), nullable=False),
     Column("field", String(100)),
@@ -124,7 +128,8 @@ quarantine = Table(
     Index("ix_erpoa_quarantine_run", "run_id", "entity"),
     # superseding an older finding looks it up by golden key or by source id, once per 500 ids
     Index("ix_erpoa_quarantine_key", "entity", "golden_key"),
-    Index("ix_erpoa_quarantine_src", "entity", "source", "src_id"),
+    # MariaDB indexes a TEXT column by a prefix: lookups stay exact (the rows found are compared in full)
+    Index("ix_erpoa_quarantine_src", "entity", "source", "src_id", mysql_length={"src_id": QUARANTINE_SRC_PREFIX}),
 )
 
 gaps = Table(
@@ -244,6 +249,7 @@ def migrate(engine: Engine) -> None:
         _partition_xref(engine)
     with engine.connect() as conn:
         current = conn.execute(select(schema_version.c.version)).scalar()
+    widened = current is None or current >= 5 or _widen_quarantine_src_id(engine)
     if current is not None and current < SCHEMA_VERSION:
         for table in metadata.sorted_tables:  # indexes added since: create_all skips tables that exist
             for index in table.indexes:
@@ -252,7 +258,45 @@ def migrate(engine: Engine) -> None:
         if current is None:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         elif current < SCHEMA_VERSION:
-            conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+            conn.execute(schema_version.update().values(version=SCHEMA_VERSION if widened else 4))
+
+
+def _widen_quarantine_src_id(engine: Engine) -> bool:
+    """Schema version 5: `erpoa_quarantine.src_id` from VARCHAR(255) to TEXT, rows and index kept; False if it
+    could not be changed (the version then stays, and the next start tries again).
+
+    SQLite does not enforce the length; MariaDB cannot index TEXT in full, so its index is rebuilt on a prefix.
+    """
+    name, index = quarantine.name, "ix_erpoa_quarantine_src"
+    if engine.dialect.name == "postgresql":
+        statement = f"ALTER TABLE {name} ALTER COLUMN src_id TYPE TEXT"
+    elif engine.dialect.name == "mysql":
+        statement = (
+            f"ALTER TABLE `{name}` DROP INDEX `{index}`, MODIFY src_id TEXT NULL, "
+            f"ADD INDEX `{index}` (entity, source, src_id({QUARANTINE_SRC_PREFIX}))"
+        )
+    else:
+        return True
+    if _src_id_is_text(engine):  # another process migrated it meanwhile
+        return True
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    except SQLAlchemyError as exc:
+        if _src_id_is_text(engine):
+            return True
+        log.warning(
+            "could not widen %s.src_id to TEXT (%s); quarantine rows whose source ids exceed 255 characters "
+            "cannot be stored until an administrator runs: %s",
+            name, type(getattr(exc, "orig", None) or exc).__name__, statement,
+        )
+        return False
+    return True
+
+
+def _src_id_is_text(engine: Engine) -> bool:
+    columns = {c["name"]: c["type"] for c in inspect(engine).get_columns(quarantine.name)}
+    return isinstance(columns.get("src_id"), Text)
 
 
 def _byte_exact_text(engine: Engine, collation: str) -> None:
