@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ class SourceMap:
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     blocks: set[Loc] = field(default_factory=set)
     misread: dict[Loc, tuple[str, bool]] = field(default_factory=dict)  # loc -> (text, is a key)
+    # Unquoted scalars YAML resolved to a boolean or a number: (loc, is a key) -> text as written (see `misread_text`).
+    resolved: dict[tuple[Loc, bool], str] = field(default_factory=dict)
     # A key written twice: the last value wins in the data; `validate_model` reports it with the file's other issues.
     duplicates: list[ConfigIssue] = field(default_factory=list)
 
@@ -59,6 +61,30 @@ class SourceMap:
             issues.append(self.issue(loc, message, key=is_key))
         return issues
 
+    def misread_text(
+        self, loc: Loc, *, key: bool = False, convert: Callable[[Any], Any] = str, numbers: bool = True
+    ) -> ConfigIssue | None:
+        """An issue when the unquoted scalar at `loc`, in a place that wants text, is not read as written.
+
+        YAML 1.1 reads ``OFF``, ``no`` or ``y`` as booleans and ``1.10`` or ``1_000`` as numbers; the place
+        then gets the text `convert` makes of that value ('False', '1.1'), not what the steward wrote.
+        ``true``/``false`` themselves are taken as meant. `numbers=False` leaves numbers alone (a place that
+        takes numbers too). Octal and base-60 numbers are left to `misread_numbers`, which reports them anywhere.
+        """
+        text = self.resolved.get((loc, key))
+        if text is None or (loc in self.misread and self.misread[loc][1] == key):
+            return None
+        value = yaml.safe_load(text)
+        if isinstance(value, bool):
+            if text.lower() in ("true", "false"):
+                return None
+            message = f"YAML reads {text} as the boolean {str(value).lower()}; quote it (\"{text}\")"
+        elif not numbers or convert(value) == text:
+            return None
+        else:
+            message = f"YAML reads {text} as the number {value}; quote it (\"{text}\") to keep it as written"
+        return self.issue(loc, message, key=key)
+
     def issue(self, loc: Sequence[str | int], message: str, *, key: bool = False) -> ConfigIssue:
         """A ConfigIssue located at `loc`."""
         line, column = self.locate(loc, key=key)
@@ -78,16 +104,26 @@ def _misread_number(node: yaml.Node) -> bool:
     (``0101`` is octal 65, ``000123`` is 83) or a time (``12:30`` is 750, base 60)."""
     return (
         isinstance(node, yaml.ScalarNode)
-        and node.style is None
+        and not node.style
         and node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
         and ((node.value.lstrip("+-")[:1] == "0" and node.value.lstrip("+-")[1:2].isdigit()) or ":" in node.value)
     )
+
+
+_RESOLVED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def _resolved(node: yaml.Node) -> bool:
+    """A plain scalar that YAML reads as a boolean or a number, not as text."""
+    return isinstance(node, yaml.ScalarNode) and not node.style and node.tag in _RESOLVED_TAGS
 
 
 def _walk(node: yaml.Node, loc: Loc, smap: SourceMap, issues: list[ConfigIssue]) -> None:
     smap.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if _misread_number(node):
         smap.misread[loc] = (node.value, False)
+    if _resolved(node):
+        smap.resolved[(loc, False)] = node.value
     if isinstance(node, yaml.CollectionNode) and node.flow_style is not True:
         smap.blocks.add(loc)
     if isinstance(node, yaml.MappingNode):
@@ -102,6 +138,8 @@ def _walk(node: yaml.Node, loc: Loc, smap: SourceMap, issues: list[ConfigIssue])
             smap.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if _misread_number(key_node):
                 smap.misread[child] = (key_node.value, True)
+            if _resolved(key_node):
+                smap.resolved[(child, True)] = key_node.value
             _walk(value_node, child, smap, issues)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
@@ -126,38 +164,56 @@ def load_yaml(path: Path, *, display: str | None = None) -> tuple[Any, SourceMap
     return parse_yaml(text, name)
 
 
+def _construct_timestamp(loader: Any, node: yaml.ScalarNode) -> Any:
+    """A YAML date, or a located error for an impossible one (``2026-13-01``) instead of a ValueError."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"'{node.value}' looks like a date but is not one ({exc}); fix it, or quote it to keep it as text",
+            node.start_mark,
+        ) from None
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader whose impossible dates (``2026-13-01``) are located errors, not ValueErrors."""
 
-    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:  # type: ignore[override]
-        try:
-            return super().construct_yaml_timestamp(node)
-        except ValueError as exc:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"'{node.value}' looks like a date but is not one ({exc}); fix it, or quote it to keep it as text",
-                node.start_mark,
-            ) from None
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+class _FastLoader(getattr(yaml, "CSafeLoader", _Loader)):  # type: ignore[misc]
+    """`_Loader` on libyaml's parser, when PyYAML has it: a code table of 50,000 entries loads in half the time.
+    The nodes, their tags and marks are the same; a file it refuses is parsed again by `_Loader`, whose
+    messages the error catalogue quotes."""
+
+
+_FastLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 MAX_EXPANDED_VALUES = 100_000
+"""How many values anchors and aliases may add to what a file writes out (a plain file of any size is fine)."""
 
 
-def _expanded_size(node: yaml.Node, name: str, memo: dict[int, int], active: set[int]) -> int:
-    """How many values `node` stands for once aliases are expanded; ConfigError if recursive or huge.
+def _expanded_size(node: yaml.Node, name: str, memo: dict[int, int], active: set[int], added: list[int]) -> int:
+    """How many values `node` stands for once aliases are expanded; ConfigError if recursive or a bomb.
 
-    Anchors and aliases are allowed, but a recursive alias or an "alias bomb" (a few
-    lines that expand to millions of values) would hang or crash every later step.
+    Anchors and aliases are allowed, but a recursive alias or an "alias bomb" (a few lines that expand to
+    millions of values) would hang or crash every later step. Only what aliases add counts (`added[0]`, the
+    size of every repeated use of a node), so that a long code table written out is not taken for a bomb.
     """
     key = id(node)
     if key in memo:
+        added[0] += memo[key]
+        if added[0] > MAX_EXPANDED_VALUES:
+            where = (node.start_mark.line + 1, node.start_mark.column + 1)
+            raise ConfigError([ConfigIssue(name, *where, "", f"aliases of this anchor make the file expand by more "
+                                           f"than {MAX_EXPANDED_VALUES} values; write the values out")])
         return memo[key]
-    where = (node.start_mark.line + 1, node.start_mark.column + 1)
     if key in active:
+        where = (node.start_mark.line + 1, node.start_mark.column + 1)
         raise ConfigError([ConfigIssue(name, *where, "", "an alias refers to a collection that contains it; "
                                        "a configuration cannot be recursive")])
     active.add(key)
@@ -167,24 +223,30 @@ def _expanded_size(node: yaml.Node, name: str, memo: dict[int, int], active: set
         children = list(node.value)
     else:
         children = []
-    size = 1 + sum(_expanded_size(child, name, memo, active) for child in children)
+    size = 1 + sum(_expanded_size(child, name, memo, active, added) for child in children)
     active.discard(key)
-    if size > MAX_EXPANDED_VALUES:
-        raise ConfigError([ConfigIssue(name, *where, "", f"expands to more than {MAX_EXPANDED_VALUES} values "
-                                       "through anchors and aliases; write the values out")])
     memo[key] = size
     return size
 
 
 def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
     """Parse YAML text (see `load_yaml`)."""
+    if _FastLoader is not _Loader:
+        try:
+            return _parse_yaml(text, name, _FastLoader)
+        except (ConfigError, yaml.YAMLError, RecursionError):
+            pass  # parsed again below, for the messages (and marks) of the pure-Python parser
+    return _parse_yaml(text, name, _Loader)
+
+
+def _parse_yaml(text: str, name: str, loader_class: type[yaml.SafeLoader]) -> tuple[Any, SourceMap]:
     smap = SourceMap(name)
     try:
-        loader = _Loader(text)
+        loader = loader_class(text)
         try:
             node = loader.get_single_node()
             if node is not None:
-                _expanded_size(node, name, {}, set())
+                _expanded_size(node, name, {}, set(), [0])
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -389,6 +451,9 @@ def _issue(err: Any, clean: Loc, smap: SourceMap, model: type[BaseModel], base: 
     """One pydantic error as a located issue with an actionable message."""
     loc = (*base, *clean)
     kind = err["type"]
+    if tuple(err["loc"][-1:]) == ("[key]",):  # a mapping key itself is invalid (a field name): point at the key
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return smap.issue(loc, message, key=True)
     if kind == "extra_forbidden":
         parent = _model_at(model, clean[:-1])
         allowed = allowed_keys(parent) if parent else []

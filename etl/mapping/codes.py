@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -56,26 +56,74 @@ def normalize_code(value: str) -> str:
     return "".join(unicodedata.normalize("NFKC", value).split()).casefold()
 
 
+def _overlap(a: CodeEntry, b: CodeEntry) -> bool:
+    """True when the validity periods of `a` and `b` share a day (an open end is unbounded)."""
+    return (a.valid_from is None or b.valid_to is None or a.valid_from <= b.valid_to) and (
+        b.valid_from is None or a.valid_to is None or b.valid_from <= a.valid_to
+    )
+
+
+def _period(entry: CodeEntry) -> str:
+    if entry.valid_from and entry.valid_to:
+        return f"from {entry.valid_from} to {entry.valid_to}"
+    if entry.valid_from:
+        return f"from {entry.valid_from}"
+    return f"until {entry.valid_to}" if entry.valid_to else "always"
+
+
+def _closing_fix(first: tuple[int, CodeEntry], second: tuple[int, CodeEntry]) -> str:
+    """How to end the overlap of two entries: close the one that starts first the day before the other starts."""
+    (i, a), (j, b) = first, second
+    if b.valid_from and (a.valid_from is None or a.valid_from < b.valid_from):
+        return f"close entries[{i}] with valid_to: {b.valid_from - timedelta(days=1)}"
+    if a.valid_from and (b.valid_from is None or b.valid_from < a.valid_from):
+        return f"close entries[{j}] with valid_to: {a.valid_from - timedelta(days=1)}"
+    return "give the entries non-overlapping valid_from/valid_to"
+
+
 def spelling_conflicts(entries: Iterable[tuple[int, CodeEntry]]) -> list[tuple[int, tuple[str | int, ...], str]]:
-    """Every spelling that maps to two codes in force from the same day: (entry index, key path in the entry,
-    message), located at its second appearance. `entries` are (index in the file, entry) pairs, so that a
-    caller can check the entries that are valid while others are not."""
+    """Every spelling that maps to two codes, and every code given two names, on overlapping dates:
+    (entry index, key path in the entry, message), located at the second appearance. `entries` are (index in
+    the file, entry) pairs, so that a caller can check the entries that are valid while others are not."""
     conflicts: list[tuple[int, tuple[str | int, ...], str]] = []
-    seen: dict[tuple[str, date | None], str] = {}
+    seen: dict[str, list[tuple[int, CodeEntry]]] = {}
+    names: dict[str, list[tuple[int, CodeEntry]]] = {}
     for index, entry in entries:
+        for j, other in names.get(entry.code, []):
+            if other.name != entry.name and _overlap(other, entry):
+                message = (
+                    f"code '{entry.code}' already has entry entries[{j}] (name {other.name or '(none)'}) valid on "
+                    f"the same dates as this one (name {entry.name or '(none)'}); one code gives one name: merge "
+                    "the entries, or date them with non-overlapping valid_from/valid_to"
+                )
+                conflicts.append((index, ("name",) if entry.name else ("code",), message))
+                break
+        names.setdefault(entry.code, []).append((index, entry))
         spellings: list[tuple[tuple[str | int, ...], str]] = [
             (("code",), entry.code),
             *([(("name",), entry.name)] if entry.name else []),
             *((("synonyms", j), synonym) for j, synonym in enumerate(entry.synonyms)),
         ]
         for where, spelling in spellings:
-            other = seen.setdefault((normalize_code(spelling), entry.valid_from), entry.code)
-            if other != entry.code:
-                message = (
-                    f"'{spelling}' maps to both '{other}' and '{entry.code}'; keep it under one entry "
-                    "or give the entries non-overlapping valid_from/valid_to"
-                )
+            earlier = seen.setdefault(normalize_code(spelling), [])
+            for j, other in earlier:
+                if other.code == entry.code or not _overlap(other, entry):
+                    continue
+                if other.valid_from == entry.valid_from and other.valid_to == entry.valid_to:
+                    message = (
+                        f"'{spelling}' maps to both '{other.code}' and '{entry.code}'; keep it under one entry "
+                        "or give the entries non-overlapping valid_from/valid_to"
+                    )
+                else:
+                    message = (
+                        f"'{spelling}' maps to both '{other.code}' (entries[{j}], {_period(other)}) and "
+                        f"'{entry.code}' (entries[{index}], {_period(entry)}) on overlapping dates; "
+                        f"{_closing_fix((j, other), (index, entry))}"
+                    )
                 conflicts.append((index, where, message))
+                break
+            if not earlier or earlier[-1][0] != index:
+                earlier.append((index, entry))
     return conflicts
 
 

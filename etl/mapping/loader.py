@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,15 +142,20 @@ def load_code_tables(folder: Path, root: Path) -> tuple[CodeTables, list[ConfigI
             issues.extend(exc.issues)
             tables.failed.add(path.stem)
             continue
-        issues.extend(smap.misread_numbers())
+        misread = [*smap.misread_numbers(), *_misread_codes(smap)]
+        issues.extend(misread)
         if isinstance(data, dict):
             data.setdefault("name", path.stem)
+        misread_at = {(i.line, i.column) for i in misread}
         try:
             table = validate_model(CodeTable, data, smap)
         except ConfigError as exc:
             # The model stops at the first spelling conflict, unlocated, and finds none while an entry is invalid.
-            issues.extend(i for i in exc.issues if i.path or " maps to both " not in i.message)
-            issues.extend(_spelling_conflicts(data, smap))
+            # A conflict at a misread scalar is about a spelling nobody wrote ('True' for `yes`): its own issue says it.
+            conflicts = _spelling_conflicts(data, smap)
+            located = {c.message for c in conflicts}
+            issues.extend(i for i in exc.issues if i.path or i.message not in located)
+            issues.extend(c for c in conflicts if (c.line, c.column) not in misread_at)
             declared = data.get("name") if isinstance(data, dict) else None
             tables.failed.update([path.stem, *([declared] if isinstance(declared, str) else [])])
             continue
@@ -333,6 +338,7 @@ def check_transforms(
         except ValueError as exc:
             issues.append(smap.issue(tloc, str(exc)))
             continue
+        issues.extend(_misread_arguments(tdef, args, smap, (*tloc, name) if isinstance(raw, dict) else tloc))
         table = getattr(parsed, "table", None)
         failed = tables.failed if isinstance(tables, CodeTables) else set()
         if name == "lookup" and table not in tables and table not in failed:
@@ -343,6 +349,34 @@ def check_transforms(
             issues.append(
                 smap.issue(tloc, f"'{name}' combines several columns: give `from: [col1, col2]` and put it first")
             )
+    return issues
+
+
+def _misread_arguments(tdef: registry.TransformDef, raw: Any, smap: SourceMap, loc: Loc) -> list[ConfigIssue]:
+    """Unquoted booleans and numbers in the arguments at `loc` that the transform reads as other text than written
+    (``null_if: [N/A, no]`` compares with 'false'); see `registry.scalar_place`."""
+    issues = []
+    for (where, key), _ in smap.resolved.items():
+        if where[: len(loc)] != loc:
+            continue
+        place = registry.scalar_place(tdef, raw, where[len(loc) :], key=key)
+        if place is not None:
+            issue = smap.misread_text(where, key=key, convert=place[0], numbers=place[1])
+            issues.extend([issue] if issue else [])
+    return issues
+
+
+def _misread_codes(smap: SourceMap) -> list[ConfigIssue]:
+    """Unquoted booleans and numbers among the codes, names and synonyms of a code table (``OFF`` is 'False')."""
+    issues = []
+    for (loc, key), _ in smap.resolved.items():
+        text_place = (
+            len(loc) in (3, 4)
+            and loc[0] == "entries"
+            and (loc[2:] in (("code",), ("name",)) or (loc[2] == "synonyms" and len(loc) == 4))
+        )
+        if text_place and not key and (issue := smap.misread_text(loc)) is not None:
+            issues.append(issue)
     return issues
 
 
@@ -376,6 +410,10 @@ def check_entity(
         for i, key in enumerate(mapping.target.key or []):
             if key not in fields:
                 issues.append(smap.issue(("target", "key", i), _unknown("target key field", key, fields)))
+    if ok("key"):
+        issues.extend(_listed_twice(mapping.key, smap, ("key",), "key field"))
+    if ok("target"):
+        issues.extend(_listed_twice(mapping.target.key or [], smap, ("target", "key"), "key field"))
     if not mapping.sources and ok("sources"):
         issues.append(smap.issue(("sources",), "no sources; add at least one (erp and/or oa)"))
     for source_name, source in mapping.sources.items():
@@ -396,6 +434,7 @@ def check_entity(
             for j, name in enumerate(rule):
                 if name not in mapping.sources and ok("sources"):
                     issues.append(smap.issue((*loc, j), _unknown("source", name, mapping.sources)))
+            issues.extend(_listed_twice(rule, smap, loc, "source"))
         elif surv.recency_field is None:
             issues.append(smap.issue(loc, "`most_recent` needs `survivorship.recency_field:` naming a datetime field"))
     if surv.recency_field is not None and ok("fields"):
@@ -412,6 +451,7 @@ def check_entity(
         issues.append(
             smap.issue(("deletion", "status_field"), _unknown("field", mapping.deletion.status_field, fields))
         )
+    issues.extend(_check_status_values(mapping, smap, tables, ok))
     for name, spec in fields.items():
         if spec.references:
             entity, _ = spec.references.split(".")
@@ -424,6 +464,77 @@ def check_entity(
     elif ok("target") and mapping.target.connection in read_only_connections(connections):
         message = read_only_write(mapping.target.connection, "the entity's target is written")
         issues.append(smap.issue(("target", "connection"), message))
+    return issues
+
+
+def _status_codes(mapping: EntityMapping, tables: Mapping[str, CodeTable]) -> tuple[set[str], list[str]] | None:
+    """The values the deletion status field can hold and the code tables they come from, when every source that
+    maps it ends with a `lookup` giving codes; None when they cannot be known (another last transform,
+    `unmapped: pass`, a table that did not load)."""
+    status = mapping.deletion.status_field
+    feeding = [source.fields[status] for source in mapping.sources.values() if status in source.fields]
+    if not feeding:
+        return None
+    codes: set[str] = set()
+    names: list[str] = []
+    for spec in feeding:
+        try:
+            name, raw = registry.split_spec(spec.transforms[-1]) if spec.transforms else ("", None)
+            args = registry.parse_args(registry.get(name), raw) if name == "lookup" else None
+        except (ValueError, ValidationError):
+            return None
+        table = tables.get(getattr(args, "table", ""))
+        if args is None or table is None or getattr(args, "output", None) != "code":
+            return None
+        unmapped = getattr(args, "unmapped", None)
+        if unmapped == "pass":
+            return None
+        codes |= table.codes
+        default = getattr(unmapped, "default", None)
+        codes |= {default} if isinstance(default, str) else set()
+        names += [table.name] if table.name not in names else []
+    return codes, names
+
+
+def _check_status_values(
+    mapping: EntityMapping, smap: SourceMap, tables: Mapping[str, CodeTable], ok: Callable[..., bool]
+) -> list[ConfigIssue]:
+    """`deletion.inactive_values` and `set_status` that the status field can never hold (not a code of its lookup)."""
+    status = mapping.deletion.status_field
+    if not status or not ok("deletion") or not ok("sources") or not all(ok("sources", s) for s in mapping.sources):
+        return []
+    known = _status_codes(mapping, tables)
+    if known is None:
+        return []
+    codes, names = known
+    places: list[tuple[Loc, str]] = [
+        *((("deletion", "inactive_values", i), v) for i, v in enumerate(mapping.deletion.inactive_values)),
+        *([(("deletion", "set_status"), mapping.deletion.set_status)] if mapping.deletion.set_status else []),
+    ]
+    issues = []
+    for loc, value in places:
+        if value in codes:
+            continue
+        close = difflib.get_close_matches(value, sorted(codes), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        listed = sorted(codes)
+        shown = ", ".join(listed[:12]) + (f", ... ({len(listed)} codes)" if len(listed) > 12 else "")
+        message = (
+            f"'{value}' is not a code of {' or '.join(names)} (the lookup of {status}), so the status field never "
+            f"holds it; {hint}codes: {shown}"
+        )
+        issues.append(smap.issue(loc, message))
+    return issues
+
+
+def _listed_twice(names: list[str], smap: SourceMap, loc: Loc, what: str) -> list[ConfigIssue]:
+    """An issue at each repetition of a name in the list at `loc` (a key, a priority list)."""
+    seen: set[str] = set()
+    issues = []
+    for i, name in enumerate(names):
+        if name in seen:
+            issues.append(smap.issue((*loc, i), f"{what} '{name}' is listed twice; list each {what} once"))
+        seen.add(name)
     return issues
 
 
@@ -553,6 +664,10 @@ def _check_references(
             issues.append(
                 smap.issue(("fields", fname, "references"), _unknown(f"{entity} field", other, entities[entity].fields))
             )
+        elif (here := mapping.fields[fname].type) != (there := entities[entity].fields[other].type):
+            # Every value would fail the reference check at run time (an integer never equals a string).
+            message = f"{entity}.{other} is {there}, this field is {here}; give this field `type: {there}`"
+            issues.append(smap.issue(("fields", fname, "references"), message))
     if ("depends_on",) not in invalid:
         for i, dep in enumerate(mapping.depends_on):
             if dep not in known:

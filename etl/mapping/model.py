@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FieldType = Literal["string", "integer", "decimal", "date", "datetime", "boolean"]
 IDENT = re.compile(r"^[A-Za-z_\u4e00-\u9fff][A-Za-z0-9_$#\u4e00-\u9fff]{0,127}$")
@@ -224,6 +224,16 @@ class QualitySpec(Strict):
     row_count_band: tuple[float, float] | None = None
 
 
+def _field_name(name: str) -> str:
+    if name.startswith(RESERVED_PREFIX) or not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
+        raise ValueError(f"field name '{name}' must be lower-case letters, digits and _ and not start with _")
+    return name
+
+
+# Checked as a key of `fields:`, so that pydantic locates a bad name at the key, not at `fields:`.
+FieldName = Annotated[str, AfterValidator(_field_name)]
+
+
 class EntityMapping(Strict):
     """One entity's mapping file."""
 
@@ -231,7 +241,7 @@ class EntityMapping(Strict):
     description: str | None = None
     version: str | None = None
     key: list[str]
-    fields: dict[str, CanonicalField]
+    fields: dict[FieldName, CanonicalField]
     sources: dict[str, SourceSpec]
     survivorship: Survivorship = Field(default_factory=Survivorship)
     target: TargetSpec
@@ -250,14 +260,6 @@ class EntityMapping(Strict):
     def _entity_name(cls, value: str) -> str:
         if not re.match(r"^[a-z][a-z0-9_]{0,40}$", value):
             raise ValueError(f"entity name '{value}' must be lower-case letters, digits and _ (e.g. employee)")
-        return value
-
-    @field_validator("fields")
-    @classmethod
-    def _field_names(cls, value: dict[str, CanonicalField]) -> dict[str, CanonicalField]:
-        for name in value:
-            if name.startswith(RESERVED_PREFIX) or not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
-                raise ValueError(f"field name '{name}' must be lower-case letters, digits and _ and not start with _")
         return value
 
     @property

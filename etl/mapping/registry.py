@@ -16,6 +16,8 @@ In YAML a transform is written as a bare name (``- trim``), as ``{name: scalar}`
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -88,6 +90,13 @@ TransformFn = Callable[["pd.Series", Any, TransformContext], "pd.Series"]
 
 
 @dataclass(frozen=True)
+class TextPlace:
+    """`Annotated` marker of a transform argument that reads YAML scalars as text, by `convert` (see `scalar_place`)."""
+
+    convert: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
 class TransformDef:
     """A registered transform."""
 
@@ -141,6 +150,57 @@ def parse_args(tdef: TransformDef, raw: Any) -> TransformArgs:
     if tdef.shorthand is None:
         raise ValueError(f"transform '{tdef.name}' takes no scalar argument; write it as a mapping of arguments")
     return tdef.args.model_validate({tdef.shorthand: raw})
+
+
+def scalar_place(
+    tdef: TransformDef, raw: Any, rel: tuple[str | int, ...], *, key: bool = False
+) -> tuple[Callable[[Any], Any], bool] | None:
+    """What the arguments `raw` of `tdef` make of the YAML scalar at `rel` (its location inside `raw`; `key`: the
+    key of a mapping there): (the conversion to text, whether numbers become text too), or None where a boolean
+    or number is taken as such.
+
+    A text argument (``null_if`` values, ``map_values`` keys) turns ``no`` into 'false'; a ``map_values`` value
+    keeps any scalar but lands in a text field as often as not, so both count; a lone value (``default``) is
+    checked for booleans only, since a number there is usually meant.
+    """
+    if isinstance(raw, dict):
+        if not rel or not isinstance(rel[0], str):
+            return None
+        name, rest = rel[0], rel[1:]
+    elif tdef.shorthand is not None:
+        name, rest = tdef.shorthand, rel
+    else:
+        return None
+    fld = tdef.args.model_fields.get(name)
+    if fld is None:
+        return None
+    marks = [m for m in fld.metadata if isinstance(m, TextPlace)]
+    if marks and not rest and not key:
+        return marks[0].convert, True
+    return _place(fld.annotation, rest, key, nested=False)
+
+
+def _place(
+    annotation: Any, rest: tuple[str | int, ...], key: bool, *, nested: bool
+) -> tuple[Callable[[Any], Any], bool] | None:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        marks = [m for m in args[1:] if isinstance(m, TextPlace)]
+        if marks and not rest and not key:
+            return marks[0].convert, True
+        return _place(args[0], rest, key, nested=nested)
+    if origin is list and rest and isinstance(rest[0], int):
+        return _place(args[0], rest[1:], key, nested=nested)
+    if origin is dict and rest:
+        if len(rest) == 1 and key:
+            return _place(args[0], (), False, nested=True)
+        return _place(args[1], rest[1:], key, nested=True)
+    if origin in (typing.Union, types.UnionType):
+        if not rest and not key and str in args and bool in args:
+            return str, nested
+        return next((p for a in args if (p := _place(a, rest, key, nested=nested)) is not None), None)
+    return None
 
 
 def known_transforms() -> list[str]:

@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from etl.logs import mask_personal
-from etl.mapping.registry import Gap, TransformArgs, TransformContext, transform
+from etl.mapping.registry import Gap, TextPlace, TransformArgs, TransformContext, transform
 
 STR = pd.StringDtype(na_value=np.nan)
 """The dtype of every text result: pandas' default ``str`` dtype."""
@@ -250,7 +250,7 @@ def _coerce_text(value: Any) -> Any:
     return value
 
 
-Text = Annotated[str, BeforeValidator(_coerce_text)]
+Text = Annotated[str, BeforeValidator(_coerce_text), TextPlace(_coerce_text)]
 """A YAML scalar read as text: ``0`` and ``yes`` (a YAML bool) become ``"0"``, ``"true"``."""
 
 Scalar = str | bool | int | float | datetime | date
@@ -362,8 +362,10 @@ def _on_distinct(values: pa.Array, rows: np.ndarray, fn: Callable[[pa.Array], pa
 _RE2_SPACE = _re2_chars(_WHITESPACE)
 _UNTRIMMED = f"^[{_RE2_SPACE}]|[{_RE2_SPACE}]$|[{_re2_chars(_INVISIBLE + _WHITESPACE.replace(' ', ''))}]| {{2}}|^$"
 """Text that `trim` changes: edge whitespace, invisible characters, whitespace but single spaces, ''."""
-_NUMBER_JUNK = f"[{_RE2_SPACE}{_re2_chars(',¥$€£')}]"
-"""Thousands separators, currency signs and whitespace (after NFKC)."""
+_NUMBER_JUNK = f"[{_RE2_SPACE}{_re2_chars('¥$€£')}]"
+"""Currency signs and whitespace (after NFKC)."""
+_GROUPED = r"^[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?$"
+"""A number with valid thousands grouping (``-1,234,567.89``); ``1.234,50`` or ``1,2,3`` is not one."""
 
 
 @transform("trim")
@@ -993,11 +995,22 @@ def parse_datetime(s: pd.Series, args: DatetimeArgs, ctx: TransformContext) -> p
 
 
 def _number_cleanup(text: pd.Series) -> pd.Series:
-    """Full-width digits, separators, currency signs, ``(12.5)`` and SAP's trailing ``12.5-``."""
+    """Full-width digits, thousands separators, currency signs, ``(12.5)`` and SAP's trailing ``12.5-``."""
     t = _nfkc(text)
     t = _from_arrow(pc.replace_substring_regex(_arrow(t), _NUMBER_JUNK, ""), t.index)
     t = t.str.replace(r"^\((.+)\)$", r"-\1", regex=True)
-    return t.str.replace(r"^([^-].*)-$", r"-\1", regex=True)
+    return ungroup_thousands(t.str.replace(r"^([^-].*)-$", r"-\1", regex=True))
+
+
+def ungroup_thousands(text: pd.Series) -> pd.Series:
+    """`STR` text with the commas removed from numbers grouped by thousands (``1,234.5`` → ``1234.5``).
+
+    Other text keeps its commas, so that it does not parse as a number: ``1.234,50`` (a European amount)
+    or ``1,2,3`` must be refused, not read as 1.2345 or 123.
+    """
+    values = _arrow(text)
+    grouped = pc.match_substring_regex(values, _GROUPED)
+    return _from_arrow(pc.if_else(grouped, pc.replace_substring(values, ",", ""), values), text.index)
 
 
 def _parse_number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -1028,7 +1041,7 @@ def _parse_number_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     notna = text.notna().pipe(_flags)
     values = _text_floats(text)
     # cheapest cleanup first: most failures are only thousands separators
-    for cleanup in (lambda t: t.str.replace(",", "", regex=False), _number_cleanup):
+    for cleanup in (ungroup_thousands, _number_cleanup):
         retry = notna & np.isnan(values)
         if retry.any():
             values[retry] = _text_floats(cleanup(text[retry]))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from etl.mapping.model import CanonicalField
-from etl.mapping.transforms import as_text
+from etl.mapping.transforms import as_text, ungroup_thousands
 
 __all__ = ["as_text", "coerce", "coerce_series", "empty_frame", "row_hash"]
 
@@ -52,7 +52,7 @@ def coerce_series(
         numeric = (
             series
             if pd.api.types.is_numeric_dtype(series.dtype) and series.dtype != bool
-            else pd.to_numeric(as_text(series).str.replace(",", "", regex=False), errors="coerce")
+            else pd.to_numeric(ungroup_thousands(as_text(series)), errors="coerce")
         )
         numeric = pd.Series(numeric, index=series.index).astype("float64")
         bad = present & (numeric.isna() | ~np.isfinite(numeric.fillna(0)))

@@ -114,16 +114,22 @@ def _old_text_floats(text: pd.Series) -> np.ndarray:
     return t._floats(pd.to_numeric(text, errors="coerce"))
 
 
+def _old_ungroup(text: pd.Series) -> pd.Series:
+    """Commas removed from valid thousands grouping only (``1.234,50`` keeps its comma and fails to parse)."""
+    grouped = text.str.fullmatch(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?").fillna(False).astype(bool)
+    return text.where(~grouped, text.str.replace(",", "", regex=False))
+
+
 def _old_number_cleanup(text: pd.Series) -> pd.Series:
-    out = text.str.normalize("NFKC").str.replace(r"[\s,¥$€£]", "", regex=True)
+    out = text.str.normalize("NFKC").str.replace(r"[\s¥$€£]", "", regex=True)
     out = out.str.replace(r"^\((.+)\)$", r"-\1", regex=True)
-    return out.str.replace(r"^([^-].*)-$", r"-\1", regex=True)
+    return _old_ungroup(out.str.replace(r"^([^-].*)-$", r"-\1", regex=True))
 
 
 def _old_parse_number_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     notna = text.notna().pipe(t._flags)
     values = _old_text_floats(text)
-    for cleanup in (lambda x: x.str.replace(",", "", regex=False), _old_number_cleanup):
+    for cleanup in (_old_ungroup, _old_number_cleanup):
         retry = notna & np.isnan(values)
         if retry.any():
             values[retry] = _old_text_floats(cleanup(text[retry]))

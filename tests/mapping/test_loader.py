@@ -234,7 +234,9 @@ def test_numbers_nobody_meant_are_reported_and_quoted_ones_are_not(tmp_path: Pat
     issues = issues_of(project(tmp_path, {"codes/times.yaml": table}))
     assert [(i.path, i.message.split(";")[0]) for i in issues] == [
         ("entries[0].synonyms[0]", "YAML reads 12:30 as the number 750"),
+        ("entries[0].synonyms[2]", "YAML reads 0x1F as the number 31"),
         ("entries[0].synonyms[3]", "YAML reads 007 as the number 7"),
+        ("entries[0].synonyms[6]", "YAML reads 1_000 as the number 1000"),
     ]
 
 

@@ -1,0 +1,49 @@
+"""A key or a survivorship priority list naming the same thing twice is refused, located (review D8).
+
+`key: [department_code, department_code]` would key every record as `D0101|D0101` and make the target's
+upsert fail; a source listed twice in a priority list says nothing and hides a typo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.mapping.test_all_issues_at_once import _edit
+from tests.mapping.test_loader import SUPPLIER, issues_of, project
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_key_field_listed_twice_is_refused_at_the_repetition(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    _edit(folder, "department.yaml", "\nkey: department_code\n", "\nkey: [department_code, department_code]\n")
+    (issue,) = issues_of(folder)
+    assert (issue.file, issue.path) == ("mappings/department.yaml", "key[1]")
+    assert issue.message == "key field 'department_code' is listed twice; list each key field once"
+    line = (folder / "department.yaml").read_text(encoding="utf-8").splitlines()[issue.line - 1]
+    assert line[issue.column - 1 :].startswith("department_code]")
+
+
+def test_a_target_key_field_listed_twice_is_refused(tmp_path: Path) -> None:
+    text = SUPPLIER.replace("  table: md_supplier\n", "  table: md_supplier\n  key: [supplier_code, supplier_code]\n")
+    (issue,) = issues_of(project(tmp_path, {"supplier.yaml": text}))
+    assert (issue.line, issue.column, issue.path) == (15, 24, "target.key[1]")
+    assert issue.message.startswith("key field 'supplier_code' is listed twice")
+
+
+def test_a_source_listed_twice_in_a_priority_list_is_refused(tmp_path: Path) -> None:
+    text = (
+        SUPPLIER.replace(
+            "      name: cVenName\n",
+            "      name: cVenName\n  oa:\n    table: uf_vendor\n    id: id\n    fields:\n"
+            "      supplier_code: code\n      name: name\n",
+        )
+        + "survivorship:\n  default: [erp, oa, erp]\n  fields:\n    name: [oa, oa]\n"
+    )
+    issues = issues_of(project(tmp_path, {"supplier.yaml": text}))
+    assert [(i.line, i.column, i.path, i.message) for i in issues] == [
+        (22, 22, "survivorship.default[2]", "source 'erp' is listed twice; list each source once"),
+        (24, 16, "survivorship.fields.name[1]", "source 'oa' is listed twice; list each source once"),
+    ]
