@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Engine, Float, Table, and_, bindparam, cast, delete, select, update
+from sqlalchemy import DateTime, Engine, Float, Table, and_, bindparam, cast, delete, null, select, update
 
 from etl import faults, logs
 from etl.db.background import BackgroundWrites
@@ -44,7 +44,8 @@ def _typed_columns(engine: Engine, table: Table, columns: Sequence[str], mapping
     Read through `COPY` (psycopg), pyarrow parses the columns' own text into those types:
     the server's casts would only cost it time.
     """
-    cols = [table.c[c] for c in columns]
+    # A column the table lacks yet is read as NULL (a plan, which adds no column: `EntityTables.without_columns`).
+    cols = [table.c[c] if c in table.c else null().label(c) for c in columns]
     if mapping is None or engine.dialect.name != "postgresql" or engine.dialect.driver == "psycopg":
         return cols
     out: list[Any] = []
@@ -397,7 +398,7 @@ def _referenced_values(ctx: SyncContext, entity: str, field: str) -> set[str]:
     ref_table = ctx.tables(ref_mapping).target
     engine = ctx.target_engine(ref_mapping)
     known: set[str] = set()
-    if table_exists(engine, ref_table):
+    if field in ref_table.c and table_exists(engine, ref_table):  # a plan reads a column to be added as empty
         stmt = select(ref_table.c[field]).where(ref_table.c._active.is_(True)).distinct()
         known = set(read_frame(engine, stmt, [field])[field].astype("str"))
     if ctx.dry_run:

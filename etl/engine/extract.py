@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import replace
 from datetime import datetime
@@ -32,21 +33,54 @@ from etl.engine.tables import (
     start_bulk_load,
     table_exists,
 )
-from etl.errors import DataError, UnmappedValueError
+from etl.errors import ConfigError, ConfigIssue, DataError, UnmappedValueError
 from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
 from etl.mapping.model import EntityMapping, SourceSpec
+from etl.yamlio import dotted
+
+log = logging.getLogger("erpoa.sync")
 
 
-def prepare(ctx: SyncContext, entity: str) -> None:
-    """Create the entity's tables and drop staging left by earlier runs (or earlier attempts of this one)."""
+def prepare(ctx: SyncContext, entity: str) -> list[str]:
+    """Create the entity's tables and drop staging left by earlier runs (or earlier attempts of this one).
+
+    First the tables that exist are compared with the mapping (`EntityTables.compare`): a change that
+    is not safe raises a ConfigError located in the mapping file before anything is written; work
+    tables whose columns differ are rebuilt, and target and mirror take the safe changes (new columns,
+    longer text). Columns added to kept data make this run read the entity completely, and the next
+    runs until one publishes (its watermarks are forgotten first). A dry run changes nothing: it reads
+    missing columns as NULL and plans the complete read. Returns what changed (or would), for the
+    run's message.
+    """
     mapping = ctx.mapping(entity)
-    if not ctx.dry_run:
-        ctx.tables(mapping).create(ctx.target_engine(mapping))
+    tables = ctx.tables(mapping)
+    engine = ctx.target_engine(mapping)
+    diff = tables.compare(engine, work=not ctx.dry_run)
+    if diff.refused:
+        raise ConfigError([_located(ctx, entity, r.loc, r.message) for r in diff.refused])
+    for table in diff.rebuild:
+        log.info("%s: rebuilding the work table %s (its columns differ from the mapping)", entity, table.name)
+    for change in diff.changes:
+        log.warning("%s: %s", entity, change.note(planned=ctx.dry_run))
+    # The run's message names the target's changes; the mirror's follow them (in the log).
+    shown = [c for c in diff.changes if c.table == tables.target.name] or diff.changes
+    notes = [c.note(planned=ctx.dry_run) for c in shown]
+    if diff.complete_read:
+        complete_reads(ctx).add(entity)
+        notes.append("a complete read follows" if ctx.dry_run else f"{entity} is read completely to fill them")
+        log.warning("%s: %s", entity, notes[-1])
+    if ctx.dry_run:
+        tables.without_columns(diff.absent)
+    else:
+        if diff.complete_read:
+            ctx.store.forget_watermarks(entity)  # before the columns exist: a crash after them still reads all
+        tables.evolve(engine, diff)
+        tables.create(engine)
         ctx.store.clear_pending_watermarks(entity, ctx.run_id)
-        with ctx.target_engine(mapping).begin() as conn:
-            prune(conn, ctx.tables(mapping).ids, ctx.run_id)
-            mirror_swap.discard(conn, ctx.tables(mapping).mirror)  # left by an earlier run
+        with engine.begin() as conn:
+            prune(conn, tables.ids, ctx.run_id)
+            mirror_swap.discard(conn, tables.mirror)  # left by an earlier run
         with ctx.store.engine.begin() as conn:
             xref_partition.discard(conn, entity)  # left by an earlier run
     work = ctx.work_tables(mapping)
@@ -65,6 +99,22 @@ def prepare(ctx: SyncContext, entity: str) -> None:
         else:
             conn.execute(delete(work.gold).where(work.gold.c._run != ctx.run_id))
     faults.point("extract.prepared")
+    return notes
+
+
+def complete_reads(ctx: SyncContext) -> set[str]:
+    """The entities this run reads completely whatever their watermarks (columns were added to their tables)."""
+    reads: set[str] = ctx.__dict__.setdefault("_complete_reads", set())
+    return reads
+
+
+def _located(ctx: SyncContext, entity: str, loc: tuple[str | int, ...], message: str) -> ConfigIssue:
+    """A ConfigIssue at `loc` of the entity's mapping file (at its file alone when its positions are unknown)."""
+    smap = ctx.mappings.source_maps.get(entity)
+    if smap is not None:
+        return smap.issue(loc, message)
+    path = ctx.mappings.files.get(entity)
+    return ConfigIssue(str(path) if path else "", None, None, dotted(loc), message)
 
 
 def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: bool = False) -> dict[str, Any]:
@@ -147,7 +197,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
 def _watermark(ctx: SyncContext, entity: str, source: str) -> Any | None:
     """Where the source's read starts from (before the overlap), or None for a full read."""
     spec = ctx.mapping(entity).sources[source]
-    if ctx.full_refresh or ctx.only_ids is not None or not spec.cursor:
+    if ctx.full_refresh or ctx.only_ids is not None or not spec.cursor or entity in complete_reads(ctx):
         return None
     return ctx.store.watermark(entity, source)
 

@@ -171,7 +171,8 @@ def sync_entity(
     with lock_ctx:
         if not ctx.dry_run:
             ctx.store.record_entity(ctx.run_id, entity, status="running")
-        timed("extract", lambda: extract.prepare(ctx, entity))
+        notes = timed("extract", lambda: extract.prepare(ctx, entity))
+        result.message = "; ".join(notes) or None  # what changed in the entity's tables
         with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
             extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
         result.read = {source: counts["read"] for source, counts in extracted.items()}
@@ -200,7 +201,8 @@ def sync_entity(
                 timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total,
                                                                 quarantined=result.quarantined))
             except QualityGateError as exc:  # the plan's figures stay, for the steward to see why
-                result.status, result.message = "failed", redact(str(exc), ctx.config)
+                result.status = "failed"
+                result.message = "; ".join([*notes, redact(str(exc), ctx.config)])
                 result.error, result.exit_code = type(exc).__name__, exc.exit_code
         else:
             timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))

@@ -7,13 +7,17 @@
 - `erpoa_ids_<entity>`: hashes of the mirror's ids, for the deletion sweep (`etl.engine.idhashes`);
 - `erpoa_stage_<entity>`: canonical rows extracted by a run (run-scoped);
 - `erpoa_gold_<entity>`: golden records a run built, with the action to publish.
+
+`EntityTables.compare` checks tables that exist against the mapping, which may have changed since
+they were created: `EntityTables.evolve` applies what is safe, the rest is refused (`SchemaDiff`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,8 +43,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.mysql import LONGBLOB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.schema import CreateIndex
 
+from etl.db import ddl
 from etl.db.connect import byte_exact_tables
 from etl.db.write import plain_indexes, refresh_statistics
 from etl.mapping.model import CanonicalField, EntityMapping
@@ -84,6 +91,57 @@ def _field_columns(mapping: EntityMapping, *, key_not_null: bool = False) -> lis
         Column(name, sql_type(spec), nullable=not (key_not_null and name in mapping.target_key))
         for name, spec in mapping.fields.items()
     ]
+
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """A safe change to a kept table (target or mirror) whose mapping changed, applied before the run writes."""
+
+    table: str
+    column: str
+    kind: Literal["add", "widen", "nullable"]
+    #: The DDL to run; None when the dialect needs none (a wider text column on SQLite).
+    statement: str | None
+    #: The column's new type, as the dialect spells it.
+    type_sql: str
+
+    def note(self, *, planned: bool = False) -> str:
+        """What the change does, for the log and the run's message (`planned`: in a plan, what it would do)."""
+        verb = {"add": "add column", "widen": "widen column", "nullable": "let column"}[self.kind]
+        done = {"add": "added column", "widen": "widened column", "nullable": "let column"}[self.kind]
+        what = f"{self.table}.{self.column}"
+        tail = {"add": "", "widen": f" to {self.type_sql}", "nullable": " take NULL (no longer mapped)"}[self.kind]
+        return f"{'would ' + verb if planned else done} {what}{tail}"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A difference between a kept table and the mapping that is not applied automatically, at `loc` of the
+    mapping file, with the fix."""
+
+    loc: Loc
+    message: str
+
+
+@dataclass
+class SchemaDiff:
+    """How the entity's existing tables differ from its mapping (`EntityTables.compare`)."""
+
+    changes: list[SchemaChange] = field(default_factory=list)
+    #: Work tables (stage, gold) whose columns differ: dropped and created again.
+    rebuild: list[Table] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    #: Per kept table, the mapping's columns it does not have yet.
+    absent: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def complete_read(self) -> bool:
+        """Whether columns are added to kept data: the entity's existing rows need their values, from a
+        complete read of its sources."""
+        return any(c.kind == "add" for c in self.changes)
 
 
 @dataclass
@@ -195,6 +253,120 @@ class EntityTables:
         )
         return cls(mapping, md, target, mirror, ids, stage, gold)
 
+    def compare(self, engine: Engine, *, work: bool = True) -> SchemaDiff:
+        """Compare the entity's tables in `engine`'s database with the mapping (a few catalogue queries).
+
+        Kept tables (target, mirror): a new field is a column to add, a longer `length:` one to widen;
+        a column no longer mapped stays (made nullable if it was NOT NULL). A type, scale or key change
+        and a shorter length are refused, with the migration for an administrator. With `work`, the stage
+        and gold tables whose columns differ are to be rebuilt (they hold one run's rows, which a rerun
+        writes again). Tables that do not exist yet are not compared: `create` makes them.
+        """
+        with ddl.catalogue(engine) as inspector:
+            return self._compare(inspector, engine.dialect, work)
+
+    def _compare(self, inspector: Any, dialect: Dialect, work: bool) -> SchemaDiff:
+        diff = SchemaDiff()
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for table in (self.target, self.mirror):
+            columns = _reflect(inspector, table)
+            if columns is not None:
+                found[table.name] = columns
+                key = inspector.get_pk_constraint(table.name, schema=table.schema)["constrained_columns"] or []
+                if table is self.target and key and set(key) != set(self.mapping.target_key):
+                    diff.refused.append(self._key_refusal(key))
+                self._compare_kept(dialect, table, columns, set(key), diff)
+        for name, spec in self.mapping.fields.items():
+            problem = _field_problem(dialect, self, name, spec, found)
+            if problem is not None:
+                diff.refused.append(problem)
+        if work:
+            for table in (self.stage, self.gold):
+                columns = _reflect(inspector, table)
+                if columns is not None and _work_differs(dialect.name, table, columns, self.mapping.fields):
+                    diff.rebuild.append(table)
+        return diff
+
+    def _compare_kept(
+        self, dialect: Dialect, table: Table, columns: dict[str, dict[str, Any]], key: set[str], diff: SchemaDiff
+    ) -> None:
+        """The safe changes of kept `table` (reflected as `columns`) into `diff`; refusals are `_field_problem`'s."""
+        name = dialect.identifier_preparer.format_table(table)
+        for column in self.mapping.fields:
+            reflected = columns.get(column)
+            if reflected is None:
+                diff.absent.setdefault(table.name, set()).add(column)
+                added = ddl.add_column(dialect, name, column, table.c[column].type)
+                diff.changes.append(
+                    SchemaChange(table.name, column, "add", added, ddl.type_sql(table.c[column].type, dialect))
+                )
+                continue
+            want = ddl.column_kind(table.c[column].type, dialect.name)
+            have = ddl.column_kind(reflected["type"], dialect.name)
+            if want.family == have.family == "string" and have.length is not None and (want.length or 0) > have.length:
+                assert want.length is not None
+                widened = ddl.widen_string(
+                    dialect, name, column, reflected["type"], want.length, bool(reflected["nullable"])
+                )
+                if widened is not None:
+                    diff.changes.append(SchemaChange(table.name, column, "widen", widened, f"VARCHAR({want.length})"))
+        kept = {c.name for c in table.c}
+        for column, reflected in columns.items():
+            if column in kept or reflected["nullable"] or reflected.get("default") is not None:
+                continue
+            if column in key:
+                continue  # a key column: a key change, refused by `compare`
+            relaxed = ddl.drop_not_null(dialect, name, column, reflected["type"])
+            if relaxed is None:
+                diff.refused.append(
+                    Refusal(
+                        ("fields",),
+                        f"the column {table.name}.{column} is no longer mapped but NOT NULL without a default, so no "
+                        f"row could be written, and SQLite cannot let it take NULL: map the field again, or rename "
+                        f"{table.name} (e.g. to {table.name}_old) and run `erpoa sync {self.mapping.entity} "
+                        "--full-refresh` to build it anew",
+                    )
+                )
+            else:
+                diff.changes.append(SchemaChange(table.name, column, "nullable", relaxed, ""))
+
+    def _key_refusal(self, key: list[str]) -> Refusal:
+        mapping = self.mapping
+        loc: Loc = ("target", "key") if mapping.target.key else ("key",)
+        return Refusal(
+            loc,
+            f"the primary key of the target table {self.target.name} is ({', '.join(key)}), the mapping's key is "
+            f"now ({', '.join(mapping.target_key)}); nothing was written. A key change is not applied automatically: "
+            f"set the key back, or {self._rebuild_fix()}",
+        )
+
+    def _rebuild_fix(self) -> str:
+        """How to start the entity's kept tables anew, keeping the old ones aside."""
+        return (
+            f"rename {self.target.name} and {self.mirror.name} (e.g. to {self.target.name}_old and "
+            f"{self.mirror.name}_old), drop {self.ids.name}, and run `erpoa sync {self.mapping.entity} "
+            "--full-refresh` to build them anew from the sources"
+        )
+
+    def evolve(self, engine: Engine, diff: SchemaDiff) -> None:
+        """Apply `diff` (without refusals): drop the work tables to rebuild (`create` makes them again) and run
+        the kept tables' changes, in one transaction where the dialect's DDL is transactional."""
+        if diff.rebuild:
+            with engine.begin() as conn:
+                for table in diff.rebuild:
+                    table.drop(conn, checkfirst=True)
+        statements = [c.statement for c in diff.changes if c.statement]
+        if statements:
+            with engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(text(statement))
+
+    def without_columns(self, absent: Mapping[str, Collection[str]]) -> None:
+        """Let target and mirror name only the columns they have (a plan, which changes no table): the reads
+        of a missing column give NULL (`etl.engine.build`), as the column would hold once added."""
+        self.target = _copy_without(self.target, absent.get(self.target.name, ()))
+        self.mirror = _copy_without(self.mirror, absent.get(self.mirror.name, ()))
+
     def create(self, engine: Engine, *, work_only: bool = False) -> None:
         """Create missing tables (all, or only stage and gold for a separate work database)."""
         tables = [self.stage, self.gold] if work_only else [self.target, self.mirror, self.ids, self.stage, self.gold]
@@ -203,6 +375,105 @@ class EntityTables:
         self.metadata.create_all(engine, tables=tables, checkfirst=True)
         if engine.dialect.name == "postgresql":
             _unlogged(engine, [self.stage, self.gold])
+
+
+def _reflect(inspector: Any, table: Table) -> dict[str, dict[str, Any]] | None:
+    """The columns of `table` in the database by name (as `Inspector.get_columns` gives them); None when absent."""
+    try:
+        return {c["name"]: c for c in inspector.get_columns(table.name, schema=table.schema)}
+    except NoSuchTableError:
+        return None
+
+
+def _work_differs(
+    dialect: str, table: Table, columns: dict[str, dict[str, Any]], fields: Mapping[str, CanonicalField]
+) -> bool:
+    """Whether a work table's columns (names, and the fields' kinds) differ from what `build` makes."""
+    if set(columns) != {c.name for c in table.c}:
+        return True
+    return any(
+        ddl.column_kind(table.c[name].type, dialect) != ddl.column_kind(columns[name]["type"], dialect)
+        for name in fields
+    )
+
+
+def _field_problem(
+    dialect: Dialect,
+    tables: EntityTables,
+    name: str,
+    spec: CanonicalField,
+    found: Mapping[str, dict[str, dict[str, Any]]],
+) -> Refusal | None:
+    """The refusal of field `name` when a kept table (`found`, reflected) has its column of another type or
+    scale, or longer; None when every difference is safe."""
+    loc: Loc | None = None
+    clash = []
+    for table in (tables.target, tables.mirror):
+        reflected = found.get(table.name, {}).get(name)
+        if reflected is None:
+            continue
+        want = ddl.column_kind(table.c[name].type, dialect.name)
+        have = ddl.column_kind(reflected["type"], dialect.name)
+        if want.family != have.family:
+            here: Loc = ("fields", name, "type")
+        elif want.family == "decimal" and want.scale != have.scale:
+            here = ("fields", name, "scale")
+        elif want.family == "string" and want.length is not None and (have.length or 0) > want.length:
+            here = ("fields", name, "length")
+        else:
+            continue
+        loc = loc or here
+        clash.append((table, reflected, have))
+    if loc is None:
+        return None
+    table, reflected, have = clash[0]
+    role = "target" if table is tables.target else "mirror"
+    shown = ddl.type_sql(reflected["type"], dialect)
+    prep = dialect.identifier_preparer
+    statements = [
+        ddl.retype(
+            dialect, prep.format_table(t), name, t.c[name].type, bool(r["nullable"]), was_boolean=h.family == "boolean",
+            converts=loc[-1] == "type",
+        )
+        for t, r, h in clash
+    ]
+    migrate = "; ".join(s for s in statements if s is not None) if all(statements) else None
+    entity = tables.mapping.entity
+    head = f"the {role} column {table.name}.{name} is {shown}"
+    rebuild = tables._rebuild_fix()
+    if loc[-1] == "length":
+        fix = f"have an administrator shorten the longer values and run {migrate}" if migrate else rebuild
+        return Refusal(
+            loc,
+            f"{head}, the field's length is now {spec.length}; nothing was written. A shorter column is not applied "
+            f"automatically (longer values would not fit): set the length back to {have.length} or more, or {fix}",
+        )
+    now = f"scale is now {spec.scale}" if loc[-1] == "scale" else f"type is now {spec.type}"
+    convert = (
+        f"have an administrator convert the column ({migrate}) and run `erpoa sync {entity} --full-refresh`, or "
+        if migrate
+        else ""
+    )
+    return Refusal(
+        loc,
+        f"{head}, the field's {now}; nothing was written. A type change is not applied automatically: set it back, "
+        f"or {convert}{rebuild}",
+    )
+
+
+def _copy_without(table: Table, names: Collection[str]) -> Table:
+    """`table` without the columns `names` (for reads only: no index, no constraint besides the key)."""
+    if not names:
+        return table
+    return Table(
+        table.name,
+        MetaData(schema=table.schema),
+        *[
+            Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in table.columns
+            if c.name not in names
+        ],
+    )
 
 
 def _unlogged(engine: Engine, tables: list[Table]) -> None:

@@ -145,6 +145,11 @@ class Store:
                 ["run_id", "entity", "source"],
             )
 
+    def forget_watermarks(self, entity: str) -> None:
+        """Forget the entity's committed watermarks: each source is read completely until a run publishes."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(s.watermarks).where(s.watermarks.c.entity == entity))
+
     def clear_pending_watermarks(self, entity: str, keep_run: str) -> None:
         """Forget watermarks that crashed runs read but never published."""
         with self.engine.begin() as conn:
