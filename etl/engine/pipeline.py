@@ -69,6 +69,8 @@ class SyncSummary:
     entities: list[EntityResult]
     seconds: float
     message: str | None = None
+    #: What the operator should know about the run as a whole (e.g. the mappings changed since the last sync).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -168,52 +170,57 @@ def sync_entity(
         if not ctx.dry_run
         else _nolock()
     )
-    with lock_ctx:
-        if not ctx.dry_run:
-            ctx.store.record_entity(ctx.run_id, entity, status="running")
-        notes = timed("extract", lambda: extract.prepare(ctx, entity))
-        result.message = "; ".join(notes) or None  # what changed in the entity's tables
-        with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
-            extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
-        result.read = {source: counts["read"] for source, counts in extracted.items()}
-        parts = timed("extract", lambda: extract.partitions(ctx, entity))  # builds the stage's indexes
-        totals: dict[str, int] = {}
-        build.expect_fresh_gold(ctx, entity, parts)
-        with (
-            prebuild.building(ctx, entity),  # a first load's mirror and links, beside the merge
-            ctx.background_writes(mapping, f"erpoa-gold-{entity}") as writes,
-        ):
-            for part in range(parts):
-                counts = timed("merge", partial(build.build_partition, ctx, entity, part, parts, writes))
-                for k, v in counts.items():
-                    totals[k] = totals.get(k, 0) + v
-            timed("merge", writes.wait)
-        result.inserted = totals.get("insert", 0)
-        result.updated = totals.get("update", 0)
-        result.unchanged = totals.get("unchanged", 0)
-        result.inactivated = totals.get("inactivate", 0) + totals.get("deactivated", 0)
-        if ctx.dry_run:
-            result.quarantined = sum(
-                int(f[f["entity"] == entity]["src_id"].nunique()) for f in ctx.planned_quarantine if not f.empty
-            )
-            result.status = "planned"
-            try:
-                timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total,
-                                                                quarantined=result.quarantined))
-            except QualityGateError as exc:  # the plan's figures stay, for the steward to see why
-                result.status = "failed"
-                result.message = "; ".join([*notes, redact(str(exc), ctx.config)])
-                result.error, result.exit_code = type(exc).__name__, exc.exit_code
-        else:
-            timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))
-            timed("publish", lambda: publish.publish_and_finalize(ctx, entity))
-            result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
-            result.status = "success"
-            for hook in hooks:
-                hook(ctx, entity, result)
-            faults.point("entity.reconciled")
-            timed("publish", lambda: publish.cleanup(ctx, entity))
-            faults.point("entity.cleaned")
+    try:
+        with lock_ctx:
+            if not ctx.dry_run:
+                ctx.store.record_entity(ctx.run_id, entity, status="running")
+            notes = timed("extract", lambda: extract.prepare(ctx, entity))
+            result.message = "; ".join(notes) or None  # what changed in the entity's tables
+            with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
+                extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
+            result.read = {source: counts["read"] for source, counts in extracted.items()}
+            parts = timed("extract", lambda: extract.partitions(ctx, entity))  # builds the stage's indexes
+            totals: dict[str, int] = {}
+            build.expect_fresh_gold(ctx, entity, parts)
+            with (
+                prebuild.building(ctx, entity),  # a first load's mirror and links, beside the merge
+                ctx.background_writes(mapping, f"erpoa-gold-{entity}") as writes,
+            ):
+                for part in range(parts):
+                    counts = timed("merge", partial(build.build_partition, ctx, entity, part, parts, writes))
+                    for k, v in counts.items():
+                        totals[k] = totals.get(k, 0) + v
+                timed("merge", writes.wait)
+            result.inserted = totals.get("insert", 0)
+            result.updated = totals.get("update", 0)
+            result.unchanged = totals.get("unchanged", 0)
+            result.inactivated = totals.get("inactivate", 0) + totals.get("deactivated", 0)
+            if ctx.dry_run:
+                result.quarantined = sum(
+                    int(f[f["entity"] == entity]["src_id"].nunique()) for f in ctx.planned_quarantine if not f.empty
+                )
+                result.status = "planned"
+                try:
+                    timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total,
+                                                                    quarantined=result.quarantined))
+                except QualityGateError as exc:  # the plan's figures stay, for the steward to see why
+                    result.status = "failed"
+                    result.message = "; ".join([*notes, redact(str(exc), ctx.config)])
+                    result.error, result.exit_code = type(exc).__name__, exc.exit_code
+            else:
+                timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))
+                timed("publish", lambda: publish.publish_and_finalize(ctx, entity))
+                result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
+                result.status = "success"
+                for hook in hooks:
+                    hook(ctx, entity, result)
+                faults.point("entity.reconciled")
+                timed("publish", lambda: publish.cleanup(ctx, entity))
+                faults.point("entity.cleaned")
+    except ErpOaError as exc:  # what the entity read and set aside before it failed stays in its figures
+        result.seconds = round(time.monotonic() - started, 3)
+        exc.__dict__["entity_result"] = result
+        raise
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -351,6 +358,7 @@ def run_sync(
     if not dry_run:
         store.start_run(ctx.run_id, trigger=trigger, mode=mode, mapping_version=mappings.version, entities=names)
     started = time.monotonic()
+    notes = _mapping_notes(ctx, mappings.version)
     faults.point("sync.start")
     results: list[EntityResult] = []
     failed: set[str] = set()
@@ -380,8 +388,26 @@ def run_sync(
         entities=results,
         seconds=round(time.monotonic() - started, 3),
         message=message,
+        notes=notes,
     )
     return summary, ctx
+
+
+def _mapping_notes(ctx: SyncContext, version: str) -> list[str]:
+    """A note when the mappings changed since the last sync and this run reads incrementally: the records
+    it does not read keep the old mapping (a changed code table shows as `unchanged` in a plan)."""
+    if ctx.full_refresh:
+        return []
+    previous = ctx.store.last_mapping_version(ctx.run_id)
+    if previous is None or previous == version:
+        return []
+    note = (
+        f"the mappings changed since the last sync ({previous} -> {version}): an incremental run maps only the "
+        "rows it reads, so records that did not change at the source keep the old mapping; "
+        "`--full-refresh` re-maps every record"
+    )
+    log.info("%s", note)
+    return [note]
 
 
 def _sync_all(
@@ -406,13 +432,12 @@ def _sync_all(
             if res.status == "failed":  # a plan the quality gate would refuse
                 failed.add(name)
         except ErpOaError as exc:
-            res = EntityResult(
-                entity=name,
-                status="failed",
-                message=redact(str(exc), ctx.config),
-                error=type(exc).__name__,
-                exit_code=exc.exit_code,
-            )
+            res = exc.__dict__.get("entity_result") or EntityResult(entity=name)
+            error = redact(str(exc), ctx.config)
+            res.status, res.message = "failed", f"{error}; {res.message}" if res.message else error
+            res.error, res.exit_code = type(exc).__name__, exc.exit_code
+            if not ctx.dry_run and res.read_total:  # e.g. a gate refusal: the rows it set aside stay listed
+                res.quarantined = _count_quarantine(ctx, name)
             failed.add(name)
             log.error("%s", res.message)
             if isinstance(exc, LockedError):
@@ -420,6 +445,13 @@ def _sync_all(
         results.append(res)
         record(ctx, res)
         faults.point("entity.recorded")
+
+
+def _count_quarantine(ctx: SyncContext, entity: str) -> int:
+    try:
+        return ctx.store.count_quarantine(ctx.run_id, entity)
+    except SQLAlchemyError:  # the store may be what failed
+        return 0
 
 
 def _record_crash(ctx: SyncContext, results: list[EntityResult], names: list[str], exc: BaseException) -> None:

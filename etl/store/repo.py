@@ -99,6 +99,21 @@ class Store:
             )
             return [dict(r) for r in rows.mappings()]
 
+    def last_mapping_version(self, before_run: str) -> str | None:
+        """The mapping version of the last sync (full or incremental) that published, before `before_run`."""
+        runs = s.runs
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(runs.c.mapping_version)
+                .where(
+                    runs.c.status.in_(["success", "partial"]),
+                    runs.c.mode.in_(["full", "incremental"]),
+                    runs.c.run_id < before_run,
+                )
+                .order_by(runs.c.run_id.desc())
+                .limit(1)
+            ).scalar()
+
     def entity_runs(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.entity_runs).where(s.entity_runs.c.run_id == run_id))

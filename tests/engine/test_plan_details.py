@@ -14,15 +14,16 @@ pytestmark = pytest.mark.sqlite
 
 
 def test_a_reactivation_shows_as_a_change_of_active(tmp_path: Path) -> None:
-    """A typo in `inactive_values` re-activates the leavers: the plan's samples must show it, not `changes: {}`."""
+    """Dropping `left` from `inactive_values` re-activates the leavers: the plan's samples must show it, not
+    `changes: {}`."""
     config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
     first, _ = run_sync(config, full_refresh=True)
     assert first.status == "success", first.message
     path = config.resolve(config.mappings) / "employee.yaml"
     text = path.read_text(encoding="utf-8")
     assert "inactive_values: [left, retired, invalid]" in text
-    typo = text.replace("inactive_values: [left, retired, invalid]", "inactive_values: [lfet, retired, invalid]")
-    path.write_text(typo, encoding="utf-8")
+    path.write_text(text.replace("inactive_values: [left, retired, invalid]", "inactive_values: [retired, invalid]"),
+                    encoding="utf-8")
     summary, ctx = run_sync(config, entities=["employee"], full_refresh=True, dry_run=True)
     try:
         assert summary.entities[0].updated > 0, summary.entities[0]
@@ -30,3 +31,38 @@ def test_a_reactivation_shows_as_a_change_of_active(tmp_path: Path) -> None:
     finally:
         ctx.close()
     assert updates and all(u["changes"] == {"_active": {"old": False, "new": True}} for u in updates), updates
+
+
+def test_a_refused_entity_keeps_its_figures_and_a_changed_mapping_is_noted(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from etl.cli.app import app
+    from etl.engine.pipeline import open_store
+
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    first, _ = run_sync(config, full_refresh=True)
+    assert first.status == "success", first.message
+    assert first.notes == []
+    path = config.resolve(config.mappings) / "purchase.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["quality"] = {**data.get("quality", {}), "max_quarantined_rows": 0}
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    refused, _ = run_sync(config, entities=["purchase"], full_refresh=True)
+    purchase = refused.entities[0]
+    assert (purchase.status, purchase.exit_code) == ("failed", 4)
+    assert purchase.read_total > 0 and purchase.quarantined > 0  # what it read and set aside, not zeros
+    stored = open_store(config).entity_run(refused.run_id, "purchase")
+    assert stored is not None and stored["read_total"] == purchase.read_total
+    assert stored["quarantined"] == purchase.quarantined
+
+    # The mappings changed since the last sync: an incremental plan says that what it does not read keeps
+    # the old mapping; a full refresh re-maps everything and needs no note.
+    plan = CliRunner().invoke(app, ["plan", "department", "--config", str(config.config_path)])
+    assert plan.exit_code == 0, plan.output
+    text = " ".join(plan.output.split())
+    assert "note: the mappings changed since the last sync" in text
+    assert "`--full-refresh` re-maps every record" in text
+    full, _ = run_sync(config, entities=["department"], full_refresh=True, dry_run=True)
+    assert full.notes == []
