@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -37,6 +38,7 @@ from etl.errors import ConfigError, ConfigIssue, DataError, UnmappedValueError
 from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
 from etl.mapping.model import EntityMapping, SourceSpec
+from etl.store.repo import IN_BATCH
 from etl.yamlio import dotted
 
 log = logging.getLogger("erpoa.sync")
@@ -181,7 +183,9 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
     counts["moved"] = _mark_moved(ctx, entity, source)
     faults.point("extract.source_done")
     full_read = since is None
-    if not replay and full_read:
+    if replay:  # the records asked for that the source no longer has: gone, as a sweep would find them
+        counts["deleted"] = _vanished_marked(ctx, entity, source, _mark_vanished(ctx, entity, source, only=ids))
+    elif full_read:
         counts["deleted"] = _vanished_marked(ctx, entity, source, _mark_vanished(ctx, entity, source))
     elif _sweeps(ctx, spec):
         if defer_sweep:
@@ -490,8 +494,11 @@ def _mirrors(engine: Engine, mirror: Table, source: str) -> bool:
         return conn.execute(select(mirror.c._src_id).where(mirror.c._source == source).limit(1)).first() is not None
 
 
-def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
-    """Stage a `deleted` row for every mirrored record of `source` that the source no longer has."""
+def _mark_vanished(ctx: SyncContext, entity: str, source: str, only: Sequence[str] | None = None) -> int:
+    """Stage a `deleted` row for every mirrored record of `source` that the source no longer has.
+
+    `only`: of these records (a replay read just them), not of every mirrored one.
+    """
     mapping = ctx.mapping(entity)
     tables = ctx.tables(mapping)
     work = ctx.work_tables(mapping)
@@ -499,6 +506,24 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
     target_engine = ctx.target_engine(mapping)
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
+    if only is not None:
+        with target_engine.connect() as conn:
+            mirrored = pd.concat(
+                [
+                    pd.DataFrame(
+                        conn.execute(
+                            select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(
+                                mirror.c._source == source, mirror.c._src_id.in_(list(only[i : i + IN_BATCH]))
+                            )
+                        ).all(),
+                        columns=["_src_id", "_key", "_bucket"],
+                    )
+                    for i in range(0, len(only), IN_BATCH)
+                ]
+                or [pd.DataFrame(columns=["_src_id", "_key", "_bucket"])],
+                ignore_index=True,
+            )
+        return _stage_gone(ctx, mapping, source, mirrored)
     if ctx.same_database:  # stage statistics are fresh where the mirror has rows: refreshed by _mark_moved
         present = exists().where(
             and_(stage.c._run == ctx.run_id, stage.c._source == source, stage.c._src_id == mirror.c._src_id)
@@ -518,6 +543,12 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str) -> int:
             ).all(),
             columns=["_src_id", "_key", "_bucket"],
         )
+    return _stage_gone(ctx, mapping, source, mirrored)
+
+
+def _stage_gone(ctx: SyncContext, mapping: Any, source: str, mirrored: pd.DataFrame) -> int:
+    """Stage a `deleted` row for each of the `mirrored` records this run did not stage from `source`."""
+    stage = ctx.work_tables(mapping).stage
     with ctx.work_engine(mapping).connect() as conn:
         seen = {
             r[0]

@@ -186,6 +186,8 @@ def test_retry_does_not_requarantine_a_duplicate_deleted_at_the_source(synced) -
     assert code == 0, out
     assert out["vanished"] == 1
     assert "open" not in set(_rows(config, "employee", deleted)["status"])
+    kept = str(dup["oa_ids"][0])  # the retry alone publishes the key without the duplicate
+    assert "open" not in set(_rows(config, "employee", kept)["status"]), _rows(config, "employee", kept)
 
 
 # U2 ---------------------------------------------------------------------------------------------------------------
