@@ -40,15 +40,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import faults
-from etl.db.extract import ExtractRequest, check_columns, iter_chunks
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
-from etl.engine import idhashes, mirror_swap, xref_partition
+from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band, row_count_limits
 from etl.engine.tables import build_indexes, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
-from etl.mapping.apply import source_ids
 from etl.store import schema as store_schema
 from etl.store.repo import IN_BATCH
 
@@ -423,9 +421,10 @@ def _settle(
 def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -> list[str]:
     """Those of `ids` (source records with open findings that this run did not stage) the source no longer has.
 
-    Known without a look when the run read the source completely (a full read stages every record it has) or
-    replayed exactly these ids; after an incremental read that swept for deletions they are read by id (only
-    records with open findings, so few); otherwise (an incremental read without a sweep) nothing is known.
+    Known when the run read the source completely (a full read stages every record it has), replayed exactly
+    these ids, or swept it for deletions in this process (the sweep checks these ids against the source's as
+    it reads them, `etl.engine.sweep._Findings`); otherwise (an incremental read without a sweep, or a sweep
+    run by another process, as Airflow's tasks are) nothing is known and they stay open for a later run.
     """
     if not ids:
         return []
@@ -435,19 +434,11 @@ def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -
         return [i for i in ids if i in asked]
     if ctx.full_refresh or not spec.cursor or ctx.store.watermark(entity, source) is None:
         return ids  # watermarks have not moved yet: None means this run's read was a full one
-    if not (spec.sweep and ctx.sweep):
+    absent = ctx.__dict__.get(sweep.ABSENT, {}).get((entity, source))
+    if absent is None:
         return []
-    conn_cfg = ctx.source_conn(ctx.mapping(entity), source)
-    resolved = check_columns(conn_cfg, spec, source, entity)
-    columns = [resolved[c] for c in spec.columns]
-    found: set[str] = set()
-    for start in range(0, len(ids), IN_BATCH):
-        batch = ids[start : start + IN_BATCH]
-        request = ExtractRequest(source, spec, columns, chunk_size=ctx.chunk_size, where_ids=batch)
-        for chunk in iter_chunks(conn_cfg, request):
-            chunk.columns = list(spec.columns)
-            found.update(source_ids(chunk, list(spec.id)).astype(str))
-    return [i for i in ids if i not in found]
+    gone = set(absent)
+    return [i for i in ids if i in gone]
 
 
 class _XrefLoader:

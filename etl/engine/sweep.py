@@ -118,12 +118,14 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
     vanished_of: Callable[[np.ndarray], np.ndarray]  # which of some mirrored ids' hashes are of vanished ids
+    watch = _Findings(ctx, entity, source)
     if _known(target_engine, tables.ids, source):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
             loading = pool.submit(_coverage, target_engine, tables.ids, source)
             coverage = _Marking(loading)
-            present = _read_present(ctx, entity, source, staged, coverage.add)
+            present = _read_present(ctx, entity, source, staged, watch.also(coverage.add))
             coverage.flush()
+        watch.record()
         loaded = loading.result()
         if loaded.covered:
             if loaded.compact(present) and not ctx.dry_run:
@@ -141,11 +143,12 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
             mirrored = pool.submit(_mirrored_ids, target_engine, mirror, source, stop)
             try:
-                _read_present(ctx, entity, source, staged, hashes.append)
+                _read_present(ctx, entity, source, staged, watch.also(hashes.append))
             except BaseException:
                 stop.set()
                 raise
             chunks = mirrored.result()
+        watch.record()
         known = idhashes.drain(hashes)
         known.sort()  # in place; duplicates are harmless to the binary search of `_contains`
 
@@ -217,6 +220,44 @@ def _read_present(
         mine = pa.array(conn.execute(ids).scalars().all(), type=pa.string())
     take(id_hashes(mine))
     return taken + len(mine)
+
+
+ABSENT = "swept_absent"  # SyncContext.__dict__ key: {(entity, source): ids with open findings the source lacks}
+
+
+class _Findings:
+    """Which source records with open quarantine findings the sweep's read of the source's ids did not find.
+
+    Those records were never accepted, so the mirror the sweep compares with does not hold them; their ids'
+    hashes are checked against each chunk's as it passes (no query of their own). The answer, for the publish
+    of this process to close their findings (`etl.engine.publish._not_at_source`), is kept in the context.
+    """
+
+    def __init__(self, ctx: SyncContext, entity: str, source: str) -> None:
+        self.ctx, self.key = ctx, (entity, source)
+        ids: list[str] = []
+        if not ctx.dry_run:
+            open_rows = ctx.store.quarantine(entity=entity, status="open")
+            mine = open_rows[(open_rows["source"].astype(str) == source) & open_rows["src_id"].notna()]
+            ids = sorted({i for i in mine["src_id"].astype(str) if not i.startswith("{")})  # not merge/gate JSON
+        self.ids = ids
+        self.hashes = id_hashes(pa.array(ids, type=pa.string())) if ids else np.empty(0, dtype=np.uint64)
+        self.seen = np.zeros(len(ids), dtype=bool)
+
+    def also(self, take: Callable[[np.ndarray], None]) -> Callable[[np.ndarray], None]:
+        """`take`, marking on the way the watched ids among each chunk's hashes."""
+        if not self.ids:
+            return take
+
+        def both(hashes: np.ndarray) -> None:
+            self.seen |= np.isin(self.hashes, hashes)
+            take(hashes)
+
+        return both
+
+    def record(self) -> None:
+        absent = [i for i, seen in zip(self.ids, self.seen, strict=True) if not seen]
+        self.ctx.__dict__.setdefault(ABSENT, {})[self.key] = absent
 
 
 class _Marking:
