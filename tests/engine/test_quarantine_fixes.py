@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,24 +13,12 @@ from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from etl.cli.app import app
-from etl.cli.demo_cmd import sqlite_urls
 from etl.config.project import ProjectConfig
 from etl.engine.lock import lock_name
 from etl.engine.pipeline import open_store, run_sync
 from etl.store import schema as store_schema
 from etl.store.repo import Store
-from tests.helpers.project import execute_sql, make_project, target_rows
-
-NEW_UNIT = "  - {code: D0304, name: 数字化转型办公室, synonyms: [SZ01]}\n"
-
-
-@pytest.fixture
-def synced(tmp_path: Path) -> tuple[ProjectConfig, dict[str, Any]]:
-    """A demo project on SQLite after its first full sync: the planted problems are quarantined."""
-    config, manifest = make_project(tmp_path / "project", sqlite_urls(tmp_path / "project"))
-    summary, _ = run_sync(config, full_refresh=True)
-    assert summary.status == "success", summary.message
-    return config, manifest
+from tests.helpers.project import NEW_UNIT, execute_sql, target_rows
 
 
 def _cli(config: ProjectConfig, *args: str, as_json: bool = True) -> tuple[int, Any]:

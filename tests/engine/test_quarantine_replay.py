@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,24 +10,15 @@ from sqlalchemy import create_engine, insert, text
 from typer.testing import CliRunner
 
 from etl.cli.app import app
-from etl.cli.demo_cmd import sqlite_urls
 from etl.config.project import ProjectConfig
 from etl.engine.pipeline import open_store, run_sync
 from etl.store import schema as store_schema
-from tests.helpers.project import make_project, target_rows
+from tests.helpers.project import NEW_UNIT, target_rows
 
 pytestmark = pytest.mark.sqlite
 
-NEW_UNIT = "  - {code: D0304, name: 数字化转型办公室, synonyms: [SZ01]}\n"
 
 
-@pytest.fixture
-def synced(tmp_path: Path) -> tuple[ProjectConfig, dict[str, Any]]:
-    """A demo project after its first full sync: the planted problems are quarantined."""
-    config, manifest = make_project(tmp_path / "project", sqlite_urls(tmp_path / "project"))
-    summary, _ = run_sync(config, full_refresh=True)
-    assert summary.status == "success", summary.message
-    return config, manifest
 
 
 def _cli(config: ProjectConfig, *args: str) -> tuple[int, Any]:

@@ -16,6 +16,9 @@ from etl.demo.generate import DemoSize, build_demo
 SMALL = DemoSize(departments=12, employees=120, requisitions=80, contracts=30)
 TINY = DemoSize(departments=8, employees=30, requisitions=10, contracts=5)
 
+#: A code-table entry that maps the demo's unknown OA department code SZ01 (a steward's fix).
+NEW_UNIT = "  - {code: D0304, name: 数字化转型办公室, synonyms: [SZ01]}\n"
+
 
 def tiny_sqlite_project(folder: Path) -> Path:
     """A demo project of `TINY` size on SQLite in `folder` (seed 5); returns its erpoa.yaml."""

@@ -146,6 +146,27 @@ FOUND = [
      'personal data: quarantine reasons quoted full ID numbers, even other people\'s, in every output',
      'reasons of `pii: true` fields quote masked values of their own row only '
      '(`tests/report/test_report_labels_pii.py`)'),
+    ('review',
+     'mapping edits: adding a field, widening a length or changing a type on a running project ended every '
+     'plan and sync in "internal error"',
+     'the tables are compared with the mapping before any write: safe changes applied (a complete read fills a '
+     'new column), unsafe ones refused, located, with the migration (`tests/engine/test_schema_evolution.py`)'),
+    ('review',
+     'quality gate: every full refresh after an incremental run was refused (the row-count band compared it '
+     'with the incremental run\'s changed rows); `plan` said "planned" for runs the gate then refused',
+     'the band compares with the last complete read; plan applies the gate\'s decision '
+     '(`tests/store/test_schema.py`, `tests/engine/test_gate.py`)'),
+    ('review',
+     'numbers: `decimal` and `to_integer` dropped every comma, reading a European `1.234,50` as 1.23',
+     'commas only as thousands grouping; anything else is quarantined (`tests/mapping/test_review_numbers.py`)'),
+    ('review',
+     'quarantine: long source ids overflowed the quarantine on PostgreSQL (internal error); findings of records '
+     'deleted at the source stayed open forever',
+     'store schema 5 (TEXT ids); such findings close as `vanished` (`tests/engine/test_quarantine_fixes.py`)'),
+    ('benchmark',
+     'an incremental run of the 1M benchmark took 27 s instead of 1.6 s: closing those findings read each record '
+     'by id through the source query\'s join',
+     'the sweep\'s own read of the source ids answers it (hashes checked per chunk)'),
 ]
 
 LIMITS = """\
