@@ -12,6 +12,7 @@ from rich.table import Table
 from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
 from etl.config.project import ProjectConfig
 from etl.errors import ConfigError, ConfigIssue, ErpOaError
+from etl.yamlio import sort_issues
 
 app = typer.Typer(help="Check mapping files and suggest code table entries.", no_args_is_help=True)
 
@@ -35,26 +36,33 @@ def check(
     from etl.mapping.loader import load_mappings, unknown_run_entities
 
     try:
-        cfg = load_config(config, unset_ok=not against_db) if config.exists() else None
+        cfg, issues = None, []
+        if config.exists():
+            try:
+                cfg = load_config(config, unset_ok=not against_db)
+            except ConfigError as exc:  # listed with the mappings' problems, not instead of them
+                if against_db:
+                    raise
+                issues.extend(exc.issues)
         if against_db and cfg is None:
             raise ConfigError(f"--against-db needs the project config ({config}) for the connections")
-        folders = (
-            [_mapping_folder(p) for p in paths]
-            if paths
-            else [cfg.resolve(cfg.mappings) if cfg else Path("mappings")]
-        )
+        default = cfg.resolve(cfg.mappings) if cfg else (config.parent / "mappings" if issues else Path("mappings"))
+        folders = [_mapping_folder(p) for p in paths] if paths else [default]
         checked = []
         for folder in dict.fromkeys(folders):
-            mappings = load_mappings(folder, connections=cfg.connections if cfg else None)
-            issues = _flow_issues(cfg, folder) if cfg is not None else []
+            flows = _flow_issues(cfg, folder) if cfg is not None else []
+            try:
+                mappings = load_mappings(folder, connections=cfg.connections if cfg else None)
+            except ConfigError as exc:
+                issues.extend([*exc.issues, *flows])
+                continue
+            issues.extend(flows)
             if cfg is not None and cfg.run.entities and folder == cfg.resolve(cfg.mappings):
                 issues.extend(unknown_run_entities(mappings, cfg.run.entities, cfg.config_path))
             if against_db and cfg is not None:
                 from etl.mapping.dbcheck import check_against_db
 
                 issues.extend(check_against_db(cfg, mappings))
-            if issues:
-                raise ConfigError(issues)
             checked.append(
                 {
                     "folder": str(folder),
@@ -63,6 +71,8 @@ def check(
                     "version": mappings.version,
                 }
             )
+        if issues:
+            raise ConfigError(sort_issues(issues))
     except ErpOaError as exc:
         fail(exc, as_json)
         return
@@ -91,7 +101,8 @@ def _flow_issues(cfg: ProjectConfig, folder: Path) -> list[ConfigIssue]:
         return []
     config = cfg.model_copy(update={"mappings": folder.resolve()})
     config.__dict__["config_path"] = cfg.config_path
-    return list(load_flows(config, keep_going=True).issues)
+    # The code tables' own problems are the mapping folder's, reported once by its check.
+    return [i for i in load_flows(config, keep_going=True).issues if "flows/" in i.file.replace("\\", "/")]
 
 
 @app.command()

@@ -276,3 +276,18 @@ def test_mappings_check_reports_the_flows_too(project: Path, monkeypatch: pytest
         assert code == 2, args
         assert "mappings/flows/purchase_order.yaml:" in err
         assert "transform 'strip_zero' not found; did you mean 'strip_zeros'?" in err
+
+
+@pytest.mark.unit
+def test_a_broken_config_and_a_broken_mapping_are_listed_together(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = project.read_text(encoding="utf-8")
+    project.write_text(text.replace("run:\n", "run:\n  retries: -1\n", 1), encoding="utf-8")
+    employee = project.parent / "mappings" / "employee.yaml"
+    employee.write_text(employee.read_text(encoding="utf-8").replace("length: 50", "lenght: 50", 1), encoding="utf-8")
+    monkeypatch.chdir(project.parent)
+    code, _, err = invoke("mappings", "check")
+    assert code == 2
+    assert "erpoa.yaml:" in err and "run.retries: expected a whole number from 0 to 20, got -1" in err
+    assert "mappings/employee.yaml:" in err and "unknown key 'lenght'; did you mean 'length'?" in err
