@@ -342,10 +342,13 @@ class EntityTables:
 
     def _rebuild_fix(self) -> str:
         """How to start the entity's kept tables anew, keeping the old ones aside."""
+        # A renamed table keeps its indexes' names, which the new tables need (PostgreSQL and SQLite name
+        # indexes per schema or database): copy the rows aside, then drop.
+        target = self.target.name
         return (
-            f"rename {self.target.name} and {self.mirror.name} (e.g. to {self.target.name}_old and "
-            f"{self.mirror.name}_old), drop {self.ids.name}, and run `erpoa sync {self.mapping.entity} "
-            "--full-refresh` to build them anew from the sources"
+            f"keep a copy (CREATE TABLE {target}_old AS SELECT * FROM {target}), drop {target}, "
+            f"{self.mirror.name} and {self.ids.name}, and run `erpoa sync {self.mapping.entity} --full-refresh` "
+            "to build them anew from the sources"
         )
 
     def evolve(self, engine: Engine, diff: SchemaDiff) -> None:

@@ -195,12 +195,21 @@ def test_a_type_change_is_refused_where_it_is_written(project: ProjectConfig) ->
             message,
         ), message
         assert "the field's type is now integer; nothing was written" in message
-        assert "ALTER TABLE" in message or "rename md_department" in message
+        assert "ALTER TABLE" in message or "CREATE TABLE md_department_old AS SELECT" in message
     kept = ("/md_", "/erpoa_src_", "/erpoa_ids_", "/erpoa_watermark")
     after = _written(config)
     assert {k: v for k, v in after.items() if any(p in k for p in kept)} == {
         k: v for k, v in before.items() if any(p in k for p in kept)
     }
+    # The message's way to start anew works on every database (a renamed table kept its index names).
+    rows = target_rows(config, "md_department", ["department_code"])
+    for statement in ("CREATE TABLE md_department_old AS SELECT * FROM md_department", "DROP TABLE md_department",
+                      "DROP TABLE erpoa_src_department", "DROP TABLE erpoa_ids_department"):
+        execute_sql(config.connection("target").sqlalchemy_url(), statement)
+    anew, _ = run_sync(config, entities=["department"], full_refresh=True)
+    assert anew.status == "success", anew.message
+    assert sorted(target_rows(config, "md_department", ["department_code"])) == sorted(rows)
+    assert len(target_rows(config, "md_department_old", ["department_code"])) == len(rows)
 
 
 @pytest.mark.sqlite
