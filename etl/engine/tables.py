@@ -346,7 +346,7 @@ class EntityTables:
         # indexes per schema or database): copy the rows aside, then drop.
         target = self.target.name
         return (
-            f"keep a copy (CREATE TABLE {target}_old AS SELECT * FROM {target}), drop {target}, "
+            f"keep a copy (CREATE TABLE {target}_old AS SELECT * FROM {target}), drop {target}, "  # noqa: S608 (advice text)
             f"{self.mirror.name} and {self.ids.name}, and run `erpoa sync {self.mapping.entity} --full-refresh` "
             "to build them anew from the sources"
         )
