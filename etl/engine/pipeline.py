@@ -174,6 +174,7 @@ def sync_entity(
         with lock_ctx:
             if not ctx.dry_run:
                 ctx.store.record_entity(ctx.run_id, entity, status="running")
+                ctx.accepted_findings[entity] = ctx.store.accepted_findings(entity)
             notes = timed("extract", lambda: extract.prepare(ctx, entity))
             result.message = "; ".join(notes) or None  # what changed in the entity's tables
             with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own

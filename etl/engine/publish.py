@@ -67,7 +67,11 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
         quarantined = quarantined or 0
     else:
         results = ctx.store.gate(ctx.run_id, entity)
-        quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=ctx.already_quarantined)
+        # An incremental read judges what it adds: records a published run already quarantined, failing again
+        # as it re-reads them, are no new bad data (counted, they would refuse every run that reads them, its
+        # watermark never moving). A full refresh judges the whole entity.
+        accepted = frozenset() if ctx.full_refresh else ctx.accepted_findings.get(entity, frozenset())
+        quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=ctx.already_quarantined | accepted)
     broken = [r for r in results if r["level"] == "batch"]
     reasons = [
         f"{r['expectation']}" + (f" on {r['column']}" if r["column"] else "") + f": {r['message']}" for r in broken
@@ -83,7 +87,7 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
     if band and previous and not band[0] * previous <= read_total <= band[1] * previous:
         reasons.append(
             f"expect_table_row_count_to_be_between: read {read_total} rows, outside {band[0]:g}-{band[1]:g} x "
-            f"the previous run's {previous}"
+            f"the {previous} rows of the entity's last complete read (its last full sync, or its first run)"
         )
     if pct is not None and read_total and quarantined * 100.0 / read_total > pct:
         reasons.append(

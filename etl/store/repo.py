@@ -299,6 +299,19 @@ class Store:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[c.name for c in s.quarantine.columns])
 
+    def accepted_findings(self, entity: str) -> frozenset[tuple[str, str]]:
+        """(source, id) of the source records of `entity` with an open finding made by a run that published the
+        entity anyway: a quality gate already judged them (see `publish.gate_decision`)."""
+        q, er = s.quarantine, s.entity_runs
+        published = select(er.c.run_id).where(er.c.entity == entity, er.c.status == "success")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(q.c.source, q.c.src_id).where(
+                    q.c.entity == entity, q.c.status == "open", q.c.src_id.is_not(None), q.c.run_id.in_(published)
+                )
+            ).all()
+        return frozenset(pair for source, src_id in rows for pair in source_records(str(source), str(src_id)))
+
     def count_quarantine(
         self, run_id: str, entity: str, *, excluding: Collection[tuple[str, str]] = frozenset()
     ) -> int:

@@ -111,6 +111,41 @@ def test_the_suites_row_count_limits_hold_on_a_full_read(tmp_path: Path) -> None
 
 
 @pytest.mark.sqlite
+def test_an_incremental_read_counts_only_new_bad_records(tmp_path: Path) -> None:
+    """A record a published run quarantined, re-read because it changed, fails again: not new bad data.
+
+    Counted, it refused every incremental run that read it (the watermark never moved).
+    """
+    import sqlalchemy as sa
+
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    first, _ = run_sync(config, full_refresh=True)
+    assert first.status == "success", first.message
+    store = open_store(config)
+    held = store.quarantine(entity="employee", status="open")
+    held = held[(held["source"] == "oa") & (held["rule"] == "lookup:department")]
+    assert len(held), "the demo quarantines an OA employee whose department does not map"
+    oa = sa.create_engine(config.connection("oa").sqlalchemy_url())
+    with oa.begin() as conn:
+        ids = [int(held["src_id"].iloc[0]), *[r[0] for r in conn.execute(sa.text('SELECT id FROM "HrmResource" '
+                                                                                 "ORDER BY id LIMIT 2"))]]
+        conn.execute(sa.text('UPDATE "HrmResource" SET modified = :now WHERE id IN (:a, :b, :c)'),
+                     {"now": "2099-01-01 00:00:00", "a": ids[0], "b": ids[1], "c": ids[2]})
+    again, _ = run_sync(config, entities=["employee"])
+    employee = again.entities[0]
+    assert employee.status == "success", employee.message  # 1 of 3 re-read rows quarantined: 33% > 10%
+    assert employee.read_total >= 3
+    with oa.begin() as conn:  # a new bad record in the next batch is still judged
+        conn.execute(sa.text('UPDATE "HrmDepartment" SET departmentcode = :c WHERE id IN '
+                             '(SELECT departmentid FROM "HrmResource" WHERE id = :i)'), {"c": "ZZ99", "i": ids[1]})
+        conn.execute(sa.text('UPDATE "HrmResource" SET modified = :now WHERE id = :i'),
+                     {"now": "2099-02-01 00:00:00", "i": ids[1]})
+    refused, _ = run_sync(config, entities=["employee"])
+    assert refused.entities[0].exit_code == 4, refused.entities[0]
+    oa.dispose()
+
+
+@pytest.mark.sqlite
 def test_broken_suite_stops_before_any_data_is_read(tmp_path: Path) -> None:
     from etl.cli.demo_cmd import sqlite_urls
 
