@@ -83,6 +83,4 @@ def summary_table(summary: SyncSummary, title: str | None = None) -> None:
             message = e.message.removeprefix(f"{e.entity}: ")  # errors that name their entity already
             out.print(f"[bold]{e.entity}[/]: ", end="")
             out.print(message, markup=False)
-    for note in summary.notes:
-        out.print("[yellow]note[/]: ", end="")
-        out.print(note, markup=False)
+

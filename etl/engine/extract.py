@@ -72,6 +72,13 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
         complete_reads(ctx).add(entity)
         notes.append("a complete read follows" if ctx.dry_run else f"{entity} is read completely to fill them")
         log.warning("%s: %s", entity, notes[-1])
+    elif not table_exists(engine, tables.target) and _has_watermarks(ctx, entity):
+        # A new `target.table` (or a target dropped): an incremental read would fill it with the changes only.
+        complete_reads(ctx).add(entity)
+        notes.append(f"the target {tables.target.name} does not exist yet: {entity} is read completely")
+        log.warning("%s: %s", entity, notes[-1])
+        if not ctx.dry_run:
+            ctx.store.forget_watermarks(entity)
     if ctx.dry_run:
         tables.without_columns(diff.absent)
     else:
@@ -108,6 +115,10 @@ def complete_reads(ctx: SyncContext) -> set[str]:
     """The entities this run reads completely whatever their watermarks (columns were added to their tables)."""
     reads: set[str] = ctx.__dict__.setdefault("_complete_reads", set())
     return reads
+
+
+def _has_watermarks(ctx: SyncContext, entity: str) -> bool:
+    return any(ctx.store.watermark(entity, source) is not None for source in ctx.mapping(entity).sources)
 
 
 def _located(ctx: SyncContext, entity: str, loc: tuple[str | int, ...], message: str) -> ConfigIssue:

@@ -69,8 +69,6 @@ class SyncSummary:
     entities: list[EntityResult]
     seconds: float
     message: str | None = None
-    #: What the operator should know about the run as a whole (e.g. the mappings changed since the last sync).
-    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -175,8 +173,9 @@ def sync_entity(
             if not ctx.dry_run:
                 ctx.store.record_entity(ctx.run_id, entity, status="running")
                 ctx.accepted_findings[entity] = ctx.store.accepted_findings(entity)
-            notes = timed("extract", lambda: extract.prepare(ctx, entity))
-            result.message = "; ".join(notes) or None  # what changed in the entity's tables
+            notes = timed("extract", lambda: extract.prepare(ctx, entity))  # what changed in the entity's tables
+            notes += _mapping_note(ctx, entity)
+            result.message = "; ".join(notes) or None
             with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
                 extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
             result.read = {source: counts["read"] for source, counts in extracted.items()}
@@ -359,7 +358,6 @@ def run_sync(
     if not dry_run:
         store.start_run(ctx.run_id, trigger=trigger, mode=mode, mapping_version=mappings.version, entities=names)
     started = time.monotonic()
-    notes = _mapping_notes(ctx, mappings.version)
     faults.point("sync.start")
     results: list[EntityResult] = []
     failed: set[str] = set()
@@ -389,23 +387,24 @@ def run_sync(
         entities=results,
         seconds=round(time.monotonic() - started, 3),
         message=message,
-        notes=notes,
     )
     return summary, ctx
 
 
-def _mapping_notes(ctx: SyncContext, version: str) -> list[str]:
-    """A note when the mappings changed since the last sync and this run reads incrementally: the records
-    it does not read keep the old mapping (a changed code table shows as `unchanged` in a plan)."""
-    if ctx.full_refresh:
+def _mapping_note(ctx: SyncContext, entity: str) -> list[str]:
+    """A note when the mappings changed since the entity was last synced and this run reads it incrementally:
+    the records it does not read keep the old mapping (a changed code table shows as `unchanged` in a plan)."""
+    if ctx.full_refresh or entity in extract.complete_reads(ctx):
         return []
-    previous = ctx.store.last_mapping_version(ctx.run_id)
-    if previous is None or previous == version:
+    version = ctx.mappings.version
+    versions = ctx.store.mapping_versions(entity, other_than=ctx.run_id)
+    if not versions or version in versions:  # never synced, or synced with these mappings already
         return []
+    previous = versions[0]
     note = (
-        f"the mappings changed since the last sync ({previous} -> {version}): an incremental run maps only the "
-        "rows it reads, so records that did not change at the source keep the old mapping; "
-        "`--full-refresh` re-maps every record"
+        f"the mappings changed since {entity} was last synced ({previous} -> {version}): an incremental run maps "
+        "only the rows it reads, so records that did not change at the source keep the old mapping; "
+        f"`erpoa sync {entity} --full-refresh` re-maps them"
     )
     log.info("%s", note)
     return [note]

@@ -99,20 +99,23 @@ class Store:
             )
             return [dict(r) for r in rows.mappings()]
 
-    def last_mapping_version(self, before_run: str) -> str | None:
-        """The mapping version of the last sync (full or incremental) that published, before `before_run`."""
-        runs = s.runs
+    def mapping_versions(self, entity: str, *, other_than: str) -> list[str]:
+        """The mapping versions of the syncs (full or incremental) that published `entity`, latest first (by the
+        second they started), other than the run `other_than` (the one asking, which has not published yet)."""
+        runs, er = s.runs, s.entity_runs
         with self.engine.connect() as conn:
-            return conn.execute(
+            rows = conn.execute(
                 select(runs.c.mapping_version)
+                .join(er, er.c.run_id == runs.c.run_id)
                 .where(
-                    runs.c.status.in_(["success", "partial"]),
+                    er.c.entity == entity,
+                    er.c.status == "success",
                     runs.c.mode.in_(["full", "incremental"]),
-                    runs.c.run_id < before_run,
+                    runs.c.run_id != other_than,
                 )
-                .order_by(runs.c.run_id.desc())
-                .limit(1)
-            ).scalar()
+                .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
+            ).scalars()
+            return list(dict.fromkeys(str(v) for v in rows))
 
     def entity_runs(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

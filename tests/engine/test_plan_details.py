@@ -43,7 +43,6 @@ def test_a_refused_entity_keeps_its_figures_and_a_changed_mapping_is_noted(tmp_p
     config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
     first, _ = run_sync(config, full_refresh=True)
     assert first.status == "success", first.message
-    assert first.notes == []
     path = config.resolve(config.mappings) / "purchase.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["quality"] = {**data.get("quality", {}), "max_quarantined_rows": 0}
@@ -62,7 +61,14 @@ def test_a_refused_entity_keeps_its_figures_and_a_changed_mapping_is_noted(tmp_p
     plan = CliRunner().invoke(app, ["plan", "department", "--config", str(config.config_path)])
     assert plan.exit_code == 0, plan.output
     text = " ".join(plan.output.split())
-    assert "note: the mappings changed since the last sync" in text
-    assert "`--full-refresh` re-maps every record" in text
+    assert "department: the mappings changed since department was last synced" in text
+    assert "`erpoa sync department --full-refresh` re-maps them" in text
     full, _ = run_sync(config, entities=["department"], full_refresh=True, dry_run=True)
-    assert full.notes == []
+    assert full.entities[0].message is None
+    # Per entity: purchase failed above, so its last sync is the first one, of the old mapping too.
+    synced, _ = run_sync(config, entities=["department"])
+    assert "mappings changed since department" in (synced.entities[0].message or "")
+    after, _ = run_sync(config, entities=["department"])  # synced with this mapping now
+    assert after.entities[0].message is None
+    employee, _ = run_sync(config, entities=["employee"])  # not synced since the change: still noted
+    assert "mappings changed since employee was last synced" in (employee.entities[0].message or "")

@@ -227,3 +227,19 @@ def test_a_shorter_length_and_a_key_change_are_refused(tmp_path: Path) -> None:
     assert "target.key: the primary key of the target table md_department is (department_code)" in (
         summary.message or ""
     )
+
+
+@pytest.mark.sqlite
+def test_a_new_target_table_is_filled_completely(tmp_path: Path) -> None:
+    """A new `target.table` (or a dropped target): an incremental read would publish the changes only."""
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path), size=TINY)  # type: ignore[arg-type]
+    first, _ = run_sync(config, full_refresh=True, entities=["department"])
+    assert first.status == "success", first.message
+    before = sorted(target_rows(config, "md_department", ["department_code"]))
+    moved = _edit(config, ("target:\n  table: md_department\n", "target:\n  table: md_dept\n"))
+    summary, _ = run_sync(moved, entities=["department"])
+    assert summary.status == "success", summary.message
+    assert "the target md_dept does not exist yet: department is read completely" in (summary.message or "")
+    assert sorted(target_rows(moved, "md_dept", ["department_code"])) == before
+    again, _ = run_sync(moved, entities=["department"])
+    assert (again.entities[0].inserted, again.entities[0].updated, again.entities[0].message) == (0, 0, None)
