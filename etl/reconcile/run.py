@@ -27,7 +27,7 @@ from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks
 from etl.engine.tables import EntityTables, key_text, table_exists
-from etl.errors import ErpOaError, classify_db_error
+from etl.errors import ConfigError, ErpOaError, classify_db_error
 from etl.mapping.apply import map_chunk
 from etl.mapping.codes import CodeTable
 from etl.mapping.loader import COMMAND_LINE, MappingSet, run_entities
@@ -260,6 +260,19 @@ def _user_counts(stats: dict[str, Any]) -> dict[str, Any]:
     return {**stats, "open": stats["open_total"]}
 
 
+def _tables_match(entity: str, tables: EntityTables, engine: Engine) -> None:
+    """ConfigError unless the entity's target and mirror have the mapping's columns: a mapping changed since
+    the last sync is applied to them by the next sync (docs/mapping.md), which reconciliation must wait for."""
+    diff = tables.compare(engine, work=False)
+    missing = sorted(f"{table}.{column}" for table, columns in diff.absent.items() for column in columns)
+    if missing or diff.refused:
+        what = f"columns {', '.join(missing)} do not exist yet" if missing else "its tables no longer fit it"
+        raise ConfigError(
+            f"{entity}: the mapping changed since the last sync ({what}); run `erpoa sync {entity}` first "
+            "(or `erpoa plan` to see what it will change), then reconcile"
+        )
+
+
 def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[str, Any]:
     """`erpoa reconcile [ENTITY]`: compare freshly extracted sources with the target, store the differences.
 
@@ -300,6 +313,7 @@ def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[st
         started = time.monotonic()
         store.record_entity(run_id, name, status="running")
         try:
+            _tables_match(name, tables_of(mapping), engine_of(mapping))
             target_name = mapping.target.connection + ":" + mapping.target.table
             with entity_lock(store.engine, name, target_name, run_id, wait_seconds=config.run.lock_wait_seconds):
                 sides: dict[str, pd.DataFrame] = {}

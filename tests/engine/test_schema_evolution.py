@@ -243,3 +243,19 @@ def test_a_new_target_table_is_filled_completely(tmp_path: Path) -> None:
     assert sorted(target_rows(moved, "md_dept", ["department_code"])) == before
     again, _ = run_sync(moved, entities=["department"])
     assert (again.entities[0].inserted, again.entities[0].updated, again.entities[0].message) == (0, 0, None)
+
+
+@pytest.mark.sqlite
+def test_reconcile_waits_for_the_sync_that_applies_a_mapping_change(tmp_path: Path) -> None:
+    from etl.reconcile.run import reconcile_fresh
+
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path), size=TINY)  # type: ignore[arg-type]
+    run_sync(config, full_refresh=True, entities=["department"])
+    changed = _add_leader(config)
+    early = reconcile_fresh(changed, "department")
+    assert early["entities"]["department"]["status"] == "failed"
+    message = early["entities"]["department"]["message"]
+    assert "md_department.leader" in message and "do not exist yet" in message, message
+    assert "run `erpoa sync department` first" in message
+    run_sync(changed, entities=["department"])
+    assert reconcile_fresh(changed, "department")["entities"]["department"]["status"] == "success"
