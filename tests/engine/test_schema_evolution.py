@@ -258,4 +258,4 @@ def test_reconcile_waits_for_the_sync_that_applies_a_mapping_change(tmp_path: Pa
     assert "md_department.leader" in message and "do not exist yet" in message, message
     assert "run `erpoa sync department` first" in message
     run_sync(changed, entities=["department"])
-    assert reconcile_fresh(changed, "department")["entities"]["department"]["status"] == "success"
+    assert reconcile_fresh(changed, "department")["status"] == "success"
