@@ -403,6 +403,13 @@ def _mapping_gaps(found: _Collector, quarantine: pd.DataFrame, gaps: pd.DataFram
     occ = _gap_occurrences(quarantine, gaps)
     if occ.empty:
         return
+    pii = {name for name, spec in found.mapping.fields.items() if spec.pii}
+    masked = (occ["field"].isin(pii) & occ["src_id"].notna()).to_numpy()
+    if masked.any():
+        # A personal field's quarantine keeps masked values only ('S**1'), which different codes share: such a
+        # record is a gap of its own rather than merged with others under one masked spelling.
+        ids = occ["source"].astype(str) + ":" + occ["src_id"].astype(str)
+        occ.loc[masked, "code"] = occ.loc[masked, "code"].astype(str) + "#" + ids[masked]
     order = {name: i for i, name in enumerate(found.mapping.fields)}
     for (table, code), part in occ.groupby(["table", "code"], sort=True):
         fields = sorted(set(part["field"]), key=lambda f: (order.get(f, len(order)), f))

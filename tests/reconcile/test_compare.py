@@ -493,3 +493,17 @@ def test_amounts_near_1e13_keep_their_cents() -> None:
     assert json.loads(fee["detail"]) == {"code": "numeric", "delta": "-0.01", "tolerance": "0.005"}
     amount = diffs[diffs["field"] == "amount"].iloc[0]
     assert json.loads(amount["detail"])["delta"] == "-0.02"
+
+
+def test_masked_codes_of_a_personal_field_are_not_merged() -> None:
+    """The quarantine keeps a `pii: true` field's values masked: two codes may share the mask ('S**1')."""
+    held = [_q("oa", str(i), f"K-P-{i}", "mobile", "lookup:phones", "138****1234", "map") for i in (1, 2)]
+    held.append(_q("oa", "3", "K-P-3", "department_code", "lookup:department", "SZ01", "map"))
+    held.append(_q("oa", "4", "K-P-4", "department_code", "lookup:department", "SZ01", "map"))
+    erp, oa = _pairs([_row("K1")], [_row("K1")])
+    diffs = compare_entity(MAPPING, erp, oa, _golden(erp, oa), quarantine=pd.DataFrame(held), reference_keys=REFS)
+    gap = diffs[diffs["class"] == "mapping_gap"]
+    phones = gap[gap["field"] == "mobile"]
+    assert len(phones) == 2 and phones["diff_id"].is_unique  # one per record: the codes cannot be told apart
+    assert [json.loads(d)["counts"] for d in phones["detail"]] == [{"oa": 1}, {"oa": 1}]
+    assert len(gap[gap["field"] == "department_code"]) == 1  # plain codes still one gap per code
