@@ -46,8 +46,6 @@ class SyncContext:
     #: Source records (source, id) quarantined before this run (a replay of them): the gate's thresholds count
     #: only the records this run quarantines anew; those that fail again stay quarantined either way.
     already_quarantined: frozenset[tuple[str, str]] = frozenset()
-    #: Per entity, `Store.accepted_findings` as the run starts (before it supersedes them).
-    accepted_findings: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
     planned_quarantine: list[pd.DataFrame] = field(default_factory=list)
     #: Gate outcomes of a dry run (`quality.run_gate` records them in the store otherwise), with `entity`.
     planned_gate: list[dict[str, Any]] = field(default_factory=list)

@@ -172,7 +172,6 @@ def sync_entity(
         with lock_ctx:
             if not ctx.dry_run:
                 ctx.store.record_entity(ctx.run_id, entity, status="running")
-                ctx.accepted_findings[entity] = ctx.store.accepted_findings(entity)
             notes = timed("extract", lambda: extract.prepare(ctx, entity))  # what changed in the entity's tables
             notes += _mapping_note(ctx, entity)
             result.message = "; ".join(notes) or None

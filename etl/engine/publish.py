@@ -70,7 +70,7 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
         # An incremental read judges what it adds: records a published run already quarantined, failing again
         # as it re-reads them, are no new bad data (counted, they would refuse every run that reads them, its
         # watermark never moving). A full refresh judges the whole entity.
-        accepted = frozenset() if ctx.full_refresh else ctx.accepted_findings.get(entity, frozenset())
+        accepted = frozenset() if ctx.full_refresh else ctx.store.accepted_findings(entity, ctx.run_id)
         quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=ctx.already_quarantined | accepted)
     broken = [r for r in results if r["level"] == "batch"]
     reasons = [

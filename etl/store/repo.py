@@ -302,15 +302,20 @@ class Store:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=[c.name for c in s.quarantine.columns])
 
-    def accepted_findings(self, entity: str) -> frozenset[tuple[str, str]]:
-        """(source, id) of the source records of `entity` with an open finding made by a run that published the
-        entity anyway: a quality gate already judged them (see `publish.gate_decision`)."""
+    def accepted_findings(self, entity: str, run_id: str) -> frozenset[tuple[str, str]]:
+        """(source, id) of the source records of `entity` that `run_id` quarantined again for a rule an earlier
+        run that published the entity had quarantined them for (its finding superseded by `run_id`): a quality
+        gate already judged them (see `publish.gate_decision`). Read from the store, so any process can ask."""
         q, er = s.quarantine, s.entity_runs
         published = select(er.c.run_id).where(er.c.entity == entity, er.c.status == "success")
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(q.c.source, q.c.src_id).where(
-                    q.c.entity == entity, q.c.status == "open", q.c.src_id.is_not(None), q.c.run_id.in_(published)
+                    q.c.entity == entity,
+                    q.c.status == "superseded",
+                    q.c.resolved_run_id == run_id,
+                    q.c.src_id.is_not(None),
+                    q.c.run_id.in_(published),
                 )
             ).all()
         return frozenset(pair for source, src_id in rows for pair in source_records(str(source), str(src_id)))

@@ -317,3 +317,43 @@ def test_odbc_connect_takes_login_and_password_from_the_fields_in_braces(airflow
     given = connection_config(connection("mssql", {"odbc_connect": base + ";uid=sa;PWD={p}"}, login="x", password="y"))
     assert given.odbc is not None
     assert given.odbc.get_secret_value() == base + ";uid=sa;PWD={p}"
+
+
+# The gate of an incremental run in the DAG, whose tasks are separate processes ----------------------------------
+
+
+def test_the_dags_gate_does_not_count_again_what_a_published_run_quarantined(
+    airflow_home: Path, tmp_path: Path
+) -> None:
+    """Counted again, a re-read record a published run had quarantined refused every DAG run (exit 4)."""
+    import sqlalchemy as sa
+
+    from etl.config.project import load_project
+    from etl.engine.pipeline import open_store, run_sync
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    urls = {"erp": f"sqlite:///{folder / 'erp.db'}", "oa": f"sqlite:///{folder / 'oa.db'}"}
+    build_demo(urls["erp"], urls["oa"], SIZE, seed=29)
+    config = load_project(write_project(folder, urls))
+    first, _ = run_sync(config, full_refresh=True, entities=["department", "employee"])
+    assert first.status == "success", first.message
+    held = open_store(config).quarantine(entity="employee", status="open")
+    held = held[(held["source"] == "oa") & (held["rule"] == "lookup:department")]
+    assert len(held)
+    oa = sa.create_engine(urls["oa"])
+    with oa.begin() as conn:
+        ids = [int(held["src_id"].iloc[0]), *[r[0] for r in conn.execute(sa.text(
+            'SELECT id FROM "HrmResource" ORDER BY id LIMIT 2'))]]
+        conn.execute(sa.text('UPDATE "HrmResource" SET modified = :now WHERE id IN (:a, :b, :c)'),
+                     {"now": "2099-01-01 00:00:00", "a": ids[0], "b": ids[1], "c": ids[2]})
+    oa.dispose()
+
+    fresh = load_dag()  # the module's DAG keeps the params of the runs before (a dry run, connections)
+    dag_run = run_dag(fresh, {"config_path": str(config.config_path), "entities": ["employee"]})
+
+    states = task_states(dag_run)
+    assert dag_run.state == "success", states
+    run_id = pulled(dag_run)[("start_run", -1)]["run_id"]
+    employee = open_store(config).entity_run(run_id, "employee")
+    assert employee is not None and employee["status"] == "success" and employee["read_total"] >= 3, employee
