@@ -25,35 +25,34 @@ def suite_path(ctx: SyncContext, mapping: EntityMapping) -> Path:
     return folder / (mapping.quality.suite or f"{mapping.entity}.json")
 
 
+def _row_count_expectations(ctx: SyncContext, mapping: EntityMapping) -> list[dict[str, Any]]:
+    """The suite's row-count expectations as written in its file (the sync applies them itself, not GX)."""
+    path = suite_path(ctx, mapping)
+    if not path.exists():
+        return []
+    import json
+
+    expectations = json.loads(path.read_text(encoding="utf-8")).get("expectations", [])
+    return [e for e in expectations if e.get("type") == ROW_COUNT]
+
+
 def row_count_band(ctx: SyncContext, mapping: EntityMapping) -> tuple[float, float] | None:
     """The band of the suite's row-count expectation (`meta.relative_to_previous`) or of the mapping."""
     if mapping.quality.row_count_band:
         return mapping.quality.row_count_band
-    path = suite_path(ctx, mapping)
-    if not path.exists():
-        return None
-    import json
-
-    for exp in json.loads(path.read_text(encoding="utf-8")).get("expectations", []):
+    for exp in _row_count_expectations(ctx, mapping):
         band = (exp.get("meta") or {}).get("relative_to_previous")
-        if exp.get("type") == ROW_COUNT and band:
+        if band:
             return float(band[0]), float(band[1])
     return None
 
 
 def row_count_limits(ctx: SyncContext, mapping: EntityMapping) -> tuple[float | None, float | None]:
     """`min_value` / `max_value` of the suite's row-count expectation: fixed limits on a full read."""
-    path = suite_path(ctx, mapping)
-    if not path.exists():
-        return None, None
-    import json
-
-    for exp in json.loads(path.read_text(encoding="utf-8")).get("expectations", []):
-        if exp.get("type") == ROW_COUNT:
-            kwargs = exp.get("kwargs") or {}
-            low, high = kwargs.get("min_value"), kwargs.get("max_value")
-            return (None if low is None else float(low)), (None if high is None else float(high))
-    return None, None
+    found = _row_count_expectations(ctx, mapping)
+    kwargs = (found[0].get("kwargs") if found else None) or {}
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    return (None if low is None else float(low)), (None if high is None else float(high))
 
 
 def _suite(ctx: SyncContext, mapping: EntityMapping) -> Any | None:
