@@ -125,7 +125,7 @@ def _source(source_sql: str, column: str) -> sa.Subquery:
     return sa.text(source_sql).columns(sa.column(column)).subquery("q")
 
 
-def _columns(conn: Connection, source: sa.Subquery) -> list[str]:
+def column_names(conn: Connection, source: sa.FromClause) -> list[str]:
     """The column names of a source (no rows are read)."""
     return list(conn.execute(sa.select(sa.literal_column("*")).select_from(source).where(sa.false())).keys())
 
@@ -177,9 +177,9 @@ def read_forms(conn: Connection, spec: FlowSpec, request_ids: list[str], schema:
     h, src = spec.source.header, spec.source.lines
     head = _source(h.query or _from(conn, str(h.table), schema), h.request_id)
     body = None if src is None else _source(_from(conn, src.table, schema), src.parent)
-    missing = _check_columns(spec, "header", _columns(conn, head), h.table or "the header query")
+    missing = _check_columns(spec, "header", column_names(conn, head), h.table or "the header query")
     if src is not None and body is not None:
-        missing += _check_columns(spec, "lines", _columns(conn, body), src.table)
+        missing += _check_columns(spec, "lines", column_names(conn, body), src.table)
     if missing:
         raise FormColumnsError(spec.flow, missing)
     headers = _rows_in(conn, head, h.request_id, sorted(set(request_ids)))

@@ -20,6 +20,7 @@ from etl import faults
 from etl.errors import driver_detail, is_transient_db_error
 from etl.flows.approval import as_keys, bind_keys, frame, numeric_column, table
 from etl.flows.model import FlowSpec
+from etl.flows.purchase_order import column_names
 from etl.mapping.loader import unknown_message
 from etl.mapping.types import as_text
 from etl.store.repo import Store
@@ -50,7 +51,7 @@ def missing_writeback_columns(conn: Connection, spec: FlowSpec, schema: str | No
         return []
     t = table(wb.table, [], schema)
     try:
-        present = list(conn.execute(sa.select(sa.literal_column("*")).select_from(t).where(sa.false())).keys())
+        present = column_names(conn, t)
     except sa.exc.SQLAlchemyError as exc:
         if is_transient_db_error(exc):
             raise
