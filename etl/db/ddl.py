@@ -7,10 +7,13 @@ import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Date, DateTime, Engine, Float, Integer, Numeric, String, inspect
+from sqlalchemy import Boolean, Connection, Date, DateTime, Engine, Float, Integer, Numeric, String, inspect, text
 from sqlalchemy.engine import Dialect, Inspector
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -131,3 +134,43 @@ def drop_not_null(dialect: Dialect, table: str, column: str, reflected: Any) -> 
     if dialect.name == "postgresql":
         return f"ALTER TABLE {table} ALTER COLUMN {name} DROP NOT NULL"
     return _retype(dialect, table, column, type_sql(reflected, dialect), True)
+
+
+_VIEW_KINDS = {"v": "view", "m": "materialized view"}
+
+
+def dependent_views(conn: Connection, table: str, column: str) -> list[str]:
+    """The views (and materialized views) whose definition uses `column` of `table` (formatted), as "view name"
+    or "materialized view name"; PostgreSQL only (elsewhere an empty list).
+
+    PostgreSQL refuses ALTER COLUMN TYPE of such a column, however safe the change; MariaDB/MySQL views
+    follow the column. A view's rule depends on each column it reads (pg_depend of its pg_rewrite entry).
+    """
+    if conn.dialect.name != "postgresql":
+        return []
+    rows = conn.execute(
+        text(
+            "SELECT DISTINCT v.oid::regclass::text, v.relkind FROM pg_depend d "
+            "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+            "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+            "WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass "
+            "AND d.refobjid = to_regclass(:table) AND a.attname = :column AND v.oid <> d.refobjid ORDER BY 1"
+        ),
+        {"table": table, "column": column},
+    )
+    return [f"{_VIEW_KINDS.get(kind, 'view')} {name}" for name, kind in rows]
+
+
+def stored_datetimes(values: pd.Series, dialect: Dialect) -> pd.Series:
+    """`values` (datetime64) as a target's `DateTime()` column of `dialect` stores them.
+
+    MariaDB's `DATETIME` drops the fraction of a second, MySQL's rounds it; PostgreSQL rounds to microseconds
+    and SQLite (ISO text of a Python datetime) truncates to them. SQL Server is left as it is (not modelled).
+    """
+    if dialect.name == "mysql":
+        return values.dt.floor("s") if getattr(dialect, "is_mariadb", False) else values.dt.round("s")
+    if dialect.name == "postgresql":
+        return values.dt.round("us")
+    if dialect.name == "sqlite":
+        return values.dt.floor("us")
+    return values

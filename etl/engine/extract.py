@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -26,6 +26,7 @@ from etl.engine.context import SyncContext
 from etl.engine.idhashes import add_extracted, prune
 from etl.engine.sweep import Staged, id_hashes, sweep
 from etl.engine.tables import (
+    KEY_LEN,
     bucket_of,
     build_indexes,
     has_run_rows,
@@ -68,14 +69,21 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     # The run's message names the target's changes; the mirror's follow them (in the log).
     shown = [c for c in diff.changes if c.table == tables.target.name] or diff.changes
     notes = [c.note(planned=ctx.dry_run) for c in shown]
+    replay = ctx.only_ids is not None  # reads its records only: the next sync is the complete read
     if diff.complete_read:
         complete_reads(ctx).add(entity)
-        notes.append("a complete read follows" if ctx.dry_run else f"{entity} is read completely to fill them")
+        if ctx.dry_run:
+            notes.append("a complete read follows")
+        elif replay:
+            notes.append(f"the next `erpoa sync` reads {entity} completely to fill them")
+        else:
+            notes.append(f"{entity} is read completely to fill them")
         log.warning("%s: %s", entity, notes[-1])
     elif not table_exists(engine, tables.target) and _has_watermarks(ctx, entity):
         # A new `target.table` (or a target dropped): an incremental read would fill it with the changes only.
         complete_reads(ctx).add(entity)
-        notes.append(f"the target {tables.target.name} does not exist yet: {entity} is read completely")
+        reads = f"the next `erpoa sync` reads {entity} completely" if replay else f"{entity} is read completely"
+        notes.append(f"the target {tables.target.name} does not exist yet: {reads}")
         log.warning("%s: %s", entity, notes[-1])
         if not ctx.dry_run:
             ctx.store.forget_watermarks(entity)
@@ -262,6 +270,7 @@ def _extract_chunk(
     counts["read"] += len(chunk)
     mapped = map_chunk(chunk, mapping, source, ctx.mappings.code_tables, as_of=ctx.as_of, timezone=ctx.timezone)
     mapped = reject_nul(mapped, mapping, chunk)
+    mapped = reject_long_ids(mapped, mapping, source, chunk)
     rows = mapped.rows
     staged = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rows["_src_id"], "_status": "ok"})
     staged["_key"] = key_text(rows, mapping.key)
@@ -274,6 +283,8 @@ def _extract_chunk(
     # about once instead of once per partition.
     staged = staged.take(np.argsort(staged["_bucket"].to_numpy(), kind="stable"))
     rejected_ids = mapped.rejects["_src_id"].drop_duplicates()
+    # A rejected row is staged so that it is not taken for vanished; an id too long never reached the mirror.
+    rejected_ids = rejected_ids[~_longer_than_key(rejected_ids)]
     rejected = pd.DataFrame({"_run": ctx.run_id, "_source": source, "_src_id": rejected_ids, "_status": "rejected"})
     ids = None if ctx.dry_run else ctx.tables(mapping).ids
     writes.submit(
@@ -327,6 +338,83 @@ def reject_nul(mapped: MappedChunk, mapping: EntityMapping, raw: pd.DataFrame) -
         return mapped
     rejects = pd.concat([mapped.rejects, *parts], ignore_index=True)
     return replace(mapped, rows=rows[~bad_any], rejects=rejects)
+
+
+def reject_long_ids(mapped: MappedChunk, mapping: EntityMapping, source: str, raw: pd.DataFrame) -> MappedChunk:
+    """Quarantine rows whose source id (rule `id_too_long`) or business key (`key_too_long`) is longer than the
+    engine's columns for them hold (`KEY_LEN` characters: stage, mirror, the target's `_key`, cross-reference).
+
+    Checked on every target (SQLite would store them) so that a row behaves the same wherever it is published.
+    A row rejected for another rule gets the line too: a retry would meet it next.
+    """
+    rows = mapped.rows
+    id_reason = partial(_too_long_reason, f"the source id (id: {', '.join(mapping.sources[source].id)})", "it")
+    lines, bad = _too_long(rows, rows["_src_id"], raw, "_src_id", "id_too_long", id_reason)
+    rejected = mapped.rejects.drop_duplicates("_src_id")
+    rejected = rejected[_longer_than_key(rejected["_src_id"])]
+    if not rejected.empty:
+        reasons = rejected["_src_id"].map(id_reason)
+        lines.append(rejected.assign(field="_src_id", rule="id_too_long", value=rejected["_src_id"], reason=reasons))
+    if _key_may_exceed(mapping) and not rows.empty:
+        key_reason = partial(_too_long_reason, f"the business key (key: {', '.join(mapping.key)})", "the record")
+        more, long_key = _too_long(rows, key_text(rows, mapping.key), raw, "_key", "key_too_long", key_reason)
+        lines += more
+        bad = bad | long_key
+    if not lines:
+        return mapped
+    rejects = pd.concat([mapped.rejects, *lines], ignore_index=True)
+    return replace(mapped, rows=rows[~bad], rejects=rejects)
+
+
+def _too_long(
+    rows: pd.DataFrame, values: pd.Series, raw: pd.DataFrame, field: str, rule: str, reason: Callable[[str], str]
+) -> tuple[list[pd.DataFrame], np.ndarray]:
+    """The reject lines (`REJECT_COLUMNS`) of the `rows` whose `values` are longer than `KEY_LEN` characters,
+    and the mask of those rows."""
+    long = _longer_than_key(values)
+    if not long.any():
+        return [], long
+    raw = raw.reset_index(drop=True)
+    found = values[long]
+    line = pd.DataFrame({
+        "_src_id": rows.loc[long, "_src_id"].to_numpy(),
+        "field": field,
+        "rule": rule,
+        "value": found.to_numpy(),
+        "reason": found.map(reason).to_numpy(),
+        "raw": [json.dumps(_jsonable(raw.loc[i].to_dict()), ensure_ascii=False) for i in rows.index[long]],
+    })
+    return [line], long
+
+
+def _longer_than_key(values: pd.Series) -> np.ndarray:
+    """Which `values` are texts longer than `KEY_LEN` characters."""
+    if isinstance(values.dtype, pd.StringDtype):  # in C++ for text columns
+        return (values.str.len() > KEY_LEN).fillna(False).to_numpy(dtype=bool)
+    return values.astype(object).map(lambda v: isinstance(v, str) and len(v) > KEY_LEN).to_numpy(dtype=bool)
+
+
+def _too_long_reason(what: str, subject: str, value: str) -> str:
+    return (
+        f"{what} is {len(value)} characters long; the engine keeps it in columns of at most {KEY_LEN} characters, "
+        f"so {subject} cannot be staged or published: shorten it at the source"
+    )
+
+
+#: The longest text of a key field of each type that has no `length:` (a number, a date, a timestamp).
+_KEY_TEXT = {"integer": 20, "decimal": 45, "date": 10, "datetime": 40, "boolean": 5}
+
+
+def _key_may_exceed(mapping: EntityMapping) -> bool:
+    """Whether the mapping's key fields can make a business key longer than `KEY_LEN` characters."""
+    longest = 0
+    for name in mapping.key:
+        spec = mapping.fields[name]
+        size = spec.length if spec.type == "string" else _KEY_TEXT.get(spec.type)
+        if size is None:
+            return True
+        longest += size + 1
+    return longest - 1 > KEY_LEN
 
 
 def _has_nul(values: pd.Series) -> pd.Series:

@@ -51,7 +51,7 @@ from etl.db import ddl
 from etl.db.connect import byte_exact_tables
 from etl.db.write import plain_indexes, refresh_statistics
 from etl.mapping.model import CanonicalField, EntityMapping
-from etl.mapping.types import as_text
+from etl.mapping.types import as_text, coerce_series
 
 BUCKETS = 1024
 #: `_status` of staged rows a merge refused (see `etl.engine.build._mark_stage_rejected`).
@@ -65,7 +65,7 @@ META_TARGET = ["_key", "_bucket", "_active", "_presence", "_hash", "_run_id", "_
 def sql_type(spec: CanonicalField) -> Any:
     """The column type of a canonical field."""
     types: dict[str, Any] = {
-        "string": String(spec.length or 255),
+        "string": String(spec.max_length),
         "integer": BigInteger(),
         "decimal": Numeric(20, spec.scale or 0),
         "date": Date(),
@@ -275,7 +275,11 @@ class EntityTables:
                 key = inspector.get_pk_constraint(table.name, schema=table.schema)["constrained_columns"] or []
                 if table is self.target and key and set(key) != set(self.mapping.target_key):
                     diff.refused.append(self._key_refusal(key))
-                self._compare_kept(dialect, table, columns, set(key), diff)
+                elif not any(r.loc in (("key",), ("target", "key")) for r in diff.refused):
+                    refusal = self._key_text_refusal(inspector.bind, table, columns)
+                    if refusal is not None:
+                        diff.refused.append(refusal)
+                self._compare_kept(inspector, dialect, table, columns, set(key), diff)
         for name, spec in self.mapping.fields.items():
             problem = _field_problem(dialect, self, name, spec, found)
             if problem is not None:
@@ -288,9 +292,16 @@ class EntityTables:
         return diff
 
     def _compare_kept(
-        self, dialect: Dialect, table: Table, columns: dict[str, dict[str, Any]], key: set[str], diff: SchemaDiff
+        self,
+        inspector: Any,
+        dialect: Dialect,
+        table: Table,
+        columns: dict[str, dict[str, Any]],
+        key: set[str],
+        diff: SchemaDiff,
     ) -> None:
-        """The safe changes of kept `table` (reflected as `columns`) into `diff`; refusals are `_field_problem`'s."""
+        """The safe changes of kept `table` (reflected as `columns`) into `diff`; refusals are `_field_problem`'s,
+        but for a longer column that a view uses, which PostgreSQL cannot widen (`_view_refusal`)."""
         name = dialect.identifier_preparer.format_table(table)
         for column in self.mapping.fields:
             reflected = columns.get(column)
@@ -308,7 +319,10 @@ class EntityTables:
                 widened = ddl.widen_string(
                     dialect, name, column, reflected["type"], want.length, bool(reflected["nullable"])
                 )
-                if widened is not None:
+                views = ddl.dependent_views(inspector.bind, name, column) if widened is not None else []
+                if views:
+                    diff.refused.append(self._view_refusal(table, column, reflected, want.length, views, dialect))
+                elif widened is not None:
                     diff.changes.append(SchemaChange(table.name, column, "widen", widened, f"VARCHAR({want.length})"))
         kept = {c.name for c in table.c}
         for column, reflected in columns.items():
@@ -330,6 +344,22 @@ class EntityTables:
             else:
                 diff.changes.append(SchemaChange(table.name, column, "nullable", relaxed, ""))
 
+    def _view_refusal(
+        self, table: Table, column: str, reflected: dict[str, Any], length: int, views: list[str], dialect: Dialect
+    ) -> Refusal:
+        """A longer `length:` of a column that views use: PostgreSQL refuses to change its type while they exist."""
+        role = "target" if table is self.target else "mirror"
+        first = views[0].rsplit(" ", 1)[-1]
+        before = ddl.column_kind(reflected["type"], dialect.name).length
+        return Refusal(
+            ("fields", column, "length"),
+            f"the {role} column {table.name}.{column} is {ddl.type_sql(reflected['type'], dialect)}, the field's "
+            f"length is now {length}, but PostgreSQL cannot widen a column that a view uses, and "
+            f"{', '.join(views)} use(s) it; nothing was written. Save the view definitions (e.g. SELECT "
+            f"pg_get_viewdef('{first}'::regclass, true)), drop the view(s), run `erpoa sync {self.mapping.entity}` "
+            f"and create them again; or set the length back to {before}",
+        )
+
     def _key_refusal(self, key: list[str]) -> Refusal:
         mapping = self.mapping
         loc: Loc = ("target", "key") if mapping.target.key else ("key",)
@@ -337,6 +367,43 @@ class EntityTables:
             loc,
             f"the primary key of the target table {self.target.name} is ({', '.join(key)}), the mapping's key is "
             f"now ({', '.join(mapping.target_key)}); nothing was written. A key change is not applied automatically: "
+            f"set the key back, or {self._rebuild_fix()}",
+        )
+
+    def _key_text_refusal(self, conn: Connection, table: Table, columns: Mapping[str, Any]) -> Refusal | None:
+        """The refusal of a changed `key:` that the primary key does not show (`target.key:` set apart, or the
+        key's fields reordered): the business keys (`_key`) that kept `table` holds are not the mapping's key
+        of their rows. Read from a few rows; None when one of them agrees, or the table has none.
+
+        Left unchecked, every record would move to a key in the new form: its old golden record inactivated
+        and the same primary key written anew, and an incremental run, which re-keys only the records it reads,
+        would build two golden records of one primary key.
+        """
+        key = self.mapping.key
+        if "_key" not in columns:
+            return None
+        if any(name not in columns for name in key):
+            old = None  # a key field the table has no column for
+        elif any(self.mapping.fields[name].type not in ("string", "integer") for name in key):
+            return None  # the text of other types may differ between a source and a column read back
+        else:
+            rows = conn.execute(
+                select(table.c._key, *[table.c[name] for name in key]).where(table.c._key.is_not(None)).limit(20)
+            ).all()
+            if not rows:
+                return None
+            frame = pd.DataFrame([tuple(r) for r in rows], columns=["_key", *key], dtype=object)
+            for name in key:
+                frame[name] = coerce_series(frame[name], self.mapping.fields[name])[0]
+            built = key_text(frame, key)
+            if (built == frame["_key"]).fillna(False).any():
+                return None
+            old = (str(frame["_key"].iloc[0]), str(built.iloc[0]))
+        example = f" (e.g. '{old[0]}', where the key gives '{old[1]}')" if old is not None else ""
+        return Refusal(
+            ("key",),
+            f"the business keys that {table.name} holds were built from other fields than the mapping's key "
+            f"({', '.join(key)}){example}; nothing was written. A key change is not applied automatically: "
             f"set the key back, or {self._rebuild_fix()}",
         )
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from etl.mapping import registry
 from etl.mapping.codes import CodeTable
-from etl.mapping.model import EntityMapping
+from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.registry import Rejection, TransformContext
 from etl.mapping.types import as_text, coerce_series
 
@@ -119,8 +119,11 @@ def map_chunk(
 
 def _type_reason(spec: object) -> str:
     kind = getattr(spec, "type", "value")
-    length = getattr(spec, "length", None)
-    extra = f" of at most {length} characters" if kind == "string" and length else ""
+    extra = ""
+    if kind == "string" and isinstance(spec, CanonicalField):
+        extra = f" of at most {spec.max_length} characters"
+        if spec.length is None:
+            extra += " (the target column's size when a field sets no `length:`; set one of up to 4000 for more)"
     return f"value is not a valid {kind}{extra}"
 
 

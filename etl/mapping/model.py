@@ -50,6 +50,10 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+#: The size of a `string` field's target column when the field sets no `length:`.
+DEFAULT_LENGTH = 255
+
+
 class CanonicalField(Strict):
     """A field of the golden record, with its declared type."""
 
@@ -63,6 +67,11 @@ class CanonicalField(Strict):
     on_missing_reference: Literal["quarantine", "fail"] = "quarantine"
     tolerance: float | None = Field(default=None, ge=0, description="numeric tolerance when reconciling")
     compare: bool = True
+
+    @property
+    def max_length(self) -> int:
+        """The most characters a `string` value may have: `length:`, else the target column's default size."""
+        return self.length or DEFAULT_LENGTH
 
     @model_validator(mode="after")
     def _scale_for_decimals(self) -> CanonicalField:

@@ -45,8 +45,7 @@ def coerce_series(
         lengths = values.str.len()
         values = values.where(lengths > 0)
         bad = present & values.isna()
-        if spec.length is not None:
-            bad = bad | (lengths > spec.length).fillna(False).astype(bool)
+        bad = bad | (lengths > spec.max_length).fillna(False).astype(bool)  # the target column holds no more
         return values, bad
     if spec.type in ("integer", "decimal"):
         numeric = (

@@ -259,3 +259,79 @@ def test_reconcile_waits_for_the_sync_that_applies_a_mapping_change(tmp_path: Pa
     assert "run `erpoa sync department` first" in message
     run_sync(changed, entities=["department"])
     assert reconcile_fresh(changed, "department")["status"] == "success"
+
+
+@pytest.mark.postgres
+def test_a_longer_length_of_a_column_a_view_uses_is_refused_before_anything_changes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """PostgreSQL cannot change the type of a column a view uses: plan and sync say so where the length is written."""
+    config, _ = make_project(tmp_path / "project", urls_for("postgres", request, tmp_path), size=TINY)
+    first, _ = run_sync(config, full_refresh=True, entities=["department"])
+    assert first.status == "success", first.message
+    target = config.connection("target").sqlalchemy_url()
+    execute_sql(target, "CREATE VIEW v_department_names AS SELECT department_code, name FROM md_department")
+    config = _add_leader(_edit(config, ("name: {type: string, length: 100,", "name: {type: string, length: 200,")))
+    line = next(
+        i for i, text in enumerate(_mapping(config).read_text(encoding="utf-8").splitlines(), 1) if "  name: {" in text
+    )
+    before = _written(config)
+    for command in ("plan", "sync"):
+        done = CliRunner().invoke(app, [command, "department", "--config", str(config.config_path), "--json"])
+        assert done.exit_code == 2, done.stdout
+        message = json.loads(done.stdout)["entities"][0]["message"]
+        assert re.match(
+            rf"mappings/department.yaml:{line}:\d+ fields\.name\.length: the target column md_department\.name is "
+            r"VARCHAR\(100\), the field's length is now 200, but PostgreSQL cannot widen a column that a view uses",
+            message,
+        ), message
+        assert "view v_department_names" in message and "drop the view(s), run `erpoa sync department`" in message
+    # Nothing changed: neither the width, nor the new field's column (checked before anything is applied).
+    kept = ("/md_", "/erpoa_src_", "/erpoa_ids_", "/erpoa_watermark")
+    assert {k: v for k, v in _written(config).items() if any(p in k for p in kept)} == {
+        k: v for k, v in before.items() if any(p in k for p in kept)
+    }
+    columns = {c["name"]: c for c in inspect(create_engine(target)).get_columns("md_department")}
+    assert columns["name"]["type"].length == 100 and "leader" not in columns
+    # The fix the message gives: drop the view, sync, create it again.
+    execute_sql(target, "DROP VIEW v_department_names")
+    summary, _ = run_sync(config, entities=["department"])
+    assert summary.status == "success", summary.message
+    execute_sql(target, "CREATE VIEW v_department_names AS SELECT department_code, name FROM md_department")
+    columns = {c["name"]: c for c in inspect(create_engine(target)).get_columns("md_department")}
+    assert columns["name"]["type"].length == 200
+
+
+def test_a_key_change_beside_a_separate_target_key_is_refused(project: ProjectConfig) -> None:
+    """With `target.key:` written apart, a new `key:` leaves the primary key as it was: the business keys the
+    tables hold tell. Unrefused, every record moved to a key in the new form (its old golden record inactivated,
+    the same primary key written anew), and an incremental run built two golden records of one primary key."""
+    table = "target:\n  table: md_department\n"
+    config = _edit(project, (table, table + "  key: [department_code]\n"))
+    same, _ = run_sync(config, entities=["department"])  # the same key, written twice: nothing to refuse
+    assert same.status == "success", same.message
+    rekeyed = _edit(config, ("key: department_code\n", "key: [department_code, status]\n"))
+    line = next(
+        i for i, text in enumerate(_mapping(rekeyed).read_text(encoding="utf-8").splitlines(), 1)
+        if text.startswith("key:")
+    )
+    before = _written(rekeyed)
+    for command, extra in (("plan", []), ("sync", []), ("sync", ["--full-refresh"])):
+        done = CliRunner().invoke(app, [command, "department", "--config", str(rekeyed.config_path), "--json", *extra])
+        assert done.exit_code == 2, done.stdout
+        message = json.loads(done.stdout)["entities"][0]["message"]
+        assert re.match(
+            rf"mappings/department.yaml:{line}:\d+ key: the business keys that md_department holds were built from "
+            r"other fields than the mapping's key \(department_code, status\) \(e\.g\. 'D\w+', where the key gives "
+            r"'D\w+\|\w+'\); nothing was written",
+            message,
+        ), message
+        assert "CREATE TABLE md_department_old AS SELECT * FROM md_department" in message
+    kept = ("/md_", "/erpoa_src_", "/erpoa_ids_", "/erpoa_watermark")
+    assert {k: v for k, v in _written(rekeyed).items() if any(p in k for p in kept)} == {
+        k: v for k, v in before.items() if any(p in k for p in kept)
+    }
+    # Set back, it syncs again.
+    back = _edit(rekeyed, ("key: [department_code, status]\n", "key: department_code\n"))
+    summary, _ = run_sync(back, entities=["department"])
+    assert summary.status == "success", summary.message
