@@ -116,8 +116,29 @@ def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
     except Exception as exc:  # driver missing, bad URL options
         raise _engine_error(conn, _driver_problem(parsed.drivername, exc)) from None
     _install_session_settings(engine, backend, read_only)
+    if backend == "sqlite" and read_only:
+        _open_sqlite_read_only(engine)
     _name_errors(engine, conn)
     return engine
+
+
+def _open_sqlite_read_only(engine: Engine) -> None:
+    """Have a read-only engine of a SQLite file open it with `mode=ro`, and a file that does not exist as an
+    empty in-memory database: a read (`erpoa plan` before the first sync) never creates the file.
+
+    Decided at each connection (SQLite engines do not pool them), so a file created later is read.
+    """
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in memory, or a URI the project wrote itself: opened as written
+    path = Path(database)
+
+    @event.listens_for(engine, "do_connect")
+    def _open(dialect: Any, _record: Any, _cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        params = {k: v for k, v in cparams.items() if k != "uri"}
+        if path.exists():
+            return dialect.loaded_dbapi.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, **params)
+        return dialect.loaded_dbapi.connect(":memory:", **params)
 
 
 def _driver_problem(drivername: str, exc: Exception) -> str:
