@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from etl import logs
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, err, fail, load_config, out
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, err, fail, load_checked, load_config, out
 from etl.config.project import ProjectConfig
 from etl.errors import ErpOaError
 
@@ -83,7 +83,7 @@ def sync(
     from etl.engine.pipeline import run_sync
 
     try:
-        cfg = load_config(config)
+        cfg, mappings, _ = load_checked(config, entities=entities)  # every config, mapping and suite problem
         if wait is not None:
             cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lock_wait_seconds": wait})})
         with StageProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
@@ -94,6 +94,7 @@ def sync(
                 sweep=sweep,
                 progress=progress,
                 hooks=default_hooks(cfg),
+                mappings=mappings,
             )
         with_flows = not entities if flows is None else flows
         flow_summary = run_approval_flows(cfg, summary.run_id) if with_flows else None
@@ -168,8 +169,8 @@ def plan(
     from etl.engine.plan import plan_details
 
     try:
-        cfg = load_config(config)
-        summary, ctx = run_sync(cfg, entities=entities, full_refresh=full_refresh, dry_run=True)
+        cfg, mappings, _ = load_checked(config, entities=entities)  # every config, mapping and suite problem
+        summary, ctx = run_sync(cfg, entities=entities, full_refresh=full_refresh, dry_run=True, mappings=mappings)
         details = {  # an entity the gate would refuse was planned in full: its samples say why
             e.entity: plan_details(ctx, e.entity, samples)
             for e in summary.entities

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_checked, load_config, out
 from etl.errors import ConfigError, ErpOaError
 
 app = typer.Typer(help="Check and create Great Expectations suites (expectations/<entity>.json).",
@@ -16,21 +16,14 @@ app = typer.Typer(help="Check and create Great Expectations suites (expectations
 
 @app.command()
 def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
-    """Every suite loads and names only fields and code tables the mappings declare; exit 2 with every problem."""
-    from etl.engine.pipeline import load_project_mappings
-    from etl.validate import check_suites
-
+    """Every suite loads and names only fields and code tables the mappings declare; exit 2 with every problem
+    of the suites, the mappings and erpoa.yaml at once."""
     try:
-        cfg = load_config(config, unset_ok=True)  # connects to nothing
-        mappings = load_project_mappings(cfg)
+        cfg, mappings, _ = load_checked(config, every_suite=True, unset_ok=True)  # connects to nothing
         folder = cfg.resolve(cfg.expectations)
-        known = {name: list(m.fields) for name, m in mappings.entities.items()}
-        named = {m.quality.suite: name for name, m in mappings.entities.items() if m.quality.suite}
-        issues = check_suites(folder, known, sorted(mappings.code_tables), named)
+        known = list(mappings.entities)
         missing = [name for name, m in mappings.entities.items()
                    if not (folder / (m.quality.suite or f"{name}.json")).exists()]
-        if issues:
-            raise ConfigError(issues)
     except ErpOaError as exc:
         fail(exc, as_json)
         return

@@ -174,8 +174,9 @@ def retry(
     """Replay quarantined rows of ENTITY with the current mappings; rows that now pass are published.
 
     Records the source no longer has are closed (status vanished). Ids given with --id that are not open rows
-    of ENTITY are named and skipped; when none is, nothing runs (exit 2). Approval flows are retried by
-    `erpoa flows run`.
+    of ENTITY are named and skipped; when none is, or ENTITY has no open row to replay, nothing runs and no run
+    is recorded (exit 2). Changes the replay made to the entity's tables (a mapping's new field: columns added)
+    follow the summary, as `erpoa sync` shows them. Approval flows are retried by `erpoa flows run`.
     """
     from etl.engine.replay import replay_quarantine
 
@@ -199,6 +200,7 @@ def retry(
         "updated": result.updated,
         "skipped_ids": [{"id": qid, "reason": why} for qid, why in done.skipped],
         "status": result.status,
+        "table_changes": done.table_changes,
     }
     if as_json:
         emit_json(payload)
@@ -213,3 +215,5 @@ def retry(
         f"quarantined ({done.still_rows} open row(s)).",
         markup=False,
     )
+    if done.table_changes:  # as `erpoa sync` names them in the entity's message
+        out.print(f"{entity}: {'; '.join(done.table_changes)}", markup=False)

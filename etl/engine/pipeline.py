@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine
@@ -27,7 +28,7 @@ from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
 from etl.engine.sweep import Staged
-from etl.errors import ErpOaError, LockedError, QualityGateError, classify_db_error
+from etl.errors import ConfigIssue, ErpOaError, LockedError, QualityGateError, classify_db_error
 from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, run_entities
 from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
@@ -51,6 +52,9 @@ class EntityResult:
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     message: str | None = None
+    #: What the run changed (or, in a plan, would change) in the entity's tables and how it reads it because of
+    #: that; that the mappings changed since its last sync. Also at the end of `message`.
+    notes: list[str] = field(default_factory=list)
     #: Of a failed entity: the error's class (e.g. `QualityGateError`) and the CLI's exit code for it.
     error: str | None = None
     exit_code: int = 0
@@ -103,7 +107,8 @@ def open_store(
 
     def migrated() -> Store:
         if dry_run or read_only:
-            if store_schema.is_initialised(store.engine):
+            # asked through a read-only engine: on SQLite the writable one would create the file
+            if store_schema.is_initialised(engine_for(conn, read_only=True)):
                 if read_only:
                     store.migrate()
                 return store
@@ -172,9 +177,8 @@ def sync_entity(
         with lock_ctx:
             if not ctx.dry_run:
                 ctx.store.record_entity(ctx.run_id, entity, status="running")
-            notes = timed("extract", lambda: extract.prepare(ctx, entity))  # what changed in the entity's tables
-            notes += _mapping_note(ctx, entity)
-            result.message = "; ".join(notes) or None
+            notes = result.notes = timed("extract", lambda: prepare_entity(ctx, entity))
+            result.message = entity_message(notes)
             with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
                 extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
             result.read = {source: counts["read"] for source, counts in extracted.items()}
@@ -204,7 +208,7 @@ def sync_entity(
                                                                     quarantined=result.quarantined))
                 except QualityGateError as exc:  # the plan's figures stay, for the steward to see why
                     result.status = "failed"
-                    result.message = "; ".join([*notes, redact(str(exc), ctx.config)])
+                    result.message = entity_message([*notes, redact(str(exc), ctx.config)])
                     result.error, result.exit_code = type(exc).__name__, exc.exit_code
             else:
                 timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))
@@ -222,6 +226,18 @@ def sync_entity(
         raise
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def prepare_entity(ctx: SyncContext, entity: str) -> list[str]:
+    """Create the entity's tables and drop old staging (`extract.prepare`); returns the notes of the entity's
+    message: the changes made (or, in a plan, due) to its tables and, when it is read incrementally, that the
+    mappings changed since it was last synced. The CLI's sync and the Airflow DAG's `prepare` task share it."""
+    return [*extract.prepare(ctx, entity), *_mapping_note(ctx, entity)]
+
+
+def entity_message(notes: Iterable[str], error: str | None = None) -> str | None:
+    """The message stored for an entity: its error first (when it failed), then the notes of `prepare_entity`."""
+    return "; ".join([error, *notes] if error else notes) or None
 
 
 def _extract_sources(
@@ -334,10 +350,7 @@ def run_sync(
     skips the keys-only deletion sweep of incremental reads for this run.
     """
     mappings = mappings or load_project_mappings(config)
-    if entities:
-        names = mappings.order(entities, origin=COMMAND_LINE)
-    else:
-        names = run_entities(mappings, config.run.entities, config.config_path)
+    names = run_names(config, mappings, entities)
     check_suites(config, mappings, names)
     name_connections(config.connections)
     check_engines(used_connections(config, mappings, names), connect=True)
@@ -392,8 +405,9 @@ def run_sync(
 
 def _mapping_note(ctx: SyncContext, entity: str) -> list[str]:
     """A note when the mappings changed since the entity was last synced and this run reads it incrementally:
-    the records it does not read keep the old mapping (a changed code table shows as `unchanged` in a plan)."""
-    if ctx.full_refresh or entity in extract.complete_reads(ctx):
+    the records it does not read keep the old mapping (a changed code table shows as `unchanged` in a plan).
+    Not for a replay of quarantined records, which is about the records it reads."""
+    if ctx.full_refresh or ctx.only_ids is not None or entity in extract.complete_reads(ctx):
         return []
     version = ctx.mappings.version
     versions = ctx.store.mapping_versions(entity, other_than=ctx.run_id)
@@ -433,7 +447,7 @@ def _sync_all(
         except ErpOaError as exc:
             res = exc.__dict__.get("entity_result") or EntityResult(entity=name)
             error = redact(str(exc), ctx.config)
-            res.status, res.message = "failed", f"{error}; {res.message}" if res.message else error
+            res.status, res.message = "failed", entity_message([res.message] if res.message else [], error)
             res.error, res.exit_code = type(exc).__name__, exc.exit_code
             if not ctx.dry_run and res.read_total:  # e.g. a gate refusal: the rows it set aside stay listed
                 res.quarantined = _count_quarantine(ctx, name)
@@ -483,26 +497,46 @@ def used_connections(
     return {n: config.connections[n] for n in sorted(used) if n in config.connections}
 
 
+def run_names(config: ProjectConfig, mappings: MappingSet, entities: Iterable[str] | None = None) -> list[str]:
+    """The entities a sync runs, in dependency order: `entities` (the command line's), else `run.entities` of the
+    config, else every mapped one; ConfigError naming every unknown one."""
+    if entities:
+        return mappings.order(entities, origin=COMMAND_LINE)
+    return run_entities(mappings, config.run.entities, config.config_path)
+
+
 def check_suites(config: ProjectConfig, mappings: MappingSet, names: Iterable[str]) -> None:
     """Validate the entities' expectation suites before any data is read (ConfigError with every issue)."""
     from etl.errors import ConfigError
 
-    folder = config.resolve(config.expectations)
     wanted = {n: mappings.entity(n) for n in names}
-    paths = {n: folder / (m.quality.suite or f"{n}.json") for n, m in wanted.items()}
-    present = {n: p for n, p in paths.items() if p.exists()}
-    if not present:
-        return
-    from etl.validate import load_suite
-
-    issues = []
-    for name, path in present.items():
-        try:
-            load_suite(path, list(wanted[name].fields), mappings.code_tables)
-        except ConfigError as exc:
-            issues.extend(exc.issues)
+    declared = {n: (list(m.fields), m.quality.suite) for n, m in wanted.items()}
+    issues = suite_issues(config.resolve(config.expectations), declared, mappings.code_tables)
     if issues:
         raise ConfigError(issues)
+
+
+def suite_issues(
+    folder: Path, declared: Mapping[str, tuple[list[str], str | None]], code_tables: Iterable[str] | None
+) -> list[ConfigIssue]:
+    """Every problem of the suites of the entities `declared` (name -> (fields, `quality.suite` file or None))
+    that have one in `folder`; code tables are checked against `code_tables` unless it is None."""
+    from etl.errors import ConfigError
+
+    paths = {n: folder / (suite or f"{n}.json") for n, (_, suite) in declared.items()}
+    present = {n: p for n, p in paths.items() if p.exists()}
+    if not present:
+        return []
+    from etl.validate import load_suite
+
+    tables = None if code_tables is None else list(code_tables)
+    issues: list[ConfigIssue] = []
+    for name, path in present.items():
+        try:
+            load_suite(path, declared[name][0], tables)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    return issues
 
 
 def build_data_docs(ctx: SyncContext) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     MetaData,
     String,
@@ -44,11 +45,11 @@ from etl.db.write import indexes_built_after, insert_frame, insert_select, refre
 from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band, row_count_limits
-from etl.engine.tables import build_indexes, truncate
+from etl.engine.tables import KEY_LEN, build_indexes, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
-from etl.store.repo import IN_BATCH
+from etl.store.repo import IN_BATCH, names_one_record, source_records
 
 log = logging.getLogger("erpoa.publish")
 
@@ -367,59 +368,96 @@ def _settle(
     """Once the links are committed: resolve what the run fixed, unlink inactivated records, advance watermarks.
 
     Of the source records with open findings of earlier runs: those the source no longer has (a sweep or a
-    complete read found them gone, a replay asked for them and got nothing) are closed `vanished`; those the
-    run read again keep open only the findings it made (a record that passed is resolved; one that now fails
-    another rule keeps only that rule open); golden records published without their merge, integrity or gate
-    problem (a duplicate key fixed at the source) resolve those findings.
+    complete read found them gone, a replay asked for them and got nothing) are closed `vanished`, and so are
+    the integrity and gate findings of a golden record once every source record they name is gone;
+    those the run read again keep open only the findings it made (a record that passed is resolved; one that
+    now fails another rule keeps only that rule open); golden records published without their merge,
+    integrity or gate problem (a duplicate key fixed at the source) resolve those findings.
     """
     mapping = ctx.mapping(entity)
     tables = ctx.tables(mapping)
-    gold, stage = tables.gold, tables.stage
-    plain = findings[findings["src_id"].notna() & ~findings["src_id"].astype(str).str.startswith("{")]
+    gold = tables.gold
+    named = findings[findings["src_id"].notna()]
+    one = named["src_id"].astype(str).map(names_one_record).astype(bool)
     open_ids = {
         str(source): set(part["src_id"].astype(str))
-        for source, part in plain.groupby("source")
+        for source, part in named[one].groupby("source")
         if str(source) in mapping.sources
     }
     for source, asked in (ctx.only_ids or {}).items():  # a replay: the merge may have found these again already
         open_ids[source] = open_ids.get(source, set()) | set(asked)
+    joint = {
+        (str(source), str(src_id)): source_records(str(source), str(src_id))
+        for source, src_id in zip(named.loc[~one, "source"], named.loc[~one, "src_id"], strict=True)
+    }
+    watched = {source: set(ids) for source, ids in open_ids.items()}
+    for pairs in joint.values():
+        for source, src_id in pairs:
+            if source in mapping.sources:
+                watched.setdefault(source, set()).add(src_id)
     with ctx.target_engine(mapping).connect() as conn:
         gone = [
             r[0]
             for r in conn.execute(select(gold.c._key).where(gold.c._run == ctx.run_id, gold.c._action == "inactivate"))
         ]
-        # Only source records with an open finding matter: look those up in the run's stage, 500 at a time.
-        staged: dict[str, dict[str, set[str]]] = {}
-        for source, wanted in open_ids.items():
-            ids = sorted(wanted)
-            statuses = staged.setdefault(source, {})
-            for start in range(0, len(ids), IN_BATCH):
-                for src_id, status in conn.execute(
-                    select(stage.c._src_id, stage.c._status).where(
-                        stage.c._run == ctx.run_id,
-                        stage.c._source == source,
-                        stage.c._src_id.in_(ids[start : start + IN_BATCH]),
-                    )
-                ):
-                    statuses.setdefault(str(src_id), set()).add(str(status))
+        staged = _staged_statuses(ctx, tables.stage, conn, watched)
     if gone:
         ctx.store.deactivate_xref(entity, ctx.run_id, gone)
+    absent = {
+        source: _absent(ctx, entity, source, sorted(ids), staged.get(source, {})) for source, ids in watched.items()
+    }
     resolved = vanished = 0
     for source, wanted in open_ids.items():
         ids, statuses = sorted(wanted), staged.get(source, {})
         reread = [i for i in ids if statuses.get(i, set()) - {"deleted", "moved"}]
-        missing = [i for i in ids if "deleted" in statuses.get(i, set())]
-        missing += _not_at_source(ctx, entity, source, [i for i in ids if i not in statuses])
+        missing = [i for i in ids if i in absent[source]]
         vanished += ctx.store.resolve_quarantine(
             entity, source, missing, ctx.run_id, status="vanished", this_run_too=True
         )
         resolved += ctx.store.resolve_quarantine(entity, source, reread, ctx.run_id)
+    # A golden record's finding is about all of its source records: closed once none of them is left.
+    closed: dict[str, list[str]] = {}
+    for (source, src_id), pairs in joint.items():
+        if pairs and all(i in absent.get(s, ()) for s, i in pairs):
+            closed.setdefault(source, []).append(src_id)
+    for source, src_ids in closed.items():
+        vanished += ctx.store.resolve_quarantine(
+            entity, source, src_ids, ctx.run_id, status="vanished", this_run_too=True
+        )
     if published:
         resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
     faults.point("finalize.resolved")
     ctx.store.commit_watermarks(ctx.run_id, entity)
     faults.point("finalize.watermarks")
     return {"xref": linked, "resolved": resolved, "vanished": vanished}
+
+
+def _staged_statuses(
+    ctx: SyncContext, stage: Table, conn: Connection, wanted: dict[str, set[str]]
+) -> dict[str, dict[str, set[str]]]:
+    """The statuses this run staged each of the `wanted` ids of each source with (those it staged), 500 at a time:
+    only source records with an open finding matter."""
+    staged: dict[str, dict[str, set[str]]] = {}
+    for source, wanted_ids in wanted.items():
+        ids = sorted(wanted_ids)
+        statuses = staged.setdefault(source, {})
+        for start in range(0, len(ids), IN_BATCH):
+            for src_id, status in conn.execute(
+                select(stage.c._src_id, stage.c._status).where(
+                    stage.c._run == ctx.run_id,
+                    stage.c._source == source,
+                    stage.c._src_id.in_(ids[start : start + IN_BATCH]),
+                )
+            ):
+                statuses.setdefault(str(src_id), set()).add(str(status))
+    return staged
+
+
+def _absent(ctx: SyncContext, entity: str, source: str, ids: list[str], statuses: dict[str, set[str]]) -> set[str]:
+    """Those of `ids` (of `source`) this run found gone from the source: staged `deleted`, or not staged and known
+    to be absent (`_not_at_source`)."""
+    missing = {i for i in ids if "deleted" in statuses.get(i, set())}
+    return missing | set(_not_at_source(ctx, entity, source, [i for i in ids if i not in statuses]))
 
 
 def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -> list[str]:
@@ -435,7 +473,8 @@ def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -
     spec = ctx.mapping(entity).sources[source]
     if ctx.only_ids is not None:
         asked = set(ctx.only_ids.get(source, []))
-        return [i for i in ids if i in asked]
+        # an id longer than the stage holds is never staged: the replay quarantined it again (`id_too_long`)
+        return [i for i in ids if i in asked and len(i) <= KEY_LEN]
     if ctx.full_refresh or not spec.cursor or ctx.store.watermark(entity, source) is None:
         return ids  # watermarks have not moved yet: None means this run's read was a full one
     absent = ctx.__dict__.get(sweep.ABSENT, {}).get((entity, source))

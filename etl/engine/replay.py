@@ -32,7 +32,8 @@ from etl.store.repo import new_run_id, source_records
 
 
 class NothingToReplayError(TerminalError):
-    """`--id` named no open quarantine row of the entity (exit 2, like other usage errors)."""
+    """No open quarantine row of the entity names a source record to read again, or `--id` named none (exit 2,
+    like other usage errors). Nothing runs and no run is recorded."""
 
     exit_code = 2
 
@@ -49,6 +50,8 @@ class Replay:
     vanished_records: int = 0
     #: (quarantine id, why it was not replayed) for each `--id` that is not an open row of the entity
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    #: What the replay changed in the entity's tables (a mapping's new field: columns added), as notes
+    table_changes: list[str] = field(default_factory=list)
 
 
 def _records(rows: pd.DataFrame) -> set[tuple[str, str]]:
@@ -91,13 +94,27 @@ def _skipped(store_rows: pd.DataFrame, entity: str, wanted: list[int]) -> list[t
     return out
 
 
+def _nothing_open(entity: str, open_rows: pd.DataFrame) -> str:
+    """Why the entity has nothing to replay (no open row names a source record), and where to look."""
+    why = (
+        f"its {len(open_rows)} open quarantine row(s) name no source record to read again"
+        if len(open_rows)
+        else "it has no open quarantine rows"
+    )
+    return (
+        f"{entity}: nothing to replay: {why}; no run was recorded. See `erpoa quarantine list --entity {entity} "
+        "--status all` for its rows."
+    )
+
+
 def replay_quarantine(
     config: ProjectConfig, entity: str, *, ids: Iterable[int] | None = None, hooks: Iterable = ()  # type: ignore[type-arg]
 ) -> Replay:
     """Replay the open quarantine rows of `entity` (or the `ids` among them) with the current mappings.
 
     ConfigError for an unknown entity (an approval flow's name says how its rows are retried);
-    NothingToReplayError when `ids` names no open row of the entity.
+    NothingToReplayError when `ids` names no open row of the entity, or the entity has no open row with a source
+    id: then no run is recorded.
     """
     mappings = load_project_mappings(config)
     store = open_store(config)
@@ -129,6 +146,8 @@ def replay_quarantine(
             for src, src_id in source_records(str(source), value):
                 only.setdefault(src, []).append(src_id)
     only = {s: sorted(set(v)) for s, v in only.items()}
+    if not only:
+        raise NothingToReplayError(_nothing_open(entity, open_rows))
     run_id = new_run_id()
     ctx = SyncContext(
         config=config,
@@ -163,6 +182,7 @@ def replay_quarantine(
         still_rows=len(still),
         vanished_records=len(_records(vanished)),
         skipped=skipped,
+        table_changes=result.notes,
     )
 
 

@@ -29,6 +29,7 @@ from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
 from etl.engine.tables import table_exists
 from etl.mapping.apply import source_ids
+from etl.store.repo import source_records
 
 MIRROR_COLUMNS = ["_src_id", "_key", "_bucket"]
 #: Mirrored ids checked against the source's at a time: the more, the closer together their (sorted)
@@ -229,8 +230,10 @@ class _Findings:
     """Which source records with open quarantine findings the sweep's read of the source's ids did not find.
 
     Those records were never accepted, so the mirror the sweep compares with does not hold them; their ids'
-    hashes are checked against each chunk's as it passes (no query of their own). The answer, for the publish
-    of this process to close their findings (`etl.engine.publish._not_at_source`), is kept in the context.
+    hashes are checked against each chunk's as it passes (no query of their own). The records are those of the
+    source's own findings and the source's among those an integrity or gate finding names (`source_records`).
+    The answer, for the publish of this process to close their findings (`etl.engine.publish._not_at_source`),
+    is kept in the context.
     """
 
     def __init__(self, ctx: SyncContext, entity: str, source: str) -> None:
@@ -238,8 +241,15 @@ class _Findings:
         ids: list[str] = []
         if not ctx.dry_run:
             open_rows = ctx.store.quarantine(entity=entity, status="open")
-            mine = open_rows[(open_rows["source"].astype(str) == source) & open_rows["src_id"].notna()]
-            ids = sorted({i for i in mine["src_id"].astype(str) if not i.startswith("{")})  # not merge/gate JSON
+            named = open_rows[open_rows["src_id"].notna()]
+            ids = sorted(
+                {
+                    src_id
+                    for row_source, row_id in zip(named["source"].astype(str), named["src_id"].astype(str), strict=True)
+                    for name, src_id in source_records(row_source, row_id)
+                    if name == source
+                }
+            )
         self.ids = ids
         self.hashes = id_hashes(pa.array(ids, type=pa.string())) if ids else np.empty(0, dtype=np.uint64)
         self.seen = np.zeros(len(ids), dtype=bool)

@@ -14,6 +14,10 @@ validate per partition -> gate, publish, finalize -> reconcile, cleanup, unlock.
 Every stage after `prepare` runs only while the run holds the entity lock. Tasks
 cleared after `finish_run` therefore restart the entity from `prepare`, which sets
 the run back to `running` in the store before it takes the lock again.
+
+The notes of `prepare` (changes made to the entity's tables, changed mappings) are the
+entity's message in the store, as in `erpoa sync`. The later tasks keep them there:
+their own figures, errors and transient failures are recorded together with them.
 """
 
 from __future__ import annotations
@@ -36,17 +40,28 @@ from etl.engine import prebuild as prebuild_stage
 from etl.engine import publish as publish_stage
 from etl.engine.context import SyncContext
 from etl.engine.hooks import default_hooks
-from etl.engine.pipeline import EntityResult, SyncSummary, load_project_mappings, open_store, record, run_sync
+from etl.engine.pipeline import (
+    EntityResult,
+    SyncSummary,
+    entity_message,
+    load_project_mappings,
+    open_store,
+    prepare_entity,
+    record,
+    run_sync,
+)
 from etl.errors import ConfigError
 from etl.orchestration import connections, locking
 from etl.orchestration.errors import airflow_errors, fail_task, skip_task
-from etl.store.repo import Store
+from etl.store.repo import Store, run_id_for
 
 log = logging.getLogger("erpoa.airflow")
 
 TRIGGER = "airflow"
 ACTIONS = ("insert", "update", "unchanged", "inactivate", "deactivated", "rejected", "duplicates")
 _FIGURES = ("inserted", "updated", "unchanged", "inactivated", "quarantined", "differences")
+# How `_stage` marks a transient failure in the entity's message, after the notes of `prepare`.
+_RETRIED = " (transient, retried by Airflow): "
 
 
 class RunInfo(TypedDict):
@@ -77,7 +92,7 @@ def make_run_id(dag_id: str, dag_run: str, started: datetime) -> str:
     Local time like `new_run_id`, because the store orders runs by id.
     """
     digest = hashlib.sha1(f"{dag_id}\x1f{dag_run}".encode(), usedforsecurity=False).hexdigest()[:6]
-    return f"{started.astimezone():%Y%m%dT%H%M%S}-{digest}"
+    return run_id_for(started.astimezone(), digest)
 
 
 def start_run(
@@ -165,11 +180,13 @@ def _stage(run: RunInfo, entity: str, stage: str, *, locked: bool = True) -> Ite
 
     def record_failure(exc: BaseException, message: str, transient: bool) -> None:
         if built:
-            if transient:
-                status, note = "running", f"{stage} (transient, retried by Airflow): {message}"
+            store = built[0].store
+            notes = prepared_notes(store, run["run_id"], entity)
+            if transient:  # after the notes, so that the next task finds them (`prepared_notes`)
+                status, note = "running", entity_message([*notes, f"{stage}{_RETRIED}{message}"])
             else:
-                status, note = "failed", message
-            built[0].store.record_entity(run["run_id"], entity, status=status, message=note)
+                status, note = "failed", entity_message(notes, message)
+            store.record_entity(run["run_id"], entity, status=status, message=note)
 
     with airflow_errors(f"{entity}: {stage}", redact=logs.redact, on_error=record_failure):
         ctx = context_for(run)
@@ -224,8 +241,26 @@ def prepare(run: RunInfo | None, entity: str) -> list[str]:
             wait_seconds=ctx.config.run.lock_wait_seconds,
         )
         ctx.store.record_entity(ctx.run_id, entity, status="running", message=None)
-        extract_stage.prepare(ctx, entity)
+        notes = prepare_entity(ctx, entity)
+        if notes:
+            ctx.store.record_entity(ctx.run_id, entity, status="running", message=entity_message(notes))
         return list(mapping.sources)
+
+
+def prepared_notes(store: Store, run_id: str, entity: str) -> list[str]:
+    """The notes `prepare` left in the entity's message while it runs, without a transient failure's note.
+
+    Nothing once the entity failed or ended: a later write of its record is then not one of this run's stages.
+    """
+    row = store.entity_run(run_id, entity)
+    if not row or row["status"] != "running" or not row["message"]:
+        return []
+    message = str(row["message"])
+    retried = message.find(_RETRIED)
+    if retried >= 0:  # `_stage` appends "; <stage> (transient, ...)"; a stage name has no "; "
+        cut = message.rfind("; ", 0, retried)
+        message = message[:cut] if cut >= 0 else ""
+    return [message] if message else []
 
 
 def reopen(store: Store, run: RunInfo) -> None:
@@ -289,6 +324,7 @@ def publish(
             totals.update({k: int(part.get(k, 0)) for k in ACTIONS})
         result = EntityResult(
             entity=entity,
+            message=entity_message(prepared_notes(ctx.store, ctx.run_id, entity)),
             read={str(e["source"]): int(e["read"]) for e in extracted},
             inserted=totals["insert"],
             updated=totals["update"],
@@ -316,6 +352,7 @@ def reconcile(run: RunInfo, entity: str, published: Mapping[str, Any]) -> dict[s
     with _stage(run, entity, "reconcile") as ctx:
         result = _result(published)
         result.status = "success"
+        result.message = entity_message(prepared_notes(ctx.store, ctx.run_id, entity))
         t0 = time.monotonic()
         for hook in default_hooks(ctx.config):
             hook(ctx, entity, result)

@@ -64,6 +64,8 @@ QUARANTINE_COLUMNS = [
     "created_at",
 ]
 GAP_COLUMNS = ["entity", "source", "field", "value", "code_table", "policy", "count"]
+#: Statuses of the quarantine findings a run closed that its report lists (a superseded one's newer row is listed).
+CLOSED = ("resolved", "vanished")
 FIGURES = ["read_erp", "read_oa", "inserted", "updated", "unchanged", "inactivated", "quarantined"]
 HTML_ROW_LIMIT = 20_000
 SHEET_ROW_LIMIT = 200_000
@@ -285,7 +287,9 @@ def collect(
     diffs = diffs.sort_values(["entity", "_order", "golden_key", "field"], na_position="first").drop(columns="_order")
 
     q = store.quarantine(status=None)
-    q = q[(q["run_id"] == run_id) | ((q["status"] == "open") & (q["run_id"] <= run_id))]
+    closed = (q["resolved_run_id"] == run_id) & q["status"].isin(CLOSED)
+    q = q[(q["run_id"] == run_id) | ((q["status"] == "open") & (q["run_id"] <= run_id)) | closed]
+    closed_records = _closed_records(q, run_id)
     q = mask_rows(q, mappings)
     gaps = pd.concat(
         [census_gaps(store, e, run_id).assign(entity=e) for e in order] or [pd.DataFrame(columns=GAP_COLUMNS)],
@@ -309,6 +313,7 @@ def collect(
         "new": int(diffs["new"].sum()),
         "resolved": resolved,
         "quarantined": int(q.loc[q["status"] == "open", ["entity", "source", "src_id"]].drop_duplicates().shape[0]),
+        **closed_records,
         "gaps": len(gaps),
     }
     folder = out_dir or (config.resolve(config.reports) / run_id)
@@ -334,6 +339,19 @@ def collect(
 
 
 NOT_RECONCILED = "not_reconciled"
+
+
+def _closed_records(q: pd.DataFrame, run_id: str) -> dict[str, int]:
+    """Distinct source records (an integrity or gate finding: its golden record's, as one) whose quarantine
+    findings `run_id` closed: `quarantine_resolved` (published, or the rule now passes), `quarantine_vanished`
+    (gone from the source)."""
+    mine = q[q["resolved_run_id"] == run_id]
+    return {
+        f"quarantine_{status}": int(
+            mine.loc[mine["status"] == status, ["entity", "source", "src_id"]].drop_duplicates().shape[0]
+        )
+        for status in CLOSED
+    }
 
 
 def _entity_row(

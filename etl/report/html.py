@@ -87,8 +87,9 @@ _TEXT = {
         "as_of": "状态、签核、备注以及隔离记录是否仍待处理，均为报告生成时（{at}）的当前状态，"
         "而非运行 {run} 当时的状态。",
         "q_rows": "{n} 行",
-        "q_rows_title": "隔离行数（本次运行记录的及以往仍待处理的）；"
+        "q_rows_title": "隔离行数（本次运行记录的、以往仍待处理的及本次运行关闭的）；"
         "上方“隔离记录”卡片按源记录去重，只计仍待处理的",
+        "q_closed": "本次运行关闭的源记录：已解决 {resolved} 条，{vanished} 条源记录已删除。",
         "truncated_by_entity": "按实体和类别均衡截取（每组先列未处理和新增），仅嵌入 {shown} / {total} 条；"
         "完整清单见 CSV / Excel。",
     },
@@ -106,8 +107,9 @@ _TEXT = {
         "as_of": "Status, sign-off, notes and whether quarantine rows are still open are as of when this report "
         "was generated ({at}), not as they were at run {run}.",
         "q_rows": "{n} rows",
-        "q_rows_title": "Quarantine rows (recorded by this run, and earlier ones still open); the Quarantined card "
-        "above counts distinct source records still open",
+        "q_rows_title": "Quarantine rows (recorded by this run, earlier ones still open, and those this run "
+        "closed); the Quarantined card above counts distinct source records still open",
+        "q_closed": "Source records this run closed: {resolved} resolved, {vanished} gone from the source.",
         "truncated_by_entity": "Balanced across entities and classes (open and new first in each): {shown} of "
         "{total} embedded; the CSV and Excel files have them all.",
     },
@@ -324,6 +326,12 @@ def _entity_table(data: ReportData, lang: str) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _closed_note(data: ReportData, lang: str) -> list[str]:
+    """The sentence counting the quarantined source records the run closed, when it closed any."""
+    resolved, vanished = data.kpis.get("quarantine_resolved", 0), data.kpis.get("quarantine_vanished", 0)
+    return [_t(lang, "q_closed", resolved=f"{resolved:,}", vanished=f"{vanished:,}")] if resolved or vanished else []
+
+
 def render_html(data: ReportData, lang: str = "zh-CN") -> str:
     """The report page of `data` in `lang` (zh-CN or en)."""
     lang = labels.lang_of(lang)
@@ -390,7 +398,7 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
         if total > len(diffs)
         else "",
         "sec_quarantine": t["sec_quarantine"],
-        "sec_quarantine_note": t["sec_quarantine_note"],
+        "sec_quarantine_note": " ".join([t["sec_quarantine_note"], *_closed_note(data, lang)]),
         "q_count": _t(lang, "q_rows", n=f"{q_total:,}"),
         "q_count_title": _t(lang, "q_rows_title"),
         "q_truncated": labels.text(lang, "truncated", shown=f"{HTML_ROW_LIMIT:,}", total=f"{q_total:,}")

@@ -227,7 +227,8 @@ TEXT: dict[str, dict[str, str]] = {
         "sec_differences": "差异明细",
         "sec_differences_note": "点击一行查看ERP、OA与目标库的字段值和签核信息。敏感字段已脱敏。",
         "sec_quarantine": "隔离记录",
-        "sec_quarantine_note": "未能发布的源记录及原因（本次运行记录的，以及之前仍未处理的）。",
+        "sec_quarantine_note": "未能发布的源记录及原因（本次运行记录的、之前仍未处理的，"
+        "以及本次运行关闭的：已解决或源记录已删除）。",
         "sec_gaps": "映射缺口",
         "sec_gaps_note": "按 pass/default 策略保留或替换的未映射源值；请补充统一编码表。",
         "entity": "实体",
@@ -330,7 +331,8 @@ TEXT: dict[str, dict[str, str]] = {
         "Personal data is masked.",
         "sec_quarantine": "Quarantine",
         "sec_quarantine_note": "Source records that could not be published, with the reason "
-        "(recorded by this run, or still open from earlier runs).",
+        "(recorded by this run, still open from earlier runs, or closed by this run: resolved or gone from the "
+        "source).",
         "sec_gaps": "Mapping gaps",
         "sec_gaps_note": "Unmapped source values kept (pass) or replaced (default); add them to the code tables.",
         "entity": "Entity",

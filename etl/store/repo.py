@@ -27,8 +27,15 @@ def now() -> datetime:
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id such as `20261124T020000-3f9a1c`."""
-    return f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    """A sortable, unique run id such as `20261124T020000.123456-3f9a1c`."""
+    return run_id_for(datetime.now(), uuid.uuid4().hex[:6])
+
+
+def run_id_for(started: datetime, suffix: str) -> str:
+    """The run id of a run started at `started` (local time): the store orders runs by id, so it holds the
+    microseconds (two runs of one second sorted by their random suffix before); ids of older versions, without
+    them, sort before those of their second."""
+    return f"{started:%Y%m%dT%H%M%S.%f}-{suffix}"
 
 
 class Store:
@@ -575,10 +582,21 @@ def _update_in(conn: Connection, table: Table, column: Any, values: list[str], *
     return count
 
 
+def names_one_record(src_id: str) -> bool:
+    """Whether a quarantine row's `src_id` is one source record's id (of the row's `source`). Otherwise it is the
+    JSON object of the source ids of a golden record (`{"erp": "1", "oa": "7"}`): its integrity and gate findings
+    name every source record the golden record was built from.
+
+    >>> names_one_record("000123"), names_one_record('{"erp": "000123", "oa": "7"}')
+    (True, False)
+    """
+    return not src_id.startswith("{")
+
+
 def source_records(source: str, src_id: str) -> list[tuple[str, str]]:
     """The (source, id) pairs behind a quarantine row: the merge's rows name several sources (`erp+oa`, the ids
-    as JSON), the others one."""
-    if src_id.startswith("{"):
+    as JSON), the others one (`names_one_record`)."""
+    if not names_one_record(src_id):
         try:
             return [(name, str(value)) for name, value in json.loads(src_id).items()]
         except ValueError:

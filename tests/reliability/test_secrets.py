@@ -407,7 +407,7 @@ def test_one_character_password_keeps_json_output_and_logs_intact(
     code, out, err = cli("sync", "department", "--config", str(config), "--json")
     assert code == 0, out + err
     summary = json.loads(out)
-    assert re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{6}", summary["run_id"]), summary["run_id"]
+    assert re.fullmatch(r"\d{8}T\d{6}\.\d{6}-[0-9a-f]{6}", summary["run_id"]), summary["run_id"]
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert records
     assert "***" not in out + err
