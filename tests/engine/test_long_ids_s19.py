@@ -19,13 +19,7 @@ from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import open_store, run_sync
 from etl.engine.tables import KEY_LEN
-from tests.helpers.project import TINY, execute_sql, make_project, target_rows, urls_for
-
-THREE = [
-    pytest.param("sqlite", marks=pytest.mark.sqlite),
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
+from tests.helpers.project import THREE, TINY, execute_sql, make_project, target_rows, urls_for
 
 
 @pytest.fixture(params=THREE)

@@ -13,13 +13,7 @@ from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
 from etl.engine.plan import plan_details
-from tests.helpers.project import TINY, execute_sql, make_project, tiny_sqlite_project, urls_for
-
-THREE = [
-    pytest.param("sqlite", marks=pytest.mark.sqlite),
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
+from tests.helpers.project import THREE, TINY, execute_sql, make_project, tiny_sqlite_project, urls_for
 
 
 def _edit(config: ProjectConfig, file: str, old: str, new: str) -> ProjectConfig:

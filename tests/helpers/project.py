@@ -31,6 +31,8 @@ BACKENDS = [
     pytest.param("mariadb", marks=pytest.mark.mariadb),
     pytest.param("mixed", marks=[pytest.mark.postgres, pytest.mark.mariadb]),
 ]
+#: Each database alone (sources, target and store on it).
+THREE = BACKENDS[:3]
 
 
 def urls_for(backend: str, request: pytest.FixtureRequest, folder: Path) -> dict[str, str]:
