@@ -43,6 +43,7 @@ from etl.engine.hooks import default_hooks
 from etl.engine.pipeline import (
     EntityResult,
     SyncSummary,
+    check_suites,
     entity_message,
     load_project_mappings,
     open_store,
@@ -103,7 +104,7 @@ def start_run(
     started: datetime | None,
     known_entities: Sequence[str],
 ) -> RunInfo:
-    """Check config and mappings, fix the run id and record the run in the store.
+    """Check config, mappings and the entities' suites, fix the run id and record the run in the store.
 
     `started` is when the DAG run started; `as_of` is the local date now, as `erpoa sync` uses.
     """
@@ -121,6 +122,7 @@ def start_run(
                 f"entities {', '.join(outside)} have no task group in this DAG; it syncs {', '.join(known_entities)}"
             )
         names = mappings.order(wanted)
+        check_suites(config, mappings, names)  # as `erpoa sync` does: a broken suite fails before any data is read
         ignored = [e for e in mappings.entities if e not in known_entities]
         if ignored:
             log.warning("mappings define %s, which this DAG does not sync", ", ".join(ignored))
