@@ -409,7 +409,7 @@ def _settle(
     resolved = vanished = 0
     for source, wanted in open_ids.items():
         ids, statuses = sorted(wanted), staged.get(source, {})
-        reread = [i for i in ids if statuses.get(i, set()) - {"deleted", "moved"}]
+        reread = [i for i in ids if statuses.get(i, set()) - {"deleted", "moved", sweep.GONE}]
         missing = [i for i in ids if i in absent[source]]
         vanished += ctx.store.resolve_quarantine(
             entity, source, missing, ctx.run_id, status="vanished", this_run_too=True
@@ -456,17 +456,18 @@ def _staged_statuses(
 def _absent(ctx: SyncContext, entity: str, source: str, ids: list[str], statuses: dict[str, set[str]]) -> set[str]:
     """Those of `ids` (of `source`) this run found gone from the source: staged `deleted`, or not staged and known
     to be absent (`_not_at_source`)."""
-    missing = {i for i in ids if "deleted" in statuses.get(i, set())}
+    missing = {i for i in ids if statuses.get(i, set()) & {"deleted", sweep.GONE}}
     return missing | set(_not_at_source(ctx, entity, source, [i for i in ids if i not in statuses]))
 
 
 def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -> list[str]:
     """Those of `ids` (source records with open findings that this run did not stage) the source no longer has.
 
-    Known when the run read the source completely (a full read stages every record it has), replayed exactly
-    these ids, or swept it for deletions in this process (the sweep checks these ids against the source's as
-    it reads them, `etl.engine.sweep._Findings`); otherwise (an incremental read without a sweep, or a sweep
-    run by another process, as Airflow's tasks are) nothing is known and they stay open for a later run.
+    Known when the run read the source completely (a full read stages every record it has) or replayed exactly
+    these ids. An incremental read's sweep checks these ids against the source's as it reads them and stages
+    those it did not find (`sweep.GONE`, `etl.engine.sweep._Findings`), in whichever process or Airflow task it
+    ran: they are among the staged ids, not these. Without a sweep nothing is known and they stay open for a
+    later run.
     """
     if not ids:
         return []
@@ -477,11 +478,7 @@ def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -
         return [i for i in ids if i in asked and len(i) <= KEY_LEN]
     if ctx.full_refresh or not spec.cursor or ctx.store.watermark(entity, source) is None:
         return ids  # watermarks have not moved yet: None means this run's read was a full one
-    absent = ctx.__dict__.get(sweep.ABSENT, {}).get((entity, source))
-    if absent is None:
-        return []
-    gone = set(absent)
-    return [i for i in ids if i in gone]
+    return []  # an incremental read: what its sweep found gone is staged (`sweep.GONE`), the rest unknown
 
 
 class _XrefLoader:

@@ -27,7 +27,7 @@ from etl.db.write import insert_frame
 from etl.engine import idhashes
 from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
-from etl.engine.tables import table_exists
+from etl.engine.tables import KEY_LEN, table_exists
 from etl.mapping.apply import source_ids
 from etl.store.repo import source_records
 
@@ -223,7 +223,10 @@ def _read_present(
     return taken + len(mine)
 
 
-ABSENT = "swept_absent"  # SyncContext.__dict__ key: {(entity, source): ids with open findings the source lacks}
+#: `_status` of the staged rows naming records with open quarantine findings that a sweep did not find at the
+#: source: the publish closes those findings `vanished` (`etl.engine.publish._settle`), in this process or, in
+#: the Airflow DAG, in the publish task. The merge never reads them (no key, no bucket).
+GONE = "gone"
 
 
 class _Findings:
@@ -232,12 +235,12 @@ class _Findings:
     Those records were never accepted, so the mirror the sweep compares with does not hold them; their ids'
     hashes are checked against each chunk's as it passes (no query of their own). The records are those of the
     source's own findings and the source's among those an integrity or gate finding names (`source_records`).
-    The answer, for the publish of this process to close their findings (`etl.engine.publish._not_at_source`),
-    is kept in the context.
+    The answer is staged (`GONE` rows) once the read has ended, after the source's extraction (which starts by
+    deleting the source's staged rows of the run), for the publish to close their findings.
     """
 
     def __init__(self, ctx: SyncContext, entity: str, source: str) -> None:
-        self.ctx, self.key = ctx, (entity, source)
+        self.ctx, self.entity, self.source = ctx, entity, source
         ids: list[str] = []
         if not ctx.dry_run:
             open_rows = ctx.store.quarantine(entity=entity, status="open")
@@ -266,8 +269,15 @@ class _Findings:
         return both
 
     def record(self) -> None:
-        absent = [i for i, seen in zip(self.ids, self.seen, strict=True) if not seen]
-        self.ctx.__dict__.setdefault(ABSENT, {})[self.key] = absent
+        """Stage the watched ids the read did not find (an id longer than the stage holds cannot have been
+        staged, so it is not among them: it stays open)."""
+        absent = [i for i, seen in zip(self.ids, self.seen, strict=True) if not seen and len(i) <= KEY_LEN]
+        if not absent:
+            return
+        mapping = self.ctx.mapping(self.entity)
+        rows = pd.DataFrame({"_run": self.ctx.run_id, "_source": self.source, "_src_id": absent, "_status": GONE})
+        with self.ctx.work_engine(mapping).begin() as conn:
+            insert_frame(conn, self.ctx.work_tables(mapping).stage, rows, list(rows.columns))
 
 
 class _Marking:
