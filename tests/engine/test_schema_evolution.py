@@ -19,7 +19,16 @@ from etl import faults
 from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
-from tests.helpers.project import THREE, TINY, execute_sql, make_project, table_checksums, target_rows, urls_for
+from tests.helpers.project import (
+    THREE,
+    TINY,
+    execute_sql,
+    make_project,
+    replace_in,
+    table_checksums,
+    target_rows,
+    urls_for,
+)
 
 
 @pytest.fixture(params=THREE)
@@ -36,12 +45,7 @@ def _mapping(config: ProjectConfig) -> Path:
 
 
 def _edit(config: ProjectConfig, *replacements: tuple[str, str]) -> ProjectConfig:
-    path = _mapping(config)
-    text = path.read_text(encoding="utf-8")
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text, encoding="utf-8")
+    replace_in(_mapping(config), *replacements)
     return load_project(config.config_path)
 
 

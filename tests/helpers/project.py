@@ -20,6 +20,15 @@ TINY = DemoSize(departments=8, employees=30, requisitions=10, contracts=5)
 NEW_UNIT = "  - {code: D0304, name: 数字化转型办公室, synonyms: [SZ01]}\n"
 
 
+def replace_in(path: Path, *replacements: tuple[str, str]) -> None:
+    """Edit a project file (a mapping, a suite): each (old, new) in turn; `old` must be there."""
+    text = path.read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert old in text, f"{path.name}: {old!r} not found"
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+
+
 def tiny_sqlite_project(folder: Path) -> Path:
     """A demo project of `TINY` size on SQLite in `folder` (seed 5); returns its erpoa.yaml."""
     build_demo(f"sqlite:///{folder / 'erp.db'}", f"sqlite:///{folder / 'oa.db'}", TINY, seed=5)

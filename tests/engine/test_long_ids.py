@@ -19,7 +19,7 @@ from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import open_store, run_sync
 from etl.engine.tables import KEY_LEN
-from tests.helpers.project import THREE, TINY, execute_sql, make_project, target_rows, urls_for
+from tests.helpers.project import THREE, TINY, execute_sql, make_project, replace_in, target_rows, urls_for
 
 
 @pytest.fixture(params=THREE)
@@ -36,12 +36,7 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> ProjectConfig:
 
 
 def _edit(config: ProjectConfig, *replacements: tuple[str, str]) -> ProjectConfig:
-    path = config.resolve(config.mappings) / "department.yaml"
-    text = path.read_text(encoding="utf-8")
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text, encoding="utf-8")
+    replace_in(config.resolve(config.mappings) / "department.yaml", *replacements)
     return load_project(config.config_path)
 
 

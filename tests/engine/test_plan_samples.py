@@ -13,14 +13,11 @@ from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
 from etl.engine.plan import plan_details
-from tests.helpers.project import THREE, TINY, execute_sql, make_project, tiny_sqlite_project, urls_for
+from tests.helpers.project import THREE, TINY, execute_sql, make_project, replace_in, tiny_sqlite_project, urls_for
 
 
 def _edit(config: ProjectConfig, file: str, old: str, new: str) -> ProjectConfig:
-    path = config.resolve(config.mappings) / file
-    text = path.read_text(encoding="utf-8")
-    assert old in text, old
-    path.write_text(text.replace(old, new), encoding="utf-8")
+    replace_in(config.resolve(config.mappings) / file, (old, new))
     return load_project(config.config_path)
 
 

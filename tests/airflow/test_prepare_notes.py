@@ -21,7 +21,7 @@ from etl.config.project import load_project
 from etl.engine.pipeline import run_sync
 from etl.errors import SourceUnavailableError
 from tests.airflow.helpers import airflow_home_fixture, load_dag, run_dag, task_states  # noqa: F401
-from tests.helpers.project import tiny_sqlite_project
+from tests.helpers.project import replace_in, tiny_sqlite_project
 
 pytestmark = [pytest.mark.airflow, pytest.mark.sqlite]
 
@@ -43,12 +43,7 @@ def _twins(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _edit(config: Path, *replacements: tuple[str, str]) -> None:
-    path = config.parent / "mappings" / "department.yaml"
-    text = path.read_text(encoding="utf-8")
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text, encoding="utf-8")
+    replace_in(config.parent / "mappings" / "department.yaml", *replacements)
 
 
 def _status_message(config: Path) -> str | None:
