@@ -45,7 +45,7 @@ from etl.db.write import indexes_built_after, insert_frame, insert_select, refre
 from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.quality import row_count_band, row_count_limits
-from etl.engine.tables import KEY_LEN, build_indexes, truncate
+from etl.engine.tables import build_indexes, stageable, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
@@ -474,8 +474,7 @@ def _not_at_source(ctx: SyncContext, entity: str, source: str, ids: list[str]) -
     spec = ctx.mapping(entity).sources[source]
     if ctx.only_ids is not None:
         asked = set(ctx.only_ids.get(source, []))
-        # an id longer than the stage holds is never staged: the replay quarantined it again (`id_too_long`)
-        return [i for i in ids if i in asked and len(i) <= KEY_LEN]
+        return [i for i in ids if i in asked and stageable(i)]  # a long one was quarantined again, not staged
     if ctx.full_refresh or not spec.cursor or ctx.store.watermark(entity, source) is None:
         return ids  # watermarks have not moved yet: None means this run's read was a full one
     return []  # an incremental read: what its sweep found gone is staged (`sweep.GONE`), the rest unknown

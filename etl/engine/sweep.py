@@ -27,7 +27,7 @@ from etl.db.write import insert_frame
 from etl.engine import idhashes
 from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
-from etl.engine.tables import KEY_LEN, table_exists
+from etl.engine.tables import stageable, table_exists
 from etl.mapping.apply import source_ids
 from etl.store.repo import source_records
 
@@ -271,7 +271,7 @@ class _Findings:
     def record(self) -> None:
         """Stage the watched ids the read did not find (an id longer than the stage holds cannot have been
         staged, so it is not among them: it stays open)."""
-        absent = [i for i, seen in zip(self.ids, self.seen, strict=True) if not seen and len(i) <= KEY_LEN]
+        absent = [i for i, seen in zip(self.ids, self.seen, strict=True) if not seen and stageable(i)]
         if not absent:
             return
         mapping = self.ctx.mapping(self.entity)

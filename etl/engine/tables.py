@@ -62,6 +62,12 @@ _PREBUILT_MARK = re.compile(r"^erpoa: built for run (\S+) with (\d+) rows$")
 META_TARGET = ["_key", "_bucket", "_active", "_presence", "_hash", "_run_id", "_mapping_version", "_updated_at"]
 
 
+def stageable(src_id: str) -> bool:
+    """Whether a source id fits the stage's (and the mirror's) `_src_id`: a longer one is quarantined at the
+    extraction (`id_too_long`) and never staged, so its absence from the stage says nothing."""
+    return len(src_id) <= KEY_LEN
+
+
 def sql_type(spec: CanonicalField) -> Any:
     """The column type of a canonical field."""
     types: dict[str, Any] = {
