@@ -33,6 +33,7 @@ def check(
     Without `--against-db` nothing is connected to, and `${VAR}`s of erpoa.yaml that are not set are
     not needed: the check runs where the production secrets are not.
     """
+    from etl.engine.preflight import layout
     from etl.mapping.loader import load_mappings, unknown_run_entities
 
     try:
@@ -46,13 +47,16 @@ def check(
                 issues.extend(exc.issues)
         if against_db and cfg is None:
             raise ConfigError(f"--against-db needs the project config ({config}) for the connections")
-        default = cfg.resolve(cfg.mappings) if cfg else (config.parent / "mappings" if issues else Path("mappings"))
-        folders = [_mapping_folder(p) for p in paths] if paths else [default]
+        if cfg is not None or config.is_file():  # read from its YAML where it does not load, as `sync` does
+            default, _, names = layout(cfg, config)
+        else:  # no config: the folder alone; a folder given as the config: its issue says so
+            default, names = None if issues else Path("mappings"), None
+        folders = [_mapping_folder(p) for p in paths] if paths else [default] if default else []
         checked = []
         for folder in dict.fromkeys(folders):
             flows = _flow_issues(cfg, folder) if cfg is not None else []
             try:
-                mappings = load_mappings(folder, connections=cfg.connections if cfg else None)
+                mappings = load_mappings(folder, connections=names)
             except ConfigError as exc:
                 issues.extend([*exc.issues, *flows])
                 continue

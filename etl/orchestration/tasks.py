@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TypedDict
 
 from etl import logs
@@ -43,7 +44,6 @@ from etl.engine.hooks import default_hooks
 from etl.engine.pipeline import (
     EntityResult,
     SyncSummary,
-    check_suites,
     entity_message,
     load_project_mappings,
     open_store,
@@ -51,7 +51,8 @@ from etl.engine.pipeline import (
     record,
     run_sync,
 )
-from etl.errors import ConfigError
+from etl.engine.preflight import check_project
+from etl.errors import ConfigError, ConfigIssue
 from etl.orchestration import connections, locking
 from etl.orchestration.errors import airflow_errors, fail_task, skip_task
 from etl.store.repo import Store, run_id_for
@@ -63,6 +64,8 @@ ACTIONS = ("insert", "update", "unchanged", "inactivate", "deactivated", "reject
 _FIGURES = ("inserted", "updated", "unchanged", "inactivated", "quarantined", "differences")
 # How `_stage` marks a transient failure in the entity's message, after the notes of `prepare`.
 _RETRIED = " (transient, retried by Airflow): "
+# Where the entities of a DAG run were asked for (the `origin` of an unknown one's issue).
+ENTITIES_PARAM = "entities param of the DAG run"
 
 
 class RunInfo(TypedDict):
@@ -104,7 +107,8 @@ def start_run(
     started: datetime | None,
     known_entities: Sequence[str],
 ) -> RunInfo:
-    """Check config, mappings and the entities' suites, fix the run id and record the run in the store.
+    """Check config, mappings and the entities' suites (every problem in one ConfigError), fix the run id and record
+    the run in the store.
 
     `started` is when the DAG run started; `as_of` is the local date now, as `erpoa sync` uses.
     """
@@ -112,17 +116,23 @@ def start_run(
         config_path = str(params.get("config_path") or connections.default_config_path())
         connections.check_names(params.get("connections"), REQUIRED_CONNECTIONS)
         ids = connections.conn_ids(params.get("connections") or None)
-        config = connections.load_config(config_path, ids, strict=True)
-        mappings = load_project_mappings(config)
+
+        def load(path: Path) -> ProjectConfig:
+            return connections.load_config(path, ids, strict=True)
+
+        # As `erpoa sync` does: every problem of erpoa.yaml, the mappings and the suites at once, before reading data
         requested = [str(e) for e in params.get("entities") or []]
-        wanted = requested or config.run.entities or [e for e in known_entities if e in mappings.entities]
-        outside = [e for e in wanted if e not in known_entities]
+        checked = check_project(
+            Path(config_path), load, entities=requested, origin=ENTITIES_PARAM, among=known_entities, connections=ids
+        )
+        wanted = requested or (checked.config.run.entities if checked.config else None) or []
+        unknown = set() if checked.mappings is None else set(wanted) - set(checked.mappings.entities)  # reported
+        outside = [e for e in wanted if e not in known_entities and e not in unknown]
         if outside:
-            raise ConfigError(
-                f"entities {', '.join(outside)} have no task group in this DAG; it syncs {', '.join(known_entities)}"
-            )
-        names = mappings.order(wanted)
-        check_suites(config, mappings, names)  # as `erpoa sync` does: a broken suite fails before any data is read
+            synced = ", ".join(known_entities)
+            message = f"entities {', '.join(outside)} have no task group in this DAG; it syncs {synced}"
+            checked.issues.append(ConfigIssue("", None, None, "", message))
+        config, mappings, names = checked.result()
         ignored = [e for e in mappings.entities if e not in known_entities]
         if ignored:
             log.warning("mappings define %s, which this DAG does not sync", ", ".join(ignored))
