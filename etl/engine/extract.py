@@ -27,6 +27,8 @@ from etl.engine.idhashes import add_extracted, prune
 from etl.engine.sweep import Staged, id_hashes, sweep
 from etl.engine.tables import (
     KEY_LEN,
+    EntityTables,
+    SchemaDiff,
     bucket_of,
     build_indexes,
     has_run_rows,
@@ -52,7 +54,8 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     is not safe raises a ConfigError located in the mapping file before anything is written; work
     tables whose columns differ are rebuilt, and target and mirror take the safe changes (new columns,
     longer text). Columns added to kept data make this run read the entity completely, and the next
-    runs until one publishes (its watermarks are forgotten first). A dry run changes nothing: it reads
+    runs until one publishes (its watermarks are forgotten first); so do fields mapped again whose columns
+    the entity's last publish did not write (`_mapped_again`). A dry run changes nothing: it reads
     missing columns as NULL and plans the complete read. Returns what changed (or would), for the
     run's message.
     """
@@ -70,14 +73,20 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     shown = [c for c in diff.changes if c.table == tables.target.name] or diff.changes
     notes = [c.note(planned=ctx.dry_run) for c in shown]
     replay = ctx.only_ids is not None  # reads its records only: the next sync is the complete read
-    if diff.complete_read:
+    again = _mapped_again(ctx, entity, tables, engine, diff)
+    if diff.complete_read or again:
         complete_reads(ctx).add(entity)
+        them = "them" if diff.complete_read or len(again) > 1 else "it"
         if ctx.dry_run:
-            notes.append("a complete read follows")
+            tail = "a complete read follows"
         elif replay:
-            notes.append(f"the next `erpoa sync` reads {entity} completely to fill them")
+            tail = f"the next `erpoa sync` reads {entity} completely to fill {them}"
         else:
-            notes.append(f"{entity} is read completely to fill them")
+            tail = f"{entity} is read completely to fill {them}"
+        if again:
+            fields = f"field {again[0]} is" if len(again) == 1 else f"fields {', '.join(again)} are"
+            tail = f"{fields} mapped again: {tail}"
+        notes.append(tail)
         log.warning("%s: %s", entity, notes[-1])
     elif not table_exists(engine, tables.target) and _has_watermarks(ctx, entity):
         # A new `target.table` (or a target dropped): an incremental read would fill it with the changes only.
@@ -90,7 +99,7 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     if ctx.dry_run:
         tables.without_columns(diff.absent)
     else:
-        if diff.complete_read:
+        if diff.complete_read or again:
             ctx.store.forget_watermarks(entity)  # before the columns exist: a crash after them still reads all
         tables.evolve(engine, diff)
         tables.create(engine)
@@ -119,8 +128,22 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     return notes
 
 
+def _mapped_again(ctx: SyncContext, entity: str, tables: EntityTables, engine: Engine, diff: SchemaDiff) -> list[str]:
+    """The mapped fields whose target column exists but that the entity's last publish did not write (recorded in
+    the store, `Store.published_fields`): removed from the mapping and mapped again since, their columns hold
+    the values of when they were removed (NULL for records published meanwhile). Nothing when the store has no
+    record (a publish before it kept one, or none) or the target does not exist yet."""
+    published = ctx.store.published_fields(entity)
+    if published is None:
+        return []
+    absent = diff.absent.get(tables.target.name, set())
+    again = [name for name in tables.mapping.fields if name not in published and name not in absent]
+    return again if again and table_exists(engine, tables.target) else []
+
+
 def complete_reads(ctx: SyncContext) -> set[str]:
-    """The entities this run reads completely whatever their watermarks (columns were added to their tables)."""
+    """The entities this run reads completely whatever their watermarks (columns were added to their tables, or
+    fields mapped again)."""
     reads: set[str] = ctx.__dict__.setdefault("_complete_reads", set())
     return reads
 

@@ -427,7 +427,7 @@ def _settle(
     if published:
         resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
     faults.point("finalize.resolved")
-    ctx.store.commit_watermarks(ctx.run_id, entity)
+    ctx.store.commit_watermarks(ctx.run_id, entity, fields=mapping.fields)  # and the fields it published
     faults.point("finalize.watermarks")
     return {"xref": linked, "resolved": resolved, "vanished": vanished}
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, select, update
 
 from etl.db.write import analyze, insert_frame, upsert_rows
 from etl.store import schema as s
@@ -184,9 +184,27 @@ class Store:
                 )
             )
 
-    def commit_watermarks(self, run_id: str, entity: str) -> None:
-        """Advance the entity's watermarks to what this run read; called after its publish committed."""
+    def commit_watermarks(self, run_id: str, entity: str, fields: Iterable[str] | None = None) -> None:
+        """Advance the entity's watermarks to what this run read; called after its publish committed.
+
+        With `fields` (the mapping's fields the publish wrote), they are recorded in the same transaction as
+        the fields the entity was last published with (`published_fields`).
+        """
         with self.engine.begin() as conn:
+            if fields is not None:
+                upsert_rows(
+                    conn,
+                    s.published_fields,
+                    [
+                        {
+                            "entity": entity,
+                            "field_names": json.dumps(list(fields), ensure_ascii=False),
+                            "run_id": run_id,
+                            "updated_at": now(),
+                        }
+                    ],
+                    ["entity"],
+                )
             pending = (
                 conn.execute(
                     select(s.pending_watermarks).where(
@@ -228,6 +246,17 @@ class Store:
                     s.pending_watermarks.c.run_id == run_id, s.pending_watermarks.c.entity == entity
                 )
             )
+
+    def published_fields(self, entity: str) -> frozenset[str] | None:
+        """The fields of the mapping the entity's last publish wrote; None when unknown: never published, last
+        published by a version before the record (store schema 6), or a store not migrated yet (a plan reads it
+        as it is)."""
+        table = s.published_fields
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(table.name):
+                return None
+            value = conn.execute(select(table.c.field_names).where(table.c.entity == entity)).scalar()
+        return None if value is None else frozenset(str(name) for name in json.loads(value))
 
     def watermarks(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -34,8 +34,9 @@ log = logging.getLogger("erpoa.store")
 
 # 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL;
 # 4: erpoa_reconciliation and erpoa_difference_seen (which differences each reconciliation found);
-# 5: erpoa_quarantine.src_id is TEXT (a merge or gate row holds the ids of all sources as JSON)
-SCHEMA_VERSION = 5
+# 5: erpoa_quarantine.src_id is TEXT (a merge or gate row holds the ids of all sources as JSON);
+# 6: erpoa_published_fields (the fields of the mapping each entity was last published with)
+SCHEMA_VERSION = 6
 metadata = MetaData()
 
 schema_version = Table("erpoa_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -100,6 +101,19 @@ pending_watermarks = Table(
     Column("source", String(40), primary_key=True),
     Column("value", String(64)),
     Column("value_type", String(20)),
+)
+
+# The fields of the mapping the last publish of each entity used (JSON list), recorded with its watermarks: a
+# mapped field whose target column exists but that is not among them was mapped again after it had been removed,
+# and the entity is read completely to fill it (`etl.engine.extract.prepare`). No row: published before version 6
+# (or never), nothing is known.
+published_fields = Table(
+    "erpoa_published_fields",
+    metadata,
+    Column("entity", String(60), primary_key=True),
+    Column("field_names", Text, nullable=False),
+    Column("run_id", String(40)),
+    Column("updated_at", DateTime),
 )
 
 #: Characters of `erpoa_quarantine.src_id` that MariaDB's index holds (a source's own id is at most 255).

@@ -1,0 +1,235 @@
+"""A field removed from a mapping and mapped again later: its columns kept the values of when it was removed, so the
+sync that finds it mapped again reads the entity completely to fill it (`extract.prepare`), as for a new field.
+
+The store records the fields each publish of an entity wrote (`erpoa_published_fields`, schema version 6); a store
+without that record (an older one) detects nothing, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from etl.cli.app import app
+from etl.config.project import ProjectConfig, load_project
+from etl.engine.pipeline import run_sync
+from etl.store import schema as s
+from etl.store.repo import Store
+from tests.helpers.project import THREE, TINY, make_project, replace_in, table_checksums, target_rows, urls_for
+
+FIELD = "  updated_at: {type: datetime, compare: false}\n"
+LEADER = "  leader: {type: string, length: 20}\n"
+SOURCE = "      is_leaf: {from: bDepEnd, transforms: [to_boolean]}\n"
+LEADER_SOURCE = "      leader: {from: cDepLeader, transforms: [trim]}\n"
+NEW_LEADER = "NEWLEADER"
+
+
+@pytest.fixture(params=THREE)
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> ProjectConfig:
+    urls = urls_for(request.param, request, tmp_path)
+    config, _ = make_project(tmp_path / "project", urls, size=TINY)
+    summary, _ = run_sync(config, full_refresh=True, entities=["department"])
+    assert summary.status == "success", summary.message
+    return config
+
+
+def _mapping(config: ProjectConfig) -> Path:
+    return config.resolve(config.mappings) / "department.yaml"
+
+
+def _with_leader(config: ProjectConfig) -> ProjectConfig:
+    """The department's leader (the demo ERP's `cDepLeader`) mapped."""
+    replace_in(_mapping(config), (FIELD, FIELD + LEADER), (SOURCE, SOURCE + LEADER_SOURCE))
+    return load_project(config.config_path)
+
+
+def _without_leader(config: ProjectConfig) -> ProjectConfig:
+    replace_in(_mapping(config), (FIELD + LEADER, FIELD), (SOURCE + LEADER_SOURCE, SOURCE))
+    return load_project(config.config_path)
+
+
+def _synced(config: ProjectConfig, **options: object) -> tuple[int, int, str | None]:
+    summary, _ = run_sync(config, entities=["department"], **options)  # type: ignore[arg-type]
+    assert summary.status == "success", summary.message
+    result = summary.entities[0]
+    return result.inserted, result.updated, result.message
+
+
+def _leaders(config: ProjectConfig) -> dict[str, str | None]:
+    return {str(code): leader for code, leader in target_rows(config, "md_department", ["department_code", "leader"])}
+
+
+def _written(config: ProjectConfig) -> dict[str, str]:
+    """Checksums of every table a sync writes: target (with mirror and work tables) and store."""
+    urls = {config.connection(name).sqlalchemy_url() for name in ("target", "recon")}
+    return {f"{url}/{name}": digest for url in sorted(urls) for name, digest in table_checksums(url).items()}
+
+
+def _erp(config: ProjectConfig, statement: str, **params: object) -> list[tuple[object, ...]]:
+    engine = create_engine(config.connection("erp").sqlalchemy_url())
+    try:
+        if engine.dialect.name != "postgresql":
+            statement = statement.replace('"', "`" if engine.dialect.name == "mysql" else '"')
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _later(config: ProjectConfig, days: int) -> str:
+    """SQL for the current time plus `days`, in the ERP's dialect."""
+    dialect = make_url(config.connection("erp").sqlalchemy_url()).get_backend_name()
+    return {
+        "postgresql": f"CURRENT_TIMESTAMP + INTERVAL '{days} day'",
+        "mysql": f"NOW() + INTERVAL {days} DAY",
+    }.get(dialect, f"datetime('now', '+{days} day')")
+
+
+def _one_leader(config: ProjectConfig) -> tuple[str, str, str]:
+    """(department_code, its leader, the ERP's cDepCode) of a published department whose leader no other has."""
+    leaders = _leaders(config)
+    erp = [(str(code), str(leader).strip()) for code, leader in _erp(
+        config, 'SELECT "cDepCode", "cDepLeader" FROM "Department" WHERE "cDepLeader" IS NOT NULL'
+    )]
+    for code, leader in sorted(leaders.items()):
+        if leader and list(leaders.values()).count(leader) == 1:
+            rows = [erp_code for erp_code, erp_leader in erp if erp_leader == leader]
+            if len(rows) == 1:
+                return code, leader, rows[0]
+    raise AssertionError(f"no department with a leader of its own: {leaders}")
+
+
+def _mirrored_leader(config: ProjectConfig, erp_code: str) -> object:
+    engine = create_engine(config.connection("target").sqlalchemy_url())
+    try:
+        with engine.connect() as conn:
+            q = engine.dialect.identifier_preparer.quote
+            return conn.execute(
+                text(f"SELECT {q('leader')} FROM erpoa_src_department WHERE _source = 'erp' AND _src_id = :id"),
+                {"id": erp_code},
+            ).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_a_field_mapped_again_is_filled_by_a_complete_read(project: ProjectConfig) -> None:
+    config = _with_leader(project)
+    _, updated, message = _synced(config)
+    assert updated > 0 and "added column md_department.leader" in (message or "")
+    code, leader, erp_code = _one_leader(config)
+    others = 'SELECT "cDepCode" FROM "Department" WHERE "cDepCode" <> :code ORDER BY "cDepCode"'
+    other = str(_erp(config, others, code=erp_code)[0][0])
+
+    config = _without_leader(config)
+    assert _synced(config)[::2] == (0, None)  # the column stays, no longer written
+    assert _leaders(config)[code] == leader
+    # The leader changes at the source while the field is not mapped: the run reads the record (its modify date
+    # moved), and leaves the column as it was. A later change elsewhere moves the watermark past the overlap.
+    _erp(config, f'UPDATE "Department" SET "cDepLeader" = :leader, "dModifyDate" = {_later(config, 0)} '
+                 'WHERE "cDepCode" = :code', leader=NEW_LEADER, code=erp_code)
+    _erp(config, f'UPDATE "Department" SET "dModifyDate" = {_later(config, 1)} WHERE "cDepCode" = :code',
+         code=other)
+    _synced(config)
+    assert _leaders(config)[code] == leader
+
+    config = _with_leader(config)
+    # The plan says a complete read follows, plans it (the changed leader is an update), and writes nothing.
+    before = _written(config)
+    done = CliRunner().invoke(app, ["plan", "department", "--config", str(config.config_path), "--json"])
+    assert done.exit_code == 0, done.stdout
+    planned = json.loads(done.stdout)["entities"][0]
+    assert planned["message"] == "field leader is mapped again: a complete read follows"
+    assert planned["updated"] >= 1
+    assert _written(config) == before
+
+    inserted, updated, message = _synced(config)  # incremental, no source change since the last run
+    assert message == "field leader is mapped again: department is read completely to fill it"
+    assert (inserted, updated) == (0, planned["updated"])
+    assert _leaders(config)[code] == NEW_LEADER
+    assert _mirrored_leader(config, erp_code) == NEW_LEADER
+    rows = target_rows(config, "md_department")
+    assert _synced(config) == (0, 0, None)  # filled: the next run changes nothing
+    # Every record holds what a complete read gives.
+    assert _synced(config, full_refresh=True)[:2] == (0, 0)
+    assert target_rows(config, "md_department") == rows
+
+
+@pytest.mark.sqlite
+def test_a_store_of_schema_5_is_migrated_and_detects_from_its_next_publish(tmp_path: Path) -> None:
+    """A store of schema version 5 has no record of the published fields: a field mapped again is not detected
+    (the behaviour before), until a publish has recorded them."""
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path), size=TINY)  # type: ignore[arg-type]
+    assert _synced(config, full_refresh=True)[0] > 0
+    config = _with_leader(config)
+    _synced(config)
+    code, leader, erp_code = _one_leader(config)
+    config = _without_leader(config)
+    _synced(config)
+    _erp(config, f'UPDATE "Department" SET "cDepLeader" = :leader, "dModifyDate" = {_later(config, 0)} '
+                 'WHERE "cDepCode" = :code', leader=NEW_LEADER, code=erp_code)
+    _erp(config, f'UPDATE "Department" SET "dModifyDate" = {_later(config, 1)} WHERE "cDepCode" <> :code',
+         code=erp_code)
+    _synced(config)
+    recon = create_engine(config.connection("recon").sqlalchemy_url())
+    with recon.connect() as conn:
+        recorded = json.loads(conn.execute(select(s.published_fields.c.field_names)).scalar_one())
+    assert recorded == ["department_code", "name", "status", "is_leaf", "updated_at"]
+    with recon.begin() as conn:  # the store of schema version 5
+        conn.execute(text("DROP TABLE erpoa_published_fields"))
+        conn.execute(text("UPDATE erpoa_schema_version SET version = 5"))
+    config = _with_leader(config)
+    _, _, message = _synced(config)  # migrates the store; nothing recorded: read incrementally
+    assert "mapped again" not in (message or "")
+    assert _leaders(config)[code] == leader  # stale, as before the record (`--full-refresh` fills it)
+    with recon.connect() as conn:
+        assert conn.execute(select(s.schema_version.c.version)).scalar() == s.SCHEMA_VERSION
+        recorded = json.loads(conn.execute(select(s.published_fields.c.field_names)).scalar_one())
+    assert "leader" in recorded  # from now on a field mapped again is detected
+    recon.dispose()
+    config = _without_leader(config)
+    _synced(config)
+    summary, _ = run_sync(_with_leader(config), entities=["department"], dry_run=True)
+    assert summary.entities[0].message == "field leader is mapped again: a complete read follows"
+
+
+def _migrates_from_schema_5(url: str) -> None:
+    engine = create_engine(url)
+    s.migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE erpoa_published_fields"))
+        conn.execute(text("UPDATE erpoa_schema_version SET version = 5"))
+    store = Store(engine)
+    assert store.published_fields("department") is None  # a plan reads a store it does not migrate
+    store.migrate()
+    assert inspect(engine).has_table("erpoa_published_fields")
+    with engine.connect() as conn:
+        assert conn.execute(select(s.schema_version.c.version)).scalar() == s.SCHEMA_VERSION == 6
+    assert store.published_fields("department") is None
+    store.commit_watermarks("r1", "department", fields={"department_code": 1, "名称": 2})
+    assert store.published_fields("department") == {"department_code", "名称"}
+    store.commit_watermarks("r2", "department", fields=["department_code"])
+    store.commit_watermarks("r3", "department")  # without fields: the record stays
+    assert store.published_fields("department") == {"department_code"}
+    store.migrate()  # idempotent
+    engine.dispose()
+
+
+@pytest.mark.sqlite
+def test_a_store_of_schema_5_migrates_on_sqlite(tmp_path: Path) -> None:
+    _migrates_from_schema_5(f"sqlite:///{tmp_path / 'recon.db'}")
+
+
+@pytest.mark.postgres
+def test_a_store_of_schema_5_migrates_on_postgres(pg_url: str) -> None:
+    _migrates_from_schema_5(pg_url)
+
+
+@pytest.mark.mariadb
+def test_a_store_of_schema_5_migrates_on_mariadb(mariadb_url: str) -> None:
+    _migrates_from_schema_5(mariadb_url)
