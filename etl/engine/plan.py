@@ -109,6 +109,13 @@ def _target_rows(ctx: SyncContext, entity: str, keys: list[str]) -> pd.DataFrame
     return coerce(found, mapping.fields, ctx.timezone).set_index("_key")
 
 
+#: Why an update may change no value: the target compares row hashes, and the stored one was made over other fields.
+REHASHED = (
+    "no value changes: the stored row hash differs (made by an earlier mapping, e.g. before a field was "
+    "removed or mapped again), so the record is written again with the same values and a new hash"
+)
+
+
 def _update_samples(ctx: SyncContext, entity: str, updates: pd.DataFrame, old: pd.DataFrame) -> list[dict[str, Any]]:
     """Each sampled update as {key, changes}: its fields, activity and presence that change."""
     mapping = ctx.mapping(entity)
@@ -128,7 +135,10 @@ def _update_samples(ctx: SyncContext, entity: str, updates: pd.DataFrame, old: p
             was_in, now_in = _text(before["_presence"]), _text(row.get("_presence"))
             if was_in != now_in:  # a source record joins or leaves the golden record: an update of its own
                 changes["_presence"] = {"old": was_in, "new": now_in}
-        out.append({"key": key, "changes": changes})
+        sample: dict[str, Any] = {"key": key, "changes": changes}
+        if not changes and before is not None:
+            sample["note"] = REHASHED
+        out.append(sample)
     return out
 
 

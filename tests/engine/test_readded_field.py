@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
+from etl.engine.plan import REHASHED
 from etl.store import schema as s
 from etl.store.repo import Store
 from tests.helpers.project import THREE, TINY, make_project, replace_in, table_checksums, target_rows, urls_for
@@ -147,6 +148,11 @@ def test_a_field_mapped_again_is_filled_by_a_complete_read(project: ProjectConfi
     assert planned["message"] == "field leader is mapped again: a complete read follows"
     assert planned["updated"] >= 1
     assert _written(config) == before
+    # A record rewritten while the field was not mapped has a row hash without it: an update with the same values,
+    # which the sample says instead of listing no change.
+    samples = json.loads(done.stdout)["details"]["department"]["updates"]
+    assert all(("note" in sample) == (not sample["changes"]) for sample in samples), samples
+    assert any(sample.get("note") == REHASHED for sample in samples), samples
 
     inserted, updated, message = _synced(config)  # incremental, no source change since the last run
     assert message == "field leader is mapped again: department is read completely to fill it"
