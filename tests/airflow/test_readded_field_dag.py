@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
 from etl.store import schema as s
 from tests.airflow.helpers import airflow_home_fixture, load_dag, run_dag, task_states  # noqa: F401
-from tests.helpers.project import replace_in, target_rows, tiny_sqlite_project
+from tests.helpers.project import replace_in, source_sql, target_rows, tiny_sqlite_project
 
 pytestmark = [pytest.mark.airflow, pytest.mark.sqlite]
 
@@ -51,13 +51,7 @@ def _recorded(config: ProjectConfig) -> list[str]:
 
 
 def _erp(config: ProjectConfig, statement: str, **params: object) -> list[tuple[object, ...]]:
-    engine = create_engine(config.connection("erp").sqlalchemy_url())
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return [tuple(r) for r in result] if result.returns_rows else []
-    finally:
-        engine.dispose()
+    return source_sql(config, "erp", statement, **params)
 
 
 def test_the_dag_refills_a_field_mapped_again(airflow_home: Path, tmp_path: Path) -> None:

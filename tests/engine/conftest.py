@@ -10,7 +10,7 @@ import pytest
 from etl.cli.demo_cmd import sqlite_urls
 from etl.config.project import ProjectConfig
 from etl.engine.pipeline import run_sync
-from tests.helpers.project import make_project
+from tests.helpers.project import THREE, TINY, make_project, urls_for
 
 
 @pytest.fixture
@@ -23,3 +23,13 @@ def synced(tmp_path: Path) -> tuple[ProjectConfig, dict[str, Any]]:
     summary, _ = run_sync(config, full_refresh=True)
     assert summary.status == "success", summary.message
     return config, manifest
+
+
+@pytest.fixture(params=THREE)
+def department_synced(request: pytest.FixtureRequest, tmp_path: Path) -> ProjectConfig:
+    """A tiny demo project on SQLite, PostgreSQL and MariaDB (one each) after a full sync of department."""
+    urls = urls_for(request.param, request, tmp_path)
+    config, _ = make_project(tmp_path / "project", urls, size=TINY)
+    summary, _ = run_sync(config, full_refresh=True, entities=["department"])
+    assert summary.status == "success", summary.message
+    return config

@@ -21,7 +21,7 @@ from etl.engine.pipeline import run_sync
 from etl.engine.plan import REHASHED
 from etl.store import schema as s
 from etl.store.repo import Store
-from tests.helpers.project import THREE, TINY, make_project, replace_in, table_checksums, target_rows, urls_for
+from tests.helpers.project import TINY, make_project, replace_in, source_sql, table_checksums, target_rows, urls_for
 
 FIELD = "  updated_at: {type: datetime, compare: false}\n"
 LEADER = "  leader: {type: string, length: 20}\n"
@@ -30,13 +30,9 @@ LEADER_SOURCE = "      leader: {from: cDepLeader, transforms: [trim]}\n"
 NEW_LEADER = "NEWLEADER"
 
 
-@pytest.fixture(params=THREE)
-def project(request: pytest.FixtureRequest, tmp_path: Path) -> ProjectConfig:
-    urls = urls_for(request.param, request, tmp_path)
-    config, _ = make_project(tmp_path / "project", urls, size=TINY)
-    summary, _ = run_sync(config, full_refresh=True, entities=["department"])
-    assert summary.status == "success", summary.message
-    return config
+@pytest.fixture
+def project(department_synced: ProjectConfig) -> ProjectConfig:
+    return department_synced
 
 
 def _mapping(config: ProjectConfig) -> Path:
@@ -72,15 +68,7 @@ def _written(config: ProjectConfig) -> dict[str, str]:
 
 
 def _erp(config: ProjectConfig, statement: str, **params: object) -> list[tuple[object, ...]]:
-    engine = create_engine(config.connection("erp").sqlalchemy_url())
-    try:
-        if engine.dialect.name != "postgresql":
-            statement = statement.replace('"', "`" if engine.dialect.name == "mysql" else '"')
-        with engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return [tuple(r) for r in result] if result.returns_rows else []
-    finally:
-        engine.dispose()
+    return source_sql(config, "erp", statement, **params)
 
 
 def _later(config: ProjectConfig, days: int) -> str:

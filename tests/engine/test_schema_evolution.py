@@ -20,7 +20,6 @@ from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
 from tests.helpers.project import (
-    THREE,
     TINY,
     execute_sql,
     make_project,
@@ -31,13 +30,9 @@ from tests.helpers.project import (
 )
 
 
-@pytest.fixture(params=THREE)
-def project(request: pytest.FixtureRequest, tmp_path: Path) -> ProjectConfig:
-    urls = urls_for(request.param, request, tmp_path)
-    config, _ = make_project(tmp_path / "project", urls, size=TINY)
-    summary, _ = run_sync(config, full_refresh=True, entities=["department"])
-    assert summary.status == "success", summary.message
-    return config
+@pytest.fixture
+def project(department_synced: ProjectConfig) -> ProjectConfig:
+    return department_synced
 
 
 def _mapping(config: ProjectConfig) -> Path:

@@ -119,3 +119,17 @@ def execute_sql(url: str, statement: str, rows: list[dict[str, Any]] | dict[str,
             conn.execute(text(statement), rows or {})
     finally:
         engine.dispose()
+
+
+def source_sql(config: ProjectConfig, source: str, statement: str, **params: object) -> list[tuple[Any, ...]]:
+    """Run one statement on a source of `config` in its own transaction; its rows, if any. Identifiers are written
+    quoted with `"` (as on PostgreSQL and SQLite) and backquoted on MariaDB."""
+    engine = create_engine(config.connection(source).sqlalchemy_url())
+    try:
+        if engine.dialect.name == "mysql":
+            statement = statement.replace('"', "`")
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
