@@ -69,8 +69,9 @@ def check_project(
             raise
         issues.extend(exc.issues)
         config = None
-    mapping_folder, suite_folder, names_in_file = layout(config, path)
-    known_connections = None if names_in_file is None else [*names_in_file, *connections]
+    mapping_folder, suite_folder, in_file = layout(config, path)
+    # a loaded config's own: with each connection's settings (`read_only: true` is checked against the mappings)
+    known_connections = in_file if config is not None or in_file is None else [*in_file, *connections]
     try:
         mappings = load_mappings(mapping_folder, connections=known_connections) if mapping_folder else None
     except ConfigError as exc:
@@ -89,15 +90,16 @@ def check_project(
     return CheckedProject(config, mappings, names, issues)
 
 
-def layout(config: ProjectConfig | None, path: Path) -> tuple[Path | None, Path | None, list[str] | None]:
-    """The mapping and suite folders of the project config at `path` (None: unknown) and its connection names
-    (None: not checked).
+def layout(config: ProjectConfig | None, path: Path) -> tuple[Path | None, Path | None, Iterable[str] | None]:
+    """The mapping and suite folders of the project config at `path` (None: unknown) and its connections (None: not
+    checked): of a loaded config, name -> ConnectionConfig, so that mappings writing through a `read_only: true`
+    connection are reported; else their names.
 
     Of a config that did not load (`config` None), they are read from its YAML where it can be read, with the
     defaults of `ProjectConfig`; a value that needs `${VAR}`s, is not a path or is not a folder is unknown.
     """
     if config is not None:
-        return config.resolve(config.mappings), config.resolve(config.expectations), list(config.connections)
+        return config.resolve(config.mappings), config.resolve(config.expectations), config.connections
     try:
         data, _ = load_yaml(path)
     except ConfigError:

@@ -15,6 +15,7 @@ from etl.errors import ConfigError
 from etl.flows import load_flows
 from etl.mapping.loader import load_mappings
 from etl.orchestration import connections as airflow_conns
+from tests.airflow.helpers import airflow_home_fixture  # noqa: F401
 
 pytestmark = pytest.mark.unit
 
@@ -85,7 +86,9 @@ def test_flow_writing_through_read_only_fallback_is_located(tmp_path: Path) -> N
     assert not [i for i in caught.value.issues if i.path.startswith("writeback")]  # oa is not read-only
 
 
-def test_airflow_recon_with_read_only_extra_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_airflow_recon_with_read_only_extra_is_refused(monkeypatch: pytest.MonkeyPatch, airflow_home: Path) -> None:
+    # with the session's AIRFLOW_HOME: Airflow imported here first would keep the default home's settings (its DAG
+    # folder) for the DAG runs of later tests
     monkeypatch.setenv("AIRFLOW_CONN_ERPOA_RECON", "postgres://u@db.invalid:5432/recon?read_only=true")
     with pytest.raises(ConfigError) as caught:
         airflow_conns.airflow_connections({"recon": "erpoa_recon"})
