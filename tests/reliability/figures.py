@@ -167,6 +167,23 @@ FOUND = [
      'an incremental run of the 1M benchmark took 27 s instead of 1.6 s: closing those findings read each record '
      'by id through the source query\'s join',
      'the sweep\'s own read of the source ids answers it (hashes checked per chunk)'),
+    ('review',
+     'mapping edits: a field removed and later mapped again kept the values of when it was removed (stale, or NULL '
+     'for records published meanwhile) until someone ran `--full-refresh`',
+     'the store records the fields each publish wrote (schema 6); a field mapped again makes the run read the entity '
+     'completely, as for a new field (`tests/engine/test_readded_field.py`, '
+     '`tests/airflow/test_readded_field_dag.py`)'),
+    ('review',
+     'Airflow: `start_run` stopped at the first broken layer (config, then mappings, then suites) where `erpoa sync` '
+     'lists all three; `mappings check` of a broken erpoa.yaml looked for `mappings/` beside it instead of the folder '
+     'the file names',
+     'one check for both (`etl/engine/preflight.py`) (`tests/airflow/test_start_run_every_problem.py`, '
+     '`tests/mapping/test_mappings_check_broken_config.py`)'),
+    ('review',
+     'report: the Excel workbook of 200,000 differences took ~35 s and +300 MB; a pandas NA in the quarantine or gap '
+     'sheet ended it with an error',
+     'rows streamed to disk a chunk at a time (~7 s, ~20 MB), NA written blank '
+     '(`tests/report/test_report_excel_large.py`)'),
 ]
 
 LIMITS = """\
