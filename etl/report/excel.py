@@ -264,7 +264,7 @@ class _SheetRows:
                     return ""
             kind = type(value)
         if kind is str:
-            guard = value[:1] in _FORMULA_STARTS and not _NUMBER.fullmatch(value)  # text starting with "=" always is
+            guard = _guarded(value)
             if (
                 len(value) <= 32767
                 and not (value[:1] == "#" and value in ERROR_CODES)
