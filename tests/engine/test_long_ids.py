@@ -19,19 +19,23 @@ from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import open_store, run_sync
 from etl.engine.tables import KEY_LEN
-from tests.helpers.project import THREE, TINY, execute_sql, make_project, replace_in, target_rows, urls_for
+from tests.helpers.project import (
+    THREE,
+    TINY,
+    execute_sql,
+    make_project,
+    replace_in,
+    target_rows,
+    urls_for,
+    widen_department_names,
+)
 
 
 @pytest.fixture(params=THREE)
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> ProjectConfig:
     """A TINY demo project, not synced yet, whose ERP department names may be 600 characters long."""
     config, _ = make_project(tmp_path / "project", urls_for(request.param, request, tmp_path), size=TINY)
-    erp = config.connection("erp").sqlalchemy_url()
-    dialect = create_engine(erp).dialect.name
-    if dialect == "postgresql":
-        execute_sql(erp, 'ALTER TABLE "Department" ALTER COLUMN "cDepName" TYPE varchar(600)')
-    elif dialect == "mysql":
-        execute_sql(erp, "ALTER TABLE Department MODIFY cDepName VARCHAR(600) NOT NULL")
+    widen_department_names(config, 600)
     return config
 
 

@@ -27,6 +27,7 @@ from tests.helpers.project import (
     table_checksums,
     target_rows,
     urls_for,
+    widen_department_names,
 )
 
 
@@ -137,10 +138,7 @@ def test_plan_after_a_new_field_writes_nothing(project: ProjectConfig) -> None:
 def test_a_longer_length_widens_the_column(project: ProjectConfig) -> None:
     erp = project.connection("erp").sqlalchemy_url()
     dialect = create_engine(erp).dialect.name
-    if dialect == "postgresql":
-        execute_sql(erp, 'ALTER TABLE "Department" ALTER COLUMN "cDepName" TYPE varchar(200)')
-    elif dialect == "mysql":
-        execute_sql(erp, "ALTER TABLE Department MODIFY cDepName VARCHAR(200) NOT NULL")
+    widen_department_names(project, 200)
     code = sorted(r[0] for r in target_rows_of(erp, "Department", ["cDepCode"]))[0]
     long_name = "部" * 3 + "N" * 150
     execute_sql(

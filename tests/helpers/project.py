@@ -133,3 +133,14 @@ def source_sql(config: ProjectConfig, source: str, statement: str, **params: obj
             return [tuple(r) for r in result] if result.returns_rows else []
     finally:
         engine.dispose()
+
+
+def widen_department_names(config: ProjectConfig, length: int) -> None:
+    """Let the demo ERP's department names (`Department.cDepName`) be `length` characters long (SQLite does not
+    enforce a length)."""
+    erp = config.connection("erp").sqlalchemy_url()
+    dialect = create_engine(erp).dialect.name
+    if dialect == "postgresql":
+        execute_sql(erp, f'ALTER TABLE "Department" ALTER COLUMN "cDepName" TYPE varchar({length})')
+    elif dialect == "mysql":
+        execute_sql(erp, f"ALTER TABLE Department MODIFY cDepName VARCHAR({length}) NOT NULL")
