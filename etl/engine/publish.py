@@ -63,6 +63,7 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
     quarantined records), so that a plan says when the sync would be refused.
     """
     mapping = ctx.mapping(entity)
+    excluding: frozenset[tuple[str, str]] = frozenset()
     if ctx.dry_run:
         results = [r for r in ctx.planned_gate if r["entity"] == entity]
         quarantined = quarantined or 0
@@ -72,7 +73,8 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
         # as it re-reads them, are no new bad data (counted, they would refuse every run that reads them, its
         # watermark never moving). A full refresh judges the whole entity.
         accepted = frozenset() if ctx.full_refresh else ctx.store.accepted_findings(entity, ctx.run_id)
-        quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=ctx.already_quarantined | accepted)
+        excluding = ctx.already_quarantined | accepted
+        quarantined = ctx.store.count_quarantine(ctx.run_id, entity, excluding=excluding)
     broken = [r for r in results if r["level"] == "batch"]
     reasons = [
         f"{r['expectation']}" + (f" on {r['column']}" if r["column"] else "") + f": {r['message']}" for r in broken
@@ -81,8 +83,10 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
     pct = ctx.config.run.max_quarantined_pct if pct is None else pct
     rows = mapping.quality.max_quarantined_rows
     rows = ctx.config.run.max_quarantined_rows if rows is None else rows
+    too_many = False
     if rows is not None and quarantined > rows:
         reasons.append(f"{quarantined} rows quarantined, more than max_quarantined_rows={rows}")
+        too_many = True
     band = row_count_band(ctx, mapping)
     previous = ctx.store.previous_read_total(entity, ctx.run_id) if band and ctx.full_refresh else None
     if band and previous and not band[0] * previous <= read_total <= band[1] * previous:
@@ -92,8 +96,10 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
         )
     if pct is not None and read_total and quarantined * 100.0 / read_total > pct:
         reasons.append(
-            f"{quarantined * 100.0 / read_total:.1f}% of rows quarantined, more than max_quarantined_pct={pct}"
+            f"{quarantined * 100.0 / read_total:.1f}% of rows quarantined ({quarantined} of the {read_total} read), "
+            f"more than max_quarantined_pct={pct}"
         )
+        too_many = True
     low, high = row_count_limits(ctx, mapping) if ctx.full_refresh else (None, None)
     if (low is not None and read_total < low) or (high is not None and read_total > high):
         limits = f"{low:g}-{high:g}" if low is not None and high is not None else (
@@ -103,6 +109,12 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
     if reasons:
         row_rules = sorted({r["expectation"] for r in results if r["level"] == "row"})
         extra = f" Row-level expectations that failed: {', '.join(row_rules)}." if row_rules else ""
+        if too_many:
+            found = _planned_findings(ctx, entity) if ctx.dry_run else ctx.store.run_findings(
+                ctx.run_id, entity, excluding=excluding
+            )
+            if not found.empty:
+                extra += f" Quarantined records counted: {findings_summary(found)}."
         if ctx.dry_run:
             raise QualityGateError(
                 f"{entity}: the quality gate would refuse to publish: " + "; ".join(reasons) + "." + extra
@@ -116,6 +128,43 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
             + " Nothing of this entity was published and its watermark did not move; see `erpoa quarantine list "
             f"--entity {entity}` and the Data Docs of the run."
         )
+
+
+#: Source records named per rule in a refusal's summary of its findings (`findings_summary`).
+FINDING_EXAMPLES = 3
+
+
+def findings_summary(found: pd.DataFrame, examples: int = FINDING_EXAMPLES) -> str:
+    """The quarantine rows `found` (source, src_id, field, rule, value) per rule, the rule with the most records
+    first: how many source records, which (the first `examples`), and the first row's field and value.
+
+    >>> rows = pd.DataFrame({"source": ["oa", "oa", "erp"], "src_id": ["17", "19", "3"],
+    ...                      "field": ["department_code", "department_code", "name"],
+    ...                      "rule": ["duplicate_key", "duplicate_key", "lookup:department"],
+    ...                      "value": ["D0302", "D0302", None]})
+    >>> findings_summary(rows)
+    "duplicate_key: 2 records (oa 17, oa 19; department_code 'D0302'); lookup:department: 1 record (erp 3; name)"
+    """
+    parts: list[tuple[int, str]] = []
+    for rule, rows in found.groupby("rule", sort=False):
+        named = [
+            " + ".join(f"{src} {sid}" for src, sid in source_records(str(source), str(src_id))) or str(source)
+            for source, src_id in dict.fromkeys(zip(rows["source"], rows["src_id"].fillna(""), strict=True))
+        ]
+        shown = ", ".join(named[:examples]) + (f" and {len(named) - examples} more" if len(named) > examples else "")
+        first = rows.iloc[0]
+        where = "" if pd.isna(first["field"]) else f"; {first['field']}"
+        if where and not pd.isna(first["value"]):
+            where += f" {str(first['value'])[:60]!r}"
+        parts.append((len(named), f"{rule}: {len(named)} record{'s' if len(named) != 1 else ''} ({shown}{where})"))
+    return "; ".join(text for _, text in sorted(parts, key=lambda p: -p[0]))
+
+
+def _planned_findings(ctx: SyncContext, entity: str) -> pd.DataFrame:
+    """What a dry run planned to quarantine for `entity`, in `findings_summary`'s columns."""
+    columns = ["source", "src_id", "field", "rule", "value"]
+    frames = [f[f["entity"] == entity].reindex(columns=columns) for f in ctx.planned_quarantine if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 # Rows written by one publish above which the target's planner statistics are refreshed.

@@ -367,12 +367,25 @@ class Store:
             if not excluding:
                 return int(conn.execute(select(func.count(func.distinct(q.c.src_id))).where(mine)).scalar() or 0)
             rows = conn.execute(select(q.c.source, q.c.src_id).where(mine, q.c.src_id.is_not(None))).all()
+        return len({src_id for source, src_id in rows if not excluded_record(str(source), str(src_id), excluding)})
 
-        def excluded(source: str, src_id: str) -> bool:
-            pairs = source_records(source, src_id)
-            return bool(pairs) and all(pair in excluding for pair in pairs)
-
-        return len({src_id for source, src_id in rows if not excluded(str(source), str(src_id))})
+    def run_findings(
+        self, run_id: str, entity: str, *, excluding: Collection[tuple[str, str]] = frozenset()
+    ) -> pd.DataFrame:
+        """The rows `run_id` quarantined for `entity` (source, src_id, field, rule, value), less those about
+        source records all in `excluding`, as `count_quarantine` counts them; without the raw rows."""
+        q = s.quarantine
+        cols = [q.c.source, q.c.src_id, q.c.field, q.c.rule, q.c.value]
+        stmt = select(*cols).where(q.c.run_id == run_id, q.c.entity == entity).order_by(q.c.id)
+        with self.engine.connect() as conn:
+            rows = pd.DataFrame(conn.execute(stmt).all(), columns=[c.name for c in cols])
+        if excluding and not rows.empty:
+            keep = [
+                pd.isna(i) or not excluded_record(str(src), str(i), excluding)
+                for src, i in zip(rows["source"], rows["src_id"], strict=True)
+            ]
+            rows = rows[keep]
+        return rows
 
     def resolve_quarantine(
         self,
@@ -620,6 +633,12 @@ def names_one_record(src_id: str) -> bool:
     (True, False)
     """
     return not src_id.startswith("{")
+
+
+def excluded_record(source: str, src_id: str, excluding: Collection[tuple[str, str]]) -> bool:
+    """Whether every source record a quarantine row names is in `excluding` ((source, id) pairs)."""
+    pairs = source_records(source, src_id)
+    return bool(pairs) and all(pair in excluding for pair in pairs)
 
 
 def source_records(source: str, src_id: str) -> list[tuple[str, str]]:

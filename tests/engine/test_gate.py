@@ -56,6 +56,13 @@ def test_over_threshold_publishes_nothing_and_keeps_watermark(project) -> None:
     result = summary.entities[0]
     assert result.status == "failed"
     assert "quality gate refused to publish" in (result.message or "")
+    # The message names what was counted: every rule of the run's findings, with its number of source records.
+    found = store.quarantine(run_id=summary.run_id, status=None)
+    assert not found.empty
+    counted = (result.message or "").split("Quarantined records counted: ", 1)[1]
+    for rule, rows in found.groupby("rule"):
+        n = rows.drop_duplicates(["source", "src_id"]).shape[0]
+        assert f"{rule}: {n} record{'s' if n != 1 else ''} (" in counted, (rule, counted)
     assert "max_quarantined_rows=0" in (result.message or "")
     assert table_checksums(target_url, ("md_purchase",)) == before
     assert (store.watermark("purchase", "erp"), store.watermark("purchase", "oa")) == marks
@@ -85,6 +92,9 @@ def test_plan_says_when_the_gate_would_refuse(tmp_path: Path) -> None:
     assert (purchase["status"], purchase["error"]) == ("failed", "QualityGateError"), purchase
     assert "the quality gate would refuse to publish" in purchase["message"]
     assert "max_quarantined_rows=0" in purchase["message"]
+    planned_rules = {row["rule"] for row in out["details"]["purchase"]["quarantined"]}
+    assert planned_rules and all(f"{rule}: " in purchase["message"].split("Quarantined records counted: ")[1]
+                                 for rule in planned_rules)
     assert purchase["quarantined"] > 0 and out["details"]["purchase"]["quarantined"]  # the plan's samples stay
     assert contract["status"] == "planned"
     assert table_checksums(store_url, ("erpoa_run", "erpoa_quarantine", "erpoa_gate")) == before

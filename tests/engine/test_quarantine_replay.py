@@ -84,6 +84,24 @@ def test_a_replay_is_still_refused_by_a_failed_batch_expectation(synced) -> None
     assert "lookup:department" in set(open_store(config).quarantine(entity="employee")["rule"])
 
 
+def test_a_replay_refused_for_a_new_duplicate_names_the_record_it_collides_with(synced) -> None:
+    """A code-table fix that gives the replayed department the key of a published one: the replay is refused by
+    `max_quarantined_pct`, and the message says which records were counted and why, not only a percentage."""
+    config, _ = synced
+    with create_engine(config.connection("oa").sqlalchemy_url()).connect() as conn:
+        published = conn.execute(text('SELECT id FROM "HrmDepartment" WHERE departmentcode = \'XZ01\'')).scalar_one()
+    codes = config.resolve(config.mappings) / "codes" / "department.yaml"
+    text_before = codes.read_text(encoding="utf-8")
+    assert '"0302", XZ01, 行政管理部]' in text_before
+    codes.write_text(text_before.replace('"0302", XZ01, 行政管理部]', '"0302", XZ01, 行政管理部, SZ01]'), encoding="utf-8")
+
+    code, result = _cli(config, "retry", "department")
+    assert code == 4, result
+    message = result["message"]
+    assert "100.0% of rows quarantined (1 of the 1 read), more than max_quarantined_pct=" in message
+    assert f"Quarantined records counted: duplicate_key: 1 record (oa {published}; department_code 'D0302')." in message
+
+
 def test_show_gives_the_raw_record_with_personal_data_masked(synced) -> None:
     config, manifest = synced
     oa_id = str(manifest["employee_in_unmapped_department"]["oa_id"])
