@@ -54,8 +54,8 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     is not safe raises a ConfigError located in the mapping file before anything is written; work
     tables whose columns differ are rebuilt, and target and mirror take the safe changes (new columns,
     longer text). Columns added to kept data make this run read the entity completely, and the next
-    runs until one publishes (its watermarks are forgotten first); so do fields mapped again whose columns
-    the entity's last publish did not write (`_mapped_again`). A dry run changes nothing: it reads
+    runs until one publishes (its watermarks are forgotten first); so do fields whose columns exist but that
+    the entity's last publish did not write for every record (`_mapped_again`). A dry run changes nothing: it reads
     missing columns as NULL and plans the complete read. Returns what changed (or would), for the
     run's message.
     """
@@ -73,20 +73,21 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     shown = [c for c in diff.changes if c.table == tables.target.name] or diff.changes
     notes = [c.note(planned=ctx.dry_run) for c in shown]
     replay = ctx.only_ids is not None  # reads its records only: the next sync is the complete read
-    again = _mapped_again(ctx, entity, tables, engine, diff)
-    if diff.complete_read or again:
+    again, unfilled = _mapped_again(ctx, entity, tables, engine, diff)
+    if diff.complete_read or again or unfilled:
         complete_reads(ctx).add(entity)
-        them = "them" if diff.complete_read or len(again) > 1 else "it"
+        them = "them" if diff.complete_read or len(again) + len(unfilled) > 1 else "it"
         if ctx.dry_run:
             tail = "a complete read follows"
         elif replay:
             tail = f"the next `erpoa sync` reads {entity} completely to fill {them}"
         else:
             tail = f"{entity} is read completely to fill {them}"
-        if again:
-            fields = f"field {again[0]} is" if len(again) == 1 else f"fields {', '.join(again)} are"
-            tail = f"{fields} mapped again: {tail}"
-        notes.append(tail)
+        said = [f"{_fields_are(again)} mapped again"] if again else []
+        if unfilled:
+            its = "its column was" if len(unfilled) == 1 else "their columns were"
+            said.append(f"{_fields_are(unfilled)} not filled yet ({its} added by a run that did not fill every record)")
+        notes.append(": ".join(["; ".join(said), tail]) if said else tail)
         log.warning("%s: %s", entity, notes[-1])
     elif not table_exists(engine, tables.target) and _has_watermarks(ctx, entity):
         # A new `target.table` (or a target dropped): an incremental read would fill it with the changes only.
@@ -99,7 +100,7 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     if ctx.dry_run:
         tables.without_columns(diff.absent)
     else:
-        if diff.complete_read or again:
+        if diff.complete_read or again or unfilled:
             ctx.store.forget_watermarks(entity)  # before the columns exist: a crash after them still reads all
         tables.evolve(engine, diff)
         tables.create(engine)
@@ -128,17 +129,32 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
     return notes
 
 
-def _mapped_again(ctx: SyncContext, entity: str, tables: EntityTables, engine: Engine, diff: SchemaDiff) -> list[str]:
-    """The mapped fields whose target column exists but that the entity's last publish did not write (recorded in
-    the store, `Store.published_fields`): removed from the mapping and mapped again since, their columns hold
-    the values of when they were removed (NULL for records published meanwhile). Nothing when the store has no
-    record (a publish before it kept one, or none) or the target does not exist yet."""
+def _mapped_again(
+    ctx: SyncContext, entity: str, tables: EntityTables, engine: Engine, diff: SchemaDiff
+) -> tuple[list[str], list[str]]:
+    """The mapped fields whose target column exists but that the entity's last publish did not write for every
+    record (recorded in the store, `Store.published_fields`), in two lists:
+
+    - mapped again: an earlier publish wrote them; removed from the mapping since, their columns hold the values
+      of when they were removed (NULL for records published meanwhile);
+    - not filled yet: no publish wrote them; their columns were added by a run that did not publish, or by a
+      replay, which fills its own records only.
+
+    Where the record predates the second distinction, all are taken as mapped again. Nothing when the store has
+    no record (a publish before it kept one, or none) or the target does not exist yet."""
     published = ctx.store.published_fields(entity)
     if published is None:
-        return []
+        return [], []
     absent = diff.absent.get(tables.target.name, set())
-    again = [name for name in tables.mapping.fields if name not in published and name not in absent]
-    return again if again and table_exists(engine, tables.target) else []
+    missing = [name for name in tables.mapping.fields if name not in published.fields and name not in absent]
+    if not missing or not table_exists(engine, tables.target):
+        return [], []
+    ever = published.ever
+    return [n for n in missing if ever is None or n in ever], [n for n in missing if ever is not None and n not in ever]
+
+
+def _fields_are(names: list[str]) -> str:
+    return f"field {names[0]} is" if len(names) == 1 else f"fields {', '.join(names)} are"
 
 
 def complete_reads(ctx: SyncContext) -> set[str]:

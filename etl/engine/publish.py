@@ -476,7 +476,8 @@ def _settle(
     if published:
         resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
     faults.point("finalize.resolved")
-    ctx.store.commit_watermarks(ctx.run_id, entity, fields=mapping.fields)  # and the fields it published
+    # and the fields it published: a replay's for its records only, not filled for the others
+    ctx.store.commit_watermarks(ctx.run_id, entity, fields=mapping.fields, some_records=ctx.only_ids is not None)
     faults.point("finalize.watermarks")
     return {"xref": linked, "resolved": resolved, "vanished": vanished}
 

@@ -8,6 +8,7 @@ import os
 import socket
 import uuid
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -184,25 +185,22 @@ class Store:
                 )
             )
 
-    def commit_watermarks(self, run_id: str, entity: str, fields: Iterable[str] | None = None) -> None:
+    def commit_watermarks(
+        self, run_id: str, entity: str, fields: Iterable[str] | None = None, *, some_records: bool = False
+    ) -> None:
         """Advance the entity's watermarks to what this run read; called after its publish committed.
 
         With `fields` (the mapping's fields the publish wrote), they are recorded in the same transaction as
-        the fields the entity was last published with (`published_fields`).
+        the fields the entity was last published with (`published_fields`). A publish of `some_records` only (a
+        replay) filled no field for the others: the record keeps only the fields it held that are still mapped.
         """
         with self.engine.begin() as conn:
-            if fields is not None:
+            record = None if fields is None else _fields_record(_published(conn, entity), fields, some_records)
+            if record is not None:
                 upsert_rows(
                     conn,
                     s.published_fields,
-                    [
-                        {
-                            "entity": entity,
-                            "field_names": json.dumps(list(fields), ensure_ascii=False),
-                            "run_id": run_id,
-                            "updated_at": now(),
-                        }
-                    ],
+                    [{"entity": entity, "field_names": record, "run_id": run_id, "updated_at": now()}],
                     ["entity"],
                 )
             pending = (
@@ -247,16 +245,14 @@ class Store:
                 )
             )
 
-    def published_fields(self, entity: str) -> frozenset[str] | None:
-        """The fields of the mapping the entity's last publish wrote; None when unknown: never published, last
+    def published_fields(self, entity: str) -> PublishedFields | None:
+        """The fields the entity's publishes wrote (`PublishedFields`); None when unknown: never published, last
         published by a version before the record (store schema 6), or a store not migrated yet (a plan reads it
         as it is)."""
-        table = s.published_fields
         with self.engine.connect() as conn:
-            if not inspect(conn).has_table(table.name):
+            if not inspect(conn).has_table(s.published_fields.name):
                 return None
-            value = conn.execute(select(table.c.field_names).where(table.c.entity == entity)).scalar()
-        return None if value is None else frozenset(str(name) for name in json.loads(value))
+            return _published(conn, entity)
 
     def watermarks(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -633,6 +629,41 @@ def names_one_record(src_id: str) -> bool:
     (True, False)
     """
     return not src_id.startswith("{")
+
+
+@dataclass(frozen=True)
+class PublishedFields:
+    """The fields of an entity's mapping its publishes wrote for every record (`erpoa_published_fields`)."""
+
+    #: those of its last publish (less, after a replay, the fields it filled for the replayed records only)
+    fields: frozenset[str]
+    #: those of any publish since the record began; None when it began as a list, before this was kept
+    ever: frozenset[str] | None
+
+
+def _fields_record(before: PublishedFields | None, fields: Iterable[str], some_records: bool) -> str | None:
+    """The JSON of `erpoa_published_fields` after a publish that wrote `fields` (see `Store.commit_watermarks`);
+    None to leave it as it is (a replay with nothing recorded before it)."""
+    names = list(fields)
+    if some_records:
+        if before is None:
+            return None
+        names = [name for name in names if name in before.fields]
+    ever = (frozenset() if before is None else before.ever or before.fields) | (frozenset() if some_records else
+                                                                                 frozenset(names))
+    return json.dumps({"fields": names, "ever": sorted(ever)}, ensure_ascii=False)
+
+
+def _published(conn: Connection, entity: str) -> PublishedFields | None:
+    """`Store.published_fields` in `conn`: a JSON object (`fields`, `ever`), or the list the record began as."""
+    table = s.published_fields
+    value = conn.execute(select(table.c.field_names).where(table.c.entity == entity)).scalar()
+    if value is None:
+        return None
+    data = json.loads(value)
+    if isinstance(data, list):
+        return PublishedFields(frozenset(map(str, data)), None)
+    return PublishedFields(frozenset(map(str, data["fields"])), frozenset(map(str, data["ever"])))
 
 
 def excluded_record(source: str, src_id: str, excluding: Collection[tuple[str, str]]) -> bool:

@@ -103,10 +103,12 @@ pending_watermarks = Table(
     Column("value_type", String(20)),
 )
 
-# The fields of the mapping the last publish of each entity used (JSON list), recorded with its watermarks: a
-# mapped field whose target column exists but that is not among them was mapped again after it had been removed,
-# and the entity is read completely to fill it (`etl.engine.extract.prepare`). No row: published before version 6
-# (or never), nothing is known.
+# The fields of the mapping the last publish of each entity wrote for every record and those any publish wrote (JSON
+# `{"fields": [...], "ever": [...]}`; the first rows were a list of the former), recorded with its watermarks: a
+# mapped field whose target column exists but that is not among the former was mapped again after it had been
+# removed, or its column was added by a replay or a killed run, and the entity is read completely to fill it
+# (`etl.engine.extract.prepare`, `etl.store.repo.PublishedFields`). No row: published before version 6 (or never),
+# nothing is known.
 published_fields = Table(
     "erpoa_published_fields",
     metadata,

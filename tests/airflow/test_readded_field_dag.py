@@ -42,10 +42,11 @@ def _dag_sync(config: ProjectConfig) -> dict[str, object]:
 
 
 def _recorded(config: ProjectConfig) -> list[str]:
+    """The fields the entity's last publish wrote, as the store records them."""
     engine = create_engine(config.connection("recon").sqlalchemy_url())
     try:
         with engine.connect() as conn:
-            return list(json.loads(conn.execute(select(s.published_fields.c.field_names)).scalar_one()))
+            return list(json.loads(conn.execute(select(s.published_fields.c.field_names)).scalar_one())["fields"])
     finally:
         engine.dispose()
 

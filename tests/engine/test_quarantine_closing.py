@@ -172,7 +172,21 @@ def test_retry_says_what_it_changed_in_the_tables(synced) -> None:
     assert code == 0, out
     assert out["table_changes"] == [
         "added column md_department.deputy",
+        "field leader is not filled yet (its column was added by a run that did not fill every record): "
         "the next `erpoa sync` reads department completely to fill them",
     ], out
+    # A replay fills its own records only: until a sync reads the entity completely, each one says what is left.
+    code, out = _cli(config, "retry", "department")
+    assert code == 0, out
+    assert out["table_changes"] == [
+        "fields deputy, leader are not filled yet (their columns were added by a run that did not fill every "
+        "record): the next `erpoa sync` reads department completely to fill them"
+    ], out
+    summary, _ = run_sync(config, entities=["department"])
+    assert summary.status == "success", summary.message
+    assert summary.entities[0].message == (
+        "fields deputy, leader are not filled yet (their columns were added by a run that did not fill every "
+        "record): department is read completely to fill them"
+    )
     code, out = _cli(config, "retry", "department")  # nothing left to change
     assert code == 0 and out["table_changes"] == [], out

@@ -91,9 +91,9 @@ def test_a_replay_refused_for_a_new_duplicate_names_the_record_it_collides_with(
     with create_engine(config.connection("oa").sqlalchemy_url()).connect() as conn:
         published = conn.execute(text('SELECT id FROM "HrmDepartment" WHERE departmentcode = \'XZ01\'')).scalar_one()
     codes = config.resolve(config.mappings) / "codes" / "department.yaml"
-    text_before = codes.read_text(encoding="utf-8")
-    assert '"0302", XZ01, 行政管理部]' in text_before
-    codes.write_text(text_before.replace('"0302", XZ01, 行政管理部]', '"0302", XZ01, 行政管理部, SZ01]'), encoding="utf-8")
+    before, spellings = codes.read_text(encoding="utf-8"), '"0302", XZ01, 行政管理部'
+    assert spellings + "]" in before
+    codes.write_text(before.replace(spellings + "]", spellings + ", SZ01]"), encoding="utf-8")
 
     code, result = _cli(config, "retry", "department")
     assert code == 4, result

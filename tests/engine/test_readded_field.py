@@ -8,6 +8,10 @@ without that record (an older one) detects nothing, as before.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,7 @@ from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
 from etl.engine.plan import REHASHED
 from etl.store import schema as s
-from etl.store.repo import Store
+from etl.store.repo import PublishedFields, Store
 from tests.helpers.project import TINY, make_project, replace_in, source_sql, table_checksums, target_rows, urls_for
 
 FIELD = "  updated_at: {type: datetime, compare: false}\n"
@@ -154,6 +158,57 @@ def test_a_field_mapped_again_is_filled_by_a_complete_read(project: ProjectConfi
     assert target_rows(config, "md_department") == rows
 
 
+UNFILLED = "field leader is not filled yet (its column was added by a run that did not fill every record)"
+
+
+def test_a_rerun_after_a_crash_that_added_the_column_fills_it_and_says_why(project: ProjectConfig) -> None:
+    """Killed after its prepare added the leader's columns: the rerun finds the column there but never filled, says
+    so (not "mapped again": no publish ever wrote it), and reads completely to fill it."""
+    config = _with_leader(project)
+    env = {**os.environ, "ERPOA_FAULT": "extract.prepared:1"}
+    command = [sys.executable, "-m", "etl.cli.app", "sync", "department", "--no-flows", "--config",
+               str(config.config_path), "--json"]
+    assert subprocess.run(command, env=env, capture_output=True, check=False).returncode == -signal.SIGKILL
+    _, updated, message = _synced(config)
+    assert message == f"{UNFILLED}: department is read completely to fill it"
+    assert updated > 0
+    _one_leader(config)  # the leaders are the ERP's
+    assert _synced(config) == (0, 0, None)
+
+
+def _retried(config: ProjectConfig) -> str:
+    done = CliRunner().invoke(app, ["quarantine", "retry", "department", "--config", str(config.config_path),
+                                    "--json"])
+    assert done.exit_code == 0, done.output
+    return "; ".join(json.loads(done.stdout)["table_changes"])
+
+
+def test_a_replay_fills_its_records_only_and_the_next_sync_says_why_it_reads_completely(
+    project: ProjectConfig,
+) -> None:
+    """A replay after a mapping change fills the new (or mapped again) field for the records it replays only: the
+    next sync still names the field as it reads the entity completely to fill it."""
+    config = _with_leader(project)
+    assert _retried(config) == (
+        "added column md_department.leader; the next `erpoa sync` reads department completely to fill them"
+    )
+    _, updated, message = _synced(config)
+    assert message == f"{UNFILLED}: department is read completely to fill it"
+    assert updated > 0
+    code, leader, _ = _one_leader(config)
+
+    config = _without_leader(config)
+    _synced(config)
+    config = _with_leader(config)
+    assert _retried(config) == (
+        "field leader is mapped again: the next `erpoa sync` reads department completely to fill it"
+    )
+    _, _, message = _synced(config)
+    assert message == "field leader is mapped again: department is read completely to fill it"
+    assert _leaders(config)[code] == leader
+    assert _synced(config) == (0, 0, None)
+
+
 @pytest.mark.sqlite
 def test_a_store_of_schema_5_is_migrated_and_detects_from_its_next_publish(tmp_path: Path) -> None:
     """A store of schema version 5 has no record of the published fields: a field mapped again is not detected
@@ -173,7 +228,10 @@ def test_a_store_of_schema_5_is_migrated_and_detects_from_its_next_publish(tmp_p
     recon = create_engine(config.connection("recon").sqlalchemy_url())
     with recon.connect() as conn:
         recorded = json.loads(conn.execute(select(s.published_fields.c.field_names)).scalar_one())
-    assert recorded == ["department_code", "name", "status", "is_leaf", "updated_at"]
+    assert recorded == {
+        "fields": ["department_code", "name", "status", "is_leaf", "updated_at"],
+        "ever": sorted(["department_code", "name", "status", "is_leaf", "updated_at", "leader"]),
+    }
     with recon.begin() as conn:  # the store of schema version 5
         conn.execute(text("DROP TABLE erpoa_published_fields"))
         conn.execute(text("UPDATE erpoa_schema_version SET version = 5"))
@@ -184,7 +242,7 @@ def test_a_store_of_schema_5_is_migrated_and_detects_from_its_next_publish(tmp_p
     with recon.connect() as conn:
         assert conn.execute(select(s.schema_version.c.version)).scalar() == s.SCHEMA_VERSION
         recorded = json.loads(conn.execute(select(s.published_fields.c.field_names)).scalar_one())
-    assert "leader" in recorded  # from now on a field mapped again is detected
+    assert "leader" in recorded["fields"]  # from now on a field mapped again is detected
     recon.dispose()
     config = _without_leader(config)
     _synced(config)
@@ -205,11 +263,30 @@ def _migrates_from_schema_5(url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(s.schema_version.c.version)).scalar() == s.SCHEMA_VERSION == 6
     assert store.published_fields("department") is None
+    store.commit_watermarks("r0", "department", fields=["名称"], some_records=True)  # a replay: nothing to keep
+    assert store.published_fields("department") is None
     store.commit_watermarks("r1", "department", fields={"department_code": 1, "名称": 2})
-    assert store.published_fields("department") == {"department_code", "名称"}
+    assert store.published_fields("department") == PublishedFields(
+        frozenset({"department_code", "名称"}), frozenset({"department_code", "名称"})
+    )
     store.commit_watermarks("r2", "department", fields=["department_code"])
     store.commit_watermarks("r3", "department")  # without fields: the record stays
-    assert store.published_fields("department") == {"department_code"}
+    assert store.published_fields("department") == PublishedFields(
+        frozenset({"department_code"}), frozenset({"department_code", "名称"})
+    )
+    # A replay fills its records only: a field it wrote that the last publish did not stays unfilled.
+    store.commit_watermarks("r4", "department", fields=["department_code", "leader"], some_records=True)
+    assert store.published_fields("department") == PublishedFields(
+        frozenset({"department_code"}), frozenset({"department_code", "名称"})
+    )
+    # A record of the first version of schema 6 is a list: what earlier publishes wrote is not known.
+    with engine.begin() as conn:
+        conn.execute(s.published_fields.update().values(field_names=json.dumps(["department_code", "名称"])))
+    assert store.published_fields("department") == PublishedFields(frozenset({"department_code", "名称"}), None)
+    store.commit_watermarks("r5", "department", fields=["department_code"])
+    assert store.published_fields("department") == PublishedFields(
+        frozenset({"department_code"}), frozenset({"department_code", "名称"})
+    )
     store.migrate()  # idempotent
     engine.dispose()
 
