@@ -378,7 +378,7 @@ def run_sync(
         _sync_all(ctx, names, hooks, results, failed, locked)
     except BaseException as exc:  # a bug or an interrupt: the run is recorded as failed, never left `running`
         if not dry_run:
-            _record_crash(ctx, results, names, exc)
+            record_crash(ctx, results, names, exc)
         raise
     status = "success" if not failed else ("failed" if len(failed) == len(names) else "partial")
     if dry_run:
@@ -445,12 +445,7 @@ def _sync_all(
             if res.status == "failed":  # a plan the quality gate would refuse
                 failed.add(name)
         except ErpOaError as exc:
-            res = exc.__dict__.get("entity_result") or EntityResult(entity=name)
-            error = redact(str(exc), ctx.config)
-            res.status, res.message = "failed", entity_message([res.message] if res.message else [], error)
-            res.error, res.exit_code = type(exc).__name__, exc.exit_code
-            if not ctx.dry_run and res.read_total:  # e.g. a gate refusal: the rows it set aside stay listed
-                res.quarantined = _count_quarantine(ctx, name)
+            res = failed_result(ctx, name, exc)
             failed.add(name)
             log.error("%s", res.message)
             if isinstance(exc, LockedError):
@@ -460,6 +455,18 @@ def _sync_all(
         faults.point("entity.recorded")
 
 
+def failed_result(ctx: SyncContext, entity: str, exc: ErpOaError) -> EntityResult:
+    """The figures of an entity `sync_entity` failed with `exc`: what it read and set aside before (a gate refusal's
+    quarantined rows stay listed), the error's class, exit code and redacted message."""
+    res: EntityResult = exc.__dict__.get("entity_result") or EntityResult(entity=entity)
+    error = redact(str(exc), ctx.config)
+    res.status, res.message = "failed", entity_message([res.message] if res.message else [], error)
+    res.error, res.exit_code = type(exc).__name__, exc.exit_code
+    if not ctx.dry_run and res.read_total:
+        res.quarantined = _count_quarantine(ctx, entity)
+    return res
+
+
 def _count_quarantine(ctx: SyncContext, entity: str) -> int:
     try:
         return ctx.store.count_quarantine(ctx.run_id, entity)
@@ -467,7 +474,7 @@ def _count_quarantine(ctx: SyncContext, entity: str) -> int:
         return 0
 
 
-def _record_crash(ctx: SyncContext, results: list[EntityResult], names: list[str], exc: BaseException) -> None:
+def record_crash(ctx: SyncContext, results: list[EntityResult], names: list[str], exc: BaseException) -> None:
     """Record the entity that raised `exc` (not an ErpOaError: a bug, or an interrupt) and the run as failed.
 
     Best effort: the store may be what failed; the original exception is what the caller raises.

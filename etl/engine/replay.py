@@ -19,6 +19,7 @@ and resolves the quarantine rows of those that became documents (`etl.flows.run`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,9 +27,19 @@ import pandas as pd
 
 from etl.config.project import ProjectConfig
 from etl.engine.context import SyncContext
-from etl.engine.pipeline import EntityResult, load_project_mappings, open_store, record, sync_entity
+from etl.engine.pipeline import (
+    EntityResult,
+    failed_result,
+    load_project_mappings,
+    open_store,
+    record,
+    record_crash,
+    sync_entity,
+)
 from etl.errors import ConfigError, ErpOaError, TerminalError
 from etl.store.repo import new_run_id, source_records
+
+log = logging.getLogger("erpoa.replay")
 
 
 class NothingToReplayError(TerminalError):
@@ -163,8 +174,16 @@ def replay_quarantine(
         result = sync_entity(ctx, entity, hooks)
         record(ctx, result)
         store.finish_run(run_id, "success")
-    except Exception as exc:
-        store.finish_run(run_id, "failed", str(exc)[:2000])
+    except ErpOaError as exc:  # recorded as a sync records it: `erpoa status` shows the entity's figures and why
+        failed = failed_result(ctx, entity, exc)
+        try:
+            record(ctx, failed)
+            store.finish_run(run_id, "failed", (failed.message or "")[:2000])
+        except Exception as store_exc:  # never hide the replay's error behind the store's
+            log.error("could not record run %s as failed: %s", run_id, store_exc)
+        raise
+    except BaseException as exc:
+        record_crash(ctx, [], [entity], exc)
         raise
     replayed = _records(open_rows)
     after = store.quarantine(entity=entity, status=None)

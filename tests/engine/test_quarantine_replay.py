@@ -100,6 +100,14 @@ def test_a_replay_refused_for_a_new_duplicate_names_the_record_it_collides_with(
     message = result["message"]
     assert "100.0% of rows quarantined (1 of the 1 read), more than max_quarantined_pct=" in message
     assert f"Quarantined records counted: duplicate_key: 1 record (oa {published}; department_code 'D0302')." in message
+    # Recorded as a sync's refusal is: `erpoa status` shows the entity failed, with what it read and why.
+    store = open_store(config)
+    run = store.runs(1)[0]
+    assert (run["trigger"], run["status"]) == ("retry", "failed")
+    entity_run = store.entity_run(run["run_id"], "department")
+    assert entity_run is not None
+    assert (entity_run["status"], entity_run["read_total"], entity_run["quarantined"]) == ("failed", 1, 2)
+    assert "Quarantined records counted: duplicate_key" in entity_run["message"]
 
 
 def test_show_gives_the_raw_record_with_personal_data_masked(synced) -> None:
