@@ -35,6 +35,7 @@ import pandas as pd
 
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.types import as_text, coerce_series, row_hash
+from etl.store.repo import source_records
 
 CLASSES = (
     "only_in_erp",
@@ -793,14 +794,9 @@ def _golden_level(q: pd.DataFrame) -> pd.Series:
 
 
 def _source_ids(source: str, src_id: Any) -> dict[str, str]:
-    """{source: id} of a quarantine row (golden-level rows hold a JSON object of ids)."""
-    text = "" if src_id is None else str(src_id)
-    if text.startswith("{"):
-        try:
-            return {str(k): str(v) for k, v in json.loads(text).items()}
-        except ValueError:
-            return {}
-    return {source: text} if text else {}
+    """{source: id} of a quarantine row (golden-level rows hold a JSON object of ids: `source_records`)."""
+    text = "" if src_id is None or pd.isna(src_id) else str(src_id)
+    return dict(source_records(source, text)) if text else {}
 
 
 def _refused_only_in(
