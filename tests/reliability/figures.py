@@ -184,6 +184,16 @@ FOUND = [
      'sheet ended it with an error',
      'rows streamed to disk a chunk at a time (~7 s, ~20 MB), NA written blank '
      '(`tests/report/test_report_excel_large.py`)'),
+    ('review',
+     'quality gate: a replay whose code-table fix gave a record the key of a published one was refused with only '
+     '"100.0% of rows quarantined"; `erpoa status` then showed the replayed entity `running` with zeros',
+     'a threshold refusal names what it counted (per rule: records, examples, field and value); a failed replay is '
+     'recorded as a failed sync is (`tests/engine/test_quarantine_replay.py`, `tests/engine/test_gate.py`)'),
+    ('review',
+     'mapping edits: after a replay that met a new or re-mapped field the next sync read everything without saying '
+     'why; a rerun after a run killed once it had added a column called the new field "mapped again"',
+     'the store keeps the fields any publish wrote and a replay records only what it filled for every record; such '
+     'a field is "not filled yet" (`tests/engine/test_readded_field.py`, `tests/engine/test_quarantine_closing.py`)'),
 ]
 
 LIMITS = """\
