@@ -147,16 +147,18 @@ def findings_summary(found: pd.DataFrame, examples: int = FINDING_EXAMPLES) -> s
     """
     parts: list[tuple[int, str]] = []
     for rule, rows in found.groupby("rule", sort=False):
+        records = rows.assign(src_id=rows["src_id"].fillna("")).drop_duplicates(["source", "src_id"])
+        count = len(records)
         named = [
             " + ".join(f"{src} {sid}" for src, sid in source_records(str(source), str(src_id))) or str(source)
-            for source, src_id in dict.fromkeys(zip(rows["source"], rows["src_id"].fillna(""), strict=True))
+            for source, src_id in zip(records["source"][:examples], records["src_id"][:examples], strict=True)
         ]
-        shown = ", ".join(named[:examples]) + (f" and {len(named) - examples} more" if len(named) > examples else "")
+        shown = ", ".join(named) + (f" and {count - examples} more" if count > examples else "")
         first = rows.iloc[0]
         where = "" if pd.isna(first["field"]) else f"; {first['field']}"
         if where and not pd.isna(first["value"]):
             where += f" {str(first['value'])[:60]!r}"
-        parts.append((len(named), f"{rule}: {len(named)} record{'s' if len(named) != 1 else ''} ({shown}{where})"))
+        parts.append((count, f"{rule}: {count} record{'s' if count != 1 else ''} ({shown}{where})"))
     return "; ".join(text for _, text in sorted(parts, key=lambda p: -p[0]))
 
 
