@@ -55,7 +55,10 @@ def build_select(
     if spec.filter:
         stmt = stmt.where(text(f"({spec.filter})"))
     if since is not None and spec.cursor:
-        stmt = stmt.where(src.c[spec.cursor] >= since)
+        # A NULL cursor (a record some ERPs never stamp until it is first edited) compares with no watermark:
+        # such rows are read by every run, or a row added without one would never be read after the first run.
+        cursor = src.c[spec.cursor]
+        stmt = stmt.where(or_(cursor >= since, cursor.is_(None)))
     if ids is not None:
         id_cols = [src.c[c] for c in columns[: len(spec.id)]]
         conds = []

@@ -120,6 +120,28 @@ def test_incremental_picks_up_late_rows_and_departures(project) -> None:
     assert state[leaver][0] == "left" and not state[leaver][1]
 
 
+def test_a_row_added_without_a_cursor_value_is_read_by_incremental_runs(project) -> None:
+    """Some ERPs leave a record's modify date empty until it is first edited: such a row, added after the last run,
+    is published by the next incremental run, not only by a full refresh."""
+    config, _ = project
+    run_sync(config, full_refresh=True)
+    erp = config.connection("erp").sqlalchemy_url()
+    assert "D0303" not in {r[0] for r in target_rows(config, "md_department", ["department_code"])}
+    q = '"' if not erp.startswith("mysql") else ""
+    _sql(
+        erp,
+        f"INSERT INTO {q}Department{q} ({q}cDepCode{q}, {q}cDepName{q}, {q}iDepGrade{q}, {q}bDepEnd{q}, "
+        f"{q}dDepBeginDate{q}, {q}dModifyDate{q}) VALUES ('0303', '信息部', 2, 1, :begin, NULL)",
+        begin=datetime(2020, 1, 1),
+    )
+    summary, _ = run_sync(config, entities=["department"])
+    assert _by_entity(summary)["department"].inserted == 1, summary.message
+    assert "D0303" in {r[0] for r in target_rows(config, "md_department", ["department_code"])}
+    summary, _ = run_sync(config, entities=["department"])  # read again, as every run reads it: nothing to change
+    department = _by_entity(summary)["department"]
+    assert (department.inserted, department.updated, department.inactivated) == (0, 0, 0)
+
+
 def test_vanished_record_is_inactivated_not_deleted(project) -> None:
     config, manifest = project
     run_sync(config, full_refresh=True)
