@@ -81,16 +81,16 @@ def _reference_keys(ctx: SyncContext, suite: Any) -> dict[str, list[Any]]:
     for exp in suite.expectations:
         if exp.expectation_type != "expect_column_values_to_exist_in_entity":
             continue
-        entity, column = exp.kwargs["entity"], exp.kwargs.get("entity_column")
+        entity, named = exp.entity, exp.entity_column  # the expectation's own fields (GX 1.x keeps no kwargs)
         mapping = ctx.mapping(entity)
         table = ctx.tables(mapping).target
         engine = ctx.target_engine(mapping)
-        column = column or mapping.key[0]
+        column = named or mapping.key[0]
         values: list[Any] = []
         if table_exists(engine, table):
             with engine.connect() as conn:
                 values = [r[0] for r in conn.execute(select(table.c[column]).where(table.c._active.is_(True)))]
-        keys[f"{entity}.{column}"] = values
+        keys[f"{entity}.{named}" if named else entity] = values  # as `resolve_references` looks them up
     return keys
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from etl.engine.pipeline import open_store, run_sync
 from etl.errors import ConfigError
-from tests.helpers.project import BACKENDS, make_project, table_checksums, target_rows, urls_for
+from tests.helpers.project import BACKENDS, execute_sql, make_project, table_checksums, target_rows, urls_for
 
 BACKENDS3 = BACKENDS[:3]
 
@@ -68,6 +68,41 @@ def test_over_threshold_publishes_nothing_and_keeps_watermark(project) -> None:
     assert (store.watermark("purchase", "erp"), store.watermark("purchase", "oa")) == marks
     run = store.entity_run(summary.run_id, "purchase")
     assert run is not None and run["status"] == "failed"
+
+
+@pytest.mark.sqlite
+def test_exist_in_entity_quarantines_values_no_active_record_has(tmp_path: Path) -> None:
+    """erp-oa-sync's own `expect_column_values_to_exist_in_entity` in a suite (as `expectations init` writes it for
+    `references:`), here with an `entity_column` other than the key: a requisition's department must have an active
+    employee. Sync and plan run it (they failed with an internal error) and quarantine what it finds."""
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    first, _ = run_sync(config, entities=["department", "employee"], full_refresh=True)
+    assert first.status == "success", first.message
+    # The employees of one department left (inactive in the target): its requisitions fail the expectation only.
+    target = config.connection("target").sqlalchemy_url()
+    execute_sql(target, "UPDATE md_employee SET _active = 0 WHERE department_code = 'D0602'")
+    staffed = {str(r[0]) for r in target_rows(config, "md_employee", ["department_code", "_active"]) if r[1]}
+    assert "D0602" not in staffed
+    path = config.resolve(config.expectations) / "purchase.json"
+    suite = json.loads(path.read_text(encoding="utf-8"))
+    suite["expectations"].append({
+        "type": "expect_column_values_to_exist_in_entity",
+        "kwargs": {"column": "department_code", "entity": "employee", "entity_column": "department_code"},
+        "meta": {},
+    })
+    path.write_text(json.dumps(suite, ensure_ascii=False, indent=2), encoding="utf-8")
+    _edit_mapping(config, "purchase", max_quarantined_pct=100)
+
+    plan, _ = run_sync(config, entities=["purchase"], full_refresh=True, dry_run=True)
+    assert plan.status == "planned", plan.message
+    summary, _ = run_sync(config, entities=["purchase"], full_refresh=True)
+    assert summary.status == "success", summary.message
+    found = open_store(config).quarantine(entity="purchase")
+    caught = found[found["rule"] == "expect_column_values_to_exist_in_entity"]
+    assert not caught.empty and set(caught["field"]) == {"department_code"}
+    assert set(caught["value"].astype(str)) == {"D0602"}
+    published = {str(r[0]) for r in target_rows(config, "md_purchase_line", ["department_code"]) if r[0] is not None}
+    assert published <= staffed
 
 
 @pytest.mark.sqlite
