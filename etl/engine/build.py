@@ -200,7 +200,7 @@ def build_partition(
         else pd.DataFrame(columns=target_cols)
     )
     existing = existing.set_index("_key")
-    golden["_action"] = _actions(golden, existing)
+    golden["_action"] = _actions(golden, existing, rewrite=bool(fields_to_fill(ctx, entity)))
     without_sources = existing.index.difference(pd.Index(golden["_key"])).intersection(keys)
     vanished = [k for k in without_sources if bool(existing.at[k, "_active"])]
     changed = golden["_action"].isin(["insert", "update"])
@@ -361,8 +361,24 @@ def _with_activity(golden: pd.DataFrame, mapping: EntityMapping) -> pd.DataFrame
     return golden
 
 
-def _actions(golden: pd.DataFrame, existing: pd.DataFrame) -> pd.Series:
+def fields_to_fill(ctx: SyncContext, entity: str) -> list[str]:
+    """The mapped fields the entity's last publish did not write for every record (`Store.published_fields`): added,
+    mapped again, or renamed since. Until a publish has written them, the merge rewrites every record it reads: a row
+    hash is of values only, so a record whose values did not change (a field renamed, another removed as one with
+    the same values was added) would otherwise keep the new column empty. Read once per process and run."""
+    cache: dict[str, list[str]] = ctx.__dict__.setdefault("_fields_to_fill", {})
+    if entity not in cache:
+        published = ctx.store.published_fields(entity)
+        fields = ctx.mapping(entity).fields
+        cache[entity] = [] if published is None else [name for name in fields if name not in published.fields]
+    return cache[entity]
+
+
+def _actions(golden: pd.DataFrame, existing: pd.DataFrame, *, rewrite: bool = False) -> pd.Series:
+    """insert, update or unchanged per golden record; with `rewrite`, every known record is an update."""
     known = pd.Series(isin(golden["_key"], existing.index), index=golden.index)
+    if rewrite:
+        return pd.Series(np.where(known, "update", "insert"), index=golden.index)
     old_hash = golden["_key"].map(existing["_hash"]) if not existing.empty else pd.Series(np.nan, index=golden.index)
     old_active = (
         golden["_key"].map(existing["_active"]) if not existing.empty else pd.Series(np.nan, index=golden.index)

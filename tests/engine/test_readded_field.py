@@ -158,6 +158,29 @@ def test_a_field_mapped_again_is_filled_by_a_complete_read(project: ProjectConfi
     assert target_rows(config, "md_department") == rows
 
 
+def test_a_renamed_field_is_filled_although_no_value_changed(project: ProjectConfig) -> None:
+    """`is_leaf` renamed `leaf`: the same values in the same place give every record the same row hash, yet the new
+    column must be filled (it stayed NULL everywhere, even after `--full-refresh`). Until a publish has written the
+    new field, the merge rewrites every record it reads."""
+    config = project
+    before = {str(code): leaf for code, leaf in target_rows(config, "md_department", ["department_code", "is_leaf"])}
+    replace_in(_mapping(config), ("is_leaf:", "leaf:"))
+    suite = config.resolve(config.expectations) / "department.json"
+    if "is_leaf" in suite.read_text(encoding="utf-8"):
+        replace_in(suite, ('"is_leaf"', '"leaf"'))
+    config = load_project(config.config_path)
+    summary, _ = run_sync(config, entities=["department"], dry_run=True)
+    planned = summary.entities[0]
+    assert planned.updated == len(before), planned
+    inserted, updated, message = _synced(config)
+    assert message == "added column md_department.leaf; department is read completely to fill them"
+    assert (inserted, updated) == (0, len(before))
+    after = {str(code): leaf for code, leaf in target_rows(config, "md_department", ["department_code", "leaf"])}
+    assert after == before and any(value is not None for value in after.values())
+    assert _synced(config) == (0, 0, None)
+    assert _synced(config, full_refresh=True)[:2] == (0, 0)
+
+
 UNFILLED = "field leader is not filled yet (its column was added by a run that did not fill every record)"
 
 
