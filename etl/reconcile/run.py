@@ -34,7 +34,7 @@ from etl.mapping.loader import COMMAND_LINE, MappingSet, run_entities
 from etl.mapping.model import EntityMapping
 from etl.mapping.types import coerce
 from etl.reconcile.compare import GAP_COLUMNS, KEY, QUARANTINE_COLUMNS, SRC_ID, compare_entity
-from etl.reconcile.store import DifferenceStore
+from etl.reconcile.store import FRESH_MODE, DifferenceStore
 from etl.store import schema as s
 from etl.store.repo import Store, new_run_id
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("erpoa.reconcile")
 READ_CHUNK = 100_000
-CENSUS_MODES = ("full", "reconcile")
+CENSUS_MODES = ("full", FRESH_MODE)
 
 
 # --------------------------------------------------------------------------- reading
@@ -293,7 +293,7 @@ def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[st
         else run_entities(mappings, config.run.entities, config.config_path)
     )
     run_id = new_run_id()
-    store.start_run(run_id, trigger="reconcile", mode="reconcile", mapping_version=mappings.version, entities=names)
+    store.start_run(run_id, trigger="reconcile", mode=FRESH_MODE, mapping_version=mappings.version, entities=names)
     as_of = date.today()
     tz = config.run.timezone
     results: dict[str, Any] = {}
@@ -342,7 +342,7 @@ def reconcile_fresh(config: ProjectConfig, entity: str | None = None) -> dict[st
                 reference_keys=reference_keys(mappings, mapping, engine_of, tables_of),
                 timezone=tz,
             )
-            stats = _user_counts(DifferenceStore(store.engine).record(name, run_id, diffs))
+            stats = _user_counts(DifferenceStore(store.engine).record(name, run_id, diffs, fresh=True))
             stats["read"] = read
             seconds = round(time.monotonic() - started, 3)
             stats["seconds"] = seconds

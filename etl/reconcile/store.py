@@ -4,6 +4,10 @@ A difference keeps its `diff_id` from run to run. Seen again, it gets a new
 `last_run_id` / `last_seen_at` and `run_count + 1`; no longer seen, it becomes
 `present = false` (an `open` one turns `fixed`, signed by `erpoa`). A difference
 marked `fixed` that is seen again is reopened; an `accepted` one stays accepted.
+A reconciliation against the mirror (after a sync) cannot see what a fresh read of
+the sources saw, so it never closes a difference last seen by a fresh reconciliation
+(run mode `reconcile`); a fresh reconciliation closes any. Reopening or closing a
+difference by itself keeps the last sign-off of a person in its note.
 
 Each recording also keeps which differences that run found (`erpoa_difference_seen`)
 and its counts (`erpoa_reconciliation`), in the same transaction, so the report of
@@ -28,11 +32,35 @@ STATUSES = ("open", "accepted", "fixed")
 VALUE_COLUMNS = ["golden_key", "field", "erp_value", "oa_value", "target_value", "detail"]
 IN_BATCH = 500
 AUTO_SIGNER = "erpoa"
+#: Mode of the runs of `erpoa reconcile`, which read the sources afresh instead of comparing with the mirror.
+FRESH_MODE = "reconcile"
+#: How the automatic notes start; what follows their first "; " is a person's sign-off carried along.
+_AUTO_NOTES = ("reopened: seen again in run ", "not found in run ")
+_SIGNED = {"open": "reopened", "accepted": "accepted", "fixed": "fixed"}
 
 
 def _clean(value: Any) -> Any:
     """None for every kind of null (pandas turns None into NaN in string columns)."""
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def _stamp(value: Any) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S") if _clean(value) is not None else "?"
+
+
+def kept_sign_off(status: str, signed_by: Any, signed_at: Any, note: Any) -> str | None:
+    """The last sign-off of a person, as text to keep in an automatic note ("was fixed by 李审计 at ...: ...").
+
+    A sign-off by a person gives its status, signer, time and note; an automatic note passes on the sign-off it
+    carries; anything else (new, or closed by `erpoa` only) gives None.
+    """
+    by, text = _clean(signed_by), _clean(note)
+    if by is not None and by != AUTO_SIGNER:
+        said = f"was {_SIGNED.get(status, status)} by {by} at {_stamp(signed_at)}"
+        return f"{said}: {text}" if text else said
+    if isinstance(text, str) and text.startswith(_AUTO_NOTES):
+        return text.partition("; ")[2] or None
+    return None
 
 
 def with_difference_counts(engine: Engine, run_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,10 +98,18 @@ class DifferenceStore:
 
     # recording ------------------------------------------------------------------
     def record(
-        self, entity: str, run_id: str, diffs: pd.DataFrame, *, seen_at: datetime | None = None
+        self,
+        entity: str,
+        run_id: str,
+        diffs: pd.DataFrame,
+        *,
+        seen_at: datetime | None = None,
+        fresh: bool = False,
     ) -> dict[str, Any]:
         """Store the differences one run found for `entity`; returns counts of what changed.
 
+        `fresh`: the run read the sources afresh (`erpoa reconcile`, run mode `FRESH_MODE`) rather than
+        comparing with the mirror; only such a run closes a difference whose last sighting was fresh too.
         Idempotent per run: recording the same run twice counts each difference once.
         """
         t = self.table
@@ -81,10 +117,13 @@ class DifferenceStore:
         diffs = diffs.drop_duplicates("diff_id")
         found = set(diffs["diff_id"])
         with self.engine.begin() as conn:
-            cols = ["diff_id", "status", "present", "last_run_id", *VALUE_COLUMNS]
-            existing = pd.DataFrame(
-                conn.execute(select(*[t.c[c] for c in cols]).where(t.c.entity == entity)).all(), columns=cols
+            cols = ["diff_id", "status", "present", "last_run_id", "signed_by", "signed_at", "note", *VALUE_COLUMNS]
+            stmt = (
+                select(*[t.c[c] for c in cols], s.runs.c.mode)
+                .select_from(t.outerjoin(s.runs, s.runs.c.run_id == t.c.last_run_id))
+                .where(t.c.entity == entity)
             )
+            existing = pd.DataFrame(conn.execute(stmt).all(), columns=[*cols, "last_mode"])
             known = set(existing["diff_id"])
             new = diffs[~diffs["diff_id"].isin(known)]
             insert_frame(
@@ -127,26 +166,15 @@ class DifferenceStore:
             )
             self._batch(conn, seen.loc[seen["last_run_id"] == run_id, "diff_id"], present=True)
             reopened = again[again["status"] == "fixed"]
-            self._batch(
-                conn,
-                reopened["diff_id"],
-                status="open",
-                signed_by=None,
-                signed_at=stamp,
-                note=f"reopened: seen again in run {run_id}",
-            )
+            self._auto_sign(conn, reopened, f"reopened: seen again in run {run_id}", "open", None, stamp)
             self._refresh_values(conn, seen, diffs)
-            gone = existing[existing["present"].fillna(False).astype(bool) & ~existing["diff_id"].isin(found)]
+            missing = existing[existing["present"].fillna(False).astype(bool) & ~existing["diff_id"].isin(found)]
+            # The mirror lacks what only a fresh read saw (an edit the cursor missed, a joined table's change).
+            held = missing.iloc[:0] if fresh else missing[missing["last_mode"] == FRESH_MODE]
+            gone = missing.drop(held.index)
             self._batch(conn, gone["diff_id"], present=False)
             fixed = gone[gone["status"] == "open"]
-            self._batch(
-                conn,
-                fixed["diff_id"],
-                status="fixed",
-                signed_by=AUTO_SIGNER,
-                signed_at=stamp,
-                note=f"not found in run {run_id}",
-            )
+            self._auto_sign(conn, fixed, f"not found in run {run_id}", "fixed", AUTO_SIGNER, stamp)
             counts = conn.execute(
                 select(t.c.status, func.count()).where(t.c.entity == entity, t.c.present.is_(True)).group_by(t.c.status)
             ).all()
@@ -163,6 +191,7 @@ class DifferenceStore:
             "persisting": len(seen),
             "fixed": len(fixed),
             "gone": len(gone),
+            "held": len(held),  # not found against the mirror, but last seen by a fresh read: left as they were
             "open_total": by_status.get("open", 0),
             "accepted": by_status.get("accepted", 0),
             "by_class": {str(k): int(v) for k, v in diffs["class"].value_counts().sort_index().items()},
@@ -181,6 +210,20 @@ class DifferenceStore:
                 run_id=run_id, entity=entity, present=len(found), new=new, reopened=reopened, recorded_at=stamp
             )
         )
+
+    def _auto_sign(
+        self, conn: Any, rows: pd.DataFrame, note: str, status: str, signed_by: str | None, stamp: datetime
+    ) -> None:
+        """Set `status` automatically on `rows`; the note keeps the last sign-off of a person, if any."""
+        if rows.empty:
+            return
+        kept = [
+            kept_sign_off(*r)
+            for r in rows[["status", "signed_by", "signed_at", "note"]].itertuples(index=False, name=None)
+        ]
+        notes = pd.Series([f"{note}; {k}" if k else note for k in kept], index=rows.index)
+        for text, ids in rows["diff_id"].groupby(notes, sort=False):
+            self._batch(conn, ids, status=status, signed_by=signed_by, signed_at=stamp, note=text)
 
     def _batch(self, conn: Any, ids: Iterable[str], **values: Any) -> None:
         ids = list(ids)
