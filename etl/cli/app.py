@@ -196,7 +196,7 @@ def plan(
 @app.command()
 def status(
     config: ConfigOpt = DEFAULT_CONFIG,
-    runs: Annotated[int, typer.Option(help="Runs to list.")] = 10,
+    runs: Annotated[int, typer.Option(min=1, help="Runs to list (at least 1).")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """Show recent runs, per-entity figures of the last run, and watermarks."""
@@ -262,18 +262,32 @@ def status(
 
 @app.command()
 def xref(
-    entity: Annotated[str, typer.Argument(help="Entity, e.g. employee.")],
-    key: Annotated[str, typer.Argument(help="Golden key or a source id (ERP or OA id).")],
+    entity: Annotated[str, typer.Argument(help="Entity or approval flow, e.g. employee or purchase_order.")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="Golden key or a source id (ERP or OA id). A composite key is written with '|' between its "
+            'parts, e.g. "QG2026000002|1".'
+        ),
+    ],
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show which ERP and OA records a golden record came from (or the other way round)."""
+    """Show which ERP and OA records a golden record came from (or the other way round).
+
+    A composite golden key is written with '|' between its parts: erpoa xref purchase "QG2026000002|1".
+
+    An approval flow's links (OA request <-> ERP document) are under the flow's name (purchase: also purchase_order).
+
+    Exit 1 when nothing matches (with --json too, after the empty links); exit 2 for an unknown ENTITY.
+    """
     from rich.table import Table
 
     from etl.engine.pipeline import open_store
 
     try:
         cfg = load_config(config)
+        _check_xref_entity(cfg, entity)
         store = open_store(cfg, read_only=True)
         rows = store.xref(entity, key)
         if not rows and entity == "purchase":
@@ -284,11 +298,13 @@ def xref(
         return
     if as_json:
         emit_json({"entity": entity, "query": key, "links": rows})
-        return
+        raise typer.Exit(0 if rows else 1)
     if not rows:
         out.print(f"No cross-reference for {entity} '{key}'.", markup=False)
         raise typer.Exit(1)
-    table = Table(title=f"{entity} {key}")
+    linked = str(rows[0].get("entity") or entity)
+    title = f"{entity} {key}" + (f" · links of approval flow {linked}" if linked != entity else "")
+    table = Table(title=title)
     for col in ("golden_key", "source", "src_id", "active", "first_run_id", "last_run_id", "detail"):
         table.add_column(col)
     for r in rows:
@@ -299,6 +315,35 @@ def xref(
             ]
         )
     out.print(table)
+
+
+def _check_xref_entity(cfg: ProjectConfig, entity: str) -> None:
+    """ConfigError (exit 2, with the known entities, as `erpoa sync` gives) unless `entity` is an entity of the
+    mappings or an approval flow. Mappings that do not load are no reason to refuse: the store still answers."""
+    import dataclasses
+
+    from etl.engine.pipeline import load_project_mappings
+    from etl.errors import ConfigError
+    from etl.flows import load_flows
+    from etl.mapping.loader import COMMAND_LINE
+
+    try:
+        mappings = load_project_mappings(cfg)
+    except ErpOaError:
+        return
+    issues = mappings.unknown_entities([entity], origin=COMMAND_LINE)
+    if not issues:
+        return
+    try:
+        flowset = load_flows(cfg, keep_going=True)
+        flows = [*flowset.flows, *flowset.broken]
+    except ErpOaError:
+        flows = []
+    if entity in flows:
+        return
+    if flows:
+        issues = [dataclasses.replace(i, message=f"{i.message}; approval flows: {', '.join(flows)}") for i in issues]
+    raise ConfigError(issues)
 
 
 def _register_subcommands() -> None:

@@ -167,7 +167,7 @@ def show(
 def retry(
     entity: Annotated[str, typer.Argument(help="Entity whose open quarantine rows to replay.")],
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only these quarantine ids (repeatable).")] = None,
-    wait: Annotated[float | None, typer.Option(help="Seconds to wait for another sync's lock.")] = None,
+    wait: Annotated[float | None, typer.Option(min=0, help="Seconds to wait for another sync's lock.")] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:

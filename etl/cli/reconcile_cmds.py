@@ -107,7 +107,7 @@ def list_(
     include_gone: Annotated[
         bool, typer.Option("--all", help="Include differences no longer present in the latest run.")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Rows to show.")] = 100,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to show; 0 shows all.")] = 100,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -126,7 +126,7 @@ def list_(
             entity=entity, cls=cls, status=status, present=None if include_gone else True
         )
         total = len(frame)
-        frame = _mask(frame.head(limit), cfg)
+        frame = _mask(frame.head(limit) if limit else frame, cfg)
     except ErpOaError as exc:
         fail(exc, as_json)
         return
@@ -134,7 +134,7 @@ def list_(
         rows = frame.reindex(columns=[*LIST_COLUMNS, "present", "detail", "note"]).to_dict(orient="records")
         emit_json({"total": total, "rows": rows})
         return
-    title = f"differences: {total}" + (f", showing {limit}" if total > limit else "")
+    title = f"differences: {total}" + (f", showing {limit}" if limit and total > limit else "")
     table = Table(title=title)
     cols = [
         "diff_id",

@@ -338,22 +338,27 @@ def url_problem(url: str, name: str = "erp") -> str | None:
     """
     from sqlalchemy.engine import make_url
 
+    raw_at = (
+        "the user:password part contains a raw '@' (the URL would split there and print the rest of the "
+        "password as the host name); percent-encode the password in the environment variable (@ as %40, "
+        "/ as %2F, : as %3A, % as %25), or put the whole URL, encoded, in the environment: "
+        f"url: \"${{{name.upper()}_URL}}\""
+    )
+    netloc = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0] if "://" in url else ""
+    if netloc.count("@") > 1:  # before parsing: a raw '@' followed by a ':' (`p@ss:word`) makes a bad port
+        return raw_at
     try:
         parsed = make_url(url)
     except Exception:
+        if "://" in url and url.split("://", 1)[1].count("@") > 1:  # `p@ss:x/y`: the '@' is before a '/'
+            return raw_at
         return (
             "not a valid SQLAlchemy URL (write dialect+driver://user:password@host:port/database); "
             "the value is not shown because it may contain a password"
         )
-    netloc = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0] if "://" in url else ""
     rest = [parsed.host, parsed.database, *parsed.query.keys(), *map(str, parsed.query.values())]
-    if netloc.count("@") > 1 or (parsed.password is not None and any("@" in str(part or "") for part in rest)):
-        return (
-            "the user:password part contains a raw '@' (the URL would split there and print the rest of the "
-            "password as the host name); percent-encode the password in the environment variable (@ as %40, "
-            "/ as %2F, : as %3A, % as %25), or put the whole URL, encoded, in the environment: "
-            f"url: \"${{{name.upper()}_URL}}\""
-        )
+    if parsed.password is not None and any("@" in str(part or "") for part in rest):
+        return raw_at
     return None
 
 

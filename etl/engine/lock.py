@@ -3,8 +3,9 @@
 One row per lock in `erpoa_lock`, owned by a run id. The CLI holds a lock inside one
 process (`entity_lock`, which records the pid); an Airflow run holds it across tasks
 (`etl.orchestration.locking`, no pid). A lock is stale, and taken over, when its
-process on this host is gone or its run is finished in the store. A live holder
-makes the second sync wait up to `wait_seconds`, then fail with a message naming it.
+process on this host is gone or its run is finished in the store; a run whose process
+is gone, still `running` in the store, is then marked failed (it can never finish it).
+A live holder makes the second sync wait up to `wait_seconds`, then fail with a message naming it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, RowMapping, delete, select
+from sqlalchemy import Connection, Engine, RowMapping, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from etl.errors import LockedError
@@ -98,18 +99,36 @@ def _try_acquire(engine: Engine, name: str, owner: str, pid: int | None) -> str 
             return "retry"
         if row["owner"] == owner:
             return None
-        if _stale(conn, row):
+        stale = _stale(conn, row)
+        if stale:
             conn.execute(delete(s.locks).where(s.locks.c.name == name, s.locks.c.owner == row["owner"]))
+            if stale == "process gone":
+                _fail_orphaned_run(conn, row, owner)
             return "retry"
         process = f" (pid {row['pid']})" if row["pid"] else ""
         return f"{row['owner']} on {row['host']}{process} since {row['acquired_at']}"
 
 
-def _stale(conn: Connection, row: RowMapping) -> bool:
+def _stale(conn: Connection, row: RowMapping) -> str | None:
+    """Why the lock `row` is stale ("process gone" or "run finished"), or None while its holder may live."""
     if row["pid"] and row["host"] == _host() and not _alive(int(row["pid"])):
-        return True
+        return "process gone"
     finished = conn.execute(select(s.runs.c.finished_at).where(s.runs.c.run_id == row["owner"])).first()
-    return finished is not None and finished[0] is not None
+    return "run finished" if finished is not None and finished[0] is not None else None
+
+
+def _fail_orphaned_run(conn: Connection, row: RowMapping, taker: str) -> None:
+    """Mark the run that held the lock `row` failed, when the store still shows it running: its process is gone,
+    so nothing else would ever finish it (`erpoa status` would show it running forever)."""
+    message = (
+        f"its process (pid {row['pid']} on {row['host']}) ended without finishing "
+        f"(the lock {row['name']} was taken over by run {taker})"
+    )
+    conn.execute(
+        update(s.runs)
+        .where(s.runs.c.run_id == row["owner"], s.runs.c.status == "running")
+        .values(status="failed", finished_at=now(), message=message)
+    )
 
 
 def _host() -> str:

@@ -1,0 +1,91 @@
+"""`erpoa xref`: an unknown entity is refused as sync, plan and reconcile refuse it (exit 2, the known entities);
+no match exits 1 in text and JSON alike; a composite key is written with '|'; links found under an approval flow's
+name say so in the text output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from etl.cli.app import app
+from etl.cli.demo_cmd import sqlite_urls
+from etl.config.project import load_project
+from etl.db.connect import dispose_all
+from etl.engine.pipeline import open_store
+from etl.store import schema as s
+from tests.helpers.project import make_project
+
+pytestmark = pytest.mark.sqlite
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A demo project after a full sync with its approval flows (purchase and purchase_order links in the store)."""
+    folder = tmp_path_factory.mktemp("xref")
+    config, _ = make_project(folder, sqlite_urls(folder))
+    path = str(config.config_path)
+    done = CliRunner().invoke(app, ["sync", "--full-refresh", "--flows", "--config", path, "--json"])
+    assert done.exit_code == 0, done.output
+    dispose_all()
+    return path
+
+
+def _key(project: str, entity: str, source: str, *, composite: bool = False) -> tuple[str, str]:
+    """(golden key, source id) of a link of `entity` from `source` in the store."""
+    with open_store(load_project(Path(project)), read_only=True).engine.connect() as conn:
+        rows = conn.execute(
+            select(s.xref.c.golden_key, s.xref.c.src_id).where(s.xref.c.entity == entity, s.xref.c.source == source)
+        ).all()
+    dispose_all()
+    rows = [r for r in rows if ("|" in r[0]) == composite]
+    assert rows, f"no {entity} link from {source}"
+    return str(rows[0][0]), str(rows[0][1])
+
+
+def _run(*args: str) -> tuple[int, str]:
+    done = CliRunner().invoke(app, ["xref", *args])
+    return done.exit_code, done.output
+
+
+def test_an_unknown_entity_is_refused_like_sync_does(project: str) -> None:
+    code, text = _run("foo", "1", "--config", project)
+    assert code == 2, text
+    assert "unknown entity 'foo'" in text and "known entities: department" in text
+    assert "purchase_order" in text  # the approval flows, whose links xref shows too
+    assert "No cross-reference" not in text
+    code, output = _run("foo", "1", "--config", project, "--json")
+    assert code == 2 and json.loads(output)["error"] == "ConfigError"
+    sync = CliRunner().invoke(app, ["sync", "foo", "--config", project])
+    assert sync.exit_code == 2 and "unknown entity 'foo'" in sync.output
+
+
+def test_no_match_exits_1_in_text_and_json(project: str) -> None:
+    code, text = _run("department", "NO-SUCH-KEY", "--config", project)
+    assert code == 1 and "No cross-reference for department 'NO-SUCH-KEY'" in text
+    code, output = _run("department", "NO-SUCH-KEY", "--config", project, "--json")
+    assert code == 1, output
+    assert json.loads(output) == {"entity": "department", "query": "NO-SUCH-KEY", "links": []}
+
+
+def test_a_composite_key_is_written_with_a_bar(project: str) -> None:
+    golden, src_id = _key(project, "purchase", "oa", composite=True)
+    code, text = _run("purchase", golden, "--config", project)
+    assert code == 0 and golden in text and "approval flow" not in text
+    code, output = _run("purchase", golden, "--config", project, "--json")
+    assert code == 0 and (src_id, golden) in {(x["src_id"], x["golden_key"]) for x in json.loads(output)["links"]}
+    code, text = _run("--help")
+    assert code == 0 and "'|' between its parts" in text and "QG2026000002|1" in text
+
+
+def test_links_of_an_approval_flow_name_the_flow(project: str) -> None:
+    po_no, _ = _key(project, "purchase_order", "erp")
+    code, output = _run("purchase", po_no, "--config", project, "--json")
+    assert code == 0 and {x["entity"] for x in json.loads(output)["links"]} == {"purchase_order"}
+    code, text = _run("purchase", po_no, "--config", project)
+    assert code == 0 and f"purchase {po_no} · links of approval flow purchase_order" in text
+    code, text = _run("purchase_order", po_no, "--config", project)  # a flow's name is an xref entity
+    assert code == 0 and po_no in text and "links of approval flow" not in text
