@@ -162,6 +162,7 @@ def sync_entity(
         with clocked(stage):
             return retry(fn, stage)
 
+    published = False
     lock_ctx = (
         entity_lock(
             ctx.store.engine,
@@ -213,6 +214,7 @@ def sync_entity(
             else:
                 timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total))
                 timed("publish", lambda: publish.publish_and_finalize(ctx, entity))
+                published = True
                 result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
                 result.status = "success"
                 for hook in hooks:
@@ -221,6 +223,8 @@ def sync_entity(
                 timed("publish", lambda: publish.cleanup(ctx, entity))
                 faults.point("entity.cleaned")
     except ErpOaError as exc:  # what the entity read and set aside before it failed stays in its figures
+        if not ctx.dry_run and not published:  # the merge's counts were never published (a gate refusal, ...)
+            result.inserted = result.updated = result.unchanged = result.inactivated = 0
         result.seconds = round(time.monotonic() - started, 3)
         exc.__dict__["entity_result"] = result
         raise

@@ -56,6 +56,12 @@ def test_over_threshold_publishes_nothing_and_keeps_watermark(project) -> None:
     result = summary.entities[0]
     assert result.status == "failed"
     assert "quality gate refused to publish" in (result.message or "")
+    # Nothing was published: the figures say so (the merge's planned counts are not shown), what it read stays.
+    recorded = store.entity_run(summary.run_id, "purchase")
+    assert recorded is not None
+    for figures in ({k: getattr(result, k) for k in ("inserted", "updated", "unchanged", "inactivated")}, recorded):
+        assert [figures[k] for k in ("inserted", "updated", "unchanged", "inactivated")] == [0, 0, 0, 0], figures
+    assert result.read_total > 0 and result.quarantined > 0 and recorded["quarantined"] == result.quarantined
     # The message names what was counted: every rule of the run's findings, with its number of source records.
     found = store.quarantine(run_id=summary.run_id, status=None)
     assert not found.empty
