@@ -65,7 +65,7 @@ def sync(
             "deletions are then found by the next run that sweeps.",
         ),
     ] = True,
-    wait: Annotated[float | None, typer.Option(help="Seconds to wait for another sync's lock.")] = None,
+    wait: Annotated[float | None, typer.Option(min=0, help="Seconds to wait for another sync's lock.")] = None,
     notify: Annotated[bool, typer.Option("--notify", help="Send alerts to the channels under `notify:`.")] = False,
     flows: Annotated[
         bool | None,

@@ -28,7 +28,7 @@ from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
 from etl.engine.sweep import Staged
-from etl.errors import ConfigIssue, ErpOaError, LockedError, QualityGateError, classify_db_error
+from etl.errors import ConfigIssue, ErpOaError, QualityGateError, classify_db_error
 from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, run_entities
 from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
@@ -349,8 +349,8 @@ def run_sync(
 
     An entity that fails does not stop the entities that do not depend on it;
     those that do are skipped. The summary's status is `success`, `partial`
-    or `failed`. When another sync held the lock of an entity, LockedError is
-    raised once the run is recorded (the CLI exits with code 5). `sweep=False`
+    or `failed`. An entity whose lock another sync held is a failed entity like
+    any other (its `error` LockedError, exit code 5), reported beside the others. `sweep=False`
     skips the keys-only deletion sweep of incremental reads for this run.
     """
     mappings = mappings or load_project_mappings(config)
@@ -377,9 +377,8 @@ def run_sync(
     faults.point("sync.start")
     results: list[EntityResult] = []
     failed: set[str] = set()
-    locked: list[str] = []
     try:
-        _sync_all(ctx, names, hooks, results, failed, locked)
+        _sync_all(ctx, names, hooks, results, failed)
     except BaseException as exc:  # a bug or an interrupt: the run is recorded as failed, never left `running`
         if not dry_run:
             record_crash(ctx, results, names, exc)
@@ -392,9 +391,6 @@ def run_sync(
         build_data_docs(ctx)
         store.finish_run(ctx.run_id, status, message)
         faults.point("run.finished")
-    if locked:
-        # Another sync holds an entity: say so with its own exit code (5), after the run was recorded.
-        raise LockedError("; ".join(locked))
     summary = SyncSummary(
         run_id=ctx.run_id,
         mode=mode,
@@ -433,9 +429,8 @@ def _sync_all(
     hooks: Iterable[Callable[[SyncContext, str, EntityResult], None]],
     results: list[EntityResult],
     failed: set[str],
-    locked: list[str],
 ) -> None:
-    """Sync each entity in order, into `results`; a failed one into `failed` (and `locked`), its dependants skipped."""
+    """Sync each entity in order, into `results`; a failed one into `failed`, its dependants skipped."""
     for name in names:
         blocked = [d for d in ctx.mappings.entity(name).dependencies if d in failed]
         if blocked:
@@ -452,8 +447,6 @@ def _sync_all(
             res = failed_result(ctx, name, exc)
             failed.add(name)
             log.error("%s", res.message)
-            if isinstance(exc, LockedError):
-                locked.append(res.message or "")
         results.append(res)
         record(ctx, res)
         faults.point("entity.recorded")

@@ -84,7 +84,8 @@ FOUND = [
      'masked in both'),
     ('concurrency',
      'a sync that found an entity locked exited 1 like any failure',
-     'it exits 5 ("another sync holds the lock") once the run is recorded'),
+     'it exits 5 ("another sync holds the lock") once the run is recorded; since session 21 the locked entity '
+     'fails alone, the summary lists every entity and the flows still run'),
     ('outages',
      '"database unavailable (...); will be retried (gave up after N retries)"',
      'the final message drops "will be retried"'),

@@ -139,7 +139,9 @@ def test_same_entity_twice_one_runs_the_other_exits_5_or_waits(workdir: Path) ->
                 proc.kill()
     assert b.returncode == 5, (b_out, b_err)
     b_payload = json.loads(b_out)
-    assert b_payload["error"] == "LockedError" and "another sync holds the lock" in b_payload["message"], b_payload
+    b_dep = b_payload["entities"][0]
+    assert (b_dep["error"], b_dep["exit_code"]) == ("LockedError", 5), b_payload
+    assert "another sync holds the lock" in b_dep["message"], b_payload
     assert a.returncode == 0, (a_out, a_err)
     assert c.returncode == 0, (c_out, c_err)
     a_summary, c_summary = json.loads(a_out), json.loads(c_out)

@@ -1,0 +1,46 @@
+"""An entity whose lock another sync holds fails alone: the run's other entities, the approval flows and the summary
+go on as for any failed entity (`erpoa sync` used to print only the lock error and skip flows and alerts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from etl.cli.app import app
+from etl.engine.lock import lock_name
+from etl.engine.pipeline import open_store
+from etl.store import schema as store_schema
+from tests.helpers.project import make_project, urls_for
+
+
+@pytest.mark.sqlite
+def test_a_locked_entity_fails_alone_and_the_run_reports_everything(tmp_path: Path) -> None:
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    store = open_store(config)
+    store.migrate()
+    with store.engine.begin() as conn:  # a live sync (this process) holds contract's lock
+        conn.execute(store_schema.locks.insert().values(
+            name=lock_name("contract", "target:md_contract"), owner="other-run", host=socket.gethostname()[:100],
+            pid=os.getpid(),
+        ))
+    done = CliRunner().invoke(app, ["sync", "--full-refresh", "--json", "--config", str(config.config_path)])
+    assert done.exit_code == 5, done.output
+    out = json.loads(done.stdout)
+    by_name = {e["entity"]: e for e in out["entities"]}
+    contract = by_name.pop("contract")
+    assert (contract["status"], contract["error"], contract["exit_code"]) == ("failed", "LockedError", 5)
+    assert "another sync holds the lock" in contract["message"] and "other-run" in contract["message"]
+    assert {e["status"] for e in by_name.values()} == {"success"} and by_name["purchase"]["inserted"] > 0
+    assert out["status"] == "partial" and out["exit_code"] == 5
+    assert out["flows"] is not None and out["flows"]["flows"], out["flows"]  # the approval flows ran
+    runs = store.runs(1)
+    assert (runs[0]["run_id"], runs[0]["status"]) == (out["run_id"], "partial")
+
+    text = CliRunner().invoke(app, ["sync", "department", "contract", "--config", str(config.config_path)])
+    assert text.exit_code == 5, text.output
+    assert "department" in text.output and "another sync holds the lock" in text.output
