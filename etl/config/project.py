@@ -456,4 +456,22 @@ def load_project(path: Path | str, *, unset_ok: bool = False) -> ProjectConfig:
         issues.append(smap.issue(("connections", "recon", "read_only"), READ_ONLY_STORE))
     if issues:
         raise ConfigError(sort_issues(issues))
-    return config.model_copy(update={"config_path": path.resolve()})
+    connections = {name: _sqlite_beside(conn, path.resolve().parent) for name, conn in config.connections.items()}
+    return config.model_copy(update={"config_path": path.resolve(), "connections": connections})
+
+
+def _sqlite_beside(conn: ConnectionConfig, folder: Path) -> ConnectionConfig:
+    """`conn` with a relative SQLite file made relative to the config file's folder, like `mappings:` and the other
+    paths of erpoa.yaml: read from the working directory, a sync started elsewhere (cron) made new, empty files."""
+    if conn.url is None or not conn.url.get_secret_value().startswith("sqlite"):
+        return conn
+    from sqlalchemy.engine import make_url
+
+    url = make_url(conn.url.get_secret_value())
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return conn
+    if Path(database).expanduser().is_absolute():
+        return conn
+    absolute = url.set(database=str(folder / database))
+    return conn.model_copy(update={"url": SecretStr(absolute.render_as_string(hide_password=False))})

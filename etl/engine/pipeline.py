@@ -105,6 +105,9 @@ def open_store(
     name_connections(config.connections)
     store = Store(engine_for(conn))
 
+    if read_only:  # a store the config names wrongly is an error, not an empty store (SQLite: its folder exists)
+        check_engines({"recon": conn}, connect=True)
+
     def migrated() -> Store:
         if dry_run or read_only:
             # asked through a read-only engine: on SQLite the writable one would create the file
