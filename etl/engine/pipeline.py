@@ -243,8 +243,16 @@ def prepare_entity(ctx: SyncContext, entity: str) -> list[str]:
 
 
 def entity_message(notes: Iterable[str], error: str | None = None) -> str | None:
-    """The message stored for an entity: its error first (when it failed), then the notes of `prepare_entity`."""
-    return "; ".join([error, *notes] if error else notes) or None
+    """The message stored for an entity: its error first (when it failed), then the notes of `prepare_entity`,
+    set apart from the error ("Also: ..."), which they did not cause.
+
+    >>> entity_message(["added column md_department.leader"], "department: source 'erp' has no column X.")
+    "department: source 'erp' has no column X. Also: added column md_department.leader"
+    """
+    said = "; ".join(notes)
+    if not error:
+        return said or None
+    return f"{error.rstrip()}{'' if error.rstrip().endswith('.') else '.'} Also: {said}" if said else error
 
 
 def _extract_sources(
@@ -389,7 +397,7 @@ def run_sync(
     status = "success" if not failed else ("failed" if len(failed) == len(names) else "partial")
     if dry_run:
         status = "planned" if not failed else status
-    message = "; ".join(r.message for r in results if r.message) or None
+    message = "; ".join(r.message.rstrip(".") for r in results if r.message) or None
     if not dry_run:
         build_data_docs(ctx)
         store.finish_run(ctx.run_id, status, message)
@@ -437,7 +445,7 @@ def _sync_all(
     for name in names:
         blocked = [d for d in ctx.mappings.entity(name).dependencies if d in failed]
         if blocked:
-            res = EntityResult(entity=name, status="skipped", message=f"skipped: {', '.join(blocked)} failed")
+            res = EntityResult(entity=name, status="skipped", message=f"skipped: {_not_done(blocked, results)}")
             failed.add(name)
             results.append(res)
             record(ctx, res)
@@ -453,6 +461,16 @@ def _sync_all(
         results.append(res)
         record(ctx, res)
         faults.point("entity.recorded")
+
+
+def _not_done(blocked: list[str], results: list[EntityResult]) -> str:
+    """Why an entity is skipped: the entities it depends on that failed or were skipped themselves."""
+    status = {r.entity: r.status for r in results}
+    failed = [name for name in blocked if status.get(name) != "skipped"]
+    skipped = [name for name in blocked if status.get(name) == "skipped"]
+    parts = [f"{', '.join(failed)} failed"] if failed else []
+    parts += [f"{', '.join(skipped)} skipped"] if skipped else []
+    return " and ".join(parts)
 
 
 def failed_result(ctx: SyncContext, entity: str, exc: ErpOaError) -> EntityResult:
