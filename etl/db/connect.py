@@ -209,6 +209,25 @@ def check_engines(connections: Mapping[str, ConnectionConfig], *, connect: bool 
         raise ConfigError(issues)
 
 
+def check_sources_exist(connections: Mapping[str, ConnectionConfig]) -> None:
+    """ConfigError naming every SQLite file of these source connections that does not exist: a source is read,
+    never created (opened for writing, a mistyped path made a new, empty database and a "no such table" error)."""
+    issues = []
+    for name, conn in connections.items():
+        if conn.url is None or not conn.url.get_secret_value().startswith("sqlite"):
+            continue
+        database = make_url(conn.url.get_secret_value()).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            continue
+        path = Path(database).expanduser()
+        if path.parent.is_dir() and not path.exists():
+            issues.append(ConfigIssue(file="", line=None, column=None, path=f"connections.{name}",
+                                      message=f"{conn.display}: the SQLite file {path} does not exist; fix the path "
+                                      "(a source is read, never created)"))
+    if issues:
+        raise ConfigError(issues)
+
+
 def _refused_settings(engine: Engine, conn: ConnectionConfig) -> str | None:
     """Why the server refuses this connection's settings (the driver's words and the fix), or None."""
     if engine.dialect.name == "sqlite":

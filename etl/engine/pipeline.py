@@ -22,7 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from etl import faults
 from etl.config.project import ConnectionConfig, ProjectConfig
-from etl.db.connect import check_engines, describe, engine_for, name_connections
+from etl.db.connect import check_engines, check_sources_exist, describe, engine_for, name_connections
 from etl.engine import build, extract, prebuild, publish
 from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
@@ -369,6 +369,7 @@ def run_sync(
     check_suites(config, mappings, names)
     name_connections(config.connections)
     check_engines(used_connections(config, mappings, names), connect=True)
+    check_sources_exist(used_connections(config, mappings, names, sources_only=True))
     store = open_store(config, dry_run=dry_run, retry=True)
     ctx = SyncContext(
         config=config,
@@ -511,13 +512,15 @@ def record_crash(ctx: SyncContext, results: list[EntityResult], names: list[str]
 
 
 def used_connections(
-    config: ProjectConfig, mappings: MappingSet, names: Iterable[str]
+    config: ProjectConfig, mappings: MappingSet, names: Iterable[str], *, sources_only: bool = False
 ) -> dict[str, ConnectionConfig]:
-    """The connections the sync of `names` reads and writes (each source's, the target, the store), by name."""
-    used = {"recon"}
+    """The connections the sync of `names` reads and writes (each source's, the target, the store), by name; with
+    `sources_only`, those it reads its sources from."""
+    used = set() if sources_only else {"recon"}
     for name in names:
         mapping = mappings.entity(name)
-        used.add(mapping.target.connection)
+        if not sources_only:
+            used.add(mapping.target.connection)
         used.update(spec.connection or source for source, spec in mapping.sources.items())
     return {n: config.connections[n] for n in sorted(used) if n in config.connections}
 

@@ -51,3 +51,15 @@ def test_a_store_in_a_folder_that_does_not_exist_is_an_error_for_the_reading_com
         done = CliRunner().invoke(app, [*args, "--config", str(path)])
         assert done.exit_code == 2, (args, done.output)
         assert "missing of this SQLite file does not exist" in done.output, (args, done.output)
+
+
+def test_a_mistyped_sqlite_source_is_refused_and_no_file_is_made(tmp_path: Path) -> None:
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path), size=TINY)
+    path = config.config_path
+    erp = config.connection("erp").sqlalchemy_url()
+    path.write_text(path.read_text(encoding="utf-8").replace(erp, erp.replace("/erp.db", "/erp_typo.db")),
+                    encoding="utf-8")
+    done = CliRunner().invoke(app, ["sync", "--config", str(path)])  # entities, then the flows, which write to erp
+    assert done.exit_code == 2, done.output
+    assert "erp_typo.db does not exist; fix the path (a source is read, never created)" in done.output
+    assert not (tmp_path / "erp_typo.db").exists()
