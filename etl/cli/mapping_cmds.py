@@ -34,7 +34,7 @@ def check(
     not needed: the check runs where the production secrets are not.
     """
     from etl.engine.preflight import layout
-    from etl.mapping.loader import load_mappings, unknown_run_entities
+    from etl.mapping.loader import load_mappings, suite_file_issues, unknown_run_entities
 
     try:
         cfg, issues = None, []
@@ -47,8 +47,9 @@ def check(
                 issues.extend(exc.issues)
         if against_db and cfg is None:
             raise ConfigError(f"--against-db needs the project config ({config}) for the connections")
+        suites = None
         if cfg is not None or config.is_file():  # read from its YAML where it does not load, as `sync` does
-            default, _, names = layout(cfg, config)
+            default, suites, names = layout(cfg, config)
         else:  # no config: the folder alone; a folder given as the config: its issue says so
             default, names = None if issues else Path("mappings"), None
         folders = [_mapping_folder(p) for p in paths] if paths else [default] if default else []
@@ -63,6 +64,8 @@ def check(
             issues.extend(flows)
             if cfg is not None and cfg.run.entities and folder == cfg.resolve(cfg.mappings):
                 issues.extend(unknown_run_entities(mappings, cfg.run.entities, cfg.config_path))
+            if suites is not None and default is not None and folder.resolve() == default.resolve():
+                issues.extend(suite_file_issues(mappings, suites))  # the suites of the config's own mappings
             if against_db and cfg is not None:
                 from etl.mapping.dbcheck import check_against_db
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from etl.config.project import ProjectConfig
 from etl.engine.pipeline import run_names, suite_issues
 from etl.errors import ConfigError, ConfigIssue
-from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings
+from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, suite_file_issues
 from etl.yamlio import load_yaml, sort_issues
 
 #: What a mapping file declares, as far as its suite is concerned: entity -> (field names, `quality.suite`).
@@ -87,6 +87,8 @@ def check_project(
         names, found = _names(config, mappings, entities, every_suite, among, origin)
         issues.extend(found)
         issues.extend(_suite_issues(mappings, names, suite_folder, every_suite) if suite_folder else [])
+        if suite_folder:  # a `quality.suite` naming no file would switch its entity's gate off: a mapping error
+            issues.extend(suite_file_issues(mappings, suite_folder))
     return CheckedProject(config, mappings, names, issues)
 
 

@@ -32,7 +32,7 @@ def _row_count_expectations(ctx: SyncContext, mapping: EntityMapping) -> list[di
         return []
     import json
 
-    expectations = json.loads(path.read_text(encoding="utf-8")).get("expectations", [])
+    expectations = json.loads(path.read_text(encoding="utf-8-sig")).get("expectations", [])  # a BOM, as Notepad saves
     return [e for e in expectations if e.get("type") == ROW_COUNT]
 
 

@@ -33,6 +33,14 @@ class CodeEntry(BaseModel):
     def _as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int | float) else value
 
+    @field_validator("code")
+    @classmethod
+    def _code_not_empty(cls, value: str) -> str:
+        # an empty code would be published as the unified value of every spelling of the entry
+        if not value.strip():
+            raise ValueError("the code is empty; give the entry its unified code, e.g. code: D0101")
+        return value
+
     @field_validator("synonyms", mode="before")
     @classmethod
     def _synonyms_as_text(cls, value: Any) -> Any:

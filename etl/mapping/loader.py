@@ -64,6 +64,27 @@ def run_entities(mappings: MappingSet, entities: list[str] | None, config_path: 
     return mappings.order(entities)
 
 
+def suite_file_issues(mappings: MappingSet, folder: Path) -> list[ConfigIssue]:
+    """An issue per entity whose `quality.suite` names a file that is not in the suite folder `folder`, located at
+    that key of its mapping file, with the closest file name there.
+
+    A suite named explicitly is meant to exist: silently running the entity without one would switch its
+    quality gate off. An entity without `quality.suite` has `<entity>.json`, or no suite: that is no issue.
+    """
+    present = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+    issues = []
+    for name, mapping in mappings.entities.items():
+        suite = mapping.quality.suite
+        if suite is None or (folder / suite).is_file() or name not in mappings.source_maps:
+            continue
+        close = difflib.get_close_matches(suite, present, n=1)
+        init = f"fix the name, or write it with `erpoa expectations init {name}`"
+        fix = f"did you mean '{close[0]}'?" if close else init
+        message = f"suite file '{suite}' not found in {folder.name}/; {fix}"
+        issues.append(mappings.source_maps[name].issue(("quality", "suite"), message))
+    return issues
+
+
 class CodeTables(dict[str, CodeTable]):
     """Code tables by name, plus the names of those whose file failed to load (`failed`).
 
@@ -670,7 +691,10 @@ def _check_references(
             issues.append(smap.issue(("fields", fname, "references"), message))
     if ("depends_on",) not in invalid:
         for i, dep in enumerate(mapping.depends_on):
-            if dep not in known:
+            if dep == mapping.entity:
+                message = f"entity '{dep}' cannot depend on itself; remove it from depends_on"
+                issues.append(smap.issue(("depends_on", i), message))
+            elif dep not in known:
                 issues.append(smap.issue(("depends_on", i), _unknown("entity", dep, known)))
     return issues
 

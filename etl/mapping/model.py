@@ -232,6 +232,14 @@ class QualitySpec(Strict):
     max_quarantined_rows: int | None = Field(default=None, ge=0)
     row_count_band: tuple[float, float] | None = None
 
+    @field_validator("row_count_band")
+    @classmethod
+    def _band_in_order(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        # an inverted band would refuse every full refresh; the suite's `meta.relative_to_previous` says the same
+        if value is not None and not 0 <= value[0] <= value[1]:
+            raise ValueError(f"must be [low, high] with 0 <= low <= high, got [{value[0]:g}, {value[1]:g}]")
+        return value
+
 
 def _field_name(name: str) -> str:
     if name.startswith(RESERVED_PREFIX) or not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):

@@ -66,36 +66,76 @@ class FieldSpecLike(Protocol):
 
 
 def load_suite(
-    path: str | Path, known_columns: Collection[str], code_tables: Collection[str] | None = None
+    path: str | Path,
+    known_columns: Collection[str],
+    code_tables: Collection[str] | None = None,
+    entities: Mapping[str, Collection[str]] | None = None,
 ) -> ExpectationSuite:
     """Read and fully check a suite file, then build the ExpectationSuite.
 
-    Checked: JSON syntax, file structure, expectation types (with close matches),
-    columns against `known_columns`, the ``code_table`` of code-table expectations
-    against `code_tables` (the project's code-table names; not checked when None),
-    kwargs as GX validates them, regexes, bounds and the project's meta keys. Each issue
-    carries the line of the key it is about (or of the nearest enclosing one).
+    Checked: JSON syntax (a UTF-8 BOM is accepted; a key written twice in an object is an issue), file
+    structure, expectation types (with close matches), columns against `known_columns`, the ``code_table`` of
+    code-table expectations against `code_tables` (the project's code-table names; not checked when None), the
+    ``entity`` and ``entity_column`` of ``expect_column_values_to_exist_in_entity`` against `entities` (entity
+    -> its fields; not checked when None), kwargs as GX validates them, regexes, bounds and the project's meta
+    keys. Each issue carries the line of the key it is about (or of the nearest enclosing one).
 
     Raises:
         ConfigError: with every issue found.
     """
     path = Path(path)
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue(file, None, None, "", f"cannot read suite file: {exc}")]) from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError([ConfigIssue(file, exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}")]) from exc
-    issues = check_suite_data(data, file, known_columns, code_tables)
-    if issues:
-        raise ConfigError(with_lines(issues, text))
+    text = read_suite_text(path)
+    data, duplicates = _parse_json(text, file)
+    issues = check_suite_data(data, file, known_columns, code_tables, entities)
+    if issues or duplicates:
+        raise ConfigError(sorted([*duplicates, *with_lines(issues, text)], key=lambda i: i.line or 0))
     suite = ExpectationSuite(**data)
     if len(suite.expectations) != len(data.get("expectations", [])):
         raise ConfigError([ConfigIssue(file, None, None, "expectations", "GX rejected an expectation")])
     return suite
+
+
+def read_suite_text(path: Path) -> str:
+    """The text of a suite file, without the UTF-8 BOM Windows editors write (ConfigError when unreadable)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(path), None, None, "", f"cannot read suite file: {exc}")]) from exc
+
+
+def _parse_json(text: str, file: str) -> tuple[Any, list[ConfigIssue]]:
+    """The JSON document `text` and an issue per key written twice in one object, at its second line.
+
+    ``json.loads`` keeps the last of two equal keys silently: a steward's second ``"column"`` would
+    quietly replace the first, so it is reported as a duplicate YAML key of a mapping is.
+    """
+    duplicated = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicated
+        duplicated = duplicated or len({key for key, _ in items}) != len(items)
+        return dict(items)
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([ConfigIssue(file, exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}")]) from exc
+    return data, (_duplicate_keys(text, file) if duplicated else [])
+
+
+def _duplicate_keys(text: str, file: str) -> list[ConfigIssue]:
+    """The keys written twice in one object of the JSON document `text`, located at the second (no column)."""
+    import dataclasses
+
+    from etl.yamlio import parse_yaml
+
+    message = "duplicate key; JSON keeps only the last one: keep only one of them"
+    try:
+        _, smap = parse_yaml(text.replace("\t", " "), file)  # JSON is YAML; see `with_lines` for the tabs
+    except ConfigError:
+        return [ConfigIssue(file, None, None, "", message)]
+    return [dataclasses.replace(issue, column=None, message=message) for issue in smap.duplicates]
 
 
 def check_suites(
@@ -126,7 +166,7 @@ def check_suites(
             )
             continue
         try:
-            suite = load_suite(path, known, code_tables)
+            suite = load_suite(path, known, code_tables, known_columns_by_entity)
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
@@ -134,12 +174,16 @@ def check_suites(
             mismatch = ConfigIssue(
                 str(path), None, None, "name", f"suite name {suite.name!r} does not match the file name {entity!r}"
             )
-            issues.extend(with_lines([mismatch], path.read_text(encoding="utf-8")))
+            issues.extend(with_lines([mismatch], read_suite_text(path)))
     return issues
 
 
 def check_suite_data(
-    data: Any, file: str, known_columns: Collection[str], code_tables: Collection[str] | None = None
+    data: Any,
+    file: str,
+    known_columns: Collection[str],
+    code_tables: Collection[str] | None = None,
+    entities: Mapping[str, Collection[str]] | None = None,
 ) -> list[ConfigIssue]:
     """Every problem of an already parsed suite document (see :func:`load_suite`); no line numbers."""
 
@@ -165,12 +209,17 @@ def check_suite_data(
     known = set(known_columns)
     tables = None if code_tables is None else set(code_tables)
     for i, entry in enumerate(expectations):
-        issues.extend(_check_expectation(file, f"expectations[{i}]", entry, known, tables))
+        issues.extend(_check_expectation(file, f"expectations[{i}]", entry, known, tables, entities))
     return issues
 
 
 def _check_expectation(
-    file: str, where: str, entry: Any, known: set[str], code_tables: set[str] | None
+    file: str,
+    where: str,
+    entry: Any,
+    known: set[str],
+    code_tables: set[str] | None,
+    entities: Mapping[str, Collection[str]] | None = None,
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
 
@@ -219,10 +268,29 @@ def _check_expectation(
     table = kwargs.get("code_table")
     if etype == IN_CODE_TABLE and code_tables is not None and isinstance(table, str) and table not in code_tables:
         issue(".kwargs.code_table", _unknown_code_table(table, code_tables))
+    if etype == EXIST_IN_ENTITY and entities is not None:
+        for path, message in _reference_issues(kwargs, entities):
+            issue(path, message)
     issues.extend(_check_meta(file, where, etype, meta, impl))
     if impl is not None:
         issues.extend(_check_kwargs(file, where, entry, kwargs, impl))
     return issues
+
+
+def _reference_issues(kwargs: dict, entities: Mapping[str, Collection[str]]) -> list[tuple[str, str]]:
+    """(path, message) for an ``entity`` that is not an entity, or an ``entity_column`` that is not its field."""
+    entity, column = kwargs.get("entity"), kwargs.get("entity_column")
+    if not isinstance(entity, str):
+        return []  # missing or not text: GX's own check of the kwargs says so
+    if entity not in entities:
+        known = ", ".join(sorted(entities)) or "none"
+        return [(".kwargs.entity", f"unknown entity {entity!r}{_did_you_mean(entity, entities)} (entities: {known})")]
+    fields = set(entities[entity])
+    if isinstance(column, str) and column not in fields:
+        hint = _did_you_mean(column, fields)
+        message = f"unknown field {column!r} of entity {entity!r}{hint} (its fields: {', '.join(sorted(fields))})"
+        return [(".kwargs.entity_column", message)]
+    return []
 
 
 def _check_meta(file: str, where: str, etype: Any, meta: dict, impl: type[Expectation] | None) -> list[ConfigIssue]:
