@@ -475,6 +475,15 @@ def _settle(
         vanished += ctx.store.resolve_quarantine(
             entity, source, src_ids, ctx.run_id, status="vanished", this_run_too=True
         )
+    # One whose source records the run all read again was checked again: what it found again superseded the old
+    # finding (the same rule on the same field, `Store.add_quarantine`); the rest it no longer finds is resolved.
+    checked: dict[str, list[str]] = {}
+    for (source, src_id), pairs in joint.items():
+        again = [staged.get(s, {}).get(i, set()) - {"deleted", "moved", sweep.GONE} for s, i in pairs]
+        if pairs and all(again) and src_id not in closed.get(source, ()):
+            checked.setdefault(source, []).append(src_id)
+    for source, src_ids in checked.items():
+        resolved += ctx.store.resolve_quarantine(entity, source, src_ids, ctx.run_id)
     if published:
         resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
     faults.point("finalize.resolved")

@@ -603,12 +603,35 @@ def decode_watermark(value: str, kind: str | None) -> Any:
 def _supersede(
     conn: Connection, entity: str, rule: str, run_id: str, column: Any, values: list[str], *where: Any
 ) -> None:
-    """Mark open findings of `rule` from earlier runs whose `column` is in `values` superseded by `run_id`."""
+    """Mark open findings of `rule` from earlier runs whose `column` is in `values` superseded by `run_id`, when
+    `run_id` found that rule on the same field of the record (no field: no field).
+
+    A finding about another field of the record is another problem: fixed, it is resolved, not superseded by a
+    finding of the same expectation on a field that still fails.
+    """
     q = s.quarantine
-    _update_in(
-        conn, q, column, values, q.c.entity == entity, q.c.rule == rule, q.c.status == "open", q.c.run_id != run_id,
-        *where, status="superseded", resolved_run_id=run_id, resolved_at=now(),
-    )
+    for field, found in _found_fields(conn, entity, rule, run_id, column, values, *where).items():
+        same_field = q.c.field.is_(None) if field is None else q.c.field == field
+        _update_in(
+            conn, q, column, found, q.c.entity == entity, q.c.rule == rule, q.c.status == "open",
+            q.c.run_id != run_id, same_field, *where, status="superseded", resolved_run_id=run_id, resolved_at=now(),
+        )
+
+
+def _found_fields(
+    conn: Connection, entity: str, rule: str, run_id: str, column: Any, values: list[str], *where: Any
+) -> dict[str | None, list[str]]:
+    """field -> the `values` of `column` whose findings of `rule` by `run_id` name that field (see `_supersede`)."""
+    q = s.quarantine
+    found: dict[str | None, list[str]] = {}
+    for start in range(0, len(values), IN_BATCH):
+        stmt = select(q.c.field, column).distinct().where(
+            q.c.entity == entity, q.c.rule == rule, q.c.run_id == run_id, *where,
+            column.in_(values[start : start + IN_BATCH]),
+        )
+        for field, value in conn.execute(stmt):
+            found.setdefault(field, []).append(str(value))
+    return found
 
 
 def _update_in(conn: Connection, table: Table, column: Any, values: list[str], *where: Any, **changes: Any) -> int:
