@@ -476,7 +476,10 @@ def _issue(err: Any, clean: Loc, smap: SourceMap, model: type[BaseModel], base: 
     elif kind in _TYPE_HINTS:
         message = f"{_TYPE_HINTS[kind]}, got {err.get('input')!r}"
     elif kind.startswith("literal_error"):
-        message = f"got {err.get('input')!r}; {message}"
+        if err.get("input") is None and "'null'" in message:  # `on_mismatch: null` written plainly
+            message = f'YAML reads null as no value; quote it ("null") for the policy null. {message}'
+        else:
+            message = f"got {err.get('input')!r}; {message}"
     return smap.issue(loc, message)
 
 

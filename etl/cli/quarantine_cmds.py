@@ -151,9 +151,9 @@ def show(
     except ErpOaError as exc:
         fail(exc, as_json)
         return
-    if frame.empty:
-        out.print(f"No quarantine row {qid}.")
-        raise typer.Exit(1)
+    if frame.empty:  # a wrong id is a usage error (2), as an unknown --id of `retry` is; 1 means an internal error
+        out.print(f"No quarantine row {qid}; see `erpoa quarantine list --status all` for the ids.")
+        raise typer.Exit(2)
     row = frame.iloc[0].to_dict()
     if as_json:
         emit_json(row)
