@@ -252,6 +252,10 @@ def status(
     for r in last:
         ent.add_row(*[str(r.get(c) if r.get(c) is not None else "") for c in cols])
     out.print(ent)
+    for r in last:  # why an entity failed or was skipped (its notes too), below the figures as `erpoa sync` prints it
+        message, name = str(r.get("message") or ""), str(r["entity"])
+        if r.get("status") in ("failed", "skipped") and message:
+            out.print(message if message.startswith(f"{name}: ") else f"{name}: {message}", markup=False)
     wm = Table(title="watermarks")
     for col in ("entity", "source", "value", "run_id"):
         wm.add_column(col)

@@ -44,3 +44,21 @@ def test_a_locked_entity_fails_alone_and_the_run_reports_everything(tmp_path: Pa
     text = CliRunner().invoke(app, ["sync", "department", "contract", "--config", str(config.config_path)])
     assert text.exit_code == 5, text.output
     assert "department" in text.output and "another sync holds the lock" in text.output
+
+
+@pytest.mark.sqlite
+def test_status_says_why_an_entity_failed(tmp_path: Path) -> None:
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    store = open_store(config)
+    store.migrate()
+    with store.engine.begin() as conn:
+        conn.execute(store_schema.locks.insert().values(
+            name=lock_name("department", "target:md_department"), owner="other-run", host=socket.gethostname()[:100],
+            pid=os.getpid(),
+        ))
+    done = CliRunner().invoke(app, ["sync", "department", "employee", "--config", str(config.config_path)])
+    assert done.exit_code == 5, done.output
+    shown = CliRunner().invoke(app, ["status", "--config", str(config.config_path)], terminal_width=400)
+    assert shown.exit_code == 0, shown.output
+    assert "\ndepartment: another sync holds the lock" in shown.output, shown.output
+    assert "employee: skipped: department failed" in shown.output, shown.output
