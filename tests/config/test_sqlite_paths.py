@@ -22,6 +22,15 @@ def _relative(config_path: Path) -> None:
     config_path.write_text(text.replace(f"sqlite:///{folder}/", "sqlite:///../"), encoding="utf-8")
 
 
+def _moved(tmp_path: Path, connection: str, old: str, new: str) -> Path:
+    """A tiny SQLite project whose `connection` names another file (`old` replaced by `new` in its URL)."""
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path), size=TINY)
+    path = config.config_path
+    url = config.connection(connection).sqlalchemy_url()
+    path.write_text(path.read_text(encoding="utf-8").replace(url, url.replace(old, new)), encoding="utf-8")
+    return path
+
+
 def test_relative_sqlite_files_are_beside_the_config_whatever_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -42,11 +51,7 @@ def test_relative_sqlite_files_are_beside_the_config_whatever_the_working_direct
 
 
 def test_a_store_in_a_folder_that_does_not_exist_is_an_error_for_the_reading_commands(tmp_path: Path) -> None:
-    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path), size=TINY)
-    path = config.config_path
-    recon = config.connection("recon").sqlalchemy_url()
-    path.write_text(path.read_text(encoding="utf-8").replace(recon, recon.replace("/recon.db", "/missing/recon.db")),
-                    encoding="utf-8")
+    path = _moved(tmp_path, "recon", "/recon.db", "/missing/recon.db")
     for args in (["status"], ["reconcile", "list"], ["quarantine", "list"]):
         done = CliRunner().invoke(app, [*args, "--config", str(path)])
         assert done.exit_code == 2, (args, done.output)
@@ -54,11 +59,7 @@ def test_a_store_in_a_folder_that_does_not_exist_is_an_error_for_the_reading_com
 
 
 def test_a_mistyped_sqlite_source_is_refused_and_no_file_is_made(tmp_path: Path) -> None:
-    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path), size=TINY)
-    path = config.config_path
-    erp = config.connection("erp").sqlalchemy_url()
-    path.write_text(path.read_text(encoding="utf-8").replace(erp, erp.replace("/erp.db", "/erp_typo.db")),
-                    encoding="utf-8")
+    path = _moved(tmp_path, "erp", "/erp.db", "/erp_typo.db")
     done = CliRunner().invoke(app, ["sync", "--config", str(path)])  # entities, then the flows, which write to erp
     assert done.exit_code == 2, done.output
     assert "erp_typo.db does not exist; fix the path (a source is read, never created)" in done.output
