@@ -195,6 +195,33 @@ FOUND = [
      'why; a rerun after a run killed once it had added a column called the new field "mapped again"',
      'the store keeps the fields any publish wrote and a replay records only what it filled for every record; such '
      'a field is "not filled yet" (`tests/engine/test_readded_field.py`, `tests/engine/test_quarantine_closing.py`)'),
+    ('exploratory',
+     'incremental reads: a record added with an empty cursor column (U8 leaves a department\'s modify date empty '
+     'until it is edited) was never read after the first run, and nothing said so',
+     'incremental reads also take the rows whose cursor is NULL (`tests/engine/test_sync.py`)'),
+    ('exploratory',
+     'mapping edits: a renamed field (the same values, so the same row hash) left its new column NULL in every '
+     'record, even after `--full-refresh`',
+     'until a publish has written every mapped field, each record read is rewritten '
+     '(`tests/engine/test_readded_field.py`)'),
+    ('exploratory',
+     'gate: a suite with `expect_column_values_to_exist_in_entity` (which `expectations init` writes for '
+     '`references:`) ended every sync and plan that changed a row with an internal error; a misnamed '
+     '`quality.suite` switched the entity\'s gate off silently',
+     'the expectation runs; a suite file that does not exist is a located error before the run '
+     '(`tests/engine/test_gate.py`, `tests/mapping/test_check_gaps.py`)'),
+    ('exploratory',
+     'reconciliation: a sync (against the mirror) closed differences that `erpoa reconcile` (a fresh read) had '
+     'found, the next reconcile reopened them, and a person\'s sign-off was erased on reopening',
+     'only a fresh reconciliation closes what a fresh one saw; the sign-off is kept in the note '
+     '(`tests/reconcile/test_reconcile_flapping.py`, `tests/reconcile/test_signoff_history.py`)'),
+    ('exploratory',
+     'operations: one locked entity hid the whole run\'s results and skipped the flows and alerts; a killed '
+     'sync stayed `running`; relative SQLite paths were read from the working directory (cron made empty '
+     'databases); a mistyped source path created a new database',
+     'the locked entity fails alone; the dead run is marked failed when its lock is taken over; paths are '
+     'relative to erpoa.yaml; a missing source file is refused (`tests/engine/test_locked_entity.py`, '
+     '`tests/engine/test_stale_lock_run.py`, `tests/config/test_sqlite_paths.py`)'),
 ]
 
 LIMITS = """\
