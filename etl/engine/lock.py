@@ -129,6 +129,11 @@ def _fail_orphaned_run(conn: Connection, row: RowMapping, taker: str) -> None:
         .where(s.runs.c.run_id == row["owner"], s.runs.c.status == "running")
         .values(status="failed", finished_at=now(), message=message)
     )
+    conn.execute(  # the entity it was syncing, which `erpoa status` lists under the run
+        update(s.entity_runs)
+        .where(s.entity_runs.c.run_id == row["owner"], s.entity_runs.c.status == "running")
+        .values(status="failed", message=message)
+    )
 
 
 def _host() -> str:

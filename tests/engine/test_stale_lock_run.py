@@ -40,8 +40,13 @@ def test_taking_over_a_dead_runs_lock_marks_that_run_failed(tmp_path: Path) -> N
 
     summary, _ = run_sync(config, entities=["department"])  # takes over the killed run's stale lock
     assert summary.status == "success", summary.message
-    runs = {r["run_id"]: r for r in open_store(config, read_only=True).runs()}
+    store = open_store(config, read_only=True)
+    runs = {r["run_id"]: r for r in store.runs()}
+    entities = store.entity_runs(killed["run_id"])
     dispose_all()
+    # The entity it was syncing is failed too, with the same reason (it stayed `running` under the failed run).
+    assert [(e["entity"], e["status"]) for e in entities] == [("department", "failed")]
+    assert "ended without finishing" in entities[0]["message"]
 
     dead = runs[killed["run_id"]]
     assert dead["status"] == "failed"
