@@ -365,13 +365,9 @@ def fields_to_fill(ctx: SyncContext, entity: str) -> list[str]:
     """The mapped fields the entity's last publish did not write for every record (`Store.published_fields`): added,
     mapped again, or renamed since. Until a publish has written them, the merge rewrites every record it reads: a row
     hash is of values only, so a record whose values did not change (a field renamed, another removed as one with
-    the same values was added) would otherwise keep the new column empty. Read once per process and run."""
-    cache: dict[str, list[str]] = ctx.__dict__.setdefault("_fields_to_fill", {})
-    if entity not in cache:
-        published = ctx.store.published_fields(entity)
-        fields = ctx.mapping(entity).fields
-        cache[entity] = [] if published is None else [name for name in fields if name not in published.fields]
-    return cache[entity]
+    the same values was added) would otherwise keep the new column empty. Empty when the store keeps no record."""
+    published = ctx.published_fields(entity)
+    return [] if published is None else [name for name in ctx.mapping(entity).fields if name not in published.fields]
 
 
 def _actions(golden: pd.DataFrame, existing: pd.DataFrame, *, rewrite: bool = False) -> pd.Series:

@@ -18,7 +18,7 @@ from etl.db.connect import dialect_of, engine_for
 from etl.engine.tables import EntityTables
 from etl.mapping.loader import MappingSet
 from etl.mapping.model import EntityMapping
-from etl.store.repo import Store
+from etl.store.repo import PublishedFields, Store
 
 ProgressFn = Callable[[str, str, int], None]
 
@@ -52,6 +52,7 @@ class SyncContext:
     #: (entity, partition) whose gold rows are known not to exist yet: their first merge skips the delete
     fresh_gold: set[tuple[str, int]] = field(default_factory=set)
     _tables: dict[str, EntityTables] = field(default_factory=dict)
+    _published: dict[str, PublishedFields | None] = field(default_factory=dict)
     _work: Engine | None = None
     _workdir: Any = None
 
@@ -65,6 +66,13 @@ class SyncContext:
 
     def mapping(self, entity: str) -> EntityMapping:
         return self.mappings.entity(entity)
+
+    def published_fields(self, entity: str) -> PublishedFields | None:
+        """`Store.published_fields` of `entity`, read once per run and process: only the run's own publish changes
+        it, and `extract.prepare` and the merge (`build.fields_to_fill`) read it before that."""
+        if entity not in self._published:
+            self._published[entity] = self.store.published_fields(entity)
+        return self._published[entity]
 
     def target_conn(self, mapping: EntityMapping) -> ConnectionConfig:
         return self.config.connection(mapping.target.connection)

@@ -21,7 +21,7 @@ from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
 from etl.db.write import insert_frame, refresh_statistics
 from etl.engine import mirror_swap, xref_partition
-from etl.engine.build import mask_personal_data, release_memory
+from etl.engine.build import fields_to_fill, mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.idhashes import add_extracted, prune
 from etl.engine.sweep import Staged, id_hashes, sweep
@@ -142,12 +142,10 @@ def _mapped_again(
 
     Where the record predates the second distinction, all are taken as mapped again. Nothing when the store has
     no record (a publish before it kept one, or none) or the target does not exist yet."""
-    published = ctx.store.published_fields(entity)
-    if published is None:
-        return [], []
     absent = diff.absent.get(tables.target.name, set())
-    missing = [name for name in tables.mapping.fields if name not in published.fields and name not in absent]
-    if not missing or not table_exists(engine, tables.target):
+    missing = [name for name in fields_to_fill(ctx, entity) if name not in absent]
+    published = ctx.published_fields(entity)
+    if not missing or published is None or not table_exists(engine, tables.target):
         return [], []
     ever = published.ever
     return [n for n in missing if ever is None or n in ever], [n for n in missing if ever is not None and n not in ever]
