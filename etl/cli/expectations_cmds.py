@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_checked, load_config, out
 from etl.errors import ConfigError, ErpOaError
-
-if TYPE_CHECKING:
-    from etl.config.project import ProjectConfig
-    from etl.mapping.loader import MappingSet
 
 app = typer.Typer(help="Check and create Great Expectations suites (expectations/<entity>.json).",
                   no_args_is_help=True)
@@ -25,7 +20,7 @@ def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
     mapping names with `quality.suite` exists; exit 2 with every problem of the suites, the mappings and
     erpoa.yaml at once."""
     try:
-        cfg, mappings, _ = _checked(config)  # connects to nothing
+        cfg, mappings, _ = load_checked(config, every_suite=True, unset_ok=True)  # connects to nothing
         folder = cfg.resolve(cfg.expectations)
         known = list(mappings.entities)
         missing = [name for name, m in mappings.entities.items()
@@ -40,19 +35,6 @@ def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
               "and reference declared fields and code tables")
     for name in missing:
         out.print(f"[yellow]note[/] {name} has no suite; create one with `erpoa expectations init {name}`")
-
-
-def _checked(config: Path) -> tuple[ProjectConfig, MappingSet, list[str]]:
-    """`load_checked` of every suite, plus the `quality.suite` files that do not exist (see `suite_file_issues`)."""
-    from etl.engine.preflight import check_project, layout
-    from etl.mapping.loader import suite_file_issues
-
-    checked = check_project(config, lambda path: load_config(path, unset_ok=True), every_suite=True)
-    _, suites, _ = layout(checked.config, config) if config.is_file() else (None, None, None)
-    if checked.mappings is not None and suites is not None:
-        # `result` drops an issue the project check reported as well
-        checked.issues.extend(suite_file_issues(checked.mappings, suites))
-    return checked.result()
 
 
 @app.command()
