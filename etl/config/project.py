@@ -460,6 +460,14 @@ def load_project(path: Path | str, *, unset_ok: bool = False) -> ProjectConfig:
     return config.model_copy(update={"config_path": path.resolve(), "connections": connections})
 
 
+def sqlite_file(database: str | None) -> Path | None:
+    """The file a SQLite URL's database part names; None for an in-memory database or a `file:` URI (opened as
+    written)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 def _sqlite_beside(conn: ConnectionConfig, folder: Path) -> ConnectionConfig:
     """`conn` with a relative SQLite file made relative to the config file's folder, like `mappings:` and the other
     paths of erpoa.yaml: read from the working directory, a sync started elsewhere (cron) made new, empty files."""
@@ -468,10 +476,8 @@ def _sqlite_beside(conn: ConnectionConfig, folder: Path) -> ConnectionConfig:
     from sqlalchemy.engine import make_url
 
     url = make_url(conn.url.get_secret_value())
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    file = sqlite_file(url.database)
+    if file is None or file.expanduser().is_absolute():
         return conn
-    if Path(database).expanduser().is_absolute():
-        return conn
-    absolute = url.set(database=str(folder / database))
+    absolute = url.set(database=str(folder / file))
     return conn.model_copy(update={"url": SecretStr(absolute.render_as_string(hide_password=False))})

@@ -6,14 +6,13 @@ import contextlib
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from etl.config.project import ConnectionConfig, mask_secrets
+from etl.config.project import ConnectionConfig, mask_secrets, sqlite_file
 from etl.errors import (
     ConfigError,
     ConfigIssue,
@@ -128,10 +127,9 @@ def _open_sqlite_read_only(engine: Engine) -> None:
 
     Decided at each connection (SQLite engines do not pool them), so a file created later is read.
     """
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    path = sqlite_file(engine.url.database)
+    if path is None:
         return  # in memory, or a URI the project wrote itself: opened as written
-    path = Path(database)
 
     @event.listens_for(engine, "do_connect")
     def _open(dialect: Any, _record: Any, _cargs: list[Any], cparams: dict[str, Any]) -> Any:
@@ -216,11 +214,9 @@ def check_sources_exist(connections: Mapping[str, ConnectionConfig]) -> None:
     for name, conn in connections.items():
         if conn.url is None or not conn.url.get_secret_value().startswith("sqlite"):
             continue
-        database = make_url(conn.url.get_secret_value()).database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            continue
-        path = Path(database).expanduser()
-        if path.parent.is_dir() and not path.exists():
+        file = sqlite_file(make_url(conn.url.get_secret_value()).database)
+        path = None if file is None else file.expanduser()
+        if path is not None and path.parent.is_dir() and not path.exists():
             issues.append(ConfigIssue(file="", line=None, column=None, path=f"connections.{name}",
                                       message=f"{conn.display}: the SQLite file {path} does not exist; fix the path "
                                       "(a source is read, never created)"))
@@ -231,10 +227,10 @@ def check_sources_exist(connections: Mapping[str, ConnectionConfig]) -> None:
 def _refused_settings(engine: Engine, conn: ConnectionConfig) -> str | None:
     """Why the server refuses this connection's settings (the driver's words and the fix), or None."""
     if engine.dialect.name == "sqlite":
-        database = engine.url.database
-        if not database or database == ":memory:" or database.startswith("file:"):
+        file = sqlite_file(engine.url.database)
+        if file is None:
             return None
-        folder = Path(database).expanduser().parent
+        folder = file.expanduser().parent
         if folder.is_dir():
             return None
         return f"the folder {folder} of this SQLite file does not exist; create it or fix the path"
