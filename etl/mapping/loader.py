@@ -19,6 +19,7 @@ from etl.mapping.model import (
     DeletionSpec,
     EntityMapping,
     QualitySpec,
+    SourceField,
     SourceSpec,
     Survivorship,
     TargetSpec,
@@ -613,6 +614,8 @@ def _check_source(
                 )
             )
         issues.extend(check_transforms(spec.transforms, smap, (*floc, "transforms"), tables, columns=len(spec.columns)))
+        if fields_ok and field_name in mapping.fields:
+            issues.extend(_padded_too_long(spec, mapping.fields[field_name], smap, (*floc, "transforms")))
         if len(spec.columns) > 1 and not (
             spec.transforms and registry.get(registry.split_spec(spec.transforms[0])[0]).multi_column
             if spec.transforms and registry.split_spec(spec.transforms[0])[0] in known
@@ -628,6 +631,31 @@ def _check_source(
         ):
             issues.append(smap.issue(floc, "no `from:` column; give one, or use the `constant` transform"))
     return issues
+
+
+def _padded_too_long(spec: SourceField, field: CanonicalField, smap: SourceMap, loc: Loc) -> list[ConfigIssue]:
+    """A chain ending in `pad_zeros` wider than the field's `length:` makes every value too long: each row would be
+    quarantined (type:string) at the first sync."""
+    if field.type != "string" or field.length is None or not spec.transforms:
+        return []
+    try:
+        name, args = registry.split_spec(spec.transforms[-1])
+        if name != "pad_zeros":
+            return []
+        width = int(registry.parse_args(registry.get(name), args).width)
+    except (ValueError, ValidationError, KeyError):
+        return []  # reported by check_transforms
+    if width <= field.length:
+        return []
+    index = len(spec.transforms) - 1
+    where = (*loc, index, name) if isinstance(spec.transforms[-1], dict) else (*loc, index)
+    return [
+        smap.issue(
+            where,
+            f"pads to {width} characters but the field's length is {field.length}: every value would be too long and "
+            f"quarantined; pad to at most {field.length}, or raise the field's `length:`",
+        )
+    ]
 
 
 def _check_across(

@@ -2,7 +2,7 @@
 
 A `quality.suite` naming a file that does not exist (the entity silently ran without its quality gate), an
 inverted `quality.row_count_band` (every full refresh was refused), a code-table entry with an empty code, and
-an entity listing itself in `depends_on`.
+an entity listing itself in `depends_on`, a key padded wider than its field's `length:` (every row quarantined).
 """
 
 from __future__ import annotations
@@ -151,6 +151,28 @@ def test_an_entity_depending_on_itself_is_located(tmp_path: Path) -> None:
         f"mappings/department.yaml:{line}:14 depends_on[0]: entity 'department' cannot depend on itself; "
         "remove it from depends_on"
     )
+
+
+# ------------------------------------------------------------------------------------------ pad_zeros > length
+@pytest.mark.unit
+def test_padding_wider_than_the_fields_length_is_located(tmp_path: Path) -> None:
+    folder = _mappings(tmp_path)
+    line = _edit(folder / "employee.yaml", "strip_zeros, {pad_zeros: 6}]\n      name: {from: cPsn_Name",
+                 "strip_zeros, {pad_zeros: 8}]\n      name: {from: cPsn_Name")
+    (issue,) = _issues(folder)
+    assert issue.startswith(f"mappings/employee.yaml:{line}:")
+    assert " sources.erp.fields.employee_code.transforms[3].pad_zeros: pads to 8 characters but the field's length " \
+        "is 6: every value would be too long and quarantined; pad to at most 6, or raise the field's `length:`" in issue
+
+
+@pytest.mark.unit
+def test_padding_within_the_length_or_followed_by_another_transform_is_accepted(tmp_path: Path) -> None:
+    folder = _mappings(tmp_path)
+    _edit(folder / "employee.yaml", "length: 6, nullable: false", "length: 8, nullable: false")
+    _edit(folder / "employee.yaml", "strip_zeros, {pad_zeros: 6}]\n      name: {from: cPsn_Name",
+          "strip_zeros, {pad_zeros: 8}]\n      name: {from: cPsn_Name")
+    _edit(folder / "contract.yaml", "strip_zeros, {pad_zeros: 6}]}", "strip_zeros, {pad_zeros: 30}, trim]}")
+    assert load_mappings(folder).entity("employee").fields["employee_code"].length == 8
 
 
 def test_a_misnamed_suite_stops_the_sync_before_it_reads(tmp_path: Path) -> None:
