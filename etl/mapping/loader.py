@@ -443,6 +443,18 @@ def check_entity(
             issues.extend(
                 _check_source(mapping, source_name, source, smap, tables, connections, fields_ok=ok("fields"))
             )
+    if ok("fields") and ok("sources") and mapping.sources:
+        for name, spec in fields.items():
+            if not spec.nullable and name not in mapping.key and not any(name in source.fields for source in mapping.sources.values()):
+                issues.append(
+                    smap.issue(
+                        ("fields", name),
+                        f"field '{name}' is `nullable: false` but no source maps it: every record would be published "
+                        f"without it; map it under sources.<{'|'.join(mapping.sources)}>.fields, or drop "
+                        "`nullable: false`",
+                        key=True,
+                    )
+                )
     surv = mapping.survivorship  # when invalid, a default that sets nothing: no rule is checked
     # The implicit default [erp, oa] must not be held against an entity with one source.
     written_default = "default" in surv.model_fields_set
