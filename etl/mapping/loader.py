@@ -444,8 +444,9 @@ def check_entity(
                 _check_source(mapping, source_name, source, smap, tables, connections, fields_ok=ok("fields"))
             )
     if ok("fields") and ok("sources") and mapping.sources:
-        for name, spec in fields.items():
-            if not spec.nullable and name not in mapping.key and not any(name in source.fields for source in mapping.sources.values()):
+        mapped = {name for source in mapping.sources.values() for name in source.fields}
+        for name, canonical in fields.items():
+            if not canonical.nullable and name not in mapping.key and name not in mapped:
                 issues.append(
                     smap.issue(
                         ("fields", name),
@@ -654,12 +655,14 @@ def _padded_too_long(spec: SourceField, field: CanonicalField, smap: SourceMap, 
         name, args = registry.split_spec(spec.transforms[-1])
         if name != "pad_zeros":
             return []
-        width = int(registry.parse_args(registry.get(name), args).width)
+        parsed = registry.parse_args(registry.get(name), args)
     except (ValueError, ValidationError, KeyError):
         return []  # reported by check_transforms
-    if width <= field.length:
+    from etl.mapping.transforms import PadArgs
+
+    if not isinstance(parsed, PadArgs) or parsed.width <= field.length:
         return []
-    index = len(spec.transforms) - 1
+    width, index = parsed.width, len(spec.transforms) - 1
     where = (*loc, index, name) if isinstance(spec.transforms[-1], dict) else (*loc, index)
     return [
         smap.issue(

@@ -2,8 +2,8 @@
 
 A `quality.suite` naming a file that does not exist (the entity silently ran without its quality gate), an
 inverted `quality.row_count_band` (every full refresh was refused), a code-table entry with an empty code, and
-an entity listing itself in `depends_on`, a key padded wider than its field's `length:` (every row quarantined), a `nullable: false` field that no
-source maps (every record was published without it).
+an entity listing itself in `depends_on`, a key padded wider than its field's `length:` (every row
+quarantined), a `nullable: false` field that no source maps (every record was published without it).
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def test_padding_within_the_length_or_followed_by_another_transform_is_accepted(
 @pytest.mark.unit
 def test_a_required_field_that_no_source_maps_is_located(tmp_path: Path) -> None:
     folder = _mappings(tmp_path)
-    line = _edit(folder / "department.yaml", "fields:\n", "fields:\n  cost_center: {type: string, nullable: false}\n") + 1
+    required = "fields:\n  cost_center: {type: string, nullable: false}\n"
+    line = _edit(folder / "department.yaml", "fields:\n", required) + 1
     (issue,) = _issues(folder)
     assert issue == (
         f"mappings/department.yaml:{line}:3 fields.cost_center: field 'cost_center' is `nullable: false` but no source "
