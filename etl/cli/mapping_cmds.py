@@ -136,7 +136,7 @@ def suggest(
         parts = []
         for source, spec in mapping.sources.items():
             conn = cfg.connection(spec.connection or source)
-            resolved = check_columns(conn, spec, source, entity)
+            resolved = check_columns(conn, spec, source, entity, smap=mappings.source_maps.get(entity))
             request = ExtractRequest(source, spec, [resolved[c] for c in spec.columns], chunk_size=cfg.run.chunk_size)
             for chunk in iter_chunks(conn, request):
                 chunk.columns = list(spec.columns)

@@ -7,6 +7,7 @@ steward's `filter:` / `query:` is SQL by design, run on a read-only connection.
 
 from __future__ import annotations
 
+import difflib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from etl.config.project import ConnectionConfig
 from etl.db.connect import describe, dialect_of, engine_for
 from etl.errors import SchemaDriftError, classify_db_error
 from etl.mapping.model import SourceSpec
+from etl.yamlio import SourceMap, dotted
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,14 @@ def probe_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str) ->
         ) from None
 
 
-def check_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str, entity: str) -> dict[str, str]:
-    """Stop before anything is written if a mapped column disappeared; returns mapping name -> actual name."""
+def check_columns(
+    conn: ConnectionConfig, spec: SourceSpec, source_name: str, entity: str, *, smap: SourceMap | None = None
+) -> dict[str, str]:
+    """Stop before anything is written if a mapped column disappeared; returns mapping name -> actual name.
+
+    With the mapping file's `smap`, the error says where each missing column is written, with the closest column
+    the source has.
+    """
     actual = probe_columns(conn, spec, source_name)
     by_lower = {c.lower(): c for c in actual}
     resolved: dict[str, str] = {}
@@ -110,9 +118,30 @@ def check_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str, en
         raise SchemaDriftError(
             f"{entity}: source '{source_name}' ({spec.table or 'query'}) has no column(s) {', '.join(missing)}; "
             f"the mapping reads them. Columns there now: {', '.join(actual)}. "
-            "Fix the mapping (or the source) and rerun; nothing was written."
+            + (_written_at(missing, spec, source_name, actual, smap) if smap is not None else "")
+            + "Fix the mapping (or the source) and rerun; nothing was written."
         )
     return resolved
+
+
+def _written_at(missing: list[str], spec: SourceSpec, source_name: str, actual: list[str], smap: SourceMap) -> str:
+    """`Written at file:line:col key.path (did you mean 'x'?); ...` for each missing column."""
+    places = []
+    for col in missing:
+        locs: list[tuple[str | int, ...]] = [
+            ("sources", source_name, "fields", name, "from") for name, f in spec.fields.items() if col in f.columns
+        ]
+        if col in spec.id:
+            locs.append(("sources", source_name, "id"))
+        if col == spec.cursor:
+            locs.append(("sources", source_name, "cursor"))
+        close = difflib.get_close_matches(col, actual, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        for loc in locs:
+            line, column = smap.locate(loc)
+            at = f"{smap.file}:{line}:{column}" if line is not None else smap.file
+            places.append(f"'{col}' at {at} {dotted(loc)}{hint}")
+    return f"Written in the mapping: {'; '.join(places)}. " if places else ""
 
 
 def compile_for(stmt: Any, conn: ConnectionConfig) -> tuple[str, list[Any]]:

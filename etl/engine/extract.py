@@ -193,7 +193,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
         conn.execute(delete(work.stage).where(work.stage.c._run == ctx.run_id, work.stage.c._source == source))
     if not ctx.dry_run:
         ctx.store.clear_quarantine(ctx.run_id, entity, source=source, stage="map")
-    resolved = check_columns(conn_cfg, spec, source, entity)
+    resolved = check_columns(conn_cfg, spec, source, entity, smap=ctx.mappings.source_maps.get(entity))
     replay = ctx.only_ids is not None
     since = lower_bound(_watermark(ctx, entity, source), spec.overlap)
     if isinstance(since, datetime) and dialect_of(conn_cfg) == "sqlite":

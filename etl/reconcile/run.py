@@ -225,7 +225,7 @@ def extract_fresh(
     """Read and map every row of one source (read-only); returns (rows, rejects, gaps, rows read)."""
     spec = mapping.sources[source]
     conn_cfg = config.connection(spec.connection or source)
-    resolved = check_columns(conn_cfg, spec, source, mapping.entity)
+    resolved = check_columns(conn_cfg, spec, source, mapping.entity, smap=mappings.source_maps.get(mapping.entity))
     request = ExtractRequest(source, spec, [resolved[c] for c in spec.columns], chunk_size=config.run.chunk_size)
     rows, rejects, gaps = [], [], []
     read = 0

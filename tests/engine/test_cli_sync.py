@@ -46,6 +46,24 @@ def test_schema_drift_exits_3_for_sync_and_plan(project: Path, tmp_path: Path) -
         assert _failed(summary) == {"department": ("SchemaDriftError", 3)}
 
 
+def test_a_misspelt_column_is_named_where_the_mapping_writes_it(project: Path, tmp_path: Path) -> None:
+    """`mappings check --against-db` locates it; a sync or plan that meets it says where too, with the closest
+    column the source has (also for the `reconcile` and `mappings suggest` reads, which share the check)."""
+    mapping = tmp_path / "mappings" / "department.yaml"
+    text_before = mapping.read_text(encoding="utf-8")
+    mapping.write_text(text_before.replace("from: cDepName,", "from: cDepNam,", 1), encoding="utf-8")
+    line = text_before[: text_before.index("from: cDepName,")].count("\n") + 1
+    where = f"'cDepNam' at mappings/department.yaml:{line}:"
+    for command in ("plan", "sync"):
+        code, summary = _invoke(command, "department", "--config", str(project))
+        assert code == 3, summary
+        (entity,) = [e for e in summary["entities"] if e["entity"] == "department"]
+        assert where in entity["message"], entity["message"]
+        assert " sources.erp.fields.name.from (did you mean 'cDepName'?)" in entity["message"]
+    code, suggested = _invoke("mappings", "suggest", "department", "--config", str(project))
+    assert code == 3 and where in suggested["message"], suggested
+
+
 def test_an_unreachable_source_exits_6(project: Path) -> None:
     _edit(project, retries=0)
     data = yaml.safe_load(project.read_text(encoding="utf-8"))
