@@ -17,6 +17,8 @@ from etl.errors import ErpOaError
 if TYPE_CHECKING:
     from etl.engine.pipeline import SyncSummary
     from etl.flows.run import FlowSummary
+    from etl.mapping.codes import CodeTable
+    from etl.mapping.model import EntityMapping
 
 app = typer.Typer(
     name="erpoa",
@@ -270,8 +272,8 @@ def xref(
     key: Annotated[
         str,
         typer.Argument(
-            help="Golden key or a source id (ERP or OA id). A composite key is written with '|' between its "
-            'parts, e.g. "QG2026000002|1".'
+            help="Golden key, a source id (ERP or OA id), or a key as a source spells it (1 or １ for 000001, a "
+            "department's name). A composite key is written with '|' between its parts, e.g. \"QG2026000002|1\"."
         ),
     ],
     config: ConfigOpt = DEFAULT_CONFIG,
@@ -281,33 +283,58 @@ def xref(
 
     A composite golden key is written with '|' between its parts: erpoa xref purchase "QG2026000002|1".
 
+    A key as a source spells it is read through the entity's key mapping: erpoa xref employee 1 finds 000001.
+
     An approval flow's links (OA request <-> ERP document) are under the flow's name (purchase: also purchase_order).
 
     Exit 1 when nothing matches (with --json too, after the empty links); exit 2 for an unknown ENTITY.
     """
+    from datetime import date
+
     from rich.table import Table
 
     from etl.engine.pipeline import open_store
+    from etl.mapping.apply import key_spellings
 
     try:
         cfg = load_config(config)
-        _check_xref_entity(cfg, entity)
+        mapping = _check_xref_entity(cfg, entity)
         store = open_store(cfg, read_only=True)
         rows = store.xref(entity, key)
         if not rows and entity == "purchase":
             # Purchase orders created from OA approvals are linked under their flow's name.
             rows = store.xref("purchase_order", key)
+        read_as = None
+        if mapping is not None and not any(r["golden_key"] == key for r in rows):
+            # What a person types is a source's spelling (1 for 000001, a full-width code, a department's name);
+            # a source id that matched too keeps its links beside those of the key so read.
+            found = {r["golden_key"] for r in rows}
+            for golden, source in key_spellings(key, *mapping, as_of=date.today(), timezone=cfg.run.timezone).items():
+                spelled = store.xref(entity, golden) if golden not in found else []
+                if spelled and all(r["golden_key"] == golden for r in spelled):
+                    rows, read_as = [*rows, *spelled], (golden, source)
+                    break
     except ErpOaError as exc:
         fail(exc, as_json)
         return
     if as_json:
-        emit_json({"entity": entity, "query": key, "links": rows})
+        matched = {"matched_key": read_as[0], "read_by": read_as[1]} if read_as else {}
+        emit_json({"entity": entity, "query": key, **matched, "links": rows})
         raise typer.Exit(0 if rows else 1)
     if not rows:
         out.print(f"No cross-reference for {entity} '{key}'.", markup=False)
         raise typer.Exit(1)
+    shown = key
+    if read_as:
+        alone = rows[0]["golden_key"] == read_as[0]  # else a source id matched first
+        shown = read_as[0] if alone else key
+        out.print(
+            f"'{key}' is{'' if alone else ' also'} read as {entity} '{read_as[0]}' (as the {read_as[1]} mapping "
+            "reads its key).",
+            markup=False,
+        )
     linked = str(rows[0].get("entity") or entity)
-    title = f"{entity} {key}" + (f" · links of approval flow {linked}" if linked != entity else "")
+    title = f"{entity} {shown}" + (f" · links of approval flow {linked}" if linked != entity else "")
     table = Table(title=title)
     for col in ("golden_key", "source", "src_id", "active", "first_run_id", "last_run_id", "detail"):
         table.add_column(col)
@@ -321,9 +348,12 @@ def xref(
     out.print(table)
 
 
-def _check_xref_entity(cfg: ProjectConfig, entity: str) -> None:
+def _check_xref_entity(cfg: ProjectConfig, entity: str) -> tuple[EntityMapping, dict[str, CodeTable]] | None:
     """ConfigError (exit 2, with the known entities, as `erpoa sync` gives) unless `entity` is an entity of the
-    mappings or an approval flow. Mappings that do not load are no reason to refuse: the store still answers."""
+    mappings or an approval flow. Mappings that do not load are no reason to refuse: the store still answers.
+
+    Returns the entity's mapping and the code tables (to read a key as the sources spell it), None for a flow
+    or when the mappings do not load."""
     import dataclasses
 
     from etl.engine.pipeline import load_project_mappings
@@ -334,17 +364,17 @@ def _check_xref_entity(cfg: ProjectConfig, entity: str) -> None:
     try:
         mappings = load_project_mappings(cfg)
     except ErpOaError:
-        return
+        return None
     issues = mappings.unknown_entities([entity], origin=COMMAND_LINE)
     if not issues:
-        return
+        return mappings.entities[entity], mappings.code_tables
     try:
         flowset = load_flows(cfg, keep_going=True)
         flows = [*flowset.flows, *flowset.broken]
     except ErpOaError:
         flows = []
     if entity in flows:
-        return
+        return None
     if flows:
         issues = [dataclasses.replace(i, message=f"{i.message}; approval flows: {', '.join(flows)}") for i in issues]
     raise ConfigError(issues)

@@ -197,3 +197,37 @@ def _jsonable(row: dict[str, object]) -> dict[str, object]:
         else:
             out[key] = str(value)
     return out
+
+
+def key_spellings(
+    typed: str,
+    mapping: EntityMapping,
+    code_tables: Mapping[str, CodeTable],
+    *,
+    as_of: date,
+    timezone: str = "Asia/Shanghai",
+) -> dict[str, str]:
+    """The golden keys `typed` becomes when each source's key mapping reads it, as {golden key: source}.
+
+    What a person types is the source's spelling (`1` for work code `000001`, a full-width `１２３`); a composite key's
+    parts are written with `|` between them. Sources whose key mapping rejects the value, or reads a key field from
+    several columns, give nothing; a key equal to `typed` is left out.
+    """
+    parts = typed.split("|")
+    if len(parts) != len(mapping.key):
+        return {}
+    found: dict[str, str] = {}
+    for source, spec in mapping.sources.items():
+        fields = [spec.fields.get(name) for name in mapping.key]
+        if any(f is None or len(f.columns) != 1 for f in fields):
+            continue
+        raw = pd.DataFrame({column: [None] for column in spec.columns}, dtype=object)
+        for f, part in zip(fields, parts, strict=True):
+            raw[f.columns[0]] = [part]  # type: ignore[union-attr]
+        mapped = map_chunk(raw, mapping, source, code_tables, as_of=as_of, timezone=timezone, fields=mapping.key)
+        if len(mapped.rows) != 1:
+            continue
+        key = "|".join(str(as_text(mapped.rows[name]).iloc[0]) for name in mapping.key)
+        if key != typed:
+            found.setdefault(key, source)
+    return found

@@ -1,6 +1,7 @@
 """`erpoa xref`: an unknown entity is refused as sync, plan and reconcile refuse it (exit 2, the known entities);
 no match exits 1 in text and JSON alike; a composite key is written with '|'; links found under an approval flow's
-name say so in the text output."""
+name say so in the text output; a key typed as a source spells it (no leading zeros, full-width digits, a
+department's name) is read through the entity's key mapping."""
 
 from __future__ import annotations
 
@@ -89,3 +90,38 @@ def test_links_of_an_approval_flow_name_the_flow(project: str) -> None:
     assert code == 0 and f"purchase {po_no} · links of approval flow purchase_order" in text
     code, text = _run("purchase_order", po_no, "--config", project)  # a flow's name is an xref entity
     assert code == 0 and po_no in text and "links of approval flow" not in text
+
+
+def test_a_key_typed_as_a_source_spells_it_is_read_through_the_key_mapping(project: str) -> None:
+    golden, _ = _key(project, "employee", "erp")
+    assert golden.startswith("0"), golden
+    bare = golden.lstrip("0")
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in bare)
+    for typed in (bare, full_width):
+        code, output = _run("employee", typed, "--config", project, "--json")
+        found = json.loads(output)
+        assert code == 0 and found["matched_key"] == golden and found["read_by"] == "erp", output
+        assert golden in {x["golden_key"] for x in found["links"]}
+    code, text = _run("employee", full_width, "--config", project)
+    assert code == 0 and f"'{full_width}' is read as employee '{golden}' (as the erp mapping reads its key)" in text
+    code, text = _run("department", "市场部", "--config", project)  # a name the department code table knows
+    assert code == 0 and "'市场部' is read as department 'D0101'" in text
+
+
+def test_a_source_id_and_a_spelled_key_that_both_match_are_both_shown(project: str) -> None:
+    """`5` is the OA id of one person and, read as the ERP spells work codes, the key 000005 of another."""
+    with open_store(load_project(Path(project)), read_only=True).engine.connect() as conn:
+        links = conn.execute(
+            select(s.xref.c.golden_key, s.xref.c.src_id).where(s.xref.c.entity == "employee", s.xref.c.source == "oa")
+        ).all()
+    dispose_all()
+    keys = {str(g) for g, _ in links}
+    both = [(str(i), str(g)) for g, i in links if str(i).isdigit() and str(i).zfill(6) in keys and str(i).zfill(6) != g]
+    assert both, "the demo has no OA id that is also a work code without its zeros"
+    typed, by_id = both[0]
+    code, output = _run("employee", typed, "--config", project, "--json")
+    found = json.loads(output)
+    assert code == 0 and found["matched_key"] == typed.zfill(6), output
+    assert {x["golden_key"] for x in found["links"]} == {by_id, typed.zfill(6)}
+    code, text = _run("employee", typed, "--config", project)
+    assert f"'{typed}' is also read as employee '{typed.zfill(6)}'" in text
