@@ -116,6 +116,10 @@ REHASHED = (
 )
 
 
+#: Why an update changes only fields the target has no column for yet (their old value shows as None).
+NEW_COLUMNS = "written again to fill the target's new column(s):"
+
+
 def _update_samples(ctx: SyncContext, entity: str, updates: pd.DataFrame, old: pd.DataFrame) -> list[dict[str, Any]]:
     """Each sampled update as {key, changes}: its fields, activity and presence that change."""
     mapping = ctx.mapping(entity)
@@ -138,6 +142,9 @@ def _update_samples(ctx: SyncContext, entity: str, updates: pd.DataFrame, old: p
         sample: dict[str, Any] = {"key": key, "changes": changes}
         if not changes and before is not None:
             sample["note"] = REHASHED
+        elif before is not None and changes and set(changes) <= added:
+            # old None → new None says nothing by itself: the record is rewritten to fill the column
+            sample["note"] = f"{NEW_COLUMNS} {', '.join(changes)}"
         out.append(sample)
     return out
 

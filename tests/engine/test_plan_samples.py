@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from etl.cli.app import app
 from etl.config.project import ProjectConfig, load_project
 from etl.engine.pipeline import run_sync
-from etl.engine.plan import plan_details
+from etl.engine.plan import NEW_COLUMNS, plan_details
 from tests.helpers.project import THREE, TINY, execute_sql, make_project, replace_in, tiny_sqlite_project, urls_for
 
 
@@ -62,7 +62,10 @@ def test_a_new_field_is_listed_in_every_update_it_causes(departments: ProjectCon
     for update in details["updates"]:
         assert set(update["changes"]) == {"leader"}, update  # nothing else changes: no fake datetime change
         assert update["changes"]["leader"]["old"] is None
+        # None -> None alone would read as no change: the note says the record fills the new column
+        assert update["note"] == f"{NEW_COLUMNS} leader", update
     assert any(u["changes"]["leader"]["new"] for u in details["updates"])  # the demo ERP has leaders
+    assert any(u["changes"]["leader"]["new"] is None for u in details["updates"])  # and departments without
 
 
 def _fractional_modify_times(config: ProjectConfig) -> None:
