@@ -136,6 +136,8 @@ class RunSettings(Strict):
     retry_backoff_seconds: float = Field(default=2.0, ge=0)
     max_quarantined_pct: float | None = Field(default=None, ge=0, le=100)
     max_quarantined_rows: int | None = Field(default=None, ge=0)
+    #: `max_quarantined_pct` judges reads of at least this many rows: in a read of eight, one bad row is 12.5%
+    pct_min_rows: int = Field(default=0, ge=0)
 
     @field_validator("timezone")
     @classmethod

@@ -83,6 +83,8 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
     pct = ctx.config.run.max_quarantined_pct if pct is None else pct
     rows = mapping.quality.max_quarantined_rows
     rows = ctx.config.run.max_quarantined_rows if rows is None else rows
+    least = mapping.quality.pct_min_rows
+    least = ctx.config.run.pct_min_rows if least is None else least
     too_many = False
     if rows is not None and quarantined > rows:
         reasons.append(f"{quarantined} rows quarantined, more than max_quarantined_rows={rows}")
@@ -94,7 +96,7 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
             f"expect_table_row_count_to_be_between: read {read_total} rows, outside {band[0]:g}-{band[1]:g} x "
             f"the {previous} rows of the entity's last complete read (its last full sync, or its first run)"
         )
-    if pct is not None and read_total and quarantined * 100.0 / read_total > pct:
+    if pct is not None and read_total and read_total >= least and quarantined * 100.0 / read_total > pct:
         reasons.append(
             f"{quarantined * 100.0 / read_total:.1f}% of rows quarantined ({quarantined} of the {read_total} read), "
             f"more than max_quarantined_pct={pct}"

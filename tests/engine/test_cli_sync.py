@@ -64,6 +64,29 @@ def test_a_misspelt_column_is_named_where_the_mapping_writes_it(project: Path, t
     assert code == 3 and where in suggested["message"], suggested
 
 
+def test_pct_min_rows_leaves_small_reads_to_the_row_count_threshold(project: Path, tmp_path: Path) -> None:
+    """The tiny demo reads 3 contracts (1 bad: 33% > 20%) and 59 employees (8 bad: 13.6% > 10%): refused. With
+    `run.pct_min_rows: 100` the percentage judges neither read (plan and sync alike); a mapping's own
+    `quality.pct_min_rows` overrides it, and `max_quarantined_rows` still applies to small reads."""
+    code, summary = _invoke("sync", "--config", str(project))
+    assert code == 4 and _failed(summary) == {"employee": ("QualityGateError", 4), "contract": ("QualityGateError", 4)}
+    _edit(project, pct_min_rows=100)
+    for command in ("plan", "sync"):
+        code, summary = _invoke(command, "--config", str(project))
+        assert code == 0 and _failed(summary) == {}, summary
+    contract = tmp_path / "mappings" / "contract.yaml"
+    contract.write_text(
+        contract.read_text(encoding="utf-8").replace("quality:\n", "quality:\n  pct_min_rows: 0\n", 1), encoding="utf-8"
+    )
+    code, summary = _invoke("sync", "contract", "--full-refresh", "--config", str(project))
+    assert code == 4 and "more than max_quarantined_pct=20.0" in summary["entities"][0]["message"], summary
+    _edit(project, pct_min_rows=100, max_quarantined_rows=0)
+    code, summary = _invoke("sync", "employee", "--full-refresh", "--config", str(project))
+    assert code == 4, summary
+    message = summary["entities"][0]["message"]
+    assert "max_quarantined_pct" not in message and "more than max_quarantined_rows=0" in message, message
+
+
 def test_an_unreachable_source_exits_6(project: Path) -> None:
     _edit(project, retries=0)
     data = yaml.safe_load(project.read_text(encoding="utf-8"))

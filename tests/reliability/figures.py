@@ -238,8 +238,10 @@ LIMITS = """\
   `HrmResource` / `HrmDepartment`; deleting or renumbering a person changes the joined columns of their
   requisitions without touching `modified`. A periodic `--full-refresh` picks such changes up.
 * **Percentage quarantine thresholds on small incremental batches.** `max_quarantined_pct` is a
-  percentage of the rows read; in an incremental run of eight rows one bad row is 12.5%. The load and
-  crash tests lift the percentage gates (the same mappings for every run they compare).
+  percentage of the rows read; in an incremental run of eight rows one bad row is 12.5%, and by default
+  that refuses the entity. `pct_min_rows` (run-wide or per entity) leaves reads smaller than it to
+  `max_quarantined_rows`. The load and crash tests lift the percentage gates (the same mappings for
+  every run they compare).
 * **Dates outside 1677-09-22..2262-04-11** cannot be represented and are quarantined (`type:date` for
   native DATE columns, with "not a valid date"; `parse_date` names the range).
 * The load test keeps the seeded changes inside these limits: it never deletes or sets to `left` people
