@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from etl import logs
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, err, fail, load_checked, load_config, out
+from etl.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    JsonOpt,
+    WaitOpt,
+    emit_json,
+    err,
+    fail,
+    load_checked,
+    load_config,
+    out,
+)
 from etl.config.project import ProjectConfig
 from etl.errors import ErpOaError
 
@@ -67,7 +78,7 @@ def sync(
             "deletions are then found by the next run that sweeps.",
         ),
     ] = True,
-    wait: Annotated[float | None, typer.Option(min=0, help="Seconds to wait for another sync's lock.")] = None,
+    wait: WaitOpt = None,
     notify: Annotated[bool, typer.Option("--notify", help="Send alerts to the channels under `notify:`.")] = False,
     flows: Annotated[
         bool | None,

@@ -35,13 +35,19 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON summary on stdout.")]
 DEFAULT_CONFIG = Path("erpoa.yaml")
+WaitOpt = Annotated[
+    float | None, typer.Option("--wait", min=0, help="Seconds to wait for another run's lock (run.lock_wait_seconds).")
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def load_config(path: Path, *, unset_ok: bool = False) -> ProjectConfig:
-    """The project config; `unset_ok` for checks that connect to nothing (see `load_project`)."""
+def load_config(path: Path, *, unset_ok: bool = False, wait: float | None = None) -> ProjectConfig:
+    """The project config; `unset_ok` for checks that connect to nothing (see `load_project`); `wait` (`--wait`)
+    overrides `run.lock_wait_seconds`."""
     config = load_project(path, unset_ok=unset_ok)
+    if wait is not None:
+        config = config.model_copy(update={"run": config.run.model_copy(update={"lock_wait_seconds": wait})})
     logs.add_secrets(config.secrets())
     return config
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, WaitOpt, emit_json, fail, load_config, out
 from etl.errors import ErpOaError
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 def run(
     flow: FlowOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Read everything, write nothing.")] = False,
+    wait: WaitOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -36,7 +37,7 @@ def run(
     from etl.flows.run import run_flows
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, wait=wait)
         summary = run_flows(cfg, flows=flow, dry_run=dry_run)
     except ErpOaError as exc:
         fail(exc, as_json)

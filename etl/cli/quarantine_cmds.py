@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, err, fail, load_config, out
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, WaitOpt, emit_json, err, fail, load_config, out
 from etl.errors import ConfigError, ErpOaError
 
 app = typer.Typer(help="Inspect and replay quarantined rows.", no_args_is_help=True)
@@ -167,7 +167,7 @@ def show(
 def retry(
     entity: Annotated[str, typer.Argument(help="Entity whose open quarantine rows to replay.")],
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only these quarantine ids (repeatable).")] = None,
-    wait: Annotated[float | None, typer.Option(min=0, help="Seconds to wait for another sync's lock.")] = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -181,9 +181,7 @@ def retry(
     from etl.engine.replay import replay_quarantine
 
     try:
-        cfg = load_config(config)
-        if wait is not None:
-            cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lock_wait_seconds": wait})})
+        cfg = load_config(config, wait=wait)
         done = replay_quarantine(cfg, entity, ids=ids)
     except ErpOaError as exc:
         fail(exc, as_json)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
+from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, WaitOpt, emit_json, fail, load_config, out
 from etl.errors import ConfigError, ErpOaError
 
 LIST_COLUMNS = [
@@ -57,6 +57,7 @@ def _mask(frame: Any, cfg: Any) -> Any:
 @app.command("run")
 def run(
     entity: Annotated[str | None, typer.Argument(help="Entity to reconcile (default: all).")] = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -65,7 +66,7 @@ def run(
     from etl.reconcile.run import reconcile_fresh
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, wait=wait)
         result = reconcile_fresh(cfg, entity)
     except ErpOaError as exc:
         fail(exc, as_json)

@@ -62,3 +62,50 @@ def test_status_says_why_an_entity_failed(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert "\ndepartment: another sync holds the lock" in shown.output, shown.output
     assert "employee: skipped: department failed" in shown.output, shown.output
+
+
+@pytest.mark.sqlite
+def test_flows_run_and_reconcile_run_wait_for_a_lock_as_their_message_says(tmp_path: Path) -> None:
+    """The lock message says "pass --wait SECONDS": `flows run` and `reconcile run` take it as `sync` and
+    `quarantine retry` do; the run queues behind the holder and goes on when it lets go."""
+    import threading
+
+    from etl.engine import lock
+    from etl.flows import load_flows
+
+    config, _ = make_project(tmp_path / "project", urls_for("sqlite", None, tmp_path))
+    store = open_store(config)
+    store.migrate()
+    spec = load_flows(config).flows["purchase_order"]
+    held = [
+        lock_name("flow:purchase_order", f"{spec.target.connection}:{spec.target.header.table}"),
+        lock_name("department", "target:md_department"),
+    ]
+    path = str(config.config_path)
+
+    def hold() -> None:
+        with store.engine.begin() as conn:
+            for name in held:
+                conn.execute(store_schema.locks.insert().values(
+                    name=name, owner="other-run", host=socket.gethostname()[:100], pid=os.getpid()))
+
+    def let_go_soon() -> threading.Timer:
+        timer = threading.Timer(1.5, lambda: lock.release(store.engine, "other-run"))
+        timer.start()
+        return timer
+
+    hold()
+    refused = CliRunner().invoke(app, ["flows", "run", "--flow", "purchase_order", "--config", path])
+    assert refused.exit_code == 5 and "pass --wait SECONDS" in refused.output, refused.output
+    timer = let_go_soon()
+    waited = CliRunner().invoke(app, ["flows", "run", "--flow", "purchase_order", "--wait", "30", "--config", path])
+    timer.join()
+    assert waited.exit_code != 5 and "holds the lock" not in waited.output, waited.output
+    hold()
+    locked = CliRunner().invoke(app, ["reconcile", "run", "department", "--config", path, "--json"])
+    assert locked.exit_code != 0 and "holds the lock" in locked.stdout, locked.output
+    timer = let_go_soon()
+    reconciled = CliRunner().invoke(app, ["reconcile", "run", "department", "--wait", "30", "--config", path, "--json"])
+    timer.join()
+    assert reconciled.exit_code == 0, reconciled.output
+    assert json.loads(reconciled.stdout)["entities"]["department"].get("status") != "failed", reconciled.output
