@@ -16,6 +16,7 @@ from etl.cli.common import (
     JsonOpt,
     WaitOpt,
     emit_json,
+    entity_or_flow,
     err,
     fail,
     load_checked,
@@ -28,8 +29,6 @@ from etl.errors import ErpOaError
 if TYPE_CHECKING:
     from etl.engine.pipeline import SyncSummary
     from etl.flows.run import FlowSummary
-    from etl.mapping.codes import CodeTable
-    from etl.mapping.model import EntityMapping
 
 app = typer.Typer(
     name="erpoa",
@@ -309,7 +308,7 @@ def xref(
 
     try:
         cfg = load_config(config)
-        mapping = _check_xref_entity(cfg, entity)
+        mapping = entity_or_flow(cfg, entity)
         store = open_store(cfg, read_only=True)
         rows = store.xref(entity, key)
         if not rows and entity == "purchase":
@@ -357,38 +356,6 @@ def xref(
             ]
         )
     out.print(table)
-
-
-def _check_xref_entity(cfg: ProjectConfig, entity: str) -> tuple[EntityMapping, dict[str, CodeTable]] | None:
-    """ConfigError (exit 2, with the known entities, as `erpoa sync` gives) unless `entity` is an entity of the
-    mappings or an approval flow. Mappings that do not load are no reason to refuse: the store still answers.
-
-    Returns the entity's mapping and the code tables (to read a key as the sources spell it), None for a flow
-    or when the mappings do not load."""
-    import dataclasses
-
-    from etl.engine.pipeline import load_project_mappings
-    from etl.errors import ConfigError
-    from etl.flows import load_flows
-    from etl.mapping.loader import COMMAND_LINE
-
-    try:
-        mappings = load_project_mappings(cfg)
-    except ErpOaError:
-        return None
-    issues = mappings.unknown_entities([entity], origin=COMMAND_LINE)
-    if not issues:
-        return mappings.entities[entity], mappings.code_tables
-    try:
-        flowset = load_flows(cfg, keep_going=True)
-        flows = [*flowset.flows, *flowset.broken]
-    except ErpOaError:
-        flows = []
-    if entity in flows:
-        return None
-    if flows:
-        issues = [dataclasses.replace(i, message=f"{i.message}; approval flows: {', '.join(flows)}") for i in issues]
-    raise ConfigError(issues)
 
 
 def _register_subcommands() -> None:

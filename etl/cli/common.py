@@ -14,10 +14,12 @@ from rich.console import Console
 
 from etl import logs
 from etl.config.project import ProjectConfig, load_project
-from etl.errors import ConfigError, ErpOaError
+from etl.errors import ConfigError, ConfigIssue, ErpOaError
 
 if TYPE_CHECKING:
+    from etl.mapping.codes import CodeTable
     from etl.mapping.loader import MappingSet
+    from etl.mapping.model import EntityMapping
 
 
 def _console(stderr: bool) -> Console:
@@ -99,6 +101,14 @@ def emit_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
+#: Where a ConfigIssue of the command line says it was written (`etl.mapping.loader.COMMAND_LINE`, options).
+COMMAND_LINE_ORIGINS = ("command-line", "option ")
+
+
+def _in_a_file(issue: ConfigIssue) -> bool:
+    return bool(issue.file) and not issue.file.startswith(COMMAND_LINE_ORIGINS)
+
+
 def fail(exc: BaseException, as_json: bool | None = None) -> None:
     """Report an error without a traceback and exit with its code.
 
@@ -113,8 +123,12 @@ def fail(exc: BaseException, as_json: bool | None = None) -> None:
     if as_json:
         issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else []
         emit_json({"status": "error", "error": kind, "message": message, "issues": issues, "exit_code": code})
+    elif isinstance(exc, ConfigError) and not any(_in_a_file(i) for i in exc.issues) and len(exc.issues) == 1:
+        err.print("[bold red]error:[/] ", end="")  # a mistake on the command line, not in a file
+        err.print(logs.redact(str(exc.issues[0])), markup=False)
     elif isinstance(exc, ConfigError):
-        err.print(f"[bold red]error:[/] {len(exc.issues)} problem(s) in the configuration:", highlight=False)
+        where = "configuration" if any(_in_a_file(i) for i in exc.issues) else "command line"
+        err.print(f"[bold red]error:[/] {len(exc.issues)} problem(s) in the {where}:", highlight=False)
         for issue in exc.issues:
             err.print(f"  {logs.redact(str(issue))}", markup=False)
     else:
@@ -124,3 +138,41 @@ def fail(exc: BaseException, as_json: bool | None = None) -> None:
         if not isinstance(exc, ErpOaError):
             err.print("Run with ERPOA_DEBUG=1 for the traceback and report it as a bug.", style="dim")
     raise typer.Exit(code)
+
+
+def entity_or_flow(
+    cfg: ProjectConfig, entity: str, *, origin: str | None = None
+) -> tuple[EntityMapping, dict[str, CodeTable]] | None:
+    """ConfigError (exit 2, with the known entities and approval flows, as `erpoa sync` gives) unless `entity` is
+    an entity of the mappings or an approval flow; the did-you-mean looks among both. Mappings that do not load
+    are no reason to refuse: the store still answers.
+
+    Returns the entity's mapping and the code tables (to read a key as the sources spell it), None for a flow
+    or when the mappings do not load. `origin` names where the name was written (default: the argument ENTITY).
+    """
+    import difflib
+
+    from etl.engine.pipeline import load_project_mappings
+    from etl.errors import ConfigIssue
+    from etl.flows import load_flows
+    from etl.mapping.loader import COMMAND_LINE
+
+    try:
+        mappings = load_project_mappings(cfg)
+    except ErpOaError:
+        return None
+    if entity in mappings.entities:
+        return mappings.entities[entity], mappings.code_tables
+    try:
+        flowset = load_flows(cfg, keep_going=True)
+        flows = [*flowset.flows, *flowset.broken]
+    except ErpOaError:
+        flows = []
+    if entity in flows:
+        return None
+    close = difflib.get_close_matches(entity, [*mappings.entities, *flows], n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    message = f"unknown entity '{entity}'; {hint}known entities: {', '.join(mappings.entities) or '(none)'}"
+    if flows:
+        message += f"; approval flows: {', '.join(flows)}"
+    raise ConfigError([ConfigIssue(origin or COMMAND_LINE, None, None, "", message)])

@@ -10,7 +10,18 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, WaitOpt, emit_json, fail, load_config, out
+from etl.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    JsonOpt,
+    WaitOpt,
+    emit_json,
+    entity_or_flow,
+    fail,
+    load_config,
+    out,
+)
+from etl.config.project import ProjectConfig
 from etl.errors import ConfigError, ErpOaError
 
 LIST_COLUMNS = [
@@ -54,6 +65,16 @@ def _mask(frame: Any, cfg: Any) -> Any:
     return masked.where(masked.notna(), None)
 
 
+def _flow_names(cfg: ProjectConfig) -> list[str]:
+    from etl.flows import load_flows
+
+    try:
+        flowset = load_flows(cfg, keep_going=True)
+    except ErpOaError:
+        return []
+    return [*flowset.flows, *flowset.broken]
+
+
 @app.command("run")
 def run(
     entity: Annotated[str | None, typer.Argument(help="Entity to reconcile (default: all).")] = None,
@@ -67,6 +88,12 @@ def run(
 
     try:
         cfg = load_config(config, wait=wait)
+        if entity and entity_or_flow(cfg, entity) is None and entity in _flow_names(cfg):
+            raise ConfigError(
+                f"'{entity}' is an approval flow: `erpoa flows run --flow {entity}` audits it and records its "
+                "differences (see them with `erpoa reconcile list --entity " + entity + "`); `erpoa reconcile run` "
+                "compares the entities of the mappings"
+            )
         result = reconcile_fresh(cfg, entity)
     except ErpOaError as exc:
         fail(exc, as_json)
@@ -126,6 +153,8 @@ def list_(
         frame = DifferenceStore(open_store(cfg, read_only=True).engine).frame(
             entity=entity, cls=cls, status=status, present=None if include_gone else True
         )
+        if entity and frame.empty:  # a misspelt entity would read as "no differences"
+            entity_or_flow(cfg, entity, origin="option --entity")
         total = len(frame)
         frame = _mask(frame.head(limit) if limit else frame, cfg)
     except ErpOaError as exc:

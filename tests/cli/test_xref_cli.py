@@ -125,3 +125,25 @@ def test_a_source_id_and_a_spelled_key_that_both_match_are_both_shown(project: s
     assert {x["golden_key"] for x in found["links"]} == {by_id, typed.zfill(6)}
     code, text = _run("employee", typed, "--config", project)
     assert f"'{typed}' is also read as employee '{typed.zfill(6)}'" in text
+
+
+def test_a_misspelt_entity_in_reconcile_list_is_refused_with_the_flows_among_the_suggestions(project: str) -> None:
+    """`reconcile list --entity purchase_ordr` printed "differences: 0" (exit 0); the did-you-mean of xref and
+    reconcile looked among the entities only (purchase_ordr -> 'purchase')."""
+    done = CliRunner().invoke(app, ["reconcile", "list", "--entity", "purchase_ordr", "--config", project])
+    assert done.exit_code == 2, done.output
+    assert done.output.startswith("error: option --entity: unknown entity 'purchase_ordr'; did you mean "
+                                  "'purchase_order'?"), done.output  # a command-line mistake: no "configuration"
+    assert "approval flows: contract_archive, purchase_order" in done.output
+    listed = CliRunner().invoke(app, ["reconcile", "list", "--entity", "purchase_order", "--config", project, "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["total"] >= 0
+    code, text = _run("purchase_ordr", "1", "--config", project)
+    assert code == 2 and "did you mean 'purchase_order'?" in text, text
+
+
+def test_reconcile_run_of_a_flow_points_to_flows_run(project: str) -> None:
+    done = CliRunner().invoke(app, ["reconcile", "run", "purchase_order", "--config", project])
+    assert done.exit_code == 2, done.output
+    assert "'purchase_order' is an approval flow: `erpoa flows run --flow purchase_order` audits it" in " ".join(
+        done.output.split()
+    ), done.output
