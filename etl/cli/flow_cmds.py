@@ -104,7 +104,7 @@ def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
 @app.command("audit")
 def audit(
     flow: FlowOpt = None,
-    limit: Annotated[int, typer.Option(help="Rows to show per view.")] = 20,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to show per view; 0 shows all.")] = 20,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -121,11 +121,15 @@ def audit(
         emit_json({name: _records(frame) for name, frame in found.items()})
         return
     for name, frame in found.items():
-        table = Table(title=f"{name}: {len(frame)} row(s)" + (f", showing {limit}" if len(frame) > limit else ""))
+        shown = limit and len(frame) > limit
+        if frame.empty:  # a view of another kind of flow (or nothing found): no empty table of one column
+            out.print(f"{name}: 0 rows", markup=False)
+            continue
+        table = Table(title=f"{name}: {len(frame)} row(s)" + (f", showing {limit}" if shown else ""))
         cols = list(frame.columns)
         for col in cols:
             table.add_column(col, overflow="fold")
-        for record in _records(frame.head(limit)):
+        for record in _records(frame.head(limit) if shown else frame):
             table.add_row(*[str(record[c]) if record[c] is not None else "" for c in cols])
         out.print(table)
 

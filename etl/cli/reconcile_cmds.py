@@ -256,6 +256,8 @@ def report(
     from etl.report.build import write_reports
 
     try:
+        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out: {out_dir} is a file; give a folder (it is created if missing)")
         cfg = load_config(config)
         paths = write_reports(cfg, run_id, lang=lang.value, out_dir=out_dir, last_runs=last)
     except ErpOaError as exc:

@@ -1,0 +1,64 @@
+"""Command-line options that misbehaved (exploratory testing, 2026-12-06): `flows audit --limit` took a negative
+value (hiding each view's last row) and 0 showed nothing; a view of another kind of flow printed an empty
+one-column table; `report --out` naming a file crashed with an internal error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from etl.cli.app import app
+from etl.cli.demo_cmd import sqlite_urls
+from etl.db.connect import dispose_all
+from tests.helpers.project import make_project
+
+pytestmark = pytest.mark.sqlite
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("cli")
+    config, _ = make_project(folder, sqlite_urls(folder))
+    path = str(config.config_path)
+    done = CliRunner().invoke(app, ["sync", "--full-refresh", "--flows", "--config", path, "--json"])
+    assert done.exit_code == 0, done.output
+    dispose_all()
+    return path
+
+
+def _audit(project: str, *args: str) -> tuple[int, str]:
+    done = CliRunner().invoke(app, ["flows", "audit", "--config", project, *args], terminal_width=300)
+    return done.exit_code, done.output
+
+
+def test_flows_audit_limit_0_shows_all_and_a_negative_limit_is_refused(project: str) -> None:
+    code, output = _audit(project, "--flow", "purchase_order", "--json")
+    views = json.loads(output)
+    name, rows = next((n, r) for n, r in views.items() if len(r) > 1)
+    code, text = _audit(project, "--flow", "purchase_order", "--limit", "1")
+    assert code == 0 and f"{name}: {len(rows)} row(s), showing 1" in text, text
+    code, text = _audit(project, "--flow", "purchase_order", "--limit", "0")
+    assert code == 0 and f"{name}: {len(rows)} row(s)\n" in text and "showing" not in text, text
+    assert all(str(r["request_id"] or r.get("doc_no")) in text for r in rows if r.get("request_id")), text
+    code, text = _audit(project, "--limit", "-1")
+    assert code == 2 and "--limit" in text, text
+
+
+def test_a_view_with_no_rows_prints_one_line_not_an_empty_table(project: str) -> None:
+    code, text = _audit(project, "--flow", "purchase_order")
+    assert code == 0 and "contract_without_approval: 0 rows" in text, text
+    assert "contract_without_approval: 0 row(s)" not in text
+
+
+def test_report_out_naming_a_file_is_refused(project: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_text("", encoding="utf-8")
+    done = CliRunner().invoke(app, ["report", "--out", str(a_file), "--config", project])
+    assert done.exit_code == 2, done.output
+    assert f"--out: {a_file} is a file; give a folder" in " ".join(done.output.split())
+    assert "internal error" not in done.output
+    written = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "new"), "--config", project, "--json"])
+    assert written.exit_code == 0 and Path(json.loads(written.stdout)["paths"]["html"]).exists(), written.output
