@@ -11,22 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from etl.cli.app import app
-from etl.cli.demo_cmd import sqlite_urls
-from etl.db.connect import dispose_all
-from tests.helpers.project import make_project
+from tests.helpers.project import synced_sqlite_project
 
 pytestmark = pytest.mark.sqlite
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("cli")
-    config, _ = make_project(folder, sqlite_urls(folder))
-    path = str(config.config_path)
-    done = CliRunner().invoke(app, ["sync", "--full-refresh", "--flows", "--config", path, "--json"])
-    assert done.exit_code == 0, done.output
-    dispose_all()
-    return path
+    return synced_sqlite_project(tmp_path_factory.mktemp("cli"))
 
 
 def _audit(project: str, *args: str) -> tuple[int, str]:

@@ -13,12 +13,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from etl.cli.app import app
-from etl.cli.demo_cmd import sqlite_urls
 from etl.config.project import load_project
 from etl.db.connect import dispose_all
 from etl.engine.pipeline import open_store
 from etl.store import schema as s
-from tests.helpers.project import make_project
+from tests.helpers.project import synced_sqlite_project
 
 pytestmark = pytest.mark.sqlite
 
@@ -26,13 +25,7 @@ pytestmark = pytest.mark.sqlite
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A demo project after a full sync with its approval flows (purchase and purchase_order links in the store)."""
-    folder = tmp_path_factory.mktemp("xref")
-    config, _ = make_project(folder, sqlite_urls(folder))
-    path = str(config.config_path)
-    done = CliRunner().invoke(app, ["sync", "--full-refresh", "--flows", "--config", path, "--json"])
-    assert done.exit_code == 0, done.output
-    dispose_all()
-    return path
+    return synced_sqlite_project(tmp_path_factory.mktemp("xref"))
 
 
 def _key(project: str, entity: str, source: str, *, composite: bool = False) -> tuple[str, str]:

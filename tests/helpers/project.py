@@ -44,6 +44,21 @@ BACKENDS = [
 THREE = BACKENDS[:3]
 
 
+def synced_sqlite_project(folder: Path) -> str:
+    """A demo project on SQLite in `folder` after a full sync with its approval flows; returns its erpoa.yaml."""
+    from typer.testing import CliRunner
+
+    from etl.cli.app import app
+    from etl.db.connect import dispose_all
+
+    config, _ = make_project(folder, sqlite_urls(folder))
+    path = str(config.config_path)
+    done = CliRunner().invoke(app, ["sync", "--full-refresh", "--flows", "--config", path, "--json"])
+    assert done.exit_code == 0, done.output
+    dispose_all()
+    return path
+
+
 def urls_for(backend: str, request: pytest.FixtureRequest, folder: Path) -> dict[str, str]:
     """Connection URLs: all on one server, or ERP on MariaDB and OA/target on PostgreSQL ("mixed").
 
