@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -224,11 +224,12 @@ def status(
         last = store.entity_runs(recent[0]["run_id"]) if recent else []
         last = with_difference_counts(store.engine, recent[0]["run_id"], last) if recent else []
         marks = store.watermarks()
+        unnamed = _entities_no_mapping_names(cfg, store.engine)
     except ErpOaError as exc:
         fail(exc, as_json)
         return
     if as_json:
-        emit_json({"runs": recent, "last_run_entities": last, "watermarks": marks})
+        emit_json({"runs": recent, "last_run_entities": last, "watermarks": marks, "unnamed_entities": unnamed})
         return
     if not recent:
         out.print("No runs yet. Run `erpoa sync` (or `erpoa demo`).")
@@ -274,6 +275,43 @@ def status(
     for r in marks:
         wm.add_row(*[str(r.get(c) or "") for c in ("entity", "source", "value", "run_id")])
     out.print(wm)
+    for u in unnamed:
+        out.print(
+            f"{u['entity']}: no mapping names this entity ({u['open_quarantine']} open quarantine row(s), "
+            f"{u['watermarks']} watermark(s) in the store). If it was renamed, its state did not follow: the new "
+            "name started afresh (its first run read everything), and these rows can only be replayed under the "
+            f"old name; name it {u['entity']} again to replay them, or leave them as a record.",
+            markup=False,
+        )
+
+
+def _entities_no_mapping_names(cfg: ProjectConfig, engine: Any) -> list[dict[str, Any]]:
+    """Entities with open quarantine rows or watermarks in the store that neither a mapping nor an approval flow
+    names (renamed or removed): their state stays under the old name. Empty when the mappings do not load."""
+    from sqlalchemy import func, select
+
+    from etl.engine.pipeline import load_project_mappings
+    from etl.flows import load_flows
+    from etl.store import schema as s
+
+    try:
+        known = set(load_project_mappings(cfg).entities)
+        flowset = load_flows(cfg, keep_going=True)
+        known |= {*flowset.flows, *flowset.broken}
+    except ErpOaError:
+        return []
+    q = s.quarantine
+    with engine.connect() as conn:
+        open_rows = dict(
+            conn.execute(select(q.c.entity, func.count()).where(q.c.status == "open").group_by(q.c.entity)).all()
+        )
+        marks = dict(
+            conn.execute(select(s.watermarks.c.entity, func.count()).group_by(s.watermarks.c.entity)).all()
+        )
+    return [
+        {"entity": name, "open_quarantine": int(open_rows.get(name, 0)), "watermarks": int(marks.get(name, 0))}
+        for name in sorted({*open_rows, *marks} - known)
+    ]
 
 
 @app.command()

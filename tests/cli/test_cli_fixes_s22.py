@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from etl.cli.app import app
-from tests.helpers.project import synced_sqlite_project
+from tests.helpers.project import replace_in, synced_sqlite_project, tiny_sqlite_project
 
 pytestmark = pytest.mark.sqlite
 
@@ -54,3 +54,22 @@ def test_report_out_naming_a_file_is_refused(project: str, tmp_path: Path) -> No
     assert "internal error" not in done.output
     written = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "new"), "--config", project, "--json"])
     assert written.exit_code == 0 and Path(json.loads(written.stdout)["paths"]["html"]).exists(), written.output
+
+
+def test_status_names_store_state_of_an_entity_no_mapping_names(tmp_path: Path) -> None:
+    """A renamed entity starts afresh under its new name; its quarantine rows and watermarks stay under the old
+    one, where nothing showed them: `status` now names them and says what to do."""
+    config = tiny_sqlite_project(tmp_path)
+    done = CliRunner().invoke(app, ["sync", "department", "--config", str(config), "--json"])
+    assert done.exit_code == 0, done.output
+    folder = tmp_path / "mappings"
+    replace_in(folder / "department.yaml", ("entity: department\n", "entity: dept\n"))
+    for name in ("employee", "contract", "purchase"):
+        replace_in(folder / f"{name}.yaml", ("references: department.", "references: dept."))
+    shown = CliRunner().invoke(app, ["status", "--config", str(config), "--json"])
+    assert shown.exit_code == 0, shown.output
+    (unnamed,) = json.loads(shown.stdout)["unnamed_entities"]
+    assert unnamed["entity"] == "department" and unnamed["watermarks"] == 2 and unnamed["open_quarantine"] >= 1
+    text = CliRunner().invoke(app, ["status", "--config", str(config)], terminal_width=400)
+    assert "department: no mapping names this entity (" in text.output
+    assert "name it department again to replay them" in text.output

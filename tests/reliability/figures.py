@@ -242,6 +242,9 @@ LIMITS = """\
   that refuses the entity. `pct_min_rows` (run-wide or per entity) leaves reads smaller than it to
   `max_quarantined_rows`. The load and crash tests lift the percentage gates (the same mappings for
   every run they compare).
+* **Renaming an entity starts it afresh.** Its state in the store (watermarks, open quarantine rows, links,
+  mirror tables) stays under the old name: the new name's first run reads everything, and the old rows can
+  be replayed only under the old name. `erpoa status` names such an entity with its open rows.
 * **Dates outside 1677-09-22..2262-04-11** cannot be represented and are quarantined (`type:date` for
   native DATE columns, with "not a valid date"; `parse_date` names the range).
 * The load test keeps the seeded changes inside these limits: it never deletes or sets to `left` people
