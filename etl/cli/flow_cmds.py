@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Approval-driven flows: approved OA requests become ERP documents.", no_args_is_help=True)
 
 FlowOpt = Annotated[list[str] | None, typer.Option("--flow", "-f", help="Only this flow (repeatable).")]
-RUN_COLUMNS = ("flow", "status", "approved", "held", "created", "adopted", "unmapped", "conflicts", "written_back",
-               "writeback_pending", "amended", "cancelled", "differences")
+RUN_COLUMNS = ("flow", "status", "approved", "held", "created", "adopted", "unmapped", "conflicts", "refused",
+               "duplicates", "written_back", "writeback_pending", "amended", "cancelled", "differences")
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ flow's own row (the only one older versions take, so they still serialise with
 this one). Updating them is the first statement of every document transaction:
 a row lock on PostgreSQL and MariaDB (InnoDB), the database write lock on
 SQLite. Flow runs writing the same table therefore allocate one after another,
-and `max + 1` (ids) and "highest sequence of today + 1" (numbers) read what the
-previous holder committed. Writers outside the flows (a buyer keying a PO in U8
+and `max + 1` (ids) and "the number after today's highest" (numbers, see
+`next_number`) read what the previous holder committed. Writers outside the flows (a buyer keying a PO in U8
 at the same moment) are caught by the ERP's own primary key / unique
 constraints: the transaction fails and is retried with fresh values.
 """
@@ -15,6 +15,7 @@ constraints: the transaction fails and is retried with fresh values.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -106,12 +107,26 @@ def sequence_of(rule: DocNoRule, day: date, number: str) -> int | None:
     return int(tail) if len(tail) == rule.width and tail.isdigit() else None
 
 
-def next_number(conn: Connection, column: sa.ColumnElement[str], rule: DocNoRule, day: date) -> str:
-    """The next free number of `day`: one above the highest the ERP already has (whoever created it)."""
+def next_number(conn: Connection, column: sa.ColumnElement[str], rule: DocNoRule, day: date,
+                reserved: Iterable[str] = ()) -> str:
+    """The next free number of `day`: one above the highest number the ERP (whoever created it) or `reserved`
+    (e.g. the flow's links, whose document may since have been deleted) already has.
+
+    A number at the top of the day's range (`PO<day>9999`, keyed by hand) cannot be followed: the sequence
+    goes on after the highest number that can, so one out-of-sequence number never blocks the day. An
+    existing or reserved number is never returned; DataError only when every number of the day is taken.
+    """
     # '_' in a prefix is a LIKE wildcard: harmless, `sequence_of` keeps only exact matches
     taken = conn.execute(sa.select(column).where(column.like(stem(rule, day) + "%"))).scalars()
-    seqs = [s for s in (sequence_of(rule, day, str(n)) for n in taken if n is not None) if s is not None]
-    return format_number(rule, day, max(seqs, default=0) + 1)
+    seqs = {s for s in (sequence_of(rule, day, str(n)) for n in [*taken, *reserved] if n is not None)
+            if s is not None}
+    top = 10**rule.width
+    # the free numbers that follow a taken one (or start the day); the highest of them continues the sequence
+    follows = {s + 1 for s in seqs if s + 1 < top and s + 1 not in seqs} | ({1} if 1 not in seqs else set())
+    if not follows:
+        raise DataError(f"document numbers {stem(rule, day)}{'0' * (rule.width - 1)}1 to "
+                        f"{stem(rule, day)}{'9' * rule.width} are all taken; widen `docno.width`")
+    return format_number(rule, day, max(follows))
 
 
 def next_id(conn: Connection, column: sa.ColumnElement[int]) -> int:

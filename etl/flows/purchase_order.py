@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -311,18 +312,34 @@ def _types(fields: Mapping[str, FieldSpec], extra: dict[str, Any]) -> dict[str, 
     return {**out, **extra}
 
 
+class Published(NamedTuple):
+    """What `publish_document` did: the outcome, the document number, and for `duplicate` the other request."""
+
+    outcome: str
+    number: str
+    other_request: str | None = None
+
+
+def local_now(timezone: str) -> datetime:
+    """Now in the project timezone, naive and to the second (canonical datetimes are naive in `run.timezone`)."""
+    return datetime.now(ZoneInfo(timezone)).replace(tzinfo=None, microsecond=0)
+
+
 def publish_document(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str, day: date,
-                     schema: str | None = None, attempts: int = 3) -> tuple[str, str]:
-    """Create `doc` in the ERP unless its request already has a document; returns (outcome, number).
+                     schema: str | None = None, attempts: int = 3, timezone: str = "UTC") -> Published:
+    """Create `doc` in the ERP unless its request already has a document; returns (outcome, number, other).
 
     Outcomes: `created`, `adopted` (a document carrying the request id existed:
-    linked, not duplicated), `linked` (the link existed), `conflict` (a mapped
-    number is taken by another document) and `unmapped` (no document exists and
-    the form does not map): the last two write nothing.
+    linked, not duplicated), `linked` (the link existed), `duplicate` (another
+    request with the same request number is linked already: `number` is its
+    document, `other_request` its id), `conflict` (a mapped number is taken by
+    another document) and `unmapped` (no document exists and the form does not
+    map): the last three write nothing. Timestamps written (the document's
+    `modified` column, the link's `created_at`) are naive in `timezone`.
     """
     for attempt in range(attempts):
         try:
-            return _publish_once(engine, spec, doc, run_id=run_id, day=day, schema=schema)
+            return _publish_once(engine, spec, doc, run_id=run_id, day=day, schema=schema, timezone=timezone)
         except sa.exc.IntegrityError as exc:  # a writer outside the flows took the id or number first
             if attempt == attempts - 1:
                 raise DataError(f"{spec.flow}: request {doc.request_id}: {str(exc.orig).splitlines()[0]}") from None
@@ -330,7 +347,7 @@ def publish_document(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: s
 
 
 def _publish_once(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str, day: date,
-                  schema: str | None) -> tuple[str, str]:
+                  schema: str | None, timezone: str) -> Published:
     th, tl = spec.target.header, spec.target.lines
     metadata = sa.MetaData()
     link, lock = link_table(spec, metadata, schema), docno.lock_table(metadata, schema)
@@ -341,8 +358,8 @@ def _publish_once(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str,
         faults.point("flow.doc_locked")
         linked = conn.execute(sa.select(link.c[keycol]).where(link.c.oa_request_id == doc.request_id)).scalar()
         if linked is not None:
-            return "linked", str(linked)
-        stamp = datetime.now().replace(microsecond=0)
+            return Published("linked", str(linked))
+        stamp = local_now(timezone)
         link_row = {"oa_request_id": doc.request_id, "request_no": doc.request_no, "content_hash": doc.content_hash,
                     "approved_at": doc.approved_at, "approver": doc.approver, "approver_name": doc.approver_name,
                     "amount": None if doc.amount is None else Decimal(str(doc.amount)), "created_at": stamp,
@@ -353,15 +370,20 @@ def _publish_once(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str,
         if existing is not None:
             conn.execute(link.insert().values(**link_row, origin="adopted", **{keycol: str(existing)}))
             faults.point("flow.doc_link_inserted")
-            return "adopted", str(existing)
+            return Published("adopted", str(existing))
+        other = _same_number(conn, link, keycol, doc)
+        if other is not None:
+            return Published("duplicate", str(other[1]), str(other[0]))
         if doc.header is None:
-            return "unmapped", ""
+            return Published("unmapped", "")
         if spec.docno is not None:
-            number = docno.next_number(conn, head.c[th.number], spec.docno, day)
+            mine = conn.execute(sa.select(link.c[keycol]).where(link.c[keycol].like(docno.stem(spec.docno, day) + "%"))
+                                ).scalars()
+            number = docno.next_number(conn, head.c[th.number], spec.docno, day, reserved=list(mine))
         else:
             number = str(doc.header[th.number])
             if conn.execute(sa.select(head.c[th.number]).where(head.c[th.number] == number)).first():
-                return "conflict", number
+                return Published("conflict", number)
         header = {**doc.header, th.number: number, th.request_ref: doc.request_id}
         header.update({c: v for c, v in ((th.date, day), (th.modified, stamp)) if c})
         if th.id:
@@ -382,7 +404,23 @@ def _publish_once(engine: Engine, spec: FlowSpec, doc: Document, *, run_id: str,
         conn.execute(link.insert().values(**link_row, origin="created", **{keycol: number}))
         faults.point("flow.doc_link_inserted")
     faults.point("flow.doc_committed")
-    return "created", number
+    return Published("created", number)
+
+
+def _same_number(conn: Connection, link: sa.Table, keycol: str, doc: Document) -> tuple[str, str] | None:
+    """(request id, document) of another request linked under `doc`'s request number, the lowest id first.
+
+    Exactly-once is per request id; a second approved request carrying a number that already has a document
+    (a copied requisition) is held for a person rather than given a second document. Numbers are compared
+    without leading or trailing blanks.
+    """
+    number = (doc.request_no or "").strip()
+    if not number:
+        return None
+    found = conn.execute(sa.select(link.c.oa_request_id, link.c[keycol])
+                         .where(_request_ref(link.c.request_no) == number, link.c.oa_request_id != doc.request_id)
+                         .order_by(link.c.oa_request_id)).first()
+    return None if found is None else (str(found[0]), str(found[1]))
 
 
 def _request_ref(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:

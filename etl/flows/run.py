@@ -57,6 +57,9 @@ class FlowResult:
     adopted: int = 0
     unmapped: int = 0
     conflicts: int = 0
+    duplicates: int = 0  # held: their request number already has a document (of another request)
+    refused: int = 0  # held: the ERP refused the document; the flow is partial and the next run retries
+    read_oa: int = 0  # approvals read
     written_back: int = 0
     writeback_pending: int = 0
     amended: int = 0
@@ -179,9 +182,11 @@ def _invalid(name: str, flowset: FlowSet, issues: int) -> FlowResult:
 
 def _record(store: Store | None, run_id: str, result: FlowResult) -> None:
     if store is not None:
-        store.record_entity(run_id, result.flow, status=result.status, inserted=result.created,
-                            updated=result.adopted, quarantined=result.unmapped + result.conflicts,
-                            differences=result.differences, seconds_total=result.seconds, message=result.message)
+        held = result.unmapped + result.conflicts + result.duplicates + result.refused
+        store.record_entity(run_id, result.flow, status=result.status, read_oa=result.read_oa,
+                            read_total=result.read_oa, inserted=result.created, updated=result.adopted,
+                            quarantined=held, differences=result.differences, seconds_total=result.seconds,
+                            message=result.message)
 
 
 def _status(results: list[FlowResult], dry_run: bool, invalid_files: bool) -> str:
@@ -229,11 +234,13 @@ def run_flow(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Sto
     today = _today(config)
     state = gather(config, spec, with_known_values(config, flowset, spec), as_of=today, checks=checks_for(spec))
     result.approved, result.held = (int((state.approvals["state"] == s).sum()) for s in ("approved", "held"))
+    result.read_oa = len(state.approvals)
     _publish_all(config, spec, state, result, erp, schema, run_id, today)
     with engine_for(config.connection(connection_name(config, spec.target.connection,
                                                       spec.target.fallback_connection)), read_only=True).connect() as c:
         state.links = read_links(c, spec, schema)
-    result.unmapped = _quarantine(store, spec, state, run_id)
+    # requests held by the ERP's answer have their own counts: `unmapped` are the forms that do not map
+    result.unmapped = _quarantine(store, spec, state, run_id) - result.conflicts - result.duplicates - result.refused
     _write_back(config, spec, state, result)
     sync_xref(store, spec, state.links, run_id)
     changed = changes(state)
@@ -246,7 +253,7 @@ def run_flow(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Sto
     DifferenceStore(store.engine).record(spec.flow, run_id, diffs)
     faults.point("flow.differences_recorded")
     result.differences = len(diffs)
-    result.status = "partial" if result.writeback_pending or result.message else "success"
+    result.status = "partial" if result.writeback_pending or result.refused or result.message else "success"
     log.info("%s: %d created, %d adopted, %d written back, %d difference(s)", spec.flow, result.created,
              result.adopted, result.written_back, result.differences)
     return result
@@ -262,8 +269,9 @@ def _publish_all(config: ProjectConfig, spec: FlowSpec, state: FlowState, result
         faults.point("flow.doc_mapped")
         day = doc.approved_at.date() if spec.docno and spec.docno.date == "approved" and doc.approved_at else today
         try:
-            outcome, number = with_retries(
-                functools.partial(publish_document, erp, spec, doc, run_id=run_id, day=day, schema=schema),
+            done = with_retries(
+                functools.partial(publish_document, erp, spec, doc, run_id=run_id, day=day, schema=schema,
+                                  timezone=settings.timezone),
                 what=f"{spec.flow}: request {rid}", retries=settings.retries, backoff=settings.retry_backoff_seconds)
         except (ErpOaError, sa.exc.SQLAlchemyError) as exc:
             if (isinstance(exc, ErpOaError) and exc.retryable) or is_transient_db_error(exc):
@@ -272,7 +280,9 @@ def _publish_all(config: ProjectConfig, spec: FlowSpec, state: FlowState, result
             reason = redact(str(getattr(exc, "orig", exc)).splitlines()[0], config)
             found.append({"request_id": rid, "field": spec.target.header.table, "rule": "erp_refused",
                           "value": None, "reason": f"the ERP refused the document: {reason}"})
+            result.refused += 1
             continue
+        outcome, number = done.outcome, done.number
         if outcome == "created":
             result.created += 1
             result.created_numbers.append(number)
@@ -282,8 +292,23 @@ def _publish_all(config: ProjectConfig, spec: FlowSpec, state: FlowState, result
             result.conflicts += 1
             found.append({"request_id": rid, "field": spec.target.header.number, "rule": "number_taken",
                           "value": number, "reason": f"number {number} is already used by another ERP document"})
+        elif outcome == "duplicate":
+            result.duplicates += 1
+            found.append(_duplicate_problem(spec, rid, doc.request_no, number, done.other_request))
+    if result.refused:
+        _note(result, f"{result.refused} document(s) refused by the ERP, held and retried on the next run "
+                      f"(see `erpoa flows audit`)")
     if found:
         state.problems = pd.concat([state.problems, pd.DataFrame(found)], ignore_index=True)
+
+
+def _duplicate_problem(spec: FlowSpec, rid: str, request_no: str | None, doc_no: str,
+                       other: str | None) -> dict[str, Any]:
+    """The quarantine row of request `rid`, held because its request number already has a document."""
+    what = {"purchase_order": "PO", "contract_archive": "contract"}.get(spec.kind, "document")
+    return {"request_id": rid, "field": spec.source.header.number or "request_no", "rule": "duplicate_request_no",
+            "value": request_no,
+            "reason": f"request number {request_no} already has {what} {doc_no} (OA request {other})"}
 
 
 def _flag(config: ProjectConfig, spec: FlowSpec, changed: pd.DataFrame, result: FlowResult, erp: sa.Engine,
@@ -405,22 +430,57 @@ def _unknown_table(table: str, known: list[str], connection: str) -> str:
 
 
 def _plan(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec) -> FlowResult:
-    """Dry run of one flow: what a run would create, write back and report; nothing is written."""
+    """Dry run of one flow: what a run would create, write back and report; nothing is written.
+
+    `created`, `adopted`, `unmapped` and `duplicates` are what the run would do (no number is allocated, so
+    `created_numbers` stays empty); the audit and differences are those the run would leave, so a request it
+    would create or adopt a document for is not also counted as waiting (`req_without_po`).
+    """
     result = FlowResult(flow=spec.flow, kind=spec.kind, status="planned")
     state = gather(config, spec, with_known_values(config, flowset, spec), as_of=_today(config),
                    checks=checks_for(spec))
     result.approved, result.held = (int((state.approvals["state"] == s).sum()) for s in ("approved", "held"))
+    result.read_oa = len(state.approvals)
     heads, lines = erp_documents(config, spec, state.links)
     waiting = [r for r in state.approved if r not in state.links.index and r in state.docs]
     existing = set(heads["request_ref"].dropna())
-    result.adopted = sum(1 for r in waiting if r in existing)
-    result.created = sum(1 for r in waiting if r not in existing and state.docs[r].ready)
-    result.unmapped = len(waiting) - result.created - result.adopted
+    numbers = _linked_numbers(state.links)
+    would: set[str] = set()
+    for rid in waiting:
+        doc = state.docs[rid]
+        if rid in existing:
+            result.adopted += 1
+            would.add(rid)
+            continue
+        number = (doc.request_no or "").strip()
+        if number and number in numbers:
+            result.duplicates += 1
+        elif doc.ready:
+            result.created += 1
+            would.add(rid)
+            if number:
+                numbers[number] = rid  # a second request with this number later in the same run is held
+        else:
+            result.unmapped += 1
     if spec.writeback is not None and spec.writeback.enabled:
         src = config.connection(spec.source.connection)
         with engine_for(src, read_only=True).connect() as conn:
             result.writeback_pending = len(pending_writebacks(conn, spec, state.links, src.schema_))
     found = views(state, heads, lines)
+    no_doc = found.get("req_without_po")
+    if no_doc is not None and not no_doc.empty:
+        found["req_without_po"] = no_doc[~no_doc["request_id"].astype(str).isin(would)].reset_index(drop=True)
     result.audit = {name: len(frame) for name, frame in found.items()}
     result.differences = len(differences(spec, changes(state), found))
+    result.message = (f"dry run: would create {result.created} and adopt {result.adopted} document(s)"
+                      f"{f', hold {result.duplicates} duplicate request number(s)' if result.duplicates else ''}"
+                      "; numbers are allocated by the real run; audit and differences as the run would leave them")
     return result
+
+
+def _linked_numbers(links: pd.DataFrame) -> dict[str, str]:
+    """Request number (without blanks) -> request id, of the linked requests."""
+    if links.empty or "request_no" not in links:
+        return {}
+    return {str(n).strip(): str(r) for r, n in zip(links.index, links["request_no"], strict=True)
+            if n is not None and not pd.isna(n) and str(n).strip()}
