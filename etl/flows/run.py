@@ -24,11 +24,18 @@ import sqlalchemy as sa
 
 from etl import faults
 from etl.config.project import ProjectConfig
-from etl.db.connect import engine_for
+from etl.db.connect import describe, engine_for
 from etl.engine.lock import entity_lock
 from etl.engine.pipeline import open_store, redact
 from etl.engine.retry import with_retries
-from etl.errors import ConfigError, ConfigIssue, ErpOaError, classify_db_error, is_transient_db_error
+from etl.errors import (
+    ConfigError,
+    ConfigIssue,
+    ErpOaError,
+    classify_db_error,
+    connection_fix,
+    is_transient_db_error,
+)
 from etl.flows import FlowSet, connection_name, load_flows
 from etl.flows.audit import FlowState, changes, differences, erp_documents, flow_views, gather, views
 from etl.flows.contract_archive import checks_for
@@ -276,6 +283,11 @@ def _publish_all(config: ProjectConfig, spec: FlowSpec, state: FlowState, result
         except (ErpOaError, sa.exc.SQLAlchemyError) as exc:
             if (isinstance(exc, ErpOaError) and exc.retryable) or is_transient_db_error(exc):
                 raise
+            if isinstance(exc, sa.exc.SQLAlchemyError) and connection_fix(exc) is not None:
+                # a missing grant (e.g. on erpoa_flow_lock) or a wrong login is the connection's, not this document's
+                name = connection_name(config, spec.target.connection, spec.target.fallback_connection)
+                raise classify_db_error(exc, what=f"{spec.flow}: writing the document of request {rid}",
+                                        connection=describe(config.connection(name))) from None
             # this request's document is refused (a value the ERP column cannot hold...): hold it, go on
             reason = redact(str(getattr(exc, "orig", exc)).splitlines()[0], config)
             found.append({"request_id": rid, "field": spec.target.header.table, "rule": "erp_refused",
