@@ -2,7 +2,9 @@
 
 `read_approvals` returns one row per request id (text): `state` (approved, held,
 rejected, withdrawn, running, deleted), and for approved and held requests the
-approval time and the approver (code and name) from the last approving entry.
+approval time and the approver (code and name) from the last approving entry, and
+the time and person of a 强制归档 (`archived_at`, `archived_by`, `archived_by_name`).
+A force-archive is never taken for an approval, unless `force_archived: approve` says so.
 Only `approved` requests ever publish; `held` ones (e-cology 强制归档 with
 `force_archived: hold`, archived without any approval entry, or several approval
 rows of one request that disagree) are reported.
@@ -30,7 +32,8 @@ from etl.flows.model import (
 from etl.mapping.registry import TransformContext
 from etl.mapping.types import as_text
 
-COLUMNS = ["request_id", "state", "approved_at", "approver", "approver_name", "note"]
+COLUMNS = ["request_id", "state", "approved_at", "approver", "approver_name", "archived_at", "archived_by",
+           "archived_by_name", "note"]
 STATES = ("approved", "held", "rejected", "withdrawn", "running", "deleted", "missing")
 _IN = 500
 
@@ -82,6 +85,10 @@ def read_approvals(conn: Connection, spec: Approval, *, schema: str | None = Non
     undecided = ~out["state"].isin(["approved", "held"])
     out["approved_at"] = pd.to_datetime(out["approved_at"], errors="coerce").mask(undecided)
     out["approver_id"] = out["approver_id"].astype(object).mask(undecided, None)
+    if "archived_at" not in out:
+        out["archived_at"], out["archived_by_id"] = pd.NaT, None
+    out["archived_at"] = pd.to_datetime(out["archived_at"], errors="coerce").mask(undecided)
+    out["archived_by_id"] = out["archived_by_id"].astype(object).mask(undecided, None)
     out = _collapse(out, getattr(spec, "table", "the approval source"))
     out = _with_users(conn, out, spec.users, schema, code_tables or {}, as_of or date.today())
     return out.reindex(columns=COLUMNS).set_index("request_id", drop=False)
@@ -162,7 +169,9 @@ def _ecology(conn: Connection, spec: EcologyApproval, schema: str | None) -> pd.
     state[archived & undo_type.isin(types.reject)] = "rejected"
     state[archived & undo_type.isin(types.withdraw)] = "withdrawn"
     state[deleted] = "deleted"
-    chosen = pd.concat([force.loc[force.index.difference(approve.index)], approve])
+    # the administrator who force-archived is the approver only where the flow says a force-archive approves
+    chosen = pd.concat([force.loc[force.index.difference(approve.index)], approve]) if (
+        spec.force_archived == "approve") else approve
     note = pd.Series(None, index=base.index, dtype=object)
     note[archived & has_force & ~has_approve] = "强制归档 (force-archived by an administrator)"
     note[archived & ~has_force & ~has_approve] = "archived without an approval entry"
@@ -171,6 +180,8 @@ def _ecology(conn: Connection, spec: EcologyApproval, schema: str | None) -> pd.
         "state": state,
         "approved_at": rid.map(chosen["at"]) if not chosen.empty else pd.NaT,
         "approver_id": rid.map(chosen["operator"]) if not chosen.empty else None,
+        "archived_at": rid.map(force["at"]) if not force.empty else pd.NaT,
+        "archived_by_id": rid.map(force["operator"]) if not force.empty else None,
         "note": note,
     })
 
@@ -247,11 +258,13 @@ def _status_field(conn: Connection, spec: StatusFieldApproval, schema: str | Non
 
 def _with_users(conn: Connection, out: pd.DataFrame, users: UsersSpec | None, schema: str | None,
                 code_tables: Mapping[str, Any], as_of: date) -> pd.DataFrame:
-    """approver_id -> approver (normalised code, else `oa:<id>`) and approver_name."""
-    ids = as_text(out["approver_id"]) if "approver_id" in out else pd.Series(None, index=out.index, dtype=object)
-    out["approver"] = ("oa:" + ids).where(ids.notna(), None)
-    out["approver_name"] = None
-    wanted = sorted(set(ids.dropna().tolist()))
+    """approver_id -> approver (normalised code, else `oa:<id>`) and approver_name; archived_by_id likewise."""
+    empty = pd.Series(None, index=out.index, dtype=object)
+    ids = {role: as_text(out[f"{role}_id"]) if f"{role}_id" in out else empty for role in ("approver", "archived_by")}
+    for role, found in ids.items():
+        out[role] = ("oa:" + found).where(found.notna(), None)
+        out[f"{role}_name"] = None
+    wanted = sorted(set(ids["approver"].dropna().tolist()) | set(ids["archived_by"].dropna().tolist()))
     if users is None or not wanted:
         return out
     t = table(users.table, [users.id, users.code, users.name], schema)
@@ -265,7 +278,8 @@ def _with_users(conn: Connection, out: pd.DataFrame, users: UsersSpec | None, sc
     people.index = as_text(people[users.id])
     ctx = TransformContext(field="approver", source="oa", frame=people, code_tables=code_tables, as_of=as_of)
     codes = as_text(apply_transforms(people[users.code], users.code_transforms, ctx))
-    code = ids.map(codes)
-    out["approver"] = code.where(code.notna() & (code != ""), out["approver"])
-    out["approver_name"] = ids.map(as_text(people[users.name]))
+    for role, found in ids.items():
+        code = found.map(codes)
+        out[role] = code.where(code.notna() & (code != ""), out[role])
+        out[f"{role}_name"] = found.map(as_text(people[users.name]))
     return out

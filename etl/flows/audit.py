@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pandas as pd
@@ -55,6 +56,20 @@ CLASSES = {
 }
 DIFF_COLUMNS = ["diff_id", "class", "golden_key", "field", "erp_value", "oa_value", "target_value", "detail"]
 _IN = 500
+
+
+class FlowViews(dict[str, pd.DataFrame]):
+    """The views of one flow, and what differs between each amended request's form and its document now.
+
+    `amended`: request id -> [{"field", "line", "erp", "oa"}]: the mapped values of the OA form as it is now
+    against the ERP document the flow created (the form as it was at creation is only kept as a hash).
+    """
+
+    amended: dict[str, list[dict[str, Any]]]
+
+    def __init__(self, *args: Any, amended: dict[str, list[dict[str, Any]]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.amended = amended or {}
 
 
 @dataclass
@@ -121,16 +136,18 @@ def read_erp_documents(conn: Connection, spec: FlowSpec, links: pd.DataFrame,
                        schema: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every ERP document header (number, request_ref, id, compared columns) and the lines of linked ones."""
     th, tl = spec.target.header, spec.target.lines
-    hcols = list(dict.fromkeys([th.number, th.request_ref, *([th.id] if th.id else []), *spec.audit.compare_header]))
+    hcols = list(dict.fromkeys([th.number, th.request_ref, *([th.id] if th.id else []), *spec.audit.compare_header,
+                                *sourced(spec.fields.header)]))
     heads = frame(conn, sa.select(*table(th.table, hcols, schema).c))
     heads["doc_no"] = as_text(heads[th.number])
     heads["request_ref"] = as_text(heads[th.request_ref]).str.strip(" ")  # as the adoption look-up trims
     lines = pd.DataFrame(columns=["doc_no", "row_no"])
-    if tl is not None and tl.row_no and spec.audit.compare_lines and not links.empty:
+    line_cols = list(dict.fromkeys([*spec.audit.compare_lines, *sourced(spec.fields.lines)]))
+    if tl is not None and tl.row_no and line_cols and not links.empty:
         key = th.id or th.number
         linked = heads[heads["doc_no"].isin(links["doc_no"].astype(str))]
         owner = pd.Series(linked["doc_no"].to_numpy(), index=as_text(linked[key]).to_numpy())
-        lt = table(tl.table, [tl.parent, tl.row_no, *spec.audit.compare_lines], schema)
+        lt = table(tl.table, list(dict.fromkeys([tl.parent, tl.row_no, *line_cols])), schema)
         parents = bind_keys(conn, lt.c[tl.parent], owner.index)
         parts = [frame(conn, sa.select(*lt.c).where(lt.c[tl.parent].in_(parents[s:s + _IN])))
                  for s in range(0, len(parents), _IN)]
@@ -141,29 +158,137 @@ def read_erp_documents(conn: Connection, spec: FlowSpec, links: pd.DataFrame,
     return heads.set_index("doc_no", drop=False), lines
 
 
+def sourced(fields: Mapping[str, Any]) -> list[str]:
+    """The document columns a flow fills from the OA form (not constants)."""
+    return [name for name, fspec in fields.items() if fspec.columns]
+
+
 def _num(value: Any) -> float | None:
     number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
     return None if pd.isna(number) else float(number)
 
 
+def amount_text(value: Any) -> str | None:
+    """A number as an amount is read: at least two decimals (`10.00`, `55115.20`, `1.2345`), no float noise."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    if not number.is_finite():
+        return str(value)
+    number = Decimal(str(round(float(number), 6))).normalize() if isinstance(value, float) else number.normalize()
+    exponent = number.as_tuple().exponent
+    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    return f"{number:.{places}f}"
+
+
+def _same(oa: Any, erp: Any, tolerance: float) -> bool:
+    """Whether a mapped OA value and the document's value agree (numbers within `tolerance`, text trimmed)."""
+    blank_oa = oa is None or (not isinstance(oa, str) and pd.isna(oa)) or (isinstance(oa, str) and not oa.strip())
+    blank_erp = erp is None or (not isinstance(erp, str) and pd.isna(erp)) or (isinstance(erp, str)
+                                                                               and not erp.strip())
+    if blank_oa or blank_erp:
+        return blank_oa == blank_erp
+    a, b = _num(oa), _num(erp)
+    if a is not None and b is not None and not isinstance(oa, str):
+        return abs(a - b) <= tolerance
+    if isinstance(oa, date | datetime) or isinstance(erp, date | datetime):
+        return str(pd.Timestamp(oa).date()) == str(pd.Timestamp(erp).date())
+    return str(oa).strip() == str(erp).strip()
+
+
+def _shown(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return amount_text(value)
+    if isinstance(value, datetime):
+        return str(pd.Timestamp(value)) if pd.Timestamp(value).time() != datetime.min.time() else str(value.date())
+    return str(value)
+
+
+def amended_fields(state: FlowState, heads: pd.DataFrame, lines: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """What differs between each amended request's form now and the document the flow made of it.
+
+    Amended: the form's content hash differs from the link's. Compared are the document columns the flow
+    fills from the form (supplier, requester, department, memo, amounts, lines); the memo without the
+    flag the flow puts in front of it.
+    """
+    spec, out = state.spec, {}
+    prefixes = [p for p in (spec.changes.amended_prefix, spec.changes.cancelled_prefix) if p]
+    memo = spec.flag_column
+    tol = spec.audit.tolerance
+    head_cols, line_cols = sourced(spec.fields.header), sourced(spec.fields.lines)
+    for key, link in state.links.iterrows():
+        rid, no = str(key), str(link["doc_no"])
+        doc = state.docs.get(rid)
+        if (doc is None or doc.header is None or no not in heads.index
+                or state.hashes.get(rid) == link["content_hash"]):
+            continue
+        found: list[dict[str, Any]] = []
+        for col in head_cols:
+            erp = heads.at[no, col] if col in heads.columns else None
+            if col == memo and isinstance(erp, str):
+                for prefix in prefixes:
+                    while erp.startswith(prefix):
+                        erp = erp[len(prefix):]
+            if not _same(doc.header.get(col), erp, tol):
+                found.append({"field": col, "line": None, "erp": _shown(erp), "oa": _shown(doc.header.get(col))})
+        if line_cols and "row_no" in lines.columns:
+            erp_lines = lines[lines["doc_no"] == no].drop_duplicates("row_no").set_index("row_no")
+            for i in range(1, max(len(doc.lines), len(erp_lines)) + 1):
+                mine = doc.lines[i - 1] if i <= len(doc.lines) else None
+                theirs = erp_lines.loc[i] if i in erp_lines.index else None
+                if mine is None or theirs is None:
+                    found.append({"field": None, "line": i, "erp": "present" if theirs is not None else None,
+                                  "oa": "present" if mine is not None else None})
+                    continue
+                for col in line_cols:
+                    erp = theirs.get(col)
+                    if not _same(mine.get(col), erp, tol):
+                        found.append({"field": col, "line": i, "erp": _shown(erp), "oa": _shown(mine.get(col))})
+        out[rid] = found
+    return out
+
+
 def views(state: FlowState, heads: pd.DataFrame, lines: pd.DataFrame, *, now: datetime | None = None
-          ) -> dict[str, pd.DataFrame]:
-    """The compliance views of one flow (each with a `flow` column)."""
+          ) -> FlowViews:
+    """The compliance views of one flow (each with a `flow` column), and what amended requests changed."""
     spec, appr, links = state.spec, state.approvals, state.links
     now = now or datetime.now()
     number = spec.source.header.number
     reasons = state.problems.groupby("request_id")["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
-    waiting = appr[appr["state"].isin(["approved", "held"]) & ~appr.index.isin(links.index)]
+    # a linked document the ERP no longer has (deleted or renumbered there) leaves the request without one
+    noun = "PO" if spec.kind == "purchase_order" else "ERP document"
+    gone = {str(rid): f"linked {noun} {link['doc_no']} no longer exists in the ERP" for rid, link in links.iterrows()
+            if str(link["doc_no"]) not in heads.index}
+    decided = appr["state"].isin(["approved", "held"])
+    waiting = appr[decided & (~appr.index.isin(links.index) | appr.index.isin(list(gone)))]
+
+    def column(name: str) -> Any:
+        return waiting[name].to_numpy() if name in waiting.columns else [None] * len(waiting)
+
+    def request_no(rid: str) -> Any:
+        if number and rid in state.forms.headers.index:
+            return state.forms.headers.at[rid, number]
+        return links.at[rid, "request_no"] if rid in links.index and "request_no" in links.columns else None
+
     no_doc = pd.DataFrame({
         "flow": spec.flow,
         "request_id": waiting.index,
-        "request_no": [state.forms.headers.at[r, number] if number and r in state.forms.headers.index else None
-                       for r in waiting.index],
+        "request_no": [request_no(r) for r in waiting.index],
         "state": waiting["state"].to_numpy(),
         "approved_at": waiting["approved_at"].to_numpy(),
-        "waiting_days": [(now - pd.Timestamp(t)).days if pd.notna(t) else None for t in waiting["approved_at"]],
+        # a held request has no approval: it waits since it was archived
+        "waiting_days": [(now - pd.Timestamp(t)).days if pd.notna(t) else None
+                         for t in waiting["approved_at"].fillna(pd.Series(column("archived_at"), index=waiting.index))],
         "approver": waiting["approver"].to_numpy(),
-        "reason": [waiting.at[r, "note"] if waiting.at[r, "state"] == "held" else reasons.get(r) or (
+        "archived_at": column("archived_at"),
+        "archived_by": column("archived_by"),
+        "reason": ["; ".join(p for p in (gone.get(r), waiting.at[r, "note"]) if isinstance(p, str) and p)
+                   if r in gone or waiting.at[r, "state"] == "held" else reasons.get(r) or (
             "not created yet" if r in state.forms.headers.index else "form row not found") for r in waiting.index],
     })
     stray = _strays(spec, heads, links, appr)
@@ -189,7 +314,8 @@ def views(state: FlowState, heads: pd.DataFrame, lines: pd.DataFrame, *, now: da
     mismatch.insert(0, "flow", spec.flow)
     mismatch["difference"] = (mismatch["erp"] - mismatch["oa"]).round(4)
     kind_view = "po_without_req" if spec.kind == "purchase_order" else "contract_without_approval"
-    return {"req_without_po": no_doc, kind_view: stray, "amount_mismatch": mismatch.reset_index(drop=True)}
+    return FlowViews({"req_without_po": no_doc, kind_view: stray, "amount_mismatch": mismatch.reset_index(drop=True)},
+                     amended=amended_fields(state, heads, lines))
 
 
 def _strays(spec: FlowSpec, heads: pd.DataFrame, links: pd.DataFrame, appr: pd.DataFrame) -> pd.DataFrame:
@@ -256,19 +382,28 @@ def differences(spec: FlowSpec, changed: pd.DataFrame, found: dict[str, pd.DataF
                      "erp_value": text(erp), "oa_value": text(oa),
                      "target_value": None, "detail": json.dumps(detail, ensure_ascii=False, default=str)})
 
+    amended = getattr(found, "amended", {})
     for r in changed.itertuples(index=False):
         what = "amended" if r[2] == "approval_amended" else r.state
-        add(r[2], r.doc_no, None, r.doc_no, f"{r.request_id} ({what})",
-            {"oa_request_id": r.request_id, "state": r.state, "hash_at_creation": r.link_hash, "hash_now": r.hash})
+        detail = {"oa_request_id": r.request_id, "state": r.state, "hash_at_creation": r.link_hash,
+                  "hash_now": r.hash}
+        if r[2] == "approval_amended" and str(r.request_id) in amended:
+            detail["changed"] = amended[str(r.request_id)]
+        add(r[2], r.doc_no, None, r.doc_no, f"{r.request_id} ({what})", detail)
     for r in found.get("req_without_po", pd.DataFrame()).itertuples(index=False):
-        add(CLASSES["req_without_po"], r.request_id, None, None, r.request_no,
-            {"state": r.state, "approved_at": r.approved_at, "approver": r.approver, "reason": r.reason})
+        detail = {"state": r.state, "approved_at": text(r.approved_at), "approver": text(r.approver),
+                  "reason": r.reason}
+        archived_at, archived_by = text(getattr(r, "archived_at", None)), text(getattr(r, "archived_by", None))
+        if archived_at or archived_by:
+            detail.update(archived_at=archived_at, archived_by=archived_by)
+        add(CLASSES["req_without_po"], r.request_id, None, None, r.request_no, detail)
     for name in ("po_without_req", "contract_without_approval"):
         for r in found.get(name, pd.DataFrame()).itertuples(index=False):
             add(CLASSES[name], r.doc_no, None, r.request_ref, r.state, {"reason": r.reason})
     for r in found.get("amount_mismatch", pd.DataFrame()).itertuples(index=False):
         fld = r.column if pd.isna(r.line) else f"line {int(r.line)}.{r.column}"
-        add(CLASSES["amount_mismatch"], r.doc_no, fld, r.erp, r.oa, {"oa_request_id": r.request_id})
+        add(CLASSES["amount_mismatch"], r.doc_no, fld, amount_text(r.erp), amount_text(r.oa),
+            {"oa_request_id": r.request_id})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 

@@ -169,6 +169,8 @@ class ReportData:
     latest: bool = True
     # The run's message, masked; the reason a run that did not succeed gives.
     message: str | None = None
+    # Entities that are approval flows (their rows count created and adopted documents, not inserted and updated).
+    flows: list[str] = field(default_factory=list)
 
 
 def _reference_runs(history: pd.DataFrame, upto: str) -> dict[str, str]:
@@ -318,6 +320,7 @@ def collect(
     }
     folder = out_dir or (config.resolve(config.reports) / run_id)
     datadocs = "datadocs/index.html" if (folder / "datadocs" / "index.html").exists() else None
+    flow_names = _flow_names(config)
     return ReportData(
         project=config.project,
         run={k: (None if pd.isna(v) else v) if not isinstance(v, str) else v for k, v in run.items()},
@@ -335,7 +338,16 @@ def collect(
         estimated=estimated,
         latest=run_id == str(runs["run_id"].iloc[0]),
         message=_masked_message(run.get("message"), secrets) if run.get("status") != "success" else None,
+        flows=[e for e in order if e in flow_names],
     )
+
+
+def _flow_names(config: ProjectConfig) -> set[str]:
+    """The names of the project's approval flows (valid or not), whose rows the report words as flows."""
+    from etl.flows import load_flows
+
+    flowset = load_flows(config, keep_going=True)
+    return set(flowset.flows) | set(flowset.broken)
 
 
 NOT_RECONCILED = "not_reconciled"

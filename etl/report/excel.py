@@ -367,7 +367,7 @@ def _display_width(value: Any) -> int:
 
 
 def _summary(ws: WriteOnlyWorksheet, data: ReportData, lang: str) -> None:
-    widths = [22, 24, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12]
+    widths = [22, 24, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 26]
     for c, width in enumerate(widths, start=1):
         ws.column_dimensions[get_column_letter(c)].width = width
     ws.append([_cell(ws, labels.text(lang, "xls_title"), font=TITLE_FONT)])
@@ -386,6 +386,9 @@ def _summary(ws: WriteOnlyWorksheet, data: ReportData, lang: str) -> None:
     ]
     for key, value in meta:
         ws.append([_cell(ws, labels.text(lang, key), font=Font(color="7A8699")), _cell(ws, value)])
+    # as the HTML says: sign-off and quarantine status are today's, not the run's
+    note = labels.text(lang, "as_of", at=data.generated_at.isoformat(sep=" "), run=run.get("run_id"))
+    ws.append([_cell(ws, note, font=Font(italic=True, color="7A8699"))])
     ws.append([])
     ws.append([_cell(ws, labels.text(lang, "kpis"), font=SECTION_FONT)])
     kpis = [
@@ -413,10 +416,15 @@ def _summary(ws: WriteOnlyWorksheet, data: ReportData, lang: str) -> None:
         "diff_total",
         "diff_open",
         "diff_accepted",
+        "diff_from_run",
     ]
     ws.append(_header(ws, [labels.text(lang, key) for key in cols]))
+    flows = set(data.flows)
     for e in data.entities:
-        ws.append([_cell(ws, _entity_value(lang, e, key), border=Border(bottom=THIN)) for key in cols])
+        ws.append([_entity_cell(ws, lang, e, key, e["entity"] in flows) for key in cols])
+    if flows:
+        note = labels.text(lang, "flows_note", flows=", ".join(labels.entity_label(lang, f) for f in data.flows))
+        ws.append([_cell(ws, note, font=Font(italic=True, color="7A8699"))])
     ws.append([])
     ws.append([_cell(ws, labels.text(lang, "by_class_entity"), font=SECTION_FONT)])
     used = {c for e in data.entities for c in e["by_class"]}
@@ -434,11 +442,30 @@ def _summary(ws: WriteOnlyWorksheet, data: ReportData, lang: str) -> None:
     ws.append([_cell(ws, labels.text(lang, "masked"), font=Font(italic=True, color="7A8699"))])
 
 
+#: Figures a flow's row counts with words of its own (a number format, so they stay numbers), and those it has not.
+_FLOW_WORDS = ("read_oa", "inserted", "updated")
+_FLOW_BLANK = ("read_erp", "unchanged", "inactivated")
+
+
+def _entity_cell(ws: WriteOnlyWorksheet, lang: str, entity: dict[str, Any], key: str, flow: bool) -> Any:
+    """One cell of the summary's entity table; a flow's `inserted` reads `787 生成` (created), still a number."""
+    value = _entity_value(lang, entity, key)
+    if flow and key in _FLOW_BLANK:
+        value = None
+    if flow and key in _FLOW_WORDS and isinstance(value, int):
+        word = labels.text(lang, f"flow_{key}").replace('"', "")
+        return _cell(ws, value, border=Border(bottom=THIN), number_format=f'#,##0" {word}"')
+    return _cell(ws, value, border=Border(bottom=THIN))
+
+
 def _entity_value(lang: str, entity: dict[str, Any], key: str) -> Any:
     if key == "entity":
         return labels.entity_label(lang, entity["entity"])
     if key == "status":
         return labels.run_status_label(lang, entity.get("status"))
+    if key == "diff_from_run":
+        # differences of an entity this run did not reconcile come from its last successful run
+        return entity.get("reference_run") if entity.get("differences_from_other_run") else None
     return entity.get(key)
 
 
@@ -484,7 +511,7 @@ def _diff_rows(frame: pd.DataFrame, lang: str) -> Iterator[list[Any]]:
             golden_key,
             labels.field_label(lang, field),
             erp,
-            oa,
+            labels.flow_value(lang, cls, oa),
             target,
             labels.describe(parsed, lang, erp_value=erp, oa_value=oa),
             first_seen,
@@ -507,6 +534,7 @@ def _diff_rows(frame: pd.DataFrame, lang: str) -> Iterator[list[Any]]:
 
 def _quarantine_rows(data: ReportData, lang: str) -> Iterator[list[Any]]:
     frame = data.quarantine.head(SHEET_ROW_LIMIT).reindex(columns=[c for c, _ in QUARANTINE_SHEET_COLUMNS])
+    flows = set(data.flows)
     for r in frame.itertuples(index=False):
         yield [
             labels.entity_label(lang, r.entity),
@@ -516,7 +544,7 @@ def _quarantine_rows(data: ReportData, lang: str) -> Iterator[list[Any]]:
             labels.field_label(lang, r.field),
             r.rule,
             r.value,
-            r.reason,
+            labels.reason_text(lang, r.reason) if r.entity in flows and isinstance(r.reason, str) else r.reason,
             r.run_id,
             labels.status_label(lang, r.status),
         ]

@@ -40,6 +40,7 @@ DIFF_FIELDS = [
     "diff_id",
     "entity",
     "class",
+    "class_label",
     "golden_key",
     "field",
     "erp_value",
@@ -79,13 +80,10 @@ _TEXT = {
         "run_not_success": "本次运行状态为“{status}”，未全部成功。",
         "no_message": "未记录原因。",
         "entity_message": "{entity}：{message}",
-        "from_run": "差异来自运行 {run}",
         "from_run_title": "本次运行未成功对账该实体；差异与签核来自其最近一次成功对账的运行 {run}",
         "not_reconciled": "从未对账",
         "estimated": "本报告（含趋势图）用到的以下实体的部分运行早于逐次记录差异的存储版本（4）：这些运行的差异按"
         "首次与最近发现的运行推算，期间消失后又重现的差异也会被计入：{entities}。",
-        "as_of": "状态、签核、备注以及隔离记录是否仍待处理，均为报告生成时（{at}）的当前状态，"
-        "而非运行 {run} 当时的状态。",
         "q_rows": "{n} 行",
         "q_rows_title": "隔离行数（本次运行记录的、以往仍待处理的及本次运行关闭的）；"
         "上方“隔离记录”卡片按源记录去重，只计仍待处理的",
@@ -97,15 +95,12 @@ _TEXT = {
         "run_not_success": "This run's status is “{status}”: it did not fully succeed.",
         "no_message": "No reason was recorded.",
         "entity_message": "{entity}: {message}",
-        "from_run": "differences from run {run}",
         "from_run_title": "Not reconciled successfully in this run; differences and sign-off come from its last "
         "successful reconciliation, run {run}",
         "not_reconciled": "not reconciled",
         "estimated": "Some runs this report (or its trend) uses for these entities predate the per-run record "
         "of differences (store schema 4): for those runs, differences are estimated from the first and last run "
         "that saw each one, which also counts a difference that went away in between and came back: {entities}.",
-        "as_of": "Status, sign-off, notes and whether quarantine rows are still open are as of when this report "
-        "was generated ({at}), not as they were at run {run}.",
         "q_rows": "{n} rows",
         "q_rows_title": "Quarantine rows (recorded by this run, earlier ones still open, and those this run "
         "closed); the Quarantined card above counts distinct source records still open",
@@ -117,7 +112,7 @@ _TEXT = {
 
 
 def _t(lang: str, key: str, **params: Any) -> str:
-    return _TEXT[lang][key].format(**params)
+    return (_TEXT[lang].get(key) or labels.TEXT[lang][key]).format(**params)
 
 GAP_FIELDS = ["entity", "source", "field", "value", "code_table", "policy", "count"]
 
@@ -183,6 +178,10 @@ def _diff_rows(data: ReportData, lang: str) -> pd.DataFrame:
         labels.describe(d, lang, erp_value=e, oa_value=o)
         for d, e, o in zip(details, frame.get("erp_value", []), frame.get("oa_value", []), strict=True)
     ]
+    frame["class_label"] = [labels.class_label(lang, c, e) for c, e in zip(frame.get("class", []),
+                                                                           frame.get("entity", []), strict=True)]
+    frame["oa_value"] = [labels.flow_value(lang, c, v) for c, v in zip(frame.get("class", []),
+                                                                       frame.get("oa_value", []), strict=True)]
     frame["record"] = [d.get("record") for d in details]
     frame["golden"] = [d.get("golden") for d in details]
     return frame
@@ -284,6 +283,11 @@ def _notices(data: ReportData, lang: str) -> str:
     return "".join(out)
 
 
+#: Columns of a flow's row that mean something else for a flow, and those that mean nothing.
+FLOW_WORDS = ("read_oa", "inserted", "updated")
+FLOW_BLANK = ("read_erp", "unchanged", "inactivated")
+
+
 def _entity_table(data: ReportData, lang: str) -> str:
     cols = [
         ("entity", False),
@@ -302,11 +306,19 @@ def _entity_table(data: ReportData, lang: str) -> str:
     ]
     head = "".join(f'<th class="{"num" if n else ""}">{_e(labels.text(lang, c))}</th>' for c, n in cols)
     body = []
+    flows = set(data.flows)
     for e in data.entities:
         cells = []
+        flow = e["entity"] in flows
         for col, numeric in cols:
             value = e.get(col)
-            if col == "entity":
+            if flow and col in FLOW_WORDS and value is not None:
+                # a flow creates and adopts documents: its figures carry their own words
+                word = f' <span class="muted flow-word">{_e(labels.text(lang, "flow_" + col))}</span>'
+                cells.append(f'<td class="num">{int(value or 0):,}{word}</td>')
+            elif flow and col in FLOW_BLANK:
+                cells.append('<td class="num muted"></td>')
+            elif col == "entity":
                 cells.append(f"<td>{_entity_cell(e, lang)}</td>")
             elif col == "status":
                 title = f' title="{_e(e["message"])}"' if e.get("message") else ""
@@ -326,10 +338,28 @@ def _entity_table(data: ReportData, lang: str) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _flows_note(data: ReportData, lang: str) -> list[str]:
+    """What the figures of the approval flows' rows count, when the table has any."""
+    if not data.flows:
+        return []
+    return [labels.text(lang, "flows_note", flows=", ".join(labels.entity_label(lang, f) for f in data.flows))]
+
+
 def _closed_note(data: ReportData, lang: str) -> list[str]:
     """The sentence counting the quarantined source records the run closed, when it closed any."""
     resolved, vanished = data.kpis.get("quarantine_resolved", 0), data.kpis.get("quarantine_vanished", 0)
     return [_t(lang, "q_closed", resolved=f"{resolved:,}", vanished=f"{vanished:,}")] if resolved or vanished else []
+
+
+DIFF_STATUSES = ("open", "accepted", "fixed")
+
+
+def _class_label(data: ReportData, lang: str, cls: str) -> str:
+    """A class's label for the charts and the filter: the flows' own wordings of a shared audit class, joined."""
+    frame = data.differences
+    entities = frame.loc[frame["class"] == cls, "entity"].unique() if "class" in frame else []
+    found = list(dict.fromkeys(labels.class_label(lang, cls, e) for e in sorted(entities)))
+    return " / ".join(found) if found else labels.class_label(lang, cls)
 
 
 def render_html(data: ReportData, lang: str = "zh-CN") -> str:
@@ -340,7 +370,14 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
     quarantine = data.quarantine.copy()
     if "status" in quarantine:
         quarantine["status"] = [labels.status_label(lang, v) for v in quarantine["status"]]
+    if "reason" in quarantine and data.flows:
+        flows = quarantine["entity"].isin(data.flows)
+        quarantine.loc[flows, "reason"] = [labels.reason_text(lang, r) for r in quarantine.loc[flows, "reason"]]
     field_labels = {f: labels.field_label(lang, f) for f in labels.FIELD_LABELS_ZH} if lang == "zh-CN" else {}
+    if lang == "zh-CN" and "field" in data.differences:
+        # the flows' line columns (`line 1.iSum`) read 第1行 价税合计（iSum）
+        lines = {f for f in data.differences["field"].dropna().unique() if str(f).startswith("line ")}
+        field_labels.update({f: labels.field_label(lang, f) for f in sorted(lines)})
     n_runs = len(data.trend)
     payload = {
         "lang": lang,
@@ -349,7 +386,7 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
         "classes": [
             {
                 "id": c,
-                "label": labels.class_label(lang, c),
+                "label": _class_label(data, lang, c),
                 "help": labels.CLASS_HELP[lang].get(c, ""),
                 "color": CLASS_COLORS.get(c, EXTRA_COLORS[i % len(EXTRA_COLORS)]),
                 "order": i,
@@ -357,6 +394,9 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
             for i, c in enumerate(data.classes)
         ],
         "statuses": labels.STATUS_LABELS[lang],
+        # a difference is only ever open, accepted or fixed: the filter offers those
+        "diffStatuses": [s for s in DIFF_STATUSES if s in set(data.differences.get("status", []))] or list(
+            DIFF_STATUSES),
         "entities": [
             {**e, "label": labels.entity_label(lang, e["entity"]), "short": labels.entity_short(lang, e["entity"])}
             for e in data.entities
@@ -386,7 +426,7 @@ def render_html(data: ReportData, lang: str = "zh-CN") -> str:
         "run_status": str(data.run.get("status") or ""),
         "run_status_label": _status_text(lang, data.run.get("status")),
         "sec_entities": t["sec_entities"],
-        "sec_entities_note": t["sec_entities_note"],
+        "sec_entities_note": " ".join([t["sec_entities_note"], *_flows_note(data, lang)]),
         "chart_by_class": t["chart_by_class"],
         "chart_by_class_note": t["chart_by_class_note"],
         "chart_trend": labels.text(lang, "chart_trend", n=n_runs),

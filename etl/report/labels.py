@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 LANGS = ("zh-CN", "en")
@@ -114,7 +116,8 @@ STATUS_LABELS = {
 APPROVAL_STATES = {
     "zh-CN": {
         "approved": "已审批",
-        "held": "已暂扣",
+        "held": "待核实",
+        "amended": "已修改",
         "rejected": "已驳回",
         "withdrawn": "已撤回",
         "running": "审批中",
@@ -125,6 +128,7 @@ APPROVAL_STATES = {
     "en": {
         "approved": "approved",
         "held": "held",
+        "amended": "amended",
         "rejected": "rejected",
         "withdrawn": "withdrawn",
         "running": "in approval",
@@ -188,6 +192,48 @@ FIELD_LABELS_ZH = {
     "iSum": "价税合计",
     "iMoney": "金额",
     "iTaxPrice": "含税单价",
+}
+
+#: Document columns the approval flows fill from the OA form, as a buyer or an accountant names them.
+FLOW_COLUMN_LABELS = {
+    "zh-CN": {
+        "cVenCode": "供应商",
+        "cDepCode": "部门",
+        "cPersonCode": "请购人",
+        "cMemo": "备注",
+        "cInvCode": "物料",
+        "iQuantity": "数量",
+        "iUnitPrice": "单价",
+        "iTaxPrice": "含税单价",
+        "iSum": "价税合计",
+        "iMoney": "金额",
+        "dArriveDate": "到货日期",
+        "dblTotalMoney": "合同总金额",
+        "strContractName": "合同名称",
+        "strContractKind": "合同类型",
+        "cCusCode": "客户",
+        "dtStartDate": "开始日期",
+        "dtEndDate": "结束日期",
+    },
+    "en": {
+        "cVenCode": "supplier",
+        "cDepCode": "department",
+        "cPersonCode": "requester",
+        "cMemo": "memo",
+        "cInvCode": "item",
+        "iQuantity": "quantity",
+        "iUnitPrice": "unit price",
+        "iTaxPrice": "unit price incl. tax",
+        "iSum": "amount incl. tax",
+        "iMoney": "amount",
+        "dArriveDate": "arrival date",
+        "dblTotalMoney": "contract total",
+        "strContractName": "contract name",
+        "strContractKind": "contract kind",
+        "cCusCode": "customer",
+        "dtStartDate": "start date",
+        "dtEndDate": "end date",
+    },
 }
 
 TEXT: dict[str, dict[str, str]] = {
@@ -291,6 +337,15 @@ TEXT: dict[str, dict[str, str]] = {
         "yes": "是",
         "no": "否",
         "refused_note": "；该记录未通过质量检查，尚未发布（见隔离记录）",
+        "as_of": "状态、签核、备注以及隔离记录是否仍待处理，均为报告生成时（{at}）的当前状态，"
+        "而非运行 {run} 当时的状态。",
+        "from_run": "差异来自运行 {run}",
+        "diff_from_run": "差异来自运行",
+        "flow_read_oa": "审批",
+        "flow_inserted": "生成",
+        "flow_updated": "沿用",
+        "flows_note": "审批流程行（{flows}）：读取OA为读取的OA审批数，新增为本次生成的ERP单据数，"
+        "更新为沿用的已有ERP单据数（沿用时不修改单据）。",
     },
     "en": {
         "title": "Master Data Reconciliation Report",
@@ -395,6 +450,15 @@ TEXT: dict[str, dict[str, str]] = {
         "yes": "yes",
         "no": "no",
         "refused_note": "; the record failed a quality check and is not published (see quarantine)",
+        "as_of": "Status, sign-off, notes and whether quarantine rows are still open are as of when this report "
+        "was generated ({at}), not as they were at run {run}.",
+        "from_run": "differences from run {run}",
+        "diff_from_run": "Differences from run",
+        "flow_read_oa": "approvals",
+        "flow_inserted": "created",
+        "flow_updated": "adopted",
+        "flows_note": "Approval flow rows ({flows}): Read OA counts the OA approvals read, Inserted the ERP "
+        "documents created, Updated the existing ERP documents adopted (an adopted document is not changed).",
     },
 }
 
@@ -419,9 +483,11 @@ _DETAILS = {
         "presence_drift": "来源标记应为 {expected}",
         "active_drift": "有效标志应为 {expected}",
         "flow_no_document": "OA申请{state}（审批时间 {approved_at}，审批人 {approver}），尚无ERP单据：{reason}",
+        "flow_archived_no_document": "OA申请{state}（未经审批，由 {archived_by} 于 {archived_at} 强制归档），"
+        "尚无ERP单据：{reason}",
         "flow_unlinked": "ERP单据未关联到已审批的OA申请：{reason}",
         "flow_amount": "与OA申请 {oa_request_id} 的数值不一致",
-        "flow_amended": "OA申请 {oa_request_id} 在生成ERP单据后被修改",
+        "flow_amended": "OA申请 {oa_request_id} 在生成ERP单据后被修改{changes}",
         "flow_cancelled": "生成ERP单据后，OA申请 {oa_request_id} 变为{state}",
     },
     "en": {
@@ -444,9 +510,11 @@ _DETAILS = {
         "presence_drift": "Presence should be {expected}",
         "active_drift": "Active flag should be {expected}",
         "flow_no_document": "OA request {state} (at {approved_at}, by {approver}), no ERP document yet: {reason}",
+        "flow_archived_no_document": "OA request {state} (not approved; force-archived by {archived_by} at "
+        "{archived_at}), no ERP document yet: {reason}",
         "flow_unlinked": "ERP document not linked to an approved OA request: {reason}",
         "flow_amount": "Differs from OA request {oa_request_id}",
-        "flow_amended": "OA request {oa_request_id} was changed after the ERP document was created",
+        "flow_amended": "OA request {oa_request_id} was changed after the ERP document was created{changes}",
         "flow_cancelled": "OA request {oa_request_id} became {state} after the ERP document was created",
     },
 }
@@ -503,7 +571,13 @@ def field_label(lang: str, field: str | None) -> str:
         return ""
     if lang_of(lang) == "zh-CN" and field in FIELD_LABELS_ZH:
         return f"{FIELD_LABELS_ZH[field]} {field}"
+    line = _LINE_FIELD.fullmatch(field) if isinstance(field, str) else None
+    if line and lang_of(lang) == "zh-CN":  # a flow's line column (`line 1.iSum`, etl.flows.audit.differences)
+        return f"第{line[1]}行 {column_label(lang, line[2])}"
     return field
+
+
+_LINE_FIELD = re.compile(r"line (\d+)\.(\w+)")
 
 
 def _fmt_param(value: Any, lang: str) -> str:
@@ -535,7 +609,9 @@ def _flow_code(data: dict[str, Any]) -> str:
     if "hash_at_creation" in keys:
         return "flow_amended" if data.get("state") == "approved" else "flow_cancelled"
     if keys & {"approved_at", "approver"}:
-        return "flow_no_document"
+        # a force-archived request names who archived it, never as its approver
+        archived = data.get("archived_by") or data.get("archived_at")
+        return "flow_archived_no_document" if archived and not data.get("approver") else "flow_no_document"
     if keys == {"oa_request_id"}:
         return "flow_amount"
     if keys == {"reason"}:
@@ -553,6 +629,11 @@ def describe(
         code = "numeric_exact"  # an exact comparison (integer without `tolerance`)
     if code.startswith("flow_"):
         data = {**data, "state": APPROVAL_STATES[lang_of(lang)].get(str(data.get("state")), data.get("state") or "")}
+        if isinstance(data.get("reason"), str):
+            data["reason"] = reason_text(lang, data["reason"])
+        if code == "flow_amended":
+            data["changes"] = _changes_text(lang, data.get("changed"))
+        data.pop("changed", None)
     template = _DETAILS[lang_of(lang)].get(code)
     if template is None:
         if data.get("text"):
@@ -577,7 +658,139 @@ def describe(
         "approver",
         "reason",
         "oa_request_id",
+        "archived_at",
+        "archived_by",
+        "changes",
     ):
         params.setdefault(name, "")
     sentence = template.format(**params)
     return sentence + text(lang, "refused_note") if data.get("refused") else sentence
+
+
+def column_label(lang: str, column: str | None) -> str:
+    """A flow's document column for a reader: `供应商（cVenCode）`, `supplier (cVenCode)`."""
+    if not column:
+        return ""
+    label = FLOW_COLUMN_LABELS[lang_of(lang)].get(column) or (
+        FIELD_LABELS_ZH.get(column) if lang_of(lang) == "zh-CN" else None)
+    if not label:
+        return column
+    return f"{label}（{column}）" if lang_of(lang) == "zh-CN" else f"{label} ({column})"
+
+
+def _changes_text(lang: str, changed: Any) -> str:
+    """`: supplier (cVenCode) 04004 in the ERP document, 02002 in the OA now; …` of an amended request."""
+    zh = lang_of(lang) == "zh-CN"
+    if not isinstance(changed, list):
+        return ""  # recorded before the fields were compared: only the hashes are known
+    if not changed:
+        return "；映射后的字段与ERP单据一致" if zh else "; the mapped fields still match the ERP document"
+    parts = []
+    for item in changed:
+        if not isinstance(item, dict):
+            continue
+        line, col = item.get("line"), item.get("field")
+        where = (f"第{line}行" if zh else f"line {line}") if line is not None else ""
+        if col is None:
+            only = "仅OA申请有此行" if zh else "only in the OA request"
+            if item.get("oa") is None:
+                only = "仅ERP单据有此行" if zh else "only in the ERP document"
+            parts.append(f"{where}：{only}" if zh else f"{where}: {only}")
+            continue
+        name = " ".join(p for p in (where, column_label(lang, str(col))) if p)
+        erp, oa = item.get("erp"), item.get("oa")
+        blank = "空" if zh else "empty"
+        if zh:
+            parts.append(f"{name}：ERP单据为 {blank if erp in (None, '') else erp}，OA现为 "
+                         f"{blank if oa in (None, '') else oa}")
+        else:
+            parts.append(f"{name}: {blank if erp in (None, '') else erp} in the ERP document, "
+                         f"{blank if oa in (None, '') else oa} in the OA now")
+    return ("：" + "；".join(parts)) if zh else (": " + "; ".join(parts))
+
+
+_TYPES_ZH = {"decimal": "数字", "integer": "整数", "date": "日期", "datetime": "日期时间", "boolean": "布尔值"}
+
+
+def _field_zh(name: str) -> str:
+    return column_label("zh-CN", name)
+
+
+_REASONS_ZH: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    (re.compile(r"linked PO (.+) no longer exists in the ERP"), lambda m: f"关联的采购订单 {m[1]} 已不在ERP中"),
+    (re.compile(r"linked ERP document (.+) no longer exists in the ERP"),
+     lambda m: f"关联的ERP单据 {m[1]} 已不在ERP中"),
+    (re.compile(r"not created yet"), lambda m: "尚未生成"),
+    (re.compile(r"form row not found"), lambda m: "找不到OA表单记录"),
+    (re.compile(r"the form has no lines"), lambda m: "表单没有明细行"),
+    (re.compile(r"强制归档 \(force-archived by an administrator\)"), lambda m: "管理员强制归档，未经审批"),
+    (re.compile(r"archived without an approval entry"), lambda m: "已归档，但没有审批记录"),
+    (re.compile(r"(\d+) approval rows in (.+) disagree \(states (.*); approvers (.*)\): held until one row remains"),
+     lambda m: f"{m[2]} 中有 {m[1]} 行审批记录互相矛盾（状态 {_states_zh(m[3])}；审批人 {m[4]}），只剩一行后才处理"),
+    (re.compile(r"duplicate: OA request (.+) is already linked to (.+)"),
+     lambda m: f"重复：OA申请 {m[1]} 已关联到 {m[2]}"),
+    (re.compile(r"request number (.+) already has PO (.+) \(OA request (.+)\)"),
+     lambda m: f"请购单号 {m[1]} 已有采购订单 {m[2]}（OA申请 {m[3]}）"),
+    (re.compile(r"request number (.+) already has (?:contract|document) (.+) \(OA request (.+)\)"),
+     lambda m: f"申请单号 {m[1]} 已有ERP单据 {m[2]}（OA申请 {m[3]}）"),
+    (re.compile(r"no OA request id"), lambda m: "没有OA申请号"),
+    (re.compile(r"OA request not found"), lambda m: "找不到该OA申请"),
+    (re.compile(r"OA request (\w+): (.+)"),
+     lambda m: f"OA申请{APPROVAL_STATES['zh-CN'].get(m[1], m[1])}：{reason_text('zh-CN', m[2])}"),
+    (re.compile(r"OA request (\w+)"), lambda m: f"OA申请{APPROVAL_STATES['zh-CN'].get(m[1], m[1])}"),
+    (re.compile(r"line (\d+): (.+)"), lambda m: f"第{m[1]}行：{reason_text('zh-CN', m[2])}"),
+    (re.compile(r"(\w+) is required but empty"), lambda m: f"{_field_zh(m[1])}为必填项，但为空"),
+    (re.compile(r"(\w+) must be positive"), lambda m: f"{_field_zh(m[1])}必须大于0"),
+    (re.compile(r"(\w+) must be non-negative"), lambda m: f"{_field_zh(m[1])}不能为负数"),
+    (re.compile(r"not a valid (\w+)"), lambda m: f"不是有效的{_TYPES_ZH.get(m[1], m[1])}"),
+    (re.compile(r"(\w+) (.+) not found in the ERP's (.+)"),
+     lambda m: f"{_field_zh(m[1])} {m[2]} 在ERP的 {m[3]} 中不存在"),
+    (re.compile(r"the ERP refused the document: (.+)"), lambda m: f"ERP拒绝了该单据：{m[1]}"),
+    (re.compile(r"number (.+) is already used by another ERP document"),
+     lambda m: f"单号 {m[1]} 已被另一张ERP单据占用"),
+    (re.compile(r"(\w+) (\S+) is before (\w+) (\S+)"),
+     lambda m: f"{_field_zh(m[1])} {m[2]} 早于{_field_zh(m[3])} {m[4]}"),
+]
+
+
+def _states_zh(states: str) -> str:
+    return ", ".join(APPROVAL_STATES["zh-CN"].get(s.strip(), s.strip()) for s in states.split(","))
+
+
+def reason_text(lang: str, reason: str | None) -> str:
+    """A flow's reason (audit view or quarantine, written in English) in `lang`; unknown parts as they are."""
+    if not reason:
+        return reason or ""
+    if lang_of(lang) != "zh-CN":
+        return reason
+    whole = _reason_zh(reason)
+    if whole is not None:
+        return whole
+    return "；".join(_reason_zh(part) or part for part in reason.split("; "))
+
+
+def _reason_zh(reason: str) -> str | None:
+    for pattern, render in _REASONS_ZH:
+        found = pattern.fullmatch(reason.strip())
+        if found:
+            return render(found)
+    return None
+
+
+_STATE_VALUE = re.compile(r"(.+) \((\w+)\)")
+
+
+def flow_value(lang: str, cls: str | None, value: Any) -> Any:
+    """A flow difference's OA value in `lang`: `100001（已驳回）` for `100001 (rejected)`, `无` for `none`."""
+    if not isinstance(value, str):
+        return value
+    states = APPROVAL_STATES[lang_of(lang)]
+    if str(cls).startswith("approval_"):
+        found = _STATE_VALUE.fullmatch(value)
+        if found and found[2] in states:
+            state = states[found[2]]
+            return f"{found[1]}（{state}）" if lang_of(lang) == "zh-CN" else f"{found[1]} ({state})"
+        return value
+    if cls in ("audit_po_without_req", "audit_contract_no_approval"):
+        return states.get(value, value)
+    return value

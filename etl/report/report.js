@@ -30,9 +30,9 @@
     if (!field) return '<span class="null">—</span>';
     return esc(D.fieldLabels[field] || field) + (isPii(entity, field) ? '<span class="pii" title="PII">*</span>' : "");
   }
-  function chip(cls) {
+  function chip(cls, label) {
     var c = CLS[cls] || { label: cls, color: "#888", help: "" };
-    return '<span class="chip" title="' + esc(c.help) + '"><span class="dot" style="background:' + c.color + '"></span>' + esc(c.label) + "</span>";
+    return '<span class="chip" title="' + esc(c.help) + '"><span class="dot" style="background:' + c.color + '"></span>' + esc(label || c.label) + "</span>";
   }
   function statusPill(st) {
     return '<span class="pill st-' + esc(st) + '">' + esc(D.statuses[st] || st) + "</span>";
@@ -294,13 +294,13 @@
     selects: [
       { id: "diff-filter-entity", key: "entity", label: T.entity, options: D.entities.filter(function (e) { return e.diff_total; }).map(function (e) { return [e.entity, e.label]; }) },
       { id: "diff-filter-class", key: "class", label: T["class"], options: classOptions },
-      { id: "diff-filter-status", key: "status", label: T.status, options: Object.keys(D.statuses).map(function (s) { return [s, D.statuses[s]]; }) }
+      { id: "diff-filter-status", key: "status", label: T.status, options: D.diffStatuses.map(function (s) { return [s, D.statuses[s] || s]; }) }
     ],
     searchKeys: ["golden_key", "field", "erp_value", "oa_value", "target_value", "detail_text", "diff_id", "signed_by"],
     rowAttrs: function (r) { return ' data-class="' + esc(r["class"]) + '" data-status="' + esc(r.status) + '" data-entity="' + esc(r.entity) + '"'; },
     sortValue: function (r, k) { return k === "class" ? (CLS[r[k]] || {}).order : r[k]; },
     columns: [
-      { key: "class", label: T["class"], cls: "nowrap", render: function (r) { return chip(r["class"]) + (r["new"] ? '<span class="badge-new">' + esc(T["new"]) + "</span>" : ""); } },
+      { key: "class", label: T["class"], cls: "nowrap", render: function (r) { return chip(r["class"], r.class_label) + (r["new"] ? '<span class="badge-new">' + esc(T["new"]) + "</span>" : ""); } },
       { key: "entity_label", label: T.entity, cls: "nowrap" },
       { key: "golden_key", label: T.golden_key, cls: "mono nowrap" },
       { key: "field", label: T.field, render: function (r) { return fieldLabel(r.entity, r.field); } },

@@ -432,7 +432,7 @@ def test_two_flows_writing_one_table_take_the_same_lock(pg_url: str, paused_at_l
         paused_at_lock.touch()
         first.join(60)
     got["b"] = publish_document(engine, b, doc("2"), run_id="rb", day=day)
-    assert got["a"] == ("created", "D202612060001") and got["b"] == ("created", "D202612060002")
+    assert got["a"][:2] == ("created", "D202612060001") and got["b"][:2] == ("created", "D202612060002")
     with engine.connect() as conn:
         keys = set(conn.exec_driver_sql("SELECT flow FROM erpoa_flow_lock").scalars())
     assert keys == {"fxc_flow_a", "fxc_flow_b", "table:fxc_head"}

@@ -216,7 +216,7 @@ def test_excel_and_labels_translate_statuses_and_flow_classes(tmp_path: Path) ->
     assert "部分成功" in summary and "失败" in summary and "partial" not in summary
     archive = [c.value for c in wb["合同归档流程 (contract_archive)"][2]]
     assert archive[0] == "已审批合同申请无ERP合同"
-    assert archive[6].startswith("OA申请已暂扣") and "None" not in archive[6]
+    assert archive[6].startswith("OA申请待核实") and "None" not in archive[6]
     orders = wb["采购订单流程 (purchase_order)"]
     assert orders.cell(2, 1).value == "请购无采购订单"
     assert orders.cell(3, 7).value == "与OA申请 77 的数值不一致" and orders.cell(3, 4).value == 10.5
