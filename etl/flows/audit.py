@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -419,7 +420,12 @@ def flow_views(config: ProjectConfig, spec: FlowSpec, code_tables: Mapping[str, 
     """Snapshot (unless given) and views of one flow."""
     state = state or gather(config, spec, code_tables, as_of=as_of, checks=checks_for(spec))
     heads, lines = erp_documents(config, spec, state.links)
-    return state, views(state, heads, lines)
+    return state, views(state, heads, lines, now=project_now(config))
+
+
+def project_now(config: ProjectConfig) -> datetime:
+    """Now in `run.timezone`, naive: approval times are naive in that zone, and so are the days waiting since."""
+    return datetime.now(ZoneInfo(config.run.timezone)).replace(tzinfo=None)
 
 
 def open_problems(config: ProjectConfig, flow: str) -> pd.DataFrame:
@@ -436,9 +442,10 @@ def audit_views(config: ProjectConfig, flows: list[str] | None = None) -> dict[s
     flowset = load_flows(config)
     found: dict[str, list[pd.DataFrame]] = {name: [] for name in VIEWS}
     for spec in flowset.select(flows):
-        state = gather(config, spec, flowset.code_tables, as_of=date.today(), checks=checks_for(spec))
+        today = project_now(config).date()
+        state = gather(config, spec, flowset.code_tables, as_of=today, checks=checks_for(spec))
         state.problems = pd.concat([state.problems, open_problems(config, spec.flow)], ignore_index=True)
-        _, got = flow_views(config, spec, flowset.code_tables, as_of=date.today(), state=state)
+        _, got = flow_views(config, spec, flowset.code_tables, as_of=today, state=state)
         for name, part in got.items():
             found[name].append(part)
     return {name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["flow"])

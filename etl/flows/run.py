@@ -15,9 +15,8 @@ import functools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -37,7 +36,16 @@ from etl.errors import (
     is_transient_db_error,
 )
 from etl.flows import FlowSet, connection_name, load_flows
-from etl.flows.audit import FlowState, changes, differences, erp_documents, flow_views, gather, views
+from etl.flows.audit import (
+    FlowState,
+    changes,
+    differences,
+    erp_documents,
+    flow_views,
+    gather,
+    project_now,
+    views,
+)
 from etl.flows.contract_archive import checks_for
 from etl.flows.model import ExistsSpec, FlowSpec
 from etl.flows.purchase_order import ensure_erp_tables, flag_document, publish_document, read_links
@@ -219,7 +227,7 @@ def _run_exists(store: Store, run_id: str) -> bool:
 
 
 def _today(config: ProjectConfig) -> date:
-    return datetime.now(ZoneInfo(config.run.timezone)).date()
+    return project_now(config).date()
 
 
 def _erp(config: ProjectConfig, spec: FlowSpec) -> tuple[sa.Engine, str | None]:
@@ -478,7 +486,7 @@ def _plan(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec) -> FlowResult
         src = config.connection(spec.source.connection)
         with engine_for(src, read_only=True).connect() as conn:
             result.writeback_pending = len(pending_writebacks(conn, spec, state.links, src.schema_))
-    found = views(state, heads, lines)
+    found = views(state, heads, lines, now=project_now(config))
     no_doc = found.get("req_without_po")
     if no_doc is not None and not no_doc.empty:
         found["req_without_po"] = no_doc[~no_doc["request_id"].astype(str).isin(would)].reset_index(drop=True)

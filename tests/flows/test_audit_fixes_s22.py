@@ -200,3 +200,24 @@ def test_amount_mismatch_values_have_two_decimals(project: ProjectConfig) -> Non
     assert row["oa_value"] is not None and len(row["oa_value"].split(".")[1]) >= 2
     assert [amount_text(v) for v in (10.0, 55115.2, 1.2345, "3", None)] == ["10.00", "55115.20", "1.2345", "3.00",
                                                                            None]
+
+
+def test_days_waiting_count_in_the_project_timezone(project: ProjectConfig) -> None:
+    """Approval and archive times are naive in `run.timezone`; the days waiting since were counted from the
+    server's clock, so a request archived a minute ago in a zone ahead of the server waited -1 days."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import yaml
+
+    data = yaml.safe_load(project.config_path.read_text(encoding="utf-8"))
+    data.setdefault("run", {})["timezone"] = "Pacific/Kiritimati"  # UTC+14: ahead of any server's clock
+    project.config_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = load_project(project.config_path)
+    rid = sorted(_forced(config))[0]
+    just_now = datetime.now(ZoneInfo("Pacific/Kiritimati")).replace(tzinfo=None) - timedelta(minutes=1)
+    sql(config, "oa", "UPDATE workflow_requestlog SET operatedate = :d, operatetime = :t "
+        "WHERE requestid = :r AND logtype = 'e'", d=just_now.strftime("%Y-%m-%d"), t=just_now.strftime("%H:%M:%S"),
+        r=int(rid))
+    waiting = audit_views(config, ["purchase_order"])["req_without_po"].set_index("request_id")
+    assert int(waiting.at[rid, "waiting_days"]) == 0, waiting.loc[rid]
