@@ -28,10 +28,11 @@ from etl.engine.context import ProgressFn, SyncContext
 from etl.engine.lock import entity_lock
 from etl.engine.retry import with_retries
 from etl.engine.sweep import Staged
-from etl.errors import ConfigIssue, ErpOaError, QualityGateError, classify_db_error
+from etl.errors import ConfigError, ConfigIssue, ErpOaError, QualityGateError, classify_db_error
 from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, run_entities
 from etl.store import schema as store_schema
 from etl.store.repo import Store, new_run_id
+from etl.yamlio import dotted, load_yaml
 
 log = logging.getLogger("erpoa.sync")
 
@@ -101,7 +102,7 @@ def open_store(
     With `retry` (a sync), an unavailable store is retried with the run's `retries`
     and backoff like any other database work; without it the first failure is reported.
     """
-    conn = config.connection("recon")
+    conn = store_connection(config)
     name_connections(config.connections)
     store = Store(engine_for(conn))
 
@@ -129,6 +130,33 @@ def open_store(
         return migrated()
     except SQLAlchemyError as exc:  # unreachable or unwritable: a classified error, not a traceback
         raise classify_db_error(exc, what=what, connection=describe(conn)) from None
+
+
+def store_connection(config: ProjectConfig) -> ConnectionConfig:
+    """The `recon` connection the reconciliation store is opened with; every place that builds a `Store` asks this.
+
+    ConfigError, located at the connection's `schema:`, when it names one: the store's statements (some of them raw
+    SQL) go to the login's default schema, and the store may share its engine with the target (equal URLs), whose
+    search_path must not change; so the schema is made the login's default instead, as the message says.
+    """
+    conn = config.connection("recon")
+    if not conn.schema_:
+        return conn
+    schema = conn.schema_
+    message = (
+        f"the reconciliation store does not take `schema:` (an Airflow Connection's `db_schema`): its tables would "
+        f"be created in the login's default schema, not in '{schema}'. Remove it and make '{schema}' the store "
+        f"login's default: on PostgreSQL add `?options=-csearch_path%3D{schema}` to the URL (Airflow: extra "
+        f"`{{\"options\": \"-csearch_path={schema}\"}}`) or run `ALTER ROLE <login> SET search_path = {schema}`; "
+        f"on MariaDB/MySQL name the database `{schema}` in the URL"
+    )
+    loc = ("connections", "recon", "schema")
+    path = config.config_path
+    try:
+        issue = load_yaml(path)[1].issue(loc, message) if path is not None else None
+    except (OSError, ConfigError):
+        issue = None
+    raise ConfigError([issue or ConfigIssue(str(path or ""), None, None, dotted(loc), message)])
 
 
 def load_project_mappings(config: ProjectConfig) -> MappingSet:
@@ -220,8 +248,7 @@ def sync_entity(
                 published = True
                 result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
                 result.status = "success"
-                for hook in hooks:
-                    hook(ctx, entity, result)
+                after_publish(ctx, entity, result, hooks)
                 faults.point("entity.reconciled")
                 timed("publish", lambda: publish.cleanup(ctx, entity))
                 faults.point("entity.cleaned")
@@ -233,6 +260,34 @@ def sync_entity(
         raise
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def after_publish(
+    ctx: SyncContext,
+    entity: str,
+    result: EntityResult,
+    hooks: Iterable[Callable[[SyncContext, str, EntityResult], None]],
+) -> None:
+    """Run the post-publish hooks (the reconciliation), each retried on a transient error like the other stages.
+
+    The entity's publish has committed: a hook that still fails does not fail it (its dependants would be
+    skipped although its data is in the target). It stays `success`, its message says what failed; the next
+    run that publishes the entity runs the hook again. The Airflow DAG's `reconcile` task can call it too.
+    """
+    settings = ctx.config.run
+    for hook in hooks:
+        try:
+            try:
+                with_retries(partial(hook, ctx, entity, result), what=f"{entity}: reconciling",
+                             retries=settings.retries, backoff=settings.retry_backoff_seconds)
+            except SQLAlchemyError as exc:
+                raise classify_db_error(exc, what=f"{entity}: reconciling") from None
+        except ErpOaError as exc:
+            error = redact(str(exc), ctx.config)
+            warning = f"published, but the reconciliation failed: {error} (the next sync of {entity} reconciles it)"
+            log.warning("%s", warning)
+            result.notes = [*result.notes, warning]
+            result.message = entity_message(result.notes)
 
 
 def prepare_entity(ctx: SyncContext, entity: str) -> list[str]:

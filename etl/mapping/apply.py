@@ -14,7 +14,8 @@ from etl.mapping import registry
 from etl.mapping.codes import CodeTable
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.registry import Rejection, TransformContext
-from etl.mapping.types import as_text, coerce_series
+from etl.mapping.transforms import MAX_DIGITS
+from etl.mapping.types import RANGE_REASON, as_text, coerce_series, out_of_range_dates
 
 SRC_ID = "_src_id"
 REJECT_COLUMNS = ["_src_id", "field", "rule", "value", "reason", "raw"]
@@ -89,7 +90,7 @@ def map_chunk(
         assert isinstance(value, pd.Series)
         typed, bad = coerce_series(value, canonical, timezone)
         if bad.any():
-            rejections.append((name, Rejection(bad, f"type:{canonical.type}", _type_reason(canonical))))
+            rejections.extend((name, r) for r in _type_rejections(value, canonical, bad))
         rejections.extend((name, r) for r in ctx.rejections)
         for gap in ctx.gaps:
             counts = as_text(gap.values.dropna()).value_counts()
@@ -115,6 +116,33 @@ def map_chunk(
             if missing.any():
                 rejections.append((key, Rejection(missing, "key_missing", f"business key field '{key}' is empty")))
     return _split(raw, rows, spec.fields, rejections, gaps)
+
+
+#: A decimal field's number that float64 would publish changed (`etl.mapping.types.coerce_series`).
+TOO_MANY_DIGITS = (
+    f"value has more than {MAX_DIGITS} significant digits; at most {MAX_DIGITS} are kept exactly, so the amount "
+    "published would differ (correct it at the source, or map the field as a string)"
+)
+
+
+def _type_rejections(value: pd.Series, canonical: CanonicalField, bad: pd.Series) -> list[Rejection]:
+    """The rows a field's type refused (`bad`), by why: a date the engine cannot hold (an ERP's 9999-12-31), a
+    number of more digits than it keeps exactly, else a value that is not of the type."""
+    rule = f"type:{canonical.type}"
+    special = pd.Series(False, index=bad.index)
+    found = []
+    if canonical.type in ("date", "datetime"):
+        special = out_of_range_dates(value, canonical, bad)
+        if special.any():
+            found.append(Rejection(special, rule, RANGE_REASON))
+    elif canonical.type == "decimal":
+        special = bad & pd.to_numeric(as_text(value).str.replace(",", "", regex=False), errors="coerce").notna()
+        if special.any():
+            found.append(Rejection(special, rule, TOO_MANY_DIGITS))
+    rest = bad & ~special
+    if rest.any():
+        found.append(Rejection(rest, rule, _type_reason(canonical)))
+    return found
 
 
 def _type_reason(spec: object) -> str:

@@ -22,11 +22,13 @@ Conventions every transform follows:
 * Decimals are float64 rounded half away from zero to the field's scale (``1.005``
   → ``1.01``, as `decimal.ROUND_HALF_UP` would). Rounding and the excess-scale check
   are exact for values of up to 15 significant digits, which covers amounts and
-  quantities (NUMERIC(18,2) up to 10^13); beyond that, float64 cannot hold them.
+  quantities (NUMERIC(18,2) up to 10^13). A value of 16+ digits whose rounding float64
+  would get wrong (its result has 16+ digits, or it is within float64's error of a tie)
+  is checked exactly and, if it would be published changed, rejected (``decimal_digits``).
 
 Rejections: rows a transform cannot map are sent to ``ctx.reject(mask, rule, reason)``
 and their value becomes null. The rules are ``parse_date``, ``parse_datetime``,
-``decimal``, ``decimal_scale``, ``to_integer``, ``to_boolean``, ``multiply``,
+``decimal``, ``decimal_scale``, ``decimal_digits``, ``to_integer``, ``to_boolean``, ``multiply``,
 ``regex_extract``, ``match``, ``map_values``, ``max_length``, ``required`` and
 ``lookup:<table>``. A lookup with ``unmapped: fail`` records its rows under
 ``lookup_fail:<table>`` (`FATAL_RULE_PREFIX`): the caller checks `is_fatal(rule)`
@@ -41,7 +43,7 @@ import re
 import zoneinfo
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -64,6 +66,11 @@ _NS_MIN = np.datetime64("1677-09-22", "us")
 _NS_MAX = np.datetime64("2262-04-11T23:47:16", "us")
 _ISO_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _RANGE_TEXT = "1677-09-22..2262-04-11"
+RANGE_PHRASE = (
+    f"is outside the supported range {_RANGE_TEXT}: remove a sentinel such as 9999-12-31 with `null_if` before "
+    "the field is typed (`transforms: [{null_if: ['9999-12-31']}, ...]`, see docs/mapping.md)"
+)
+"""Why a date or datetime the engine cannot hold is rejected (after the quoted value)."""
 _INVISIBLE = "\u200b\ufeff"  # zero-width space and BOM: pasted from web forms and Excel
 _WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
@@ -949,7 +956,7 @@ def _parse_datetimes(
         report(gap, phrase=f"is not a valid local time in {source_zone} (daylight-saving change)")
     valid = ~np.isnat(out)
     out_of_range = valid & ((out < _NS_MIN) | (out > _NS_MAX))
-    report(out_of_range, phrase=f"is outside the supported range {_RANGE_TEXT}")
+    report(out_of_range, phrase=RANGE_PHRASE)
     out[out_of_range] = np.datetime64("NaT")
     return pd.Series(out, index=s.index).astype("datetime64[ns]")
 
@@ -1141,7 +1148,74 @@ def decimal(s: pd.Series, args: DecimalArgs, ctx: TransformContext) -> pd.Series
         places = f"more than {args.scale} decimal places"
         _report(ctx, s, excess, rule="decimal_scale", phrase=f"has {places}", on_error="quarantine")
         rounded[excess] = np.nan
+    # Only a source value of 16+ significant digits can be rounded wrongly: when its result has 16+ digits, or
+    # when it is within float64's error of a tie. Those few rows are checked exactly; the others never leave numpy.
+    near = (magnitude >= MAX_EXACT_SCALED) | (np.abs(fraction - 0.5) <= 2 * np.minimum(slack, 0.1))
+    digits, inexact = inexact_decimals(s, rounded, args.scale, near & np.isfinite(rounded))
+    for count in np.unique(digits[inexact]):
+        _report(ctx, s, inexact & (digits == count), rule="decimal_digits", phrase=digits_phrase(int(count)),
+                on_error="quarantine")
+    rounded[inexact] = np.nan
     return pd.Series(rounded, index=s.index)
+
+
+#: Significant digits a decimal keeps exactly through float64 (`DBL_DIG`).
+MAX_DIGITS = 15
+#: A value times 10**scale at least this large has 16+ digits up to its scale (float64 may not hold its rounding).
+MAX_EXACT_SCALED = 10.0**MAX_DIGITS - 1
+_EXACT = Context(prec=200)
+
+
+def digits_phrase(count: int) -> str:
+    """The reason of a `decimal_digits` rejection (after the quoted value)."""
+    return (
+        f"has {count} significant digits; at most {MAX_DIGITS} are kept exactly, so the amount published would differ "
+        "(correct it at the source, or map the field as a string)"
+    )
+
+
+def inexact_decimals(
+    s: pd.Series, rounded: np.ndarray, scale: int, candidates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(significant digits, mask) of the rows of `s` among `candidates` whose float64 value `rounded` (as a
+    database receives it: its shortest repr) is not the source value rounded half up to `scale` places exactly.
+
+    Source values of float dtype are what they are (binary already) and never inexact. Only the candidates'
+    text is read, and only those of 16+ significant digits are compared one by one, as Decimals.
+    """
+    digits = np.zeros(len(s), dtype=np.int64)
+    inexact = np.zeros(len(s), dtype=bool)
+    if s.dtype.kind == "f" or not candidates.any():
+        return digits, inexact
+    rows = np.flatnonzero(candidates)
+    text = _number_cleanup(as_text(s.iloc[rows]))
+    counted = significant_digits(text)
+    long = counted > MAX_DIGITS
+    if not long.any():
+        return digits, inexact
+    quantum = Decimal(1).scaleb(-scale)
+    for row, value in zip(rows[long], text.to_numpy(dtype=object)[long], strict=True):
+        try:
+            exact = Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP, context=_EXACT)
+        except (InvalidOperation, ValueError):
+            continue
+        if exact != Decimal(repr(float(rounded[row]))):
+            inexact[row] = True
+    digits[rows] = counted
+    return digits, inexact
+
+
+def significant_digits(text: pd.Series) -> np.ndarray:
+    """Significant digits of plain decimal text (``-0012.3400`` → 4, ``1000`` → 1); 0 for other text and nulls.
+
+    >>> significant_digits(pd.Series(["-0012.3400", "1000", "1234567890123456.78", "1e5", None], dtype=STR)).tolist()
+    [4, 1, 18, 0, 0]
+    """
+    values = _arrow(text)
+    digits = pc.replace_substring_regex(values, "[-.]", "")
+    digits = pc.utf8_rtrim(pc.utf8_ltrim(digits, characters="0"), characters="0")
+    counts = pc.if_else(pc.match_substring_regex(values, _PLAIN_DECIMAL), pc.utf8_length(digits), 0)
+    return np.asarray(counts.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 class OnErrorArgs(TransformArgs):

@@ -14,12 +14,14 @@ the same value always has the same representation (and the same row hash):
 | boolean  | `boolean`                             |
 
 Decimals are float64 rounded to scale: exact for the 15 significant digits that
-master data amounts use (Numeric(18,2) up to 10^13).
+master data amounts use (Numeric(18,2) up to 10^13). A source value of more digits whose rounded
+float64 would not be the exact decimal fails the type (it is quarantined, not published changed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from etl.mapping.model import CanonicalField
-from etl.mapping.transforms import as_text, ungroup_thousands
+from etl.mapping.transforms import MAX_EXACT_SCALED, RANGE_PHRASE, as_text, inexact_decimals, ungroup_thousands
 
-__all__ = ["as_text", "coerce", "coerce_series", "empty_frame", "row_hash"]
+__all__ = ["as_text", "coerce", "coerce_series", "empty_frame", "out_of_range_dates", "row_hash"]
 
 _TRUE = {"1", "true", "t", "y", "yes", "是"}
 _FALSE = {"0", "false", "f", "n", "no", "否"}
@@ -60,7 +62,8 @@ def coerce_series(
             # (or overflow Int64 and crash the chunk), so it is rejected like any other non-integer.
             bad = bad | (present & ((numeric.fillna(0) % 1 != 0) | (numeric.abs().fillna(0) >= 2**53)))
             return numeric.where(~bad).round().astype("Int64"), bad
-        return numeric.where(~bad).round(spec.scale or 0), bad
+        rounded = numeric.where(~bad).round(spec.scale or 0)
+        return rounded, bad | _inexact(series, numeric, rounded, spec.scale or 0)
     if spec.type in ("date", "datetime"):
         values = _to_datetime(series, timezone)
         bad = present & values.isna()
@@ -76,6 +79,51 @@ def coerce_series(
         values[text.isin(_FALSE)] = False
         return values, present & values.isna()
     raise ValueError(f"unknown type {spec.type}")
+
+
+def _inexact(series: pd.Series, numeric: pd.Series, rounded: pd.Series, scale: int) -> pd.Series:
+    """Rows of a decimal field whose source value (Decimal objects or text: a float source is binary already) has
+    more significant digits than float64 holds and would be published changed (`transforms.inexact_decimals`):
+    they fail the type, like a value that is not a number, rather than be altered silently."""
+    if series.dtype.kind == "f" or series.empty:
+        return pd.Series(False, index=series.index)
+    values = rounded.to_numpy(dtype="float64", na_value=np.nan)
+    scaled = np.abs(numeric.to_numpy(dtype="float64", na_value=np.nan)) * 10.0**scale
+    fraction = scaled - np.floor(scaled)
+    near = (scaled >= MAX_EXACT_SCALED) | (np.abs(fraction - 0.5) <= np.minimum(scaled * 1e-15, 0.2))
+    return pd.Series(inexact_decimals(series, values, scale, near & np.isfinite(values))[1], index=series.index)
+
+
+#: The reason of a date or datetime the field's type rejects because it lies outside what it can hold.
+RANGE_REASON = f"value {RANGE_PHRASE}"
+_FIRST, _LAST = datetime(1677, 9, 21, 0, 12, 44), datetime(2262, 4, 11, 23, 47, 16)  # datetime64[ns]'s
+
+
+def out_of_range_dates(series: pd.Series, spec: CanonicalField, bad: pd.Series) -> pd.Series:
+    """Of the rows `coerce_series` failed (`bad`), those of a date or datetime field holding a real date outside
+    1677-09-22..2262-04-11 (an ERP's `9999-12-31`): they are not invalid, the engine cannot hold them, and their
+    reason is `RANGE_REASON`, which says how to remove them. Only the failed rows are looked at."""
+    out = pd.Series(False, index=series.index)
+    if spec.type not in ("date", "datetime") or not bad.any():
+        return out
+    for label, value in series[bad.to_numpy(dtype=bool)].items():
+        moment = _as_datetime(value)
+        out[label] = moment is not None and not _FIRST <= moment <= _LAST
+    return out
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A date, datetime or ISO text as a naive datetime; None for anything else."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return None
 
 
 def _to_datetime(series: pd.Series, timezone: str) -> pd.Series:

@@ -336,21 +336,56 @@ class Store:
 
     def accepted_findings(self, entity: str, run_id: str) -> frozenset[tuple[str, str]]:
         """(source, id) of the source records of `entity` that `run_id` quarantined again for a rule an earlier
-        run that published the entity had quarantined them for (its finding superseded by `run_id`): a quality
-        gate already judged them (see `publish.gate_decision`). Read from the store, so any process can ask."""
+        run that published the entity had quarantined them for: a quality gate already judged them (see
+        `publish.gate_decision`). Read from the store, so any process can ask.
+
+        The chain from the published run's finding to `run_id` may pass through runs that did not publish (refused,
+        failed or killed): each found the problem again and superseded the finding before it. Such a run's finding
+        is accepted when the one it superseded was; one it was the first to record is new bad data.
+        """
         q, er = s.quarantine, s.entity_runs
-        published = select(er.c.run_id).where(er.c.entity == entity, er.c.status == "success")
+        cols = (q.c.run_id, q.c.resolved_run_id, q.c.source, q.c.src_id, q.c.golden_key, q.c.rule, q.c.field)
+        superseded: dict[str, list[Any]] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(q.c.source, q.c.src_id).where(
-                    q.c.entity == entity,
-                    q.c.status == "superseded",
-                    q.c.resolved_run_id == run_id,
-                    q.c.src_id.is_not(None),
-                    q.c.run_id.in_(published),
-                )
-            ).all()
-        return frozenset(pair for source, src_id in rows for pair in source_records(str(source), str(src_id)))
+            published = set(
+                conn.execute(select(er.c.run_id).where(er.c.entity == entity, er.c.status == "success")).scalars()
+            )
+            frontier, asked = [run_id], {run_id}
+            while frontier:
+                # Runs are walked back only through the findings they superseded, batch by batch.
+                found: list[Any] = []
+                for start in range(0, len(frontier), IN_BATCH):
+                    found += conn.execute(
+                        select(*cols).where(
+                            q.c.entity == entity,
+                            q.c.status == "superseded",
+                            q.c.resolved_run_id.in_(frontier[start : start + IN_BATCH]),
+                        )
+                    ).all()
+                for row in found:
+                    superseded.setdefault(str(row.resolved_run_id), []).append(row)
+                frontier = sorted({str(row.run_id) for row in found if str(row.run_id) not in published} - asked)
+                asked.update(frontier)
+        accepted: dict[str, tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]] = {}
+
+        def inherits(row: Any) -> bool:
+            """Whether `row` (a finding of its run) is accepted: its run published, or it superseded an accepted one."""
+            if str(row.run_id) in published:
+                return True
+            by_record, by_key = accepted.get(str(row.run_id), (set(), set()))
+            return (row.rule, row.field, row.source, row.src_id) in by_record or (
+                row.golden_key is not None and (row.rule, row.field, row.golden_key) in by_key
+            )
+
+        # Oldest superseding run first: a finding is superseded by a later run than its own.
+        for run in sorted(superseded):
+            rows = [row for row in superseded[run] if inherits(row)]
+            accepted[run] = (
+                {(row.rule, row.field, row.source, row.src_id) for row in rows},
+                {(row.rule, row.field, row.golden_key) for row in rows if row.golden_key is not None},
+            )
+        mine = [row for row in superseded.get(run_id, []) if row.src_id is not None and inherits(row)]
+        return frozenset(pair for row in mine for pair in source_records(str(row.source), str(row.src_id)))
 
     def count_quarantine(
         self, run_id: str, entity: str, *, excluding: Collection[tuple[str, str]] = frozenset()

@@ -246,7 +246,8 @@ LIMITS = """\
   mirror tables) stays under the old name: the new name's first run reads everything, and the old rows can
   be replayed only under the old name. `erpoa status` names such an entity with its open rows.
 * **Dates outside 1677-09-22..2262-04-11** cannot be represented and are quarantined (`type:date` for
-  native DATE columns, with "not a valid date"; `parse_date` names the range).
+  native DATE columns, `parse_date`/`parse_datetime` for text); the reason names the range and the
+  `null_if` fix for a sentinel such as 9999-12-31.
 * The load test keeps the seeded changes inside these limits: it never deletes or sets to `left` people
   that requisitions, orders or contracts name, never edits refused records, edits members of duplicated
   work codes but never deletes them, deletes only people the other system does not have, and files new
