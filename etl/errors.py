@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 class ErpOaError(Exception):
@@ -116,6 +117,7 @@ _TRANSIENT_TEXT = (
     "deadlock",
     "lock wait timeout",
     "could not connect",
+    "can't connect",
     "connection timed out",
     "gone away",
     "connection was killed",
@@ -138,11 +140,20 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+#: The native error of a MariaDB or MySQL ODBC driver's message as pyodbc words it:
+#: `[HY000] [ma-3.1.15]Can't connect to server on '127.0.0.1' (115) (2002) (SQLDriverConnect)`.
+_ODBC_MYSQL_NATIVE = re.compile(r"\[(?:ma-[\d.]+|mysql)\].*\((\d+)\) \(SQL\w+\)\s*$", re.I | re.S)
+
+
 def _mysql_code(exc: BaseException) -> int | None:
+    """The MySQL/MariaDB error number: the first argument of mysqlclient's and PyMySQL's errors, or the native
+    error a MariaDB/MySQL ODBC driver gives pyodbc (whose SQLSTATE, often HY000, says little)."""
     orig = getattr(exc, "orig", exc)
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = getattr(orig, "args", ())
     if args and isinstance(args[0], int):
         return args[0]
+    if len(args) >= 2 and isinstance(args[1], str) and (native := _ODBC_MYSQL_NATIVE.search(args[1])):
+        return int(native.group(1))
     return None
 
 

@@ -14,7 +14,11 @@ from typing import Any
 # serialised JSON, whose string delimiters and escapes must survive. A URL's password is masked up to the
 # last '@' of the word, so that one holding a raw '@' is masked whole. A `${VAR}` reference is not a secret.
 _URL_PASSWORD = re.compile(r"([a-z0-9+.-]+://[^:/@\s\"]*):([^\s\"]+)@", re.I)
-_ODBC_PASSWORD = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})(\{[^}\"]*\}|[^;\s\"\\]*)")
+# An ODBC `PWD=` masked already (`PWD=***` of a connection's display) keeps what follows it.
+_ODBC_PASSWORD = re.compile(
+    r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})"
+    r"(\*\*\*(?=[;)\s\"',\]]|$)|\{(?:[^}\"]|\}\})*\}|[^;\s\"\\]*)"
+)
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _NUMBER_LIKE = re.compile(r"[\d\s.,:;/+\-]*")
 #: What names a password-like key (`password`, `passwd`, `pwd`, `sslpassword`, `access_token` ...).
@@ -145,7 +149,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_text:
             payload["exc"] = record.exc_text
-        return json.dumps(payload, ensure_ascii=False)
+        # Fields a caller adds (`extra={"erpoa_fields": {...}}`), e.g. the CLI's error and exit code.
+        payload.update({k: v for k, v in getattr(record, "erpoa_fields", {}).items() if k not in payload})
+        return json.dumps(payload, ensure_ascii=False, default=str)
 
 
 _FILTER = RedactingFilter()
@@ -169,6 +175,12 @@ def setup(level: str = "WARNING", fmt: str = "text", secrets: Iterable[str] = ()
     for noisy in ("great_expectations", "airflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return _FILTER
+
+
+def json_lines() -> bool:
+    """True when the `erpoa` logs are JSON lines (`--log-format json`)."""
+    handlers = logging.getLogger("erpoa").handlers
+    return any(getattr(h, "_erpoa", False) and isinstance(h.formatter, JsonFormatter) for h in handlers)
 
 
 def add_secrets(secrets: Iterable[str]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import math
 import sys
 from collections.abc import Callable
@@ -22,11 +24,45 @@ if TYPE_CHECKING:
     from etl.mapping.model import EntityMapping
 
 
-def _console(stderr: bool) -> Console:
+class DataConsole(Console):
+    """A console that prints data as it is: never an emoji for `:date:`-like text, and tables (any renderable
+    but a string) with their cells, headers, titles and captions literal, so that a value such as `[/bold]` or
+    `[b]x[/b]` neither breaks the output nor loses its brackets.
+
+    A string given to `print` is still markup unless `markup=False`: the CLI's own labels (`[bold]error:[/]`)
+    are written that way, and data printed as a string needs `markup=False` (or `rich.markup.escape`). Styled
+    table cells are `rich.text.Text` objects (`Text(status, style="green")`).
+    """
+
+    def print(self, *objects: Any, markup: bool | None = None, **kwargs: Any) -> None:  # type: ignore[override]
+        """`Console.print`, with markup off for anything but strings (see the class)."""
+        if markup is None and any(not isinstance(o, str) for o in objects):
+            objects = tuple(_literal_annotations(o) for o in objects)
+            markup = False
+        super().print(*objects, markup=markup, **kwargs)
+
+
+def _literal_annotations(renderable: Any) -> Any:
+    """A table whose string title and caption are `Text` (rich renders those as markup whatever `print` says)."""
+    from rich.style import Style
+    from rich.table import Table
+    from rich.text import Text
+
+    if not isinstance(renderable, Table) or not any(isinstance(a, str) for a in (renderable.title, renderable.caption)):
+        return renderable
+    table = copy.copy(renderable)
+    if isinstance(table.title, str):
+        table.title = Text(table.title, style=Style.pick_first(table.title_style, "table.title"))
+    if isinstance(table.caption, str):
+        table.caption = Text(table.caption, style=Style.pick_first(table.caption_style, "table.caption"))
+    return table
+
+
+def _console(stderr: bool) -> DataConsole:
     stream = sys.stderr if stderr else sys.stdout
     # Piped output (CI logs, `| less`) gets room for the summary table instead of rich's 80 columns.
     width = None if stream.isatty() else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    return DataConsole(stderr=stderr, highlight=False, soft_wrap=True, width=width, emoji=False)
 
 
 out = _console(False)
@@ -123,6 +159,13 @@ def fail(exc: BaseException, as_json: bool | None = None) -> None:
     if as_json:
         issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else []
         emit_json({"status": "error", "error": kind, "message": message, "issues": issues, "exit_code": code})
+    elif logs.json_lines():  # `--log-format json`: stderr stays JSON lines, the error one more record
+        fields: dict[str, Any] = {"error": kind, "exit_code": code}
+        if isinstance(exc, ConfigError):
+            fields["issues"] = [logs.redact(str(i)) for i in exc.issues]
+        if not isinstance(exc, ErpOaError):
+            fields["hint"] = "Run with ERPOA_DEBUG=1 for the traceback and report it as a bug."
+        logging.getLogger("erpoa.cli").error(message, extra={"erpoa_fields": fields})
     elif isinstance(exc, ConfigError) and not any(_in_a_file(i) for i in exc.issues) and len(exc.issues) == 1:
         err.print("[bold red]error:[/] ", end="")  # a mistake on the command line, not in a file
         err.print(logs.redact(str(exc.issues[0])), markup=False)

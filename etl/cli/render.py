@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from etl.cli.common import err, out
 from etl.engine.pipeline import SyncSummary
@@ -19,7 +20,9 @@ class StageProgress:
         self.enabled = enabled
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.fields[entity]:<11}[/] {task.description:<14}"),
+            # Names as they are written (no markup): a stage's description may carry a source's name.
+            TextColumn("{task.fields[entity]:<11}", style="bold", markup=False),
+            TextColumn("{task.description:<14}", markup=False),
             BarColumn(bar_width=None),
             TextColumn("{task.completed:>10,.0f} rows"),
             TextColumn("{task.fields[rate]:>12}"),
@@ -75,12 +78,11 @@ def summary_table(summary: SyncSummary, title: str | None = None) -> None:
             f"{e.inactivated:,}",
             f"{e.quarantined:,}",
             f"{e.seconds:.2f}",
-            f"[{colour}]{e.status}[/]",
+            Text(e.status, style=colour),
         )
-    out.print(table)
+    out.print(table)  # cells, title and headers literal (`DataConsole`)
     for e in summary.entities:
         if e.message:
             message = e.message.removeprefix(f"{e.entity}: ")  # errors that name their entity already
-            out.print(f"[bold]{e.entity}[/]: ", end="")
-            out.print(message, markup=False)
+            out.print(Text(e.entity, style="bold"), Text(f": {message}"), sep="")
 

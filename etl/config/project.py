@@ -28,8 +28,12 @@ READ_ONLY_STORE = (
 _PASSWORD_IN_URL = re.compile(r"^(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@]+)@", re.I)
 # ... and up to the last '@' before the host: the whole password when it holds a raw '@'.
 _WHOLE_PASSWORD_IN_URL = re.compile(r"^[a-z0-9+.-]+://[^:/@]*:(?P<pw>.*)@[^@]*$", re.I | re.S)
-# A `${VAR}` reference is not a secret: leave it readable (e.g. in the examples of messages).
-_PASSWORD_IN_ODBC = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})(\{[^}]*\}|[^;]*)")
+# A `${VAR}` reference is not a secret: leave it readable (e.g. in the examples of messages). A braced value ends
+# at its closing '}' (`}}` is an escaped one); an unbraced one at ';'. A value masked already (`PWD=***` of a
+# connection's `display` inside a message) is left as it is, or the rest of the message would be masked with it.
+_PASSWORD_IN_ODBC = re.compile(
+    r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})(\*\*\*(?=[;)\s\"',\]]|$)|\{(?:[^}]|\}\})*\}|[^;]*)"
+)
 #: keys of `connect_args` (and of a URL's query) whose values are secrets: password, passwd, pwd, sslpassword ...
 SECRET_KEY = re.compile(rf"(?i){SECRET_KEY_WORDS}")
 _ONE_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
@@ -108,7 +112,10 @@ class ConnectionConfig(Strict):
         if self.url is not None:
             found += _query_passwords(raw)
         # An ODBC string inside a URL (`?odbc_connect=...PWD%3D...`) is URL-encoded.
-        found += [m.group(2).strip("{}") for text in {raw, unquote_plus(raw)} for m in _PASSWORD_IN_ODBC.finditer(text)]
+        for text in {raw, unquote_plus(raw)}:
+            for m in _PASSWORD_IN_ODBC.finditer(text):
+                value = m.group(2)
+                found += [value[1:-1], value[1:-1].replace("}}", "}")] if value.startswith("{") else [value]
         found += [str(value) for _, value in _secret_values(self.connect_args, ()) if value not in (None, "")]
         return [s for s in {*found, *(unquote(f) for f in found)} if s and s != "***"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,7 @@ from etl.errors import (
     is_connection_settings_error,
 )
 
+log = logging.getLogger("erpoa.db")
 _ENGINES: dict[tuple[str, bool], Engine] = {}
 _LOCK = threading.Lock()
 SQLITE_BUSY_MS = 30_000
@@ -49,6 +51,18 @@ def describe(conn: ConnectionConfig) -> str:
     """The connection as error messages name it: `connections.target (postgresql+psycopg://u:***@host/db)`."""
     names = connection_names(conn)
     return f"{', '.join(names)} ({conn.display})" if names else f"connection {conn.display}"
+
+
+def log_label(conn: ConnectionConfig) -> str:
+    """The connection as DEBUG lines name it: `describe` with the password left out rather than masked
+    (`connections.target (postgresql+psycopg://u@host/db)`), so that a short password's `***` never shows."""
+    if conn.kind == "odbc":
+        parts = conn.display.split(";")
+        shown = ";".join(p for p in parts if not re.fullmatch(r"(?i)\s*(?:PWD|PASSWORD)\s*=\s*\*\*\*\s*", p))
+    else:
+        shown = re.sub(r"(?i)^([a-z0-9+.-]+://[^:/@]*):\*\*\*@", r"\1@", conn.display)
+    names = connection_names(conn)
+    return f"{', '.join(names)} ({shown})" if names else f"connection {shown}"
 
 
 def dialect_of(conn: ConnectionConfig) -> str:
@@ -118,7 +132,26 @@ def _create(conn: ConnectionConfig, url: str, read_only: bool) -> Engine:
     if backend == "sqlite" and read_only:
         _open_sqlite_read_only(engine)
     _name_errors(engine, conn)
+    _log_connections(engine, conn, read_only)
+    log.debug("engine created for %s: %s, %s, pool %s", log_label(conn), engine.dialect.name,
+              "read-only" if read_only else "read-write", type(engine.pool).__name__)
     return engine
+
+
+def _log_connections(engine: Engine, conn: ConnectionConfig, read_only: bool) -> None:
+    """DEBUG lines for each connection the engine opens (SQLite's, one per use, are not worth a line each), and
+    each one it finds dead or invalidates."""
+    access = "read-only" if read_only else "read-write"
+    if not isinstance(engine.pool, NullPool):
+
+        @event.listens_for(engine, "connect")
+        def _opened(_dbapi_conn: Any, _record: Any) -> None:
+            log.debug("connection opened to %s (%s)", log_label(conn), access)
+
+    @event.listens_for(engine, "invalidate")
+    def _invalidated(_dbapi_conn: Any, _record: Any, exception: BaseException | None) -> None:
+        why = mask_secrets(driver_detail(exception)) if exception is not None else "invalidated"
+        log.debug("connection to %s discarded: %s", log_label(conn), why)
 
 
 def _open_sqlite_read_only(engine: Engine) -> None:
@@ -267,6 +300,7 @@ def check_connection(conn: ConnectionConfig, name: str) -> None:
     """Open and close a connection; raise a classified error naming the connection."""
     from sqlalchemy import text
 
+    log.debug("checking %s", log_label(conn))
     try:
         with engine_for(conn).connect() as c:
             c.execute(text("SELECT 1"))

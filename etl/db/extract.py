@@ -8,6 +8,8 @@ steward's `filter:` / `query:` is SQL by design, run on a read-only connection.
 from __future__ import annotations
 
 import difflib
+import logging
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,10 +22,14 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy, CursorFetchStrategy
 
 from etl.config.project import ConnectionConfig
-from etl.db.connect import describe, dialect_of, engine_for
+from etl.db.connect import describe, dialect_of, engine_for, log_label
 from etl.errors import SchemaDriftError, classify_db_error
 from etl.mapping.model import SourceSpec
 from etl.yamlio import SourceMap, dotted
+
+log = logging.getLogger("erpoa.extract")
+#: the longest SQL text a DEBUG line shows (a read of many ids lists them all)
+_LOGGED_SQL = 2_000
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,12 @@ def probe_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str) ->
             with _odbc_connect(conn) as odbc:
                 cur = odbc.cursor()
                 cur.execute(sql, params)
-                return [d[0] for d in cur.description]
-        with engine_for(conn, read_only=True).connect() as c:
-            return list(c.execute(stmt).keys())
+                columns = [d[0] for d in cur.description]
+        else:
+            with engine_for(conn, read_only=True).connect() as c:
+                columns = list(c.execute(stmt).keys())
+        log.debug("%s %s of %s has columns %s", source_name, spec.table or "query", log_label(conn), ", ".join(columns))
+        return columns
     except Exception as exc:
         raise classify_db_error(
             exc, what=f"reading the columns of {source_name} {spec.table or 'query'}", connection=describe(conn)
@@ -164,8 +173,15 @@ def _odbc_connect(conn: ConnectionConfig) -> Any:
     import pyodbc
 
     assert conn.odbc is not None
+    log.debug("opening ODBC connection %s (read-only, %s dialect)", log_label(conn), conn.dialect)
     odbc = pyodbc.connect(conn.odbc.get_secret_value(), readonly=True, autocommit=True)
     if conn.dialect == "mysql":
+        # The MariaDB and MySQL drivers hand pyodbc UTF-8 where it expects UTF-16 (SQL_WCHAR): with pyodbc's
+        # defaults, text whose UTF-8 is longer than its UTF-16 loses its last characters (高芳怡 -> 高芳) and
+        # Chinese parameters match nothing. The settings SQLAlchemy's mysql+pyodbc dialect makes.
+        odbc.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+        odbc.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
+        odbc.setencoding(encoding="utf-8")
         odbc.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
     return odbc
 
@@ -181,17 +197,43 @@ def iter_rows(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[list[
     """The rows `iter_chunks` frames, as the driver's tuples, at most `chunk_size` at a time."""
     stmt = build_select(request.spec, request.columns, request.since, request.where_ids)
     what = f"extracting from {request.source_name}"
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s: reading %s in chunks of %d row(s)%s%s: %s", what, log_label(conn), request.chunk_size,
+                  f", cursor {request.spec.cursor} >= {request.since}" if request.since is not None else "",
+                  f", {len(request.where_ids)} id(s)" if request.where_ids is not None else "", _sql(stmt, conn))
     try:
         if conn.kind == "odbc":
-            yield from _odbc_rows(conn, stmt, request)
+            yield from _logged(_odbc_rows(conn, stmt, request), what)
             return
         engine = engine_for(conn, read_only=True)
         with engine.connect() as c:
-            yield from stream_rows(c, stmt, request.chunk_size)
+            yield from _logged(stream_rows(c, stmt, request.chunk_size), what)
     except GeneratorExit:
         raise
     except Exception as exc:
         raise classify_db_error(exc, what=what, connection=describe(conn)) from None
+
+
+def _logged(chunks: Iterator[list[tuple[Any, ...]]], what: str) -> Iterator[list[tuple[Any, ...]]]:
+    """`chunks`, with a DEBUG line for each and one for the whole read."""
+    started, count, total = time.monotonic(), 0, 0
+    for rows in chunks:
+        count, total = count + 1, total + len(rows)
+        log.debug("%s: chunk %d: %d row(s), %d so far", what, count, len(rows), total)
+        yield rows
+    log.debug("%s: %d row(s) in %d chunk(s), %.2fs", what, total, count, time.monotonic() - started)
+
+
+def _sql(stmt: Any, conn: ConnectionConfig) -> str:
+    """The SQL text of `stmt` as the connection's dialect words it (parameters as placeholders), for DEBUG lines."""
+    try:
+        sql = compile_for(stmt, conn)[0] if conn.kind == "odbc" else str(
+            stmt.compile(dialect=engine_for(conn, read_only=True).dialect)
+        )
+    except Exception as exc:  # a DEBUG line never fails a read: the read reports its own error
+        return f"(not compiled: {type(exc).__name__})"
+    sql = " ".join(sql.split())
+    return sql if len(sql) <= _LOGGED_SQL else f"{sql[:_LOGGED_SQL]} ... ({len(sql)} characters)"
 
 
 def stream_rows(conn: Connection, stmt: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:

@@ -8,6 +8,8 @@ executemany (PyMySQL folds it into multi-row INSERTs); SQL Server with
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy.sql import ColumnElement
 
 BATCH_ROWS = 10_000
 COPY_ROWS = 50_000
+log = logging.getLogger("erpoa.write")
 
 
 def records(frame: pd.DataFrame, columns: Sequence[str], table: Table | None = None,
@@ -90,6 +93,8 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: S
     if frame.empty:
         return 0
     dialect = conn.dialect.name
+    log.debug("writing %d row(s) of %d column(s) to %s (%s+%s)", len(frame), len(columns), table.fullname, dialect,
+              conn.dialect.driver)
     if dialect == "postgresql" and conn.dialect.driver == "psycopg":
         return _copy_postgres(conn, table, frame, columns)
     rows = records(frame, columns, table, dialect)
@@ -103,15 +108,24 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, columns: S
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             for start in range(0, len(rows), BATCH_ROWS):
+                began = time.monotonic()
                 cursor.executemany(sql, rows[start : start + BATCH_ROWS])
+                _batch_written(table, "executemany", start, len(rows), began)
         finally:
             cursor.close()
         return len(rows)
     stmt = table.insert()
     for start in range(0, len(rows), BATCH_ROWS):
+        began = time.monotonic()
         batch = [dict(zip(columns, row, strict=True)) for row in rows[start : start + BATCH_ROWS]]
         conn.execute(stmt, batch)
+        _batch_written(table, "insert", start, len(rows), began)
     return len(rows)
+
+
+def _batch_written(table: Table, how: str, start: int, total: int, began: float, size: int = BATCH_ROWS) -> None:
+    log.debug("%s: %s batch of rows %d-%d of %d written in %.2fs", table.fullname, how, start + 1,
+              min(start + size, total), total, time.monotonic() - began)
 
 
 def _copy_postgres(conn: Connection, table: Table, frame: pd.DataFrame, columns: list[str]) -> int:
@@ -122,7 +136,9 @@ def _copy_postgres(conn: Connection, table: Table, frame: pd.DataFrame, columns:
     name = conn.dialect.identifier_preparer.format_table(table)
     with dbapi.cursor() as cur, cur.copy(f"COPY {name} ({quoted}) FROM STDIN WITH (FORMAT csv)") as copy:
         for start in range(0, len(frame), COPY_ROWS):
+            began = time.monotonic()
             copy.write(copy_csv(frame.iloc[start : start + COPY_ROWS], columns))
+            _batch_written(table, "COPY", start, len(frame), began, COPY_ROWS)
     return len(frame)
 
 
@@ -227,7 +243,10 @@ def plain_indexes(conn: Connection, name: str) -> list[tuple[str, str, str]]:
 def insert_select(conn: Connection, target: Table, columns: Sequence[str], source: Select[Any]) -> int:
     """INSERT the rows of `source` (columns in order) into `target`; returns rows inserted."""
     stmt = target.insert().from_select(list(columns), source).execution_options(preserve_rowcount=True)
-    return conn.execute(stmt).rowcount or 0
+    began = time.monotonic()
+    count = conn.execute(stmt).rowcount or 0
+    log.debug("%s: INSERT ... SELECT wrote %d row(s) in %.2fs", target.fullname, count, time.monotonic() - began)
+    return count
 
 
 def upsert_select(
@@ -239,6 +258,22 @@ def upsert_select(
     update: Sequence[str] | None = None,
 ) -> int:
     """INSERT the rows of `source` (columns in order) into `target`, updating rows whose `key` exists."""
+    began = time.monotonic()
+    count = _upsert_select(conn, target, columns, source, key, update)
+    # MariaDB counts an updated row twice, PostgreSQL and SQLite once: the driver's count, as it is.
+    log.debug("%s: upsert (%s) touched %d row(s) in %.2fs", target.fullname, conn.dialect.name, count,
+              time.monotonic() - began)
+    return count
+
+
+def _upsert_select(
+    conn: Connection,
+    target: Table,
+    columns: Sequence[str],
+    source: Select[Any],
+    key: Sequence[str],
+    update: Sequence[str] | None,
+) -> int:
     update = [c for c in (update if update is not None else columns) if c not in key]
     dialect = conn.dialect.name
     if dialect == "postgresql":
