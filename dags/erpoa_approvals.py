@@ -41,11 +41,56 @@ DAG_ID = "erpoa_approvals"
 FLOWS: tuple[str, ...] = ("purchase_order", "contract_archive")
 CONNECTION_NAMES = ("erp", "oa", "recon", "erp_write", "oa_write")
 
-TIMEZONE = os.environ.get("ERPOA_TIMEZONE", "Asia/Shanghai")
-_CRON = os.environ.get("ERPOA_APPROVALS_SCHEDULE", "*/15 * * * *").strip()
-SCHEDULE = None if _CRON.lower() in ("", "none", "manual") else CronTriggerTimetable(_CRON, timezone=TIMEZONE)
-RETRIES = int(os.environ.get("ERPOA_RETRIES", "3"))
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("ERPOA_RETRY_DELAY_SECONDS", "60")))
+
+def _env_int(name: str, default: int) -> int:
+    """A whole-number setting from the environment; a ValueError naming the variable when it is not one."""
+    value = os.environ.get(name, "").strip() or str(default)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number; set it to e.g. {default} or unset it") from None
+    if number < 0:
+        raise ValueError(f"{name}={value!r} must be 0 or more")
+    return number
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment; a ValueError naming the variable when it is not one."""
+    value = os.environ.get(name, "").strip() or str(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number of seconds; set it to e.g. {default:g}") from None
+    if not seconds >= 0:
+        raise ValueError(f"{name}={value!r} must be 0 or more seconds")
+    return seconds
+
+
+def _env_timezone(name: str, default: str) -> str:
+    """An IANA time zone name from the environment; a ValueError naming the variable when it is unknown."""
+    value = os.environ.get(name, "").strip() or default
+    try:
+        pendulum.timezone(value)
+    except Exception:  # pendulum's InvalidTimezone, or a value that is no name at all
+        raise ValueError(f"{name}={value!r} is not a known time zone; use an IANA name such as {default}") from None
+    return value
+
+
+def _schedule(name: str, default: str, timezone: str) -> CronTriggerTimetable | None:
+    """The cron schedule in `name` (none, manual or empty: triggered by hand only)."""
+    cron = os.environ.get(name, default).strip()
+    if cron.lower() in ("", "none", "manual"):
+        return None
+    try:
+        return CronTriggerTimetable(cron, timezone=timezone)
+    except Exception as exc:
+        raise ValueError(f"{name}={cron!r} is not a cron expression ({exc}); use e.g. '{default}', or none") from None
+
+
+TIMEZONE = _env_timezone("ERPOA_TIMEZONE", "Asia/Shanghai")
+SCHEDULE = _schedule("ERPOA_APPROVALS_SCHEDULE", "*/15 * * * *", TIMEZONE)
+RETRIES = _env_int("ERPOA_RETRIES", 3)
+RETRY_DELAY = timedelta(seconds=_env_seconds("ERPOA_RETRY_DELAY_SECONDS", 60))
 
 
 def _default_config_path() -> str:
@@ -61,11 +106,18 @@ def _alert_on_failure(context: Any) -> None:
 
 
 @task(multiple_outputs=False, on_failure_callback=_alert_on_failure)
-def run_flow(flow: str, params: Any = None) -> dict[str, Any]:
+def run_flow(flow: str, params: Any = None, dag_run: Any = None) -> dict[str, Any]:
     """Run one flow; returns its counts (the XCom is counts, never data)."""
     from etl.orchestration import flows
 
-    return flows.run_flow(flow, params or {}, names=CONNECTION_NAMES)
+    return flows.run_flow(
+        flow,
+        params or {},
+        names=CONNECTION_NAMES,
+        dag_id=DAG_ID,
+        dag_run=getattr(dag_run, "run_id", None),
+        started=getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None),
+    )
 
 
 @dag(

@@ -53,11 +53,56 @@ TARGET_TABLES = {
 ASSETS = {e: Asset(name=f"erpoa_{table}", uri=f"erpoa://target/{table}") for e, table in TARGET_TABLES.items()}
 CONNECTION_NAMES = ("erp", "oa", "target", "recon")
 
-TIMEZONE = os.environ.get("ERPOA_TIMEZONE", "Asia/Shanghai")
-_CRON = os.environ.get("ERPOA_SCHEDULE", "0 2 * * *").strip()
-SCHEDULE = None if _CRON.lower() in ("", "none", "manual") else CronTriggerTimetable(_CRON, timezone=TIMEZONE)
-RETRIES = int(os.environ.get("ERPOA_RETRIES", "3"))
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("ERPOA_RETRY_DELAY_SECONDS", "60")))
+
+def _env_int(name: str, default: int) -> int:
+    """A whole-number setting from the environment; a ValueError naming the variable when it is not one."""
+    value = os.environ.get(name, "").strip() or str(default)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number; set it to e.g. {default} or unset it") from None
+    if number < 0:
+        raise ValueError(f"{name}={value!r} must be 0 or more")
+    return number
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment; a ValueError naming the variable when it is not one."""
+    value = os.environ.get(name, "").strip() or str(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number of seconds; set it to e.g. {default:g}") from None
+    if not seconds >= 0:
+        raise ValueError(f"{name}={value!r} must be 0 or more seconds")
+    return seconds
+
+
+def _env_timezone(name: str, default: str) -> str:
+    """An IANA time zone name from the environment; a ValueError naming the variable when it is unknown."""
+    value = os.environ.get(name, "").strip() or default
+    try:
+        pendulum.timezone(value)
+    except Exception:  # pendulum's InvalidTimezone, or a value that is no name at all
+        raise ValueError(f"{name}={value!r} is not a known time zone; use an IANA name such as {default}") from None
+    return value
+
+
+def _schedule(name: str, default: str, timezone: str) -> CronTriggerTimetable | None:
+    """The cron schedule in `name` (none, manual or empty: triggered by hand only)."""
+    cron = os.environ.get(name, default).strip()
+    if cron.lower() in ("", "none", "manual"):
+        return None
+    try:
+        return CronTriggerTimetable(cron, timezone=timezone)
+    except Exception as exc:
+        raise ValueError(f"{name}={cron!r} is not a cron expression ({exc}); use e.g. '{default}', or none") from None
+
+
+TIMEZONE = _env_timezone("ERPOA_TIMEZONE", "Asia/Shanghai")
+SCHEDULE = _schedule("ERPOA_SCHEDULE", "0 2 * * *", TIMEZONE)
+RETRIES = _env_int("ERPOA_RETRIES", 3)
+RETRY_DELAY = timedelta(seconds=_env_seconds("ERPOA_RETRY_DELAY_SECONDS", 60))
 # Optional routing of the heavy mapped tasks (extract, merge_validate) on Celery/Kubernetes.
 WORK_ROUTING: dict[str, Any] = {
     k: v for k, v in (("queue", os.environ.get("ERPOA_QUEUE")), ("pool", os.environ.get("ERPOA_POOL"))) if v
@@ -140,10 +185,13 @@ def merge_validate(run: Any, entity: str, partition: dict[str, int]) -> dict[str
 
 
 @task(multiple_outputs=False)
-def publish(run: Any, entity: str, extracted: Any, merged: Any) -> dict[str, Any]:
+def publish(run: Any, entity: str, extracted: Any, merged: Any, outlet_events: Any = None) -> dict[str, Any]:
     from etl.orchestration import tasks
 
-    return tasks.publish(run, entity, extracted, merged)
+    published = tasks.publish(run, entity, extracted, merged)
+    if outlet_events is not None:  # the counts go with the entity's asset event, for downstream DAGs
+        outlet_events[ASSETS[entity]].extra = tasks.asset_extra(published)
+    return published
 
 
 @task(multiple_outputs=False)

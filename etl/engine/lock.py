@@ -23,6 +23,15 @@ from etl.errors import LockedError
 from etl.store import schema as s
 from etl.store.repo import now
 
+#: How `acquire` names a holder that is an Airflow DAG run, and what it tells the one waiting.
+AIRFLOW_HOLDER = "an Airflow DAG run holds the lock"
+AIRFLOW_HINT = (
+    "it releases it when its finish_run task ends. If that DAG run is no longer running (e.g. its worker was "
+    "killed), clear its finish_run task in Airflow to release the lock; waiting does not help then"
+)
+#: The store's trigger of the runs of the Airflow DAGs (`etl.orchestration`).
+AIRFLOW_TRIGGER = "airflow"
+
 
 def lock_name(entity: str, target: str) -> str:
     """The lock row's name for `entity` published to `target`."""
@@ -43,7 +52,8 @@ def acquire(
     """Take lock `name` for `owner`; taking it again for the same owner (a retried task) succeeds.
 
     Raises LockedError (`<what>: another sync holds the lock (<holder>); <hint>`) when another
-    live sync keeps it longer than `wait_seconds`.
+    live sync keeps it longer than `wait_seconds`. When the holder is an Airflow DAG run (no
+    process to wait for), the hint says so and how to release a lock its killed run left.
     """
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -53,6 +63,8 @@ def acquire(
         if holder == "retry":
             continue
         if time.monotonic() >= deadline:
+            if holder.startswith(AIRFLOW_HOLDER):
+                raise LockedError(f"{what}: {holder}; {AIRFLOW_HINT}")
             raise LockedError(f"{what}: another sync holds the lock ({holder}); {hint}")
         sleep(min(1.0, max(0.05, deadline - time.monotonic())))
 
@@ -106,7 +118,15 @@ def _try_acquire(engine: Engine, name: str, owner: str, pid: int | None) -> str 
                 _fail_orphaned_run(conn, row, owner)
             return "retry"
         process = f" (pid {row['pid']})" if row["pid"] else ""
+        if not row["pid"] and _trigger(conn, row["owner"]) == AIRFLOW_TRIGGER:  # held across tasks, no process
+            return f"{AIRFLOW_HOLDER} (run {row['owner']}, taken on {row['host']} at {row['acquired_at']})"
         return f"{row['owner']} on {row['host']}{process} since {row['acquired_at']}"
+
+
+def _trigger(conn: Connection, run_id: str) -> str | None:
+    """The trigger the store recorded for run `run_id` (`airflow` for a DAG run), None when unknown."""
+    found = conn.execute(select(s.runs.c.trigger).where(s.runs.c.run_id == run_id)).first()
+    return str(found[0]) if found is not None else None
 
 
 def _stale(conn: Connection, row: RowMapping) -> str | None:

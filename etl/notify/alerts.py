@@ -12,6 +12,8 @@ with new open reconciliation differences (channels drop those below their
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,10 +226,11 @@ def airflow_failure_callback(context: Mapping[str, Any]) -> list[DeliveryResult]
 
 def _alert_from_context(context: Mapping[str, Any]) -> list[DeliveryResult]:
     from etl.orchestration import connections
-    from etl.orchestration.errors import ALERTED
+    from etl.orchestration.errors import ALERTED, ALERTED_BY
 
     if getattr(context.get("exception"), ALERTED, False):
-        log.info("failure already alerted by the task itself")
+        by = getattr(context.get("exception"), ALERTED_BY, None)
+        log.info("failure not alerted again: %s", by or "the task sent its alerts itself")
         return []
     ti = context.get("ti")
     dag_run = context.get("dag_run")
@@ -243,7 +246,14 @@ def _alert_from_context(context: Mapping[str, Any]) -> list[DeliveryResult]:
         run = {}
     path = run.get("config_path") or params.get("config_path") or connections.default_config_path()
     ids = run.get("connections") or connections.conn_ids(params.get("connections") or None)
-    config = connections.load_config(Path(str(path)), ids)
+    try:
+        config = connections.load_config(Path(str(path)), ids)
+    except Exception as exc:  # the failure may be the config itself: alert with its notify: section alone
+        fallback = notify_only_config(Path(str(path)))
+        if fallback is None:
+            raise
+        config = fallback
+        log.warning("project config not loaded (%s); alerting with its notify: section only", logs.redact(str(exc)))
     alert = exception_alert(
         config,
         context.get("exception"),
@@ -253,3 +263,35 @@ def _alert_from_context(context: Mapping[str, Any]) -> list[DeliveryResult]:
         entity=task_id.rsplit(".", 1)[0] if "." in task_id else None,
     )
     return send_alerts(config, [alert])
+
+
+def notify_only_config(path: Path) -> ProjectConfig | None:
+    """A config holding only `project` and `notify:` of the file at `path`, read without validating the rest; None
+    when the file cannot be read or has no `notify:` section. For alerting on a config that does not load."""
+    import yaml
+
+    from etl.config.project import ProjectConfig
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or not data.get("notify"):
+        return None
+    project = data.get("project")
+    return ProjectConfig.model_construct(
+        project=project if isinstance(project, str) and project else "erp-oa-sync",
+        connections={},
+        notify=_expand(data["notify"]),
+    )
+
+
+def _expand(value: Any) -> Any:
+    """`${VAR}` replaced by the environment's value in every string of `value` (left as is when unset)."""
+    if isinstance(value, str):
+        return re.sub(r"\$\{(\w+)\}", lambda m: os.environ.get(m.group(1), m.group(0)), value)
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    return value

@@ -39,7 +39,7 @@ from sqlalchemy.engine import URL
 
 from etl import logs
 from etl.config.project import READ_ONLY_STORE, REQUIRED_CONNECTIONS, ConnectionConfig, ProjectConfig, load_project
-from etl.errors import ConfigError
+from etl.errors import ConfigError, ConfigIssue
 
 log = logging.getLogger("erpoa.airflow")
 
@@ -261,12 +261,16 @@ def _validated(conn: AirflowConnectionLike, values: dict[str, Any]) -> Connectio
         raise ConfigError(f"Airflow connection '{conn.conn_id}' cannot be used: {problems}") from None
 
 
-def airflow_connections(ids: Mapping[str, str], *, strict: bool = False) -> dict[str, ConnectionConfig]:
+def airflow_connections(
+    ids: Mapping[str, str], *, strict: bool = False, verbose: bool = False
+) -> dict[str, ConnectionConfig]:
     """The connections among `ids` (name -> Airflow conn id) that Airflow defines; the rest are left out.
 
     With `strict`, an id that Airflow does not define is a ConfigError unless it is the built-in default
     `erpoa_<name>`: a conn id asked for explicitly never falls back to the config file silently.
+    `verbose`: say where each connection comes from at INFO (once per run, in `start_run`), else at DEBUG.
     """
+    level = logging.INFO if verbose else logging.DEBUG
     try:
         from airflow.sdk import Connection
         from airflow.sdk.exceptions import AirflowNotFoundException
@@ -281,7 +285,8 @@ def airflow_connections(ids: Mapping[str, str], *, strict: bool = False) -> dict
             if strict and conn_id != default_conn_id(name):
                 missing.append(f"'{conn_id}' ({name})")
             else:
-                log.info("Airflow connection %s is not defined; '%s' comes from the project config", conn_id, name)
+                said = "Airflow connection %s is not defined; '%s' comes from the project config"
+                log.log(level, said, conn_id, name)
             continue
         if conn.password:
             register_secrets([conn.password])
@@ -289,7 +294,7 @@ def airflow_connections(ids: Mapping[str, str], *, strict: bool = False) -> dict
         register_secrets(found[name].secrets)
         if name == "recon" and found[name].read_only:
             raise ConfigError(f"Airflow connection '{conn_id}' (recon): {READ_ONLY_STORE} (its `read_only` extra)")
-        log.info("connection '%s' from Airflow connection %s (%s)", name, conn_id, conn.conn_type)
+        log.log(level, "connection '%s' from Airflow connection %s (%s)", name, conn_id, conn.conn_type)
     if missing:
         raise ConfigError(
             f"Airflow connection {', '.join(missing)} is not defined; define it in Airflow or correct the "
@@ -312,14 +317,26 @@ def register_secrets(secrets: Iterable[str]) -> None:
             mask_secret(value)
 
 
-def load_config(path: str | Path, ids: Mapping[str, str] | None = None, *, strict: bool = False) -> ProjectConfig:
+#: What a missing `erpoa.yaml` tells the operator of a DAG (the CLI's message names its --config option).
+NOT_FOUND = (
+    "config file not found on this worker; set the DAG run's config_path param, or ERPOA_CONFIG (or "
+    "ERPOA_PROJECT_DIR) in the environment of the dag processor and of every worker"
+)
+
+
+def load_config(
+    path: str | Path, ids: Mapping[str, str] | None = None, *, strict: bool = False, verbose: bool = False
+) -> ProjectConfig:
     """`erpoa.yaml` with the connections Airflow defines put in place of the file's.
 
     A connection that Airflow provides may be missing from the file or use
     `${VAR}`s set only outside Airflow. `strict`: see `airflow_connections` (tasks
     use it; a failure callback does not, so it can still load the config to alert).
+    `verbose`: log where each connection comes from at INFO (`start_run`, once per run).
     """
-    overrides = airflow_connections(conn_ids(ids), strict=strict)
+    if not Path(path).exists():
+        raise ConfigError([ConfigIssue(str(path), None, None, "", NOT_FOUND)])
+    overrides = airflow_connections(conn_ids(ids), strict=strict, verbose=verbose)
     try:
         config = load_project(path)
     except ConfigError as exc:

@@ -23,6 +23,7 @@ from etl.engine import lock
 from etl.engine.lock import lock_name, release
 from etl.errors import TerminalError
 from etl.mapping.model import EntityMapping
+from etl.orchestration.errors import last_try
 from etl.store import schema as s
 
 __all__ = ["LockLostError", "acquire", "held_by", "lock_name", "release", "require", "target_of"]
@@ -50,12 +51,18 @@ def acquire(
 
     Raises LockedError naming the holder when another live sync keeps it longer than `wait_seconds`.
     """
+    final = last_try()
+    hint = (
+        f"it still held it on try {final[0]} of {final[1]}"
+        if final
+        else "the task is retried with backoff until that sync finishes"
+    )
     lock.acquire(
         engine,
         lock_name(entity, target),
         owner,
         what=entity,
-        hint="the task is retried with backoff until that sync finishes",
+        hint=hint,
         wait_seconds=wait_seconds,
         sleep=sleep,
     )

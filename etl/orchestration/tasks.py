@@ -54,7 +54,7 @@ from etl.engine.pipeline import (
 from etl.engine.preflight import check_project
 from etl.errors import ConfigError, ConfigIssue
 from etl.orchestration import connections, locking
-from etl.orchestration.errors import airflow_errors, fail_task, skip_task
+from etl.orchestration.errors import airflow_errors, fail_task, is_transient, skip_task
 from etl.store.repo import Store, run_id_for
 
 log = logging.getLogger("erpoa.airflow")
@@ -64,6 +64,7 @@ ACTIONS = ("insert", "update", "unchanged", "inactivate", "deactivated", "reject
 _FIGURES = ("inserted", "updated", "unchanged", "inactivated", "quarantined", "differences")
 # How `_stage` marks a transient failure in the entity's message, after the notes of `prepare`.
 _RETRIED = " (transient, retried by Airflow): "
+_READ_COLUMNS = ("read_erp", "read_oa")
 # Where the entities of a DAG run were asked for (the `origin` of an unknown one's issue).
 ENTITIES_PARAM = "entities param of the DAG run"
 
@@ -118,7 +119,7 @@ def start_run(
         ids = connections.conn_ids(params.get("connections") or None)
 
         def load(path: Path) -> ProjectConfig:
-            return connections.load_config(path, ids, strict=True)
+            return connections.load_config(path, ids, strict=True, verbose=True)
 
         # As `erpoa sync` does: every problem of erpoa.yaml, the mappings and the suites at once, before reading data
         requested = [str(e) for e in params.get("entities") or []]
@@ -183,10 +184,14 @@ def context_for(run: RunInfo) -> SyncContext:
 
 
 @contextmanager
-def _stage(run: RunInfo, entity: str, stage: str, *, locked: bool = True) -> Iterator[SyncContext]:
+def _stage(
+    run: RunInfo, entity: str, stage: str, *, locked: bool = True, figures: dict[str, int] | None = None
+) -> Iterator[SyncContext]:
     """The context of one entity stage; a failure is recorded on the entity row, then mapped for Airflow.
 
     `locked`: the stage writes, so the run must hold the entity lock (every stage but `prepare`, which takes it).
+    `figures`: read counts the stage knows (filled by it), recorded with a failure; else those the `extract`
+    tasks recorded. A failed entity keeps what it read and set aside, as in `erpoa sync`.
     """
     built: list[SyncContext] = []
 
@@ -195,18 +200,34 @@ def _stage(run: RunInfo, entity: str, stage: str, *, locked: bool = True) -> Ite
             store = built[0].store
             notes = prepared_notes(store, run["run_id"], entity)
             if transient:  # after the notes, so that the next task finds them (`prepared_notes`)
-                status, note = "running", entity_message([*notes, f"{stage}{_RETRIED}{message}"])
-            else:
-                status, note = "failed", entity_message(notes, message)
-            store.record_entity(run["run_id"], entity, status=status, message=note)
+                note = entity_message([*notes, f"{stage}{_RETRIED}{message}"])
+                store.record_entity(run["run_id"], entity, status="running", message=note)
+                return
+            if is_transient(exc):  # Airflow gave up retrying it: the stage is not in the message yet
+                message = f"{stage} {message}"
+            counts = _failure_figures(store, run["run_id"], entity, figures) if locked else {}
+            note = entity_message(notes, message)
+            store.record_entity(run["run_id"], entity, status="failed", message=note, **counts)
 
-    with airflow_errors(f"{entity}: {stage}", redact=logs.redact, on_error=record_failure):
+    hint = f"Nothing retries it now: clear {entity}.prepare with its downstream tasks to run the entity again."
+    with airflow_errors(f"{entity}: {stage}", redact=logs.redact, on_error=record_failure, retry_hint=hint):
         ctx = context_for(run)
         if locked:
             target = locking.target_of(ctx.mapping(entity))
             locking.require(ctx.store.engine, entity, target, ctx.run_id, stage=stage)
         built.append(ctx)
         yield ctx
+
+
+def _failure_figures(store: Store, run_id: str, entity: str, known: Mapping[str, int] | None) -> dict[str, int]:
+    """The read and quarantined figures of an entity that failed after its sources were extracted."""
+    row = store.entity_run(run_id, entity) or {}
+    read = {k: int(row.get(k) or 0) for k in ("read_erp", "read_oa")}
+    figures: dict[str, int] = {**read, "read_total": sum(read.values())}
+    figures.update(known or {})
+    if figures["read_total"]:
+        figures["quarantined"] = store.count_quarantine(run_id, entity)
+    return figures
 
 
 def plan(run: RunInfo) -> dict[str, Any]:
@@ -225,7 +246,23 @@ def plan(run: RunInfo) -> dict[str, Any]:
             run_id=run["run_id"],
         )
         ctx.close()
-        return summary.to_dict()
+        return _without_samples(summary.to_dict())
+
+
+# What `erpoa plan` says of a refused gate; the DAG's plan keeps no samples (its XCom and log are counts).
+_SAMPLES = "; its samples show the rows quarantined)"
+_NO_SAMPLES = "; the DAG's plan keeps no samples: run `erpoa plan` for them)"
+
+
+def _without_samples(value: Any) -> Any:
+    """The plan's summary with the CLI's pointer to the plan's samples replaced in every message."""
+    if isinstance(value, str):
+        return value.replace(_SAMPLES, _NO_SAMPLES)
+    if isinstance(value, list):
+        return [_without_samples(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_samples(v) for k, v in value.items()}
+    return value
 
 
 def prepare(run: RunInfo | None, entity: str) -> list[str]:
@@ -240,7 +277,7 @@ def prepare(run: RunInfo | None, entity: str) -> list[str]:
         mapping = ctx.mapping(entity)
         blocked = _blocked(ctx, run, mapping.dependencies)
         if blocked:
-            message = f"skipped: {', '.join(blocked)} failed"
+            message = f"skipped: {blocked}"
             record(ctx, EntityResult(entity=entity, status="skipped", message=message))
             raise skip_task(message)
         # Cleared after finish_run: running again first, or another sync would take the lock as stale.
@@ -286,10 +323,21 @@ def reopen(store: Store, run: RunInfo) -> None:
     )
 
 
-def _blocked(ctx: SyncContext, run: RunInfo, dependencies: Iterable[str]) -> list[str]:
-    """Dependencies synced in this run that did not succeed (as `run_sync` skips dependants of failures)."""
+def _blocked(ctx: SyncContext, run: RunInfo, dependencies: Iterable[str]) -> str:
+    """Why the entity is skipped: its dependencies synced in this run that failed or were skipped themselves
+    (as `run_sync` words it); empty when they all succeeded."""
     statuses = {r["entity"]: r["status"] for r in ctx.store.entity_runs(run["run_id"])}
-    return [d for d in dependencies if d in run["entities"] and statuses.get(d) != "success"]
+    blocked = [d for d in dependencies if d in run["entities"] and statuses.get(d) != "success"]
+    return not_done({d: statuses.get(d) for d in blocked})
+
+
+def not_done(statuses: Mapping[str, str | None]) -> str:
+    """"a, b failed and c skipped" for dependencies (name -> status) that did not succeed; empty for none."""
+    failed = [d for d, status in statuses.items() if status != "skipped"]
+    skipped = [d for d, status in statuses.items() if status == "skipped"]
+    parts = [f"{', '.join(failed)} failed"] if failed else []
+    parts += [f"{', '.join(skipped)} skipped"] if skipped else []
+    return " and ".join(parts)
 
 
 def extract(run: RunInfo, entity: str, source: str) -> dict[str, Any]:
@@ -297,6 +345,8 @@ def extract(run: RunInfo, entity: str, source: str) -> dict[str, Any]:
     with _stage(run, entity, f"extract {source}") as ctx:
         t0 = time.monotonic()
         counts = extract_stage.extract_source(ctx, entity, source)
+        if f"read_{source}" in _READ_COLUMNS:  # kept by a failure of a later stage (`_failure_figures`)
+            ctx.store.record_entity(ctx.run_id, entity, **{f"read_{source}": int(counts.get("read", 0))})
         return {"source": source, **{k: int(v) for k, v in counts.items()}, "seconds": _since(t0)}
 
 
@@ -330,14 +380,16 @@ def publish(
 ) -> dict[str, Any]:
     """Gate decision, then publish in one target transaction, then finalize; records the entity's figures."""
     extracted, merged = _materialize(extracted), _materialize(merged)
-    with _stage(run, entity, "publish") as ctx:
+    read = {str(e["source"]): int(e["read"]) for e in extracted}
+    figures = {c: read[c[5:]] for c in _READ_COLUMNS if c[5:] in read} | {"read_total": sum(read.values())}
+    with _stage(run, entity, "publish", figures=figures) as ctx:
         totals: Counter[str] = Counter()
         for part in merged:
             totals.update({k: int(part.get(k, 0)) for k in ACTIONS})
         result = EntityResult(
             entity=entity,
             message=entity_message(prepared_notes(ctx.store, ctx.run_id, entity)),
-            read={str(e["source"]): int(e["read"]) for e in extracted},
+            read=read,
             inserted=totals["insert"],
             updated=totals["update"],
             unchanged=totals["unchanged"],
@@ -356,7 +408,14 @@ def publish(
         result.quarantined = ctx.store.count_quarantine(ctx.run_id, entity)
         result.seconds = round(sum(result.stage_seconds.values()), 3)
         record(ctx, result)
-        return _figures(result)
+        return {**_figures(result), "status": "published"}
+
+
+def asset_extra(published: Mapping[str, Any]) -> dict[str, Any]:
+    """The `extra` of the asset event of a publish: what it wrote, and `changed` (False when it wrote nothing)."""
+    counts = {k: int(published.get(k, 0)) for k in ("inserted", "updated", "inactivated", "unchanged", "quarantined")}
+    changed = any(counts[k] for k in ("inserted", "updated", "inactivated"))
+    return {"entity": str(published.get("entity")), **counts, "changed": changed}
 
 
 def reconcile(run: RunInfo, entity: str, published: Mapping[str, Any]) -> dict[str, Any]:
@@ -407,8 +466,10 @@ def finish_run(
     task's result, or a function fetching it (only called in a dry run).
     """
     if run is None:
-        # start_run's own failure callback alerted (or could not, for the same cause).
-        raise fail_task("the run did not start (start_run failed); see the log of start_run", alerted=True)
+        raise fail_task(
+            "the run did not start (start_run failed); see the log of start_run",
+            alerted="start_run failed and its own failure callback alerts that (its log says whether it could)",
+        )
     if run["dry_run"]:
         return _finish_dry_run(run, plan() if callable(plan) else plan)
     with airflow_errors("finish_run", redact=logs.redact):
@@ -433,7 +494,10 @@ def finish_run(
     }
     log.info("run %s finished %s: %s", run["run_id"], summary.status, outcome)
     if summary.status != "success":
-        raise fail_task(f"run {run['run_id']} finished {summary.status}: {summary.message}", alerted=True)
+        raise fail_task(
+            f"run {run['run_id']} finished {summary.status}: {summary.message}",
+            alerted=f"finish_run sent the run's {len(alerts)} alert(s) itself ({outcome['delivered']} delivered)",
+        )
     return outcome
 
 
@@ -460,6 +524,7 @@ def final_summary(config: ProjectConfig, store: Store, run: RunInfo) -> SyncSumm
         deps = {}
     results: list[EntityResult] = []
     failed: set[str] = set()
+    settled: dict[str, str] = {}
     for entity in run["entities"]:
         row = rows.get(entity)
         status = row["status"] if row else None
@@ -467,7 +532,8 @@ def final_summary(config: ProjectConfig, store: Store, run: RunInfo) -> SyncSumm
         if status not in ("success", "failed", "skipped"):
             blocked = [d for d in deps.get(entity, []) if d in failed]
             if row is None and blocked:
-                result.status, result.message = "skipped", f"skipped: {', '.join(blocked)} failed"
+                result.status = "skipped"
+                result.message = f"skipped: {not_done({d: settled.get(d) for d in blocked})}"
             else:
                 result.status = "failed"
                 detail = row["message"] if row and row["message"] else "one of its tasks failed or was stopped"
@@ -475,6 +541,7 @@ def final_summary(config: ProjectConfig, store: Store, run: RunInfo) -> SyncSumm
             store.record_entity(run["run_id"], entity, status=result.status, message=result.message)
         if result.status != "success":
             failed.add(entity)
+        settled[entity] = result.status
         results.append(result)
     names = run["entities"]
     status = "success" if not failed else ("failed" if len(failed) == len(names) else "partial")
@@ -486,8 +553,14 @@ def final_summary(config: ProjectConfig, store: Store, run: RunInfo) -> SyncSumm
         status=status,
         entities=results,
         seconds=round((datetime.now(started.tzinfo) - started).total_seconds(), 3),
-        message="; ".join(f"{r.entity}: {r.message}" for r in results if r.message) or None,
+        message="; ".join(_entity_said(r) for r in results if r.message) or None,
     )
+
+
+def _entity_said(result: EntityResult) -> str:
+    """`<entity>: <message>`, the entity named once when the message already starts with it."""
+    message = str(result.message)
+    return message if message.startswith(f"{result.entity}:") else f"{result.entity}: {message}"
 
 
 def _figures(result: EntityResult) -> dict[str, Any]:
