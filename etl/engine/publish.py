@@ -117,18 +117,23 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
             )
             if not found.empty:
                 extra += f" Quarantined records counted: {findings_summary(found)}."
+        airflow = ctx.trigger == "airflow"
         if ctx.dry_run:
+            samples = "the DAG's plan keeps no samples: run `erpoa plan` for them" if airflow else (
+                "its samples show the rows quarantined")
             raise QualityGateError(
                 f"{entity}: the quality gate would refuse to publish: " + "; ".join(reasons) + "." + extra
-                + " (a plan: nothing was written; its samples show the rows quarantined)"
+                + f" (a plan: nothing was written; {samples})"
             )
+        # a DAG run's gate runs in its merge_validate tasks, which keep no Data Docs (docs/airflow.md)
+        docs = f"the log of {entity}'s merge_validate tasks" if airflow else "the Data Docs of the run"
         raise QualityGateError(
             f"{entity}: quality gate refused to publish: "
             + "; ".join(reasons)
             + "."
             + extra
             + " Nothing of this entity was published and its watermark did not move; see `erpoa quarantine list "
-            f"--entity {entity}` and the Data Docs of the run."
+            f"--entity {entity}` and {docs}."
         )
 
 

@@ -430,7 +430,9 @@ def project_now(config: ProjectConfig) -> datetime:
 
 def open_problems(config: ProjectConfig, flow: str) -> pd.DataFrame:
     """The flow's open quarantine rows (problems found when publishing, e.g. a refused document)."""
-    engine = engine_for(config.connection("recon"), read_only=True)
+    from etl.engine.pipeline import store_connection
+
+    engine = engine_for(store_connection(config), read_only=True)
     if not sa.inspect(engine).has_table(store_schema.quarantine.name):
         return pd.DataFrame(columns=PROBLEM_COLUMNS)
     rows = Store(engine).quarantine(entity=flow, status="open")

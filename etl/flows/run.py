@@ -31,6 +31,7 @@ from etl.errors import (
     ConfigError,
     ConfigIssue,
     ErpOaError,
+    LockedError,
     classify_db_error,
     connection_fix,
     is_transient_db_error,
@@ -161,7 +162,7 @@ def run_flows(config: ProjectConfig, *, flows: list[str] | None = None, run_id: 
             _finish_crashed(config, store, run_id, exc)
         raise
     status = _status(results, dry_run, bool(issues))
-    message = "; ".join(f"{r.flow}: {r.message}" for r in results if r.message) or None
+    message = "; ".join(f"{r.flow}: {_unprefixed(r)}" for r in results if r.message) or None
     if store is not None and own_run:
         store.finish_run(run_id, status, message)
     faults.point("flow.finished")
@@ -178,7 +179,8 @@ def _run_one(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Sto
         error = classify_db_error(exc, what=f"flow {spec.flow}")
         result = FlowResult(flow=spec.flow, kind=spec.kind, status="failed", message=redact(str(error), config),
                             error=type(error).__name__, retryable=error.retryable, exit_code=error.exit_code)
-        log.error("%s", result.message)
+        # another run holding the flow's lock is no error of this flow (the next run does its work)
+        log.log(logging.WARNING if isinstance(error, LockedError) else logging.ERROR, "%s", result.message)
     except Exception as exc:  # a bug: this flow fails, the others still run
         text = redact(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0], config)
         result = FlowResult(flow=spec.flow, kind=spec.kind, status="failed", message=text,
@@ -186,6 +188,14 @@ def _run_one(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Sto
         log.error("flow %s: %s", spec.flow, text, exc_info=log.isEnabledFor(logging.DEBUG))
     result.seconds = round(time.monotonic() - t0, 3)
     return result
+
+
+def _unprefixed(result: FlowResult) -> str:
+    """The flow's message without the `flow x:` / `flow:x:` its error may start with (the run message names it)."""
+    message = result.message or ""
+    for prefix in (f"flow {result.flow}: ", f"flow:{result.flow}: "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def _invalid(name: str, flowset: FlowSet, issues: int) -> FlowResult:
@@ -294,7 +304,7 @@ def _publish_all(config: ProjectConfig, spec: FlowSpec, state: FlowState, result
             if isinstance(exc, sa.exc.SQLAlchemyError) and connection_fix(exc) is not None:
                 # a missing grant (e.g. on erpoa_flow_lock) or a wrong login is the connection's, not this document's
                 name = connection_name(config, spec.target.connection, spec.target.fallback_connection)
-                raise classify_db_error(exc, what=f"{spec.flow}: writing the document of request {rid}",
+                raise classify_db_error(exc, what=f"flow {spec.flow}: writing the document of request {rid}",
                                         connection=describe(config.connection(name))) from None
             # this request's document is refused (a value the ERP column cannot hold...): hold it, go on
             reason = redact(str(getattr(exc, "orig", exc)).splitlines()[0], config)

@@ -138,9 +138,10 @@ def _differences(
     try:
         if store is None:
             from etl.db.connect import engine_for
+            from etl.engine.pipeline import store_connection
             from etl.store.repo import Store
 
-            store = Store(engine_for(config.connection("recon")))
+            store = Store(engine_for(store_connection(config)))
         d = s.differences
         with store.engine.connect() as conn:
             rows = conn.execute(

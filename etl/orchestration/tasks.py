@@ -44,12 +44,14 @@ from etl.engine.hooks import default_hooks
 from etl.engine.pipeline import (
     EntityResult,
     SyncSummary,
+    after_publish,
     entity_message,
     load_project_mappings,
     open_store,
     prepare_entity,
     record,
     run_sync,
+    store_connection,
 )
 from etl.engine.preflight import check_project
 from etl.errors import ConfigError, ConfigIssue
@@ -174,7 +176,7 @@ def context_for(run: RunInfo) -> SyncContext:
     return SyncContext(
         config=config,
         mappings=mappings,
-        store=Store(engine_for(config.connection("recon"))),
+        store=Store(engine_for(store_connection(config))),
         run_id=run["run_id"],
         full_refresh=run["full_refresh"],
         sweep=run.get("sweep", True),
@@ -246,23 +248,7 @@ def plan(run: RunInfo) -> dict[str, Any]:
             run_id=run["run_id"],
         )
         ctx.close()
-        return _without_samples(summary.to_dict())
-
-
-# What `erpoa plan` says of a refused gate; the DAG's plan keeps no samples (its XCom and log are counts).
-_SAMPLES = "; its samples show the rows quarantined)"
-_NO_SAMPLES = "; the DAG's plan keeps no samples: run `erpoa plan` for them)"
-
-
-def _without_samples(value: Any) -> Any:
-    """The plan's summary with the CLI's pointer to the plan's samples replaced in every message."""
-    if isinstance(value, str):
-        return value.replace(_SAMPLES, _NO_SAMPLES)
-    if isinstance(value, list):
-        return [_without_samples(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _without_samples(v) for k, v in value.items()}
-    return value
+        return summary.to_dict()
 
 
 def prepare(run: RunInfo | None, entity: str) -> list[str]:
@@ -425,8 +411,8 @@ def reconcile(run: RunInfo, entity: str, published: Mapping[str, Any]) -> dict[s
         result.status = "success"
         result.message = entity_message(prepared_notes(ctx.store, ctx.run_id, entity))
         t0 = time.monotonic()
-        for hook in default_hooks(ctx.config):
-            hook(ctx, entity, result)
+        # retried like the other stages; a reconciliation that still fails leaves the published entity a success
+        after_publish(ctx, entity, result, default_hooks(ctx.config))
         result.stage_seconds.setdefault("reconcile", _since(t0))
         t0 = time.monotonic()
         publish_stage.cleanup(ctx, entity)
@@ -474,7 +460,7 @@ def finish_run(
         return _finish_dry_run(run, plan() if callable(plan) else plan)
     with airflow_errors("finish_run", redact=logs.redact):
         config = connections.load_config(run["config_path"], run["connections"], strict=True)
-        store = Store(engine_for(config.connection("recon")))
+        store = Store(engine_for(store_connection(config)))
         released = locking.release(store.engine, run["run_id"])
         summary = final_summary(config, store, run)
         store.finish_run(run["run_id"], summary.status, summary.message)

@@ -214,13 +214,28 @@ def test_a_missing_config_names_the_dags_settings_not_the_cli_option(airflow_hom
     assert "config_path param" in message and "ERPOA_CONFIG" in message
 
 
-def test_a_dag_plan_does_not_point_to_samples_it_does_not_keep() -> None:
-    from etl.orchestration.tasks import _without_samples
+def test_a_dag_run_points_to_what_it_keeps_not_to_samples_or_data_docs(tmp_path: Path) -> None:
+    """A DAG's plan keeps no samples and a DAG run's gate no Data Docs (they run in separate tasks): a refused
+    gate points to `erpoa plan` and to the merge_validate tasks' log there, to the samples and Data Docs in the CLI."""
+    import yaml
 
-    said = "department: the gate would refuse (a plan: nothing was written; its samples show the rows quarantined)"
-    planned = _without_samples({"message": said, "entities": [{"message": said}]})
-    assert "its samples show" not in planned["message"] and "its samples show" not in planned["entities"][0]["message"]
-    assert "erpoa plan" in planned["entities"][0]["message"]
+    from tests.helpers.project import tiny_sqlite_project
+
+    config_path = tiny_sqlite_project(tmp_path)
+    data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    data["run"] = {**data.get("run", {}), "max_quarantined_rows": 0}  # the demo's departments hold one bad row
+    config_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = load_project(config_path)
+    said = {}
+    for trigger in ("cli", "airflow"):
+        for dry_run in (True, False):
+            summary, ctx = run_sync(config, entities=["department"], dry_run=dry_run, trigger=trigger)
+            ctx.close()
+            said[trigger, dry_run] = summary.entities[0].message or ""
+    assert "its samples show the rows quarantined" in said["cli", True]
+    assert "the DAG's plan keeps no samples: run `erpoa plan` for them" in said["airflow", True]
+    assert said["cli", False].endswith("and the Data Docs of the run.")
+    assert said["airflow", False].endswith("and the log of department's merge_validate tasks.")
 
 
 # Finding 6: a lock left by a killed DAG run says how to release it ----------------------------------------------

@@ -97,6 +97,9 @@ def test_flows_run_and_reconcile_run_wait_for_a_lock_as_their_message_says(tmp_p
     hold()
     refused = CliRunner().invoke(app, ["flows", "run", "--flow", "purchase_order", "--config", path])
     assert refused.exit_code == 5 and "pass --wait SECONDS" in refused.output, refused.output
+    # a held lock is no error of the flow: logged as a warning
+    assert "WARNING erpoa.flows: flow:purchase_order: another sync holds the lock" in refused.output, refused.output
+    assert "ERROR erpoa.flows" not in refused.output
     timer = let_go_soon()
     waited = CliRunner().invoke(app, ["flows", "run", "--flow", "purchase_order", "--wait", "30", "--config", path])
     timer.join()

@@ -64,6 +64,8 @@ def test_a_login_without_write_grants_fails_the_flow_once_with_the_fix(
     assert po.status == "failed" and po.refused == 0, po
     assert "permission denied" in (po.message or "") and "docs/security.md" in (po.message or ""), po.message
     assert "connections.erp_write" in (po.message or "")
+    # the run's message names the flow once
+    assert (summary.message or "").startswith("purchase_order: writing the document of request "), summary.message
     store = Store(sa.create_engine(config.connection("recon").sqlalchemy_url()))
     held = store.quarantine(entity="purchase_order", status="open")
     assert not (held["rule"] == "erp_refused").any(), held
