@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from etl import logs
 from etl.cli.common import (
@@ -199,7 +200,7 @@ def plan(
     for entity, d in details.items():
         for kind in ("inserts", "updates", "inactivations", "quarantined"):
             if d[kind]:
-                out.print(f"[bold]{entity}[/] {kind} (sample):")
+                out.print(f"[bold]{escape(entity)}[/] {kind} (sample):")
                 for item in d[kind]:
                     out.print(f"  {logs.redact(str(item))}", markup=False)
     raise typer.Exit(summary.exit_code)

@@ -81,7 +81,7 @@ def demo(
                 (folder / f"{name}{suffix}").unlink(missing_ok=True)
         size = size_for_rows(rows) if rows else DemoSize()
         if not as_json:
-            out.print(f"Building demo ERP and OA databases in {folder} ...")
+            out.print(f"Building demo ERP and OA databases in {folder} ...", markup=False)
         manifest = build_demo(f"sqlite:///{folder / 'erp.db'}", f"sqlite:///{folder / 'oa.db'}", size, seed)
         (folder / "manifest.json").write_text(
             manifest.to_json()
@@ -93,7 +93,7 @@ def demo(
         if rows:
             _write_department_codes(folder / "mappings" / "codes" / "department.yaml", manifest.to_dict())
         if not as_json:
-            out.print(f"Wrote {config_path}")
+            out.print(f"Wrote {config_path}", markup=False)
         if not sync:
             if as_json:
                 emit_json({"config": str(config_path)})
@@ -121,9 +121,9 @@ def demo(
             from etl.cli.flow_cmds import print_summary
 
             print_summary(flow_summary)
-        out.print(f"\nConfig: {config_path}\nTry: erpoa status --config {config_path}")
+        out.print(f"\nConfig: {config_path}\nTry: erpoa status --config {config_path}", markup=False)
         for label, path in reports.items():
-            out.print(f"{label}: {path}")
+            out.print(f"{label}: {path}", markup=False)
     raise typer.Exit(0 if summary.status in ("success", "partial") else 1)
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_checked, load_config, out
 from etl.errors import ConfigError, ErpOaError
@@ -31,10 +32,12 @@ def check(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"status": "ok", "folder": str(folder), "entities_without_suite": missing})
         return
-    out.print(f"[green]ok[/] {folder}: suites of {', '.join(n for n in known if n not in missing)} load "
-              "and reference declared fields and code tables")
+    names = escape(", ".join(n for n in known if n not in missing))
+    out.print(f"[green]ok[/] {escape(str(folder))}: suites of {names} load and reference declared fields and "
+              "code tables")
     for name in missing:
-        out.print(f"[yellow]note[/] {name} has no suite; create one with `erpoa expectations init {name}`")
+        out.print(f"[yellow]note[/] {escape(name)} has no suite; create one with `erpoa expectations init "
+                  f"{escape(name)}`")
 
 
 @app.command()
@@ -77,7 +80,7 @@ def init(
         fail(exc)
         return
     out.print(f"Wrote {path} ({len(suite['expectations'])} expectations). Refine it, then run "
-              "`erpoa expectations check`.")
+              "`erpoa expectations check`.", markup=False)
 
 
 def register(root: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from etl.cli.common import DEFAULT_CONFIG, ConfigOpt, JsonOpt, emit_json, fail, load_config, out
@@ -87,10 +88,9 @@ def check(
         emit_json({"status": "ok", "checked": checked})
         return
     for c in checked:
-        out.print(
-            f"[green]ok[/] {c['folder']}: entities {', '.join(c['entities'])}; code tables "
-            f"{', '.join(c['code_tables'])}; mapping version {c['version']}"
-        )
+        said = (f"{c['folder']}: entities {', '.join(c['entities'])}; code tables {', '.join(c['code_tables'])}; "
+                f"mapping version {c['version']}")
+        out.print(f"[green]ok[/] {escape(said)}")
 
 
 def _mapping_folder(path: Path) -> Path:
@@ -158,7 +158,7 @@ def suggest(
         emit_json([s.__dict__ for s in suggestions])
         return
     if not suggestions:
-        out.print(f"{entity}: every source value is mapped by the code tables.")
+        out.print(f"{entity}: every source value is mapped by the code tables.", markup=False)
         return
     table = Table(title=f"{entity}: unmapped source values")
     for col in ("source", "field", "code table", "value", "rows", "closest entries (spelling → code, score)"):

@@ -73,3 +73,14 @@ def test_status_names_store_state_of_an_entity_no_mapping_names(tmp_path: Path) 
     text = CliRunner().invoke(app, ["status", "--config", str(config)], terminal_width=400)
     assert "department: no mapping names this entity (" in text.output
     assert "name it department again to replay them" in text.output
+
+
+def test_a_project_folder_with_brackets_is_printed_as_it_is(tmp_path: Path) -> None:
+    """Rich read `[x]` in a path as markup and dropped it from `demo`, `mappings check` and `expectations check`."""
+    folder = tmp_path / "[x]" / "demo"
+    done = CliRunner().invoke(app, ["demo", "--dir", str(folder), "--no-sync"], terminal_width=400)
+    assert done.exit_code == 0 and f"Wrote {folder / 'erpoa.yaml'}" in done.output, done.output
+    config = str(folder / "erpoa.yaml")
+    for command in (["mappings", "check"], ["expectations", "check"]):
+        checked = CliRunner().invoke(app, [*command, "--config", config], terminal_width=400)
+        assert checked.exit_code == 0 and f"ok {folder}/" in checked.output, checked.output
