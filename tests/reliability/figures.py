@@ -222,6 +222,27 @@ FOUND = [
      'the locked entity fails alone; the dead run is marked failed when its lock is taken over; paths are '
      'relative to erpoa.yaml; a missing source file is refused (`tests/engine/test_locked_entity.py`, '
      '`tests/engine/test_stale_lock_run.py`, `tests/config/test_sqlite_paths.py`)'),
+    ('exploratory',
+     'servers: after one refused or killed run, quarantine findings a published run had accepted counted again, '
+     'and the entity was refused run after run although its new bad rows were fixed',
+     'acceptance follows the findings back through runs that did not publish '
+     '(`tests/engine/test_fixes_s22.py`)'),
+    ('exploratory',
+     'servers: through the MariaDB ODBC driver some Chinese names lost their last character (高芳怡 -> 高芳); '
+     'amounts of 16+ significant digits were published changed; an ODBC server that was down was not retried',
+     'ODBC text is read and sent as UTF-8; such amounts are quarantined (`decimal_digits`); ODBC can\'t-connect '
+     'is transient (`tests/db/test_fixes_s22.py`, `tests/mapping/test_decimal_digits_s22.py`)'),
+    ('exploratory',
+     'approval flows: one hand-keyed `PO<day>9999` blocked every PO of the day; a copied requisition (same 请购单号) '
+     'got a second PO; a PO deleted in the ERP was reported nowhere; a force-archive named the administrator '
+     'as approver; PO timestamps were in the server\'s zone',
+     'numbering goes on after the highest number that can be followed; the copy is held '
+     '(`duplicate_request_no`); the missing PO is listed; archiver kept apart; `run.timezone` '
+     '(`tests/flows/test_flow_fixes_s22.py`, `tests/flows/test_audit_fixes_s22.py`)'),
+    ('exploratory',
+     'Airflow: a failed entity was recorded with 0 rows read; a config typo was alerted nowhere; the last try '
+     'still said "retried by Airflow"; a lock skip of the approvals DAG was recorded as a failed run',
+     'figures, alert, messages and run records as the CLI gives them (`tests/airflow/test_airflow_fixes_s22.py`)'),
 ]
 
 LIMITS = """\
@@ -242,6 +263,11 @@ LIMITS = """\
   that refuses the entity. `pct_min_rows` (run-wide or per entity) leaves reads smaller than it to
   `max_quarantined_rows`. The load and crash tests lift the percentage gates (the same mappings for
   every run they compare).
+* **A PO deleted in the ERP keeps its links.** The audit lists its request under `req_without_po` ("linked PO …
+  no longer exists in the ERP") and the difference closes when the PO is back, but `erpoa xref` still shows
+  the link as active and the OA form keeps the deleted number.
+* **DAG runs write no Data Docs.** The gate's pages are built in separate `merge_validate` task processes and
+  not kept; a refused gate points to those tasks' logs (docs/airflow.md).
 * **Renaming an entity starts it afresh.** Its state in the store (watermarks, open quarantine rows, links,
   mirror tables) stays under the old name: the new name's first run reads everything, and the old rows can
   be replayed only under the old name. `erpoa status` names such an entity with its open rows.
