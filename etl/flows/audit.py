@@ -64,13 +64,17 @@ class FlowViews(dict[str, pd.DataFrame]):
 
     `amended`: request id -> [{"field", "line", "erp", "oa"}]: the mapped values of the OA form as it is now
     against the ERP document the flow created (the form as it was at creation is only kept as a hash).
+    `missing`: the numbers of linked documents the ERP no longer has (deleted or renumbered there).
     """
 
     amended: dict[str, list[dict[str, Any]]]
+    missing: list[str]
 
-    def __init__(self, *args: Any, amended: dict[str, list[dict[str, Any]]] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, amended: dict[str, list[dict[str, Any]]] | None = None,
+                 missing: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.amended = amended or {}
+        self.missing = missing or []
 
 
 @dataclass
@@ -315,8 +319,10 @@ def views(state: FlowState, heads: pd.DataFrame, lines: pd.DataFrame, *, now: da
     mismatch.insert(0, "flow", spec.flow)
     mismatch["difference"] = (mismatch["erp"] - mismatch["oa"]).round(4)
     kind_view = "po_without_req" if spec.kind == "purchase_order" else "contract_without_approval"
+    numbers = links["doc_no"].dropna().astype(str) if "doc_no" in links else pd.Series(dtype=str)
+    missing = sorted(set(numbers[~numbers.isin(heads.index)]))
     return FlowViews({"req_without_po": no_doc, kind_view: stray, "amount_mismatch": mismatch.reset_index(drop=True)},
-                     amended=amended_fields(state, heads, lines))
+                     amended=amended_fields(state, heads, lines), missing=missing)
 
 
 def _strays(spec: FlowSpec, heads: pd.DataFrame, links: pd.DataFrame, appr: pd.DataFrame) -> pd.DataFrame:
@@ -416,7 +422,7 @@ def erp_documents(config: ProjectConfig, spec: FlowSpec, links: pd.DataFrame) ->
 
 
 def flow_views(config: ProjectConfig, spec: FlowSpec, code_tables: Mapping[str, Any], *, as_of: date,
-               state: FlowState | None = None) -> tuple[FlowState, dict[str, pd.DataFrame]]:
+               state: FlowState | None = None) -> tuple[FlowState, FlowViews]:
     """Snapshot (unless given) and views of one flow."""
     state = state or gather(config, spec, code_tables, as_of=as_of, checks=checks_for(spec))
     heads, lines = erp_documents(config, spec, state.links)

@@ -273,6 +273,10 @@ def run_flow(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Sto
     result.amended = int((changed["class"] == "approval_amended").sum())
     result.cancelled = int((changed["class"] == "approval_cancelled").sum())
     _, found = flow_views(config, spec, flowset.code_tables, as_of=today, state=state)
+    if found.missing:
+        # a document the ERP no longer has: its links stay (the request keeps it; no second one is made) but
+        # are not active, so `erpoa xref` says so; the next run that finds it again activates them
+        store.deactivate_xref(spec.flow, run_id, found.missing)
     result.audit = {name: len(frame) for name, frame in found.items()}
     diffs = differences(spec, changed, found)
     DifferenceStore(store.engine).record(spec.flow, run_id, diffs)

@@ -21,6 +21,7 @@ from etl.flows.approval import read_approvals
 from etl.flows.audit import amount_text, audit_views
 from etl.flows.run import run_flows
 from etl.report import labels
+from etl.store.repo import Store
 from tests.helpers.crash import build_sources, new_project
 
 pytestmark = pytest.mark.sqlite
@@ -84,6 +85,9 @@ def test_a_po_deleted_in_the_erp_is_reported_and_closes_when_it_is_back(project:
     assert stored["present"] and stored["status"] == "open"
     assert json.loads(stored["detail"])["reason"] == f"linked PO {po} no longer exists in the ERP"
     assert labels.describe(stored["detail"], "zh-CN").endswith(f"关联的采购订单 {po} 已不在ERP中")
+    store = Store(sa.create_engine(config.connection("recon").sqlalchemy_url()))
+    links = store.xref("purchase_order", rid)  # both ways, no longer active
+    assert {(x["source"], x["active"]) for x in links} == {("oa", False), ("erp", False)}, links
 
     # the PO is put back: the difference closes
     sql(config, "erp", 'INSERT INTO "PO_Pomain" (' + ", ".join(f'"{k}"' for k in head) + ") VALUES ("
@@ -95,6 +99,8 @@ def test_a_po_deleted_in_the_erp_is_reported_and_closes_when_it_is_back(project:
     assert rid not in set(audit_views(config, ["purchase_order"])["req_without_po"]["request_id"])
     closed = flow_diffs(config, "audit_req_without_po")[rid]
     assert not closed["present"] and closed["status"] == "fixed"
+    assert {x["active"] for x in store.xref("purchase_order", po)} == {True}
+    store.engine.dispose()
 
 
 # --------------------------------------------------------------------------- finding 5: force-archived requests

@@ -264,8 +264,8 @@ LIMITS = """\
   `max_quarantined_rows`. The load and crash tests lift the percentage gates (the same mappings for
   every run they compare).
 * **A PO deleted in the ERP keeps its links.** The audit lists its request under `req_without_po` ("linked PO …
-  no longer exists in the ERP") and the difference closes when the PO is back, but `erpoa xref` still shows
-  the link as active and the OA form keeps the deleted number.
+  no longer exists in the ERP"), `erpoa xref` shows the links inactive, and both recover when the PO is back;
+  but the OA form keeps the deleted number, and no second PO is made for the request (a person decides).
 * **DAG runs write no Data Docs.** The gate's pages are built in separate `merge_validate` task processes and
   not kept; a refused gate points to those tasks' logs (docs/airflow.md).
 * **Renaming an entity starts it afresh.** Its state in the store (watermarks, open quarantine rows, links,
