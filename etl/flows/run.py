@@ -55,7 +55,7 @@ from etl.mapping.loader import unknown_message
 from etl.mapping.types import as_text
 from etl.reconcile.store import DifferenceStore
 from etl.store import schema as store_schema
-from etl.store.repo import Store, new_run_id
+from etl.store.repo import Store, new_run_id, now
 
 log = logging.getLogger("erpoa.flows")
 
@@ -165,6 +165,8 @@ def run_flows(config: ProjectConfig, *, flows: list[str] | None = None, run_id: 
     message = "; ".join(f"{r.flow}: {_unprefixed(r)}" for r in results if r.message) or None
     if store is not None and own_run:
         store.finish_run(run_id, status, message)
+    elif store is not None:
+        _join_run(store, run_id, status, message)
     faults.point("flow.finished")
     return FlowSummary(run_id=run_id, status=status, dry_run=dry_run, flows=results,
                        seconds=round(time.monotonic() - started, 3), message=message, issues=issues)
@@ -228,6 +230,21 @@ def _finish_crashed(config: ProjectConfig, store: Store, run_id: str, exc: BaseE
         store.finish_run(run_id, "failed", redact(f"{kind}: {type(exc).__name__}: {exc}".splitlines()[0], config))
     except Exception as store_exc:  # never hide the original error behind the store's
         log.error("could not record run %s as failed: %s", run_id, store_exc)
+
+
+def _join_run(store: Store, run_id: str, status: str, message: str | None) -> None:
+    """The run the flows joined (the sync's): it ends when they do, and a sync that succeeded is `partial` when
+    they did not, as `erpoa sync` reports it (`etl.cli.app.sync_status`)."""
+    runs = store_schema.runs
+    with store.engine.begin() as conn:
+        row = conn.execute(sa.select(runs.c.status, runs.c.message).where(runs.c.run_id == run_id)).first()
+        if row is None or row.status == "running":  # a run whose owner finishes it (the Airflow approvals task)
+            return
+        values: dict[str, Any] = {"finished_at": now()}
+        if status in ("partial", "failed") and row.status == "success":
+            values["status"] = "partial"
+            values["message"] = "; ".join(p for p in (row.message, f"flows: {message}" if message else None) if p)
+        conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(**values))
 
 
 def _run_exists(store: Store, run_id: str) -> bool:

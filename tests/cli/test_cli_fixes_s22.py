@@ -84,3 +84,23 @@ def test_a_project_folder_with_brackets_is_printed_as_it_is(tmp_path: Path) -> N
     for command in (["mappings", "check"], ["expectations", "check"]):
         checked = CliRunner().invoke(app, [*command, "--config", config], terminal_width=400)
         assert checked.exit_code == 0 and f"ok {folder}/" in checked.output, checked.output
+
+
+def test_a_sync_whose_flows_failed_is_recorded_partial_and_ends_after_them(tmp_path: Path) -> None:
+    """`erpoa sync` said `partial` (exit 2) when a flow failed, but the store kept the run `success`, finished
+    before the flows ran: `erpoa status` and the report disagreed with the command."""
+    from etl.config.project import load_project
+    from etl.engine.pipeline import open_store
+
+    config_path = tiny_sqlite_project(tmp_path)
+    replace_in(tmp_path / "mappings" / "flows" / "contract_archive.yaml", ("engine: ecology", "engine: ecologyy"))
+    done = CliRunner().invoke(app, ["sync", "department", "--flows", "--config", str(config_path), "--json"])
+    summary = json.loads(done.stdout)
+    assert done.exit_code == 2 and summary["status"] == "partial", done.output
+    store = open_store(load_project(config_path), read_only=True)
+    (run,) = store.runs(1)
+    assert (run["run_id"], run["status"]) == (summary["run_id"], "partial")
+    assert "flows: contract_archive: not run" in (run["message"] or ""), run["message"]
+    flow_rows = [store.entity_run(run["run_id"], f) for f in ("purchase_order", "contract_archive")]
+    assert all(r is not None for r in flow_rows)
+    assert str(run["finished_at"]) >= max(str(r["updated_at"]) for r in flow_rows if r is not None)
