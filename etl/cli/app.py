@@ -212,7 +212,10 @@ def status(
     runs: Annotated[int, typer.Option(min=1, help="Runs to list (at least 1).")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show recent runs, per-entity figures of the last run, and watermarks."""
+    """Show recent runs, per-entity figures of the last run, and watermarks.
+
+    Also names the entities whose store state no mapping or flow names any more (a renamed entity's old rows).
+    """
     from rich.table import Table
 
     from etl.engine.pipeline import open_store
