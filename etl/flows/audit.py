@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -38,10 +37,12 @@ from etl.flows.purchase_order import (
     Forms,
     build_documents,
     content_hashes,
+    local_now,
     read_forms,
     read_links,
 )
 from etl.flows.writeback import missing_writeback_columns
+from etl.frames import is_missing
 from etl.mapping.types import as_text
 from etl.store import schema as store_schema
 from etl.store.repo import Store
@@ -175,7 +176,7 @@ def _num(value: Any) -> float | None:
 
 def amount_text(value: Any) -> str | None:
     """A number as an amount is read: at least two decimals (`10.00`, `55115.20`, `1.2345`), no float noise."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    if is_missing(value):
         return None
     try:
         number = Decimal(str(value))
@@ -191,9 +192,7 @@ def amount_text(value: Any) -> str | None:
 
 def _same(oa: Any, erp: Any, tolerance: float) -> bool:
     """Whether a mapped OA value and the document's value agree (numbers within `tolerance`, text trimmed)."""
-    blank_oa = oa is None or (not isinstance(oa, str) and pd.isna(oa)) or (isinstance(oa, str) and not oa.strip())
-    blank_erp = erp is None or (not isinstance(erp, str) and pd.isna(erp)) or (isinstance(erp, str)
-                                                                               and not erp.strip())
+    blank_oa, blank_erp = (is_missing(v) or (isinstance(v, str) and not v.strip()) for v in (oa, erp))
     if blank_oa or blank_erp:
         return blank_oa == blank_erp
     a, b = _num(oa), _num(erp)
@@ -205,7 +204,7 @@ def _same(oa: Any, erp: Any, tolerance: float) -> bool:
 
 
 def _shown(value: Any) -> Any:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    if is_missing(value):
         return None
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return amount_text(value)
@@ -426,12 +425,8 @@ def flow_views(config: ProjectConfig, spec: FlowSpec, code_tables: Mapping[str, 
     """Snapshot (unless given) and views of one flow."""
     state = state or gather(config, spec, code_tables, as_of=as_of, checks=checks_for(spec))
     heads, lines = erp_documents(config, spec, state.links)
-    return state, views(state, heads, lines, now=project_now(config))
-
-
-def project_now(config: ProjectConfig) -> datetime:
-    """Now in `run.timezone`, naive: approval times are naive in that zone, and so are the days waiting since."""
-    return datetime.now(ZoneInfo(config.run.timezone)).replace(tzinfo=None)
+    # approval times are naive in `run.timezone`, and so are the days waiting since
+    return state, views(state, heads, lines, now=local_now(config.run.timezone))
 
 
 def open_problems(config: ProjectConfig, flow: str) -> pd.DataFrame:
@@ -450,7 +445,7 @@ def audit_views(config: ProjectConfig, flows: list[str] | None = None) -> dict[s
     flowset = load_flows(config)
     found: dict[str, list[pd.DataFrame]] = {name: [] for name in VIEWS}
     for spec in flowset.select(flows):
-        today = project_now(config).date()
+        today = local_now(config.run.timezone).date()
         state = gather(config, spec, flowset.code_tables, as_of=today, checks=checks_for(spec))
         state.problems = pd.concat([state.problems, open_problems(config, spec.flow)], ignore_index=True)
         _, got = flow_views(config, spec, flowset.code_tables, as_of=today, state=state)

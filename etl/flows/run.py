@@ -44,12 +44,11 @@ from etl.flows.audit import (
     erp_documents,
     flow_views,
     gather,
-    project_now,
     views,
 )
 from etl.flows.contract_archive import checks_for
 from etl.flows.model import ExistsSpec, FlowSpec
-from etl.flows.purchase_order import ensure_erp_tables, flag_document, publish_document, read_links
+from etl.flows.purchase_order import ensure_erp_tables, flag_document, local_now, publish_document, read_links
 from etl.flows.writeback import pending_writebacks, sync_xref, write_back
 from etl.mapping.loader import unknown_message
 from etl.mapping.types import as_text
@@ -162,7 +161,7 @@ def run_flows(config: ProjectConfig, *, flows: list[str] | None = None, run_id: 
             _finish_crashed(config, store, run_id, exc)
         raise
     status = _status(results, dry_run, bool(issues))
-    message = "; ".join(f"{r.flow}: {_unprefixed(r)}" for r in results if r.message) or None
+    message = "; ".join(f"{r.flow}: {without_flow_name(r.flow, r.message)}" for r in results if r.message) or None
     if store is not None and own_run:
         store.finish_run(run_id, status, message)
     elif store is not None:
@@ -192,12 +191,14 @@ def _run_one(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec, store: Sto
     return result
 
 
-def _unprefixed(result: FlowResult) -> str:
-    """The flow's message without the `flow x:` / `flow:x:` its error may start with (the run message names it)."""
-    message = result.message or ""
-    for prefix in (f"flow {result.flow}: ", f"flow:{result.flow}: "):
-        message = message.removeprefix(prefix)
-    return message
+def without_flow_name(flow: str, message: str | None) -> str:
+    """The flow's message without the `flow <name>:` (`flow:<name>:`, `<name>:`) its error may start with, for a
+    caller that names the flow itself (the run's message, the Airflow task's)."""
+    text = (message or "").strip()
+    for prefix in (f"flow {flow}:", f"flow:{flow}:", f"{flow}:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :].strip()
+    return text
 
 
 def _invalid(name: str, flowset: FlowSet, issues: int) -> FlowResult:
@@ -254,7 +255,7 @@ def _run_exists(store: Store, run_id: str) -> bool:
 
 
 def _today(config: ProjectConfig) -> date:
-    return project_now(config).date()
+    return local_now(config.run.timezone).date()
 
 
 def _erp(config: ProjectConfig, spec: FlowSpec) -> tuple[sa.Engine, str | None]:
@@ -517,7 +518,7 @@ def _plan(config: ProjectConfig, flowset: FlowSet, spec: FlowSpec) -> FlowResult
         src = config.connection(spec.source.connection)
         with engine_for(src, read_only=True).connect() as conn:
             result.writeback_pending = len(pending_writebacks(conn, spec, state.links, src.schema_))
-    found = views(state, heads, lines, now=project_now(config))
+    found = views(state, heads, lines, now=local_now(config.run.timezone))
     no_doc = found.get("req_without_po")
     if no_doc is not None and not no_doc.empty:
         found["req_without_po"] = no_doc[~no_doc["request_id"].astype(str).isin(would)].reset_index(drop=True)

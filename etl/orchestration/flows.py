@@ -20,6 +20,7 @@ from typing import Any
 
 from etl import logs
 from etl.config.project import ProjectConfig
+from etl.engine.lock import AIRFLOW_TRIGGER
 from etl.errors import SourceUnavailableError
 from etl.orchestration import connections
 from etl.orchestration.errors import airflow_errors, fail_task, gave_up, last_try, skip_task
@@ -29,7 +30,7 @@ log = logging.getLogger("erpoa.airflow")
 #: Connections a flow may use besides the four of `erpoa.yaml`.
 FLOW_CONNECTIONS = ("erp_write", "oa_write")
 #: The store's trigger of the flow runs of the DAG (`erpoa flows run` records `flows`).
-TRIGGER = "airflow"
+TRIGGER = AIRFLOW_TRIGGER
 
 
 def flow_run_id(dag_id: str, dag_run: str, flow: str, started: datetime) -> str:
@@ -55,7 +56,7 @@ def run_flow(
     for Airflow to retry, any other failure fails the task. With `dag_run` (its id; `dag_id` and `started`,
     when the DAG run started, go with it) the flow is recorded as the run `flow_run_id` with trigger `airflow`.
     """
-    from etl.flows.run import run_flows
+    from etl.flows.run import run_flows, without_flow_name
 
     with airflow_errors(f"flow {flow}", redact=logs.redact):
         config_path = str(params.get("config_path") or connections.default_config_path())
@@ -73,7 +74,7 @@ def run_flow(
         # A broken file of another flow fails only that flow's task, as `erpoa sync` runs the others.
         summary = run_flows(config, flows=[flow], run_id=run_id, dry_run=dry_run, keep_going=True)
         result = summary.flows[0]
-        said = _said(flow, result.message)
+        said = without_flow_name(flow, result.message)
         if result.status == "failed":
             final = last_try() if result.retryable else None
             if final is not None:
@@ -93,15 +94,6 @@ def run_flow(
     counts: dict[str, Any] = summary.to_dict()["flows"][0]
     counts.pop("created_numbers", None)
     return counts
-
-
-def _said(flow: str, message: str | None) -> str:
-    """The flow's message without the `flow <name>:` its runner may start it with (the caller names the flow)."""
-    text = (message or "").strip()
-    for prefix in (f"flow {flow}:", f"flow:{flow}:", f"{flow}:"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :].strip()
-    return text
 
 
 def _start(config: ProjectConfig, run_id: str, flow: str) -> None:
