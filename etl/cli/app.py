@@ -20,6 +20,7 @@ from etl.cli.common import (
     entity_or_flow,
     err,
     fail,
+    flow_names,
     load_checked,
     load_config,
     out,
@@ -96,9 +97,8 @@ def sync(
     from etl.engine.pipeline import run_sync
 
     try:
-        cfg, mappings, _ = load_checked(config, entities=entities)  # every config, mapping and suite problem
-        if wait is not None:
-            cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"lock_wait_seconds": wait})})
+        # every config, mapping and suite problem
+        cfg, mappings, _ = load_checked(config, entities=entities, wait=wait)
         with StageProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
             summary, _ = run_sync(
                 cfg,
@@ -218,7 +218,7 @@ def status(
     """
     from rich.table import Table
 
-    from etl.engine.pipeline import open_store
+    from etl.engine.pipeline import named_once, open_store
     from etl.reconcile.store import with_difference_counts
 
     try:
@@ -272,7 +272,7 @@ def status(
     for r in last:  # why an entity failed or was skipped (its notes too), below the figures as `erpoa sync` prints it
         message, name = str(r.get("message") or ""), str(r["entity"])
         if r.get("status") in ("failed", "skipped") and message:
-            out.print(message if message.startswith(f"{name}: ") else f"{name}: {message}", markup=False)
+            out.print(named_once(name, message), markup=False)
     wm = Table(title="watermarks")
     for col in ("entity", "source", "value", "run_id"):
         wm.add_column(col)
@@ -295,13 +295,13 @@ def _entities_no_mapping_names(cfg: ProjectConfig, engine: Any) -> list[dict[str
     from sqlalchemy import func, select
 
     from etl.engine.pipeline import load_project_mappings
-    from etl.flows import load_flows
     from etl.store import schema as s
 
     try:
-        known = set(load_project_mappings(cfg).entities)
-        flowset = load_flows(cfg, keep_going=True)
-        known |= {*flowset.flows, *flowset.broken}
+        flows = flow_names(cfg)
+        if flows is None:
+            return []
+        known = {*load_project_mappings(cfg).entities, *flows}
     except ErpOaError:
         return []
     q = s.quarantine

@@ -91,7 +91,12 @@ def load_config(path: Path, *, unset_ok: bool = False, wait: float | None = None
 
 
 def load_checked(
-    path: Path, *, entities: list[str] | None = None, every_suite: bool = False, unset_ok: bool = False
+    path: Path,
+    *,
+    entities: list[str] | None = None,
+    every_suite: bool = False,
+    unset_ok: bool = False,
+    wait: float | None = None,
 ) -> tuple[ProjectConfig, MappingSet, list[str]]:
     """The project config, its mappings and the entities to sync, with every problem of erpoa.yaml, the mapping
     files and the Great Expectations suites in one ConfigError (exit 2). Nothing is connected to.
@@ -100,12 +105,13 @@ def load_checked(
     or with `every_suite` (`erpoa expectations check`) every suite of the folder. A config that does not load
     still names the folders to check (else `mappings/` and `expectations/` beside it), and mapping files that do
     not load still declare the fields their suites are checked against, so no layer hides the next one's errors
-    (`etl.engine.preflight.check_project`, which the Airflow DAG's `start_run` uses too).
+    (`etl.engine.preflight.check_project`, which the Airflow DAG's `start_run` uses too). `wait` as for
+    `load_config`.
     """
     from etl.engine.preflight import check_project
 
     def load(config: Path) -> ProjectConfig:
-        return load_config(config, unset_ok=unset_ok)
+        return load_config(config, unset_ok=unset_ok, wait=wait)
 
     return check_project(path, load, entities=entities, every_suite=every_suite).result()
 
@@ -197,7 +203,6 @@ def entity_or_flow(
 
     from etl.engine.pipeline import load_project_mappings
     from etl.errors import ConfigIssue
-    from etl.flows import load_flows
     from etl.mapping.loader import COMMAND_LINE
 
     try:
@@ -206,11 +211,7 @@ def entity_or_flow(
         return None
     if entity in mappings.entities:
         return mappings.entities[entity], mappings.code_tables
-    try:
-        flowset = load_flows(cfg, keep_going=True)
-        flows = [*flowset.flows, *flowset.broken]
-    except ErpOaError:
-        flows = []
+    flows = flow_names(cfg) or []
     if entity in flows:
         return None
     close = difflib.get_close_matches(entity, [*mappings.entities, *flows], n=1)
@@ -219,3 +220,14 @@ def entity_or_flow(
     if flows:
         message += f"; approval flows: {', '.join(flows)}"
     raise ConfigError([ConfigIssue(origin or COMMAND_LINE, None, None, "", message)])
+
+
+def flow_names(cfg: ProjectConfig) -> list[str] | None:
+    """The names of the project's approval flows, those of invalid flow files too; None when they do not load."""
+    from etl.flows import load_flows
+
+    try:
+        flowset = load_flows(cfg, keep_going=True)
+    except ErpOaError:
+        return None
+    return [*flowset.flows, *flowset.broken]

@@ -18,10 +18,10 @@ from etl.cli.common import (
     emit_json,
     entity_or_flow,
     fail,
+    flow_names,
     load_config,
     out,
 )
-from etl.config.project import ProjectConfig
 from etl.errors import ConfigError, ErpOaError
 
 LIST_COLUMNS = [
@@ -65,16 +65,6 @@ def _mask(frame: Any, cfg: Any) -> Any:
     return masked.where(masked.notna(), None)
 
 
-def _flow_names(cfg: ProjectConfig) -> list[str]:
-    from etl.flows import load_flows
-
-    try:
-        flowset = load_flows(cfg, keep_going=True)
-    except ErpOaError:
-        return []
-    return [*flowset.flows, *flowset.broken]
-
-
 @app.command("run")
 def run(
     entity: Annotated[str | None, typer.Argument(help="Entity to reconcile (default: all).")] = None,
@@ -88,7 +78,7 @@ def run(
 
     try:
         cfg = load_config(config, wait=wait)
-        if entity and entity_or_flow(cfg, entity) is None and entity in _flow_names(cfg):
+        if entity and entity_or_flow(cfg, entity) is None and entity in (flow_names(cfg) or []):
             raise ConfigError(
                 f"'{entity}' is an approval flow: `erpoa flows run --flow {entity}` audits it and records its "
                 "differences (see them with `erpoa reconcile list --entity " + entity + "`); `erpoa reconcile run` "

@@ -297,6 +297,11 @@ def prepare_entity(ctx: SyncContext, entity: str) -> list[str]:
     return [*extract.prepare(ctx, entity), *_mapping_note(ctx, entity)]
 
 
+def named_once(entity: str, message: str) -> str:
+    """`<entity>: <message>`, the entity named once when the message already starts with it (errors name theirs)."""
+    return message if message.startswith(f"{entity}:") else f"{entity}: {message}"
+
+
 def entity_message(notes: Iterable[str], error: str | None = None) -> str | None:
     """The message stored for an entity: its error first (when it failed), then the notes of `prepare_entity`,
     set apart from the error ("Also: ..."), which they did not cause.

@@ -44,6 +44,7 @@ from etl import faults
 from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
 from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
+from etl.engine.lock import AIRFLOW_TRIGGER
 from etl.engine.quality import row_count_band, row_count_limits
 from etl.engine.tables import build_indexes, stageable, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
@@ -117,7 +118,7 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
             )
             if not found.empty:
                 extra += f" Quarantined records counted: {findings_summary(found)}."
-        airflow = ctx.trigger == "airflow"
+        airflow = ctx.trigger == AIRFLOW_TRIGGER
         if ctx.dry_run:
             samples = "the DAG's plan keeps no samples: run `erpoa plan` for them" if airflow else (
                 "its samples show the rows quarantined")

@@ -41,12 +41,14 @@ from etl.engine import prebuild as prebuild_stage
 from etl.engine import publish as publish_stage
 from etl.engine.context import SyncContext
 from etl.engine.hooks import default_hooks
+from etl.engine.lock import AIRFLOW_TRIGGER
 from etl.engine.pipeline import (
     EntityResult,
     SyncSummary,
     after_publish,
     entity_message,
     load_project_mappings,
+    named_once,
     open_store,
     prepare_entity,
     record,
@@ -61,7 +63,7 @@ from etl.store.repo import Store, run_id_for
 
 log = logging.getLogger("erpoa.airflow")
 
-TRIGGER = "airflow"
+TRIGGER = AIRFLOW_TRIGGER
 ACTIONS = ("insert", "update", "unchanged", "inactivate", "deactivated", "rejected", "duplicates")
 _FIGURES = ("inserted", "updated", "unchanged", "inactivated", "quarantined", "differences")
 # How `_stage` marks a transient failure in the entity's message, after the notes of `prepare`.
@@ -539,14 +541,8 @@ def final_summary(config: ProjectConfig, store: Store, run: RunInfo) -> SyncSumm
         status=status,
         entities=results,
         seconds=round((datetime.now(started.tzinfo) - started).total_seconds(), 3),
-        message="; ".join(_entity_said(r) for r in results if r.message) or None,
+        message="; ".join(named_once(r.entity, str(r.message)) for r in results if r.message) or None,
     )
-
-
-def _entity_said(result: EntityResult) -> str:
-    """`<entity>: <message>`, the entity named once when the message already starts with it."""
-    message = str(result.message)
-    return message if message.startswith(f"{result.entity}:") else f"{result.entity}: {message}"
 
 
 def _figures(result: EntityResult) -> dict[str, Any]:
