@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, NaT or pd.NA (a scalar), as a frame's cell holds a NULL; text, even empty, is not missing."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def isin(values: pd.Series | pd.Index, candidates: Iterable[object]) -> np.ndarray:

@@ -17,25 +17,22 @@ from sqlalchemy.engine import Dialect
 
 from etl.db.ddl import stored_datetimes
 from etl.engine.context import SyncContext
+from etl.frames import is_missing
 from etl.mapping.model import CanonicalField
 from etl.mapping.types import as_text, coerce
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
-
-
 def _flag(value: Any) -> bool | None:
-    return None if _missing(value) else str(value).lower() in ("true", "1", "t")
+    return None if is_missing(value) else str(value).lower() in ("true", "1", "t")
 
 
 def _text(value: Any) -> str | None:
-    return None if _missing(value) else str(value)
+    return None if is_missing(value) else str(value)
 
 
 def _shown(value: Any, spec: CanonicalField) -> Any:
     """One canonical value as a sample shows it: a plain Python value of the field's type, None for null."""
-    if _missing(value):
+    if is_missing(value):
         return None
     if spec.type == "integer":
         return int(value)
@@ -59,8 +56,8 @@ def _samples(frame: pd.DataFrame, fields: Mapping[str, CanonicalField]) -> pd.Da
 
 def _same(before: Any, after: Any, spec: CanonicalField, dialect: Dialect) -> bool:
     """Whether publishing `after` leaves the stored `before` as it is (both canonical values)."""
-    if _missing(before) or _missing(after):
-        return _missing(before) and _missing(after)
+    if is_missing(before) or is_missing(after):
+        return is_missing(before) and is_missing(after)
     if spec.type == "datetime":
         stored = stored_datetimes(pd.Series([pd.Timestamp(before), pd.Timestamp(after)]), dialect)
         return bool(stored[0] == stored[1])
