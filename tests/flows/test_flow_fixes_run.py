@@ -36,7 +36,7 @@ from etl.flows import load_flows
 from etl.flows.model import FieldSpec, apply_fields
 from etl.flows.run import run_flows
 from etl.store.repo import Store
-from tests.helpers.project import make_project
+from tests.helpers.project import make_project, source_sql
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = DemoSize(departments=12, employees=60, requisitions=36, contracts=10)
@@ -60,31 +60,22 @@ def _edit(config: ProjectConfig, name: str, *edits: tuple[str, str]) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _sql(config: ProjectConfig, conn_name: str, statement: str, **params: Any) -> list[Any]:
-    engine = sa.create_engine(config.connection(conn_name).sqlalchemy_url())
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(sa.text(statement), params)
-            return list(result) if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
 def _runs(config: ProjectConfig) -> dict[str, tuple[str, str | None]]:
-    return {r[0]: (r[1], r[2]) for r in _sql(config, "recon", "SELECT run_id, status, message FROM erpoa_run")}
+    return {r[0]: (r[1], r[2]) for r in source_sql(config, "recon", "SELECT run_id, status, message FROM erpoa_run")}
 
 
 def _publishable(config: ProjectConfig, m: dict[str, Any]) -> list[str]:
     """Approved requisitions a run creates a PO for (not held, no PO keyed in before)."""
     negative = {d["sqdh"] for d in m["negative_quantity_lines"]}
-    held = {str(r) for r, no in _sql(config, "oa", "SELECT requestid, sqdh FROM formtable_main_12") if no in negative}
+    forms = source_sql(config, "oa", "SELECT requestid, sqdh FROM formtable_main_12")
+    held = {str(r) for r, no in forms if no in negative}
     held |= {str(m["requisition_unknown_requester"]["requestid"])} | {str(r) for r in m["force_archived_requests"]}
     held |= {str(p["requestid"]) for p in m["purchase_orders_from_oa"]}
     return sorted({str(r) for r in m["requisition_requests"]["approved"]} - held)
 
 
 def _po_requests(config: ProjectConfig) -> set[str]:
-    return {str(r[0]) for r in _sql(config, "erp", 'SELECT "cDefine10" FROM "PO_Pomain"') if r[0] is not None}
+    return {str(r[0]) for r in source_sql(config, "erp", 'SELECT "cDefine10" FROM "PO_Pomain"') if r[0] is not None}
 
 
 # --------------------------------------------------------------------------- #3 an unexpected error in one flow
@@ -196,18 +187,18 @@ def test_sync_exit_code_follows_the_first_failed_flow(project: tuple[ProjectConf
 def test_unknown_vendor_item_and_requester_are_held(project: tuple[ProjectConfig, dict[str, Any]]) -> None:
     config, m = project
     vendor, item, person, fine = _publishable(config, m)[:4]
-    _sql(config, "oa", "UPDATE formtable_main_12 SET gys = 'ZZ999' WHERE requestid = :r", r=int(vendor))
-    _sql(config, "oa", "UPDATE formtable_main_12_dt1 SET wlbm = 'NOPE-1' WHERE xh = 2 AND mainid = "
+    source_sql(config, "oa", "UPDATE formtable_main_12 SET gys = 'ZZ999' WHERE requestid = :r", r=int(vendor))
+    source_sql(config, "oa", "UPDATE formtable_main_12_dt1 SET wlbm = 'NOPE-1' WHERE xh = 2 AND mainid = "
          "(SELECT id FROM formtable_main_12 WHERE requestid = :r)", r=int(item))
     # a requester HR knows (HrmResource.workcode) but U8 does not (hr_hi_person)
-    code = _sql(config, "oa", 'SELECT r.workcode FROM formtable_main_12 m JOIN "HrmResource" r ON r.id = m.sqr '
+    code = source_sql(config, "oa", 'SELECT r.workcode FROM formtable_main_12 m JOIN "HrmResource" r ON r.id = m.sqr '
                 "WHERE m.requestid = :r", r=int(person))[0][0]
-    _sql(config, "erp", 'DELETE FROM hr_hi_person WHERE "cPsn_Num" = :c', c=f"{int(code.strip()):06d}")
+    source_sql(config, "erp", 'DELETE FROM hr_hi_person WHERE "cPsn_Num" = :c', c=f"{int(code.strip()):06d}")
     result = run_flows(config, flows=["purchase_order"]).flows[0]
     assert result.status == "success"
     pos = _po_requests(config)
     assert fine in pos and not {vendor, item, person} & pos
-    rows = _sql(config, "recon", "SELECT src_id, field, rule, value, reason FROM erpoa_quarantine "
+    rows = source_sql(config, "recon", "SELECT src_id, field, rule, value, reason FROM erpoa_quarantine "
                 "WHERE entity = 'purchase_order' AND status = 'open'")
     found = {r[0]: r[1:] for r in rows if r[0] in (vendor, item, person)}
     assert found[vendor] == ("cVenCode", "unknown_cVenCode", "ZZ999",
@@ -217,8 +208,8 @@ def test_unknown_vendor_item_and_requester_are_held(project: tuple[ProjectConfig
     assert found[person][:2] == ("cPersonCode", "unknown_cPersonCode")
     assert "not found in the ERP's hr_hi_person.cPsn_Num" in found[person][3]
     # fixed in the OA: the next run creates the PO and resolves the quarantine row
-    _sql(config, "oa", "UPDATE formtable_main_12 SET gys = (SELECT gys FROM formtable_main_12 WHERE requestid = :f) "
-         "WHERE requestid = :r", r=int(vendor), f=int(fine))
+    source_sql(config, "oa", "UPDATE formtable_main_12 SET gys = (SELECT gys FROM formtable_main_12 "
+               "WHERE requestid = :f) WHERE requestid = :r", r=int(vendor), f=int(fine))
     run_flows(config, flows=["purchase_order"])
     assert vendor in _po_requests(config)
 
@@ -360,9 +351,9 @@ def test_empty_values_are_none_and_line_problems_name_their_line() -> None:
 def test_quarantine_rows_of_a_run_name_the_line(project: tuple[ProjectConfig, dict[str, Any]]) -> None:
     config, m = project
     run_flows(config, flows=["purchase_order"])
-    rows = _sql(config, "recon", "SELECT src_id, field, rule, value, reason FROM erpoa_quarantine "
+    rows = source_sql(config, "recon", "SELECT src_id, field, rule, value, reason FROM erpoa_quarantine "
                 "WHERE entity = 'purchase_order' AND status = 'open'")
-    ids = {no: str(r) for r, no in _sql(config, "oa", "SELECT requestid, sqdh FROM formtable_main_12")}
+    ids = {no: str(r) for r, no in source_sql(config, "oa", "SELECT requestid, sqdh FROM formtable_main_12")}
     for bad in m["negative_quantity_lines"]:
         n = bad["line_no"]
         assert (ids[bad["sqdh"]], f"lines[{n}].iQuantity", "positive") in {r[:3] for r in rows}
@@ -407,15 +398,15 @@ def test_a_linked_request_put_on_hold_is_a_difference_not_a_cancellation(
     rid = _publishable(config, m)[0]
     assert rid in _po_requests(config)
     # force-archived (强制归档, logtype e) with its approval gone: e-cology's `force_archived: hold`
-    _sql(config, "oa", "UPDATE workflow_requestlog SET logtype = 'e' WHERE requestid = :r AND logtype = '0'",
+    source_sql(config, "oa", "UPDATE workflow_requestlog SET logtype = 'e' WHERE requestid = :r AND logtype = '0'",
          r=int(rid))
 
     result = run_flows(config, flows=["purchase_order"]).flows[0]
 
     assert (result.created, result.cancelled, result.amended) == (0, 0, 0)
-    memo = _sql(config, "erp", 'SELECT "cMemo" FROM "PO_Pomain" WHERE "cDefine10" = :r', r=rid)
+    memo = source_sql(config, "erp", 'SELECT "cMemo" FROM "PO_Pomain" WHERE "cDefine10" = :r', r=rid)
     assert len(memo) == 1 and not str(memo[0][0] or "").startswith("[OA")  # not flagged as withdrawn
-    diffs = _sql(config, "recon", "SELECT class, detail FROM erpoa_difference WHERE entity = 'purchase_order' "
+    diffs = source_sql(config, "recon", "SELECT class, detail FROM erpoa_difference WHERE entity = 'purchase_order' "
                  "AND class LIKE 'approval_%'")
     assert [(c, json.loads(d)["state"], json.loads(d)["oa_request_id"]) for c, d in diffs] == [
         ("approval_held", "held", rid)]

@@ -31,7 +31,7 @@ from etl.flows.audit import audit_views
 from etl.flows.model import DocNoRule
 from etl.flows.run import FlowResult, run_flows
 from etl.store.repo import Store
-from tests.helpers.project import make_project
+from tests.helpers.project import make_project, source_sql
 
 SIZE = DemoSize(departments=12, employees=60, requisitions=36, contracts=10)
 RULE = DocNoRule(prefix="PO", date_format="%Y%m%d", width=4)
@@ -45,16 +45,6 @@ def project(tmp_path: Path) -> Iterator[tuple[ProjectConfig, dict[str, Any]]]:
     dispose_all()
 
 
-def _sql(config: ProjectConfig, conn_name: str, statement: str, **params: Any) -> list[Any]:
-    engine = sa.create_engine(config.connection(conn_name).sqlalchemy_url())
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(sa.text(statement), params)
-            return list(result) if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
 def _po(config: ProjectConfig) -> FlowResult:
     return run_flows(config, flows=["purchase_order"]).flows[0]
 
@@ -64,7 +54,7 @@ def _today(config: ProjectConfig) -> date:
 
 
 def _links(config: ProjectConfig) -> dict[str, tuple[str, str | None]]:
-    return {str(r): (n, q) for r, n, q in _sql(config, "erp", "SELECT oa_request_id, po_no, request_no "
+    return {str(r): (n, q) for r, n, q in source_sql(config, "erp", "SELECT oa_request_id, po_no, request_no "
                                                                "FROM erpoa_po_link")}
 
 
@@ -144,7 +134,7 @@ def test_a_hand_keyed_last_number_of_the_day_does_not_block_the_flow(
     first = _po(config)
     assert first.status == "success" and first.created > 2
     # a buyer keys PO<today>9999 by hand; a new requisition is approved
-    _sql(config, "erp", 'INSERT INTO "PO_Pomain" ("POID", "cPOID", "dPODate", "cVenCode", "cMemo") '
+    source_sql(config, "erp", 'INSERT INTO "PO_Pomain" ("POID", "cPOID", "dPODate", "cVenCode", "cMemo") '
                         "VALUES (990001, :no, :day, '01002', '手工录入')", no=f"{stem}9999", day=_today(config))
     like = sorted(_links(config))[0]
     _copy_request(config, like, 990010, "QG-S22-900010")
@@ -154,7 +144,7 @@ def test_a_hand_keyed_last_number_of_the_day_does_not_block_the_flow(
     highest = max(int(n[len(stem):]) for n, _ in _links(config).values() if n.startswith(stem) and n != number)
     assert number == f"{stem}{highest + 1:04d}"
     # the last PO the flow made is deleted in the ERP: its number stays with its link, the next request gets a new one
-    _sql(config, "erp", 'DELETE FROM "PO_Pomain" WHERE "cPOID" = :no', no=number)
+    source_sql(config, "erp", 'DELETE FROM "PO_Pomain" WHERE "cPOID" = :no', no=number)
     _copy_request(config, like, 990011, "QG-S22-900011")
     third = _po(config)
     assert third.created == 1 and _links(config)["990011"][0] == f"{stem}{highest + 2:04d}"
@@ -169,7 +159,7 @@ def test_a_refused_document_is_counted_as_refused_and_makes_the_run_partial(
     like = sorted(_links(config))[0]
     _copy_request(config, like, 990020, "QG-S22-900020")
     _copy_request(config, like, 990021, "QG-S22-900021")
-    _sql(config, "erp", "CREATE TRIGGER refuse BEFORE INSERT ON PO_Pomain WHEN NEW.cDefine10 = '990020' "
+    source_sql(config, "erp", "CREATE TRIGGER refuse BEFORE INSERT ON PO_Pomain WHEN NEW.cDefine10 = '990020' "
                         "BEGIN SELECT RAISE(ABORT, 'vendor blocked'); END")
     summary = run_flows(config, flows=["purchase_order"])
     po = summary.flows[0]
@@ -180,7 +170,7 @@ def test_a_refused_document_is_counted_as_refused_and_makes_the_run_partial(
     row = store.entity_run(summary.run_id, "purchase_order")
     assert row is not None and row["quarantined"] == first.unmapped + 1
     store.engine.dispose()
-    _sql(config, "erp", "DROP TRIGGER refuse")
+    source_sql(config, "erp", "DROP TRIGGER refuse")
     again = _po(config)
     assert (again.status, again.created, again.refused) == ("success", 1, 0)
 
@@ -201,7 +191,7 @@ def test_a_second_request_with_a_linked_request_number_is_held_until_the_oa_corr
     result = _po(config)
     assert (result.status, result.created, result.duplicates) == ("success", 0, 1)
     assert "990013" not in _links(config)
-    assert not _sql(config, "erp", 'SELECT 1 FROM "PO_Pomain" WHERE "cDefine10" = \'990013\'')
+    assert not source_sql(config, "erp", 'SELECT 1 FROM "PO_Pomain" WHERE "cDefine10" = \'990013\'')
     reason = f"request number {number} already has PO {po_no} (OA request {original})"
     store = Store(sa.create_engine(config.connection("recon").sqlalchemy_url()))
     held = store.quarantine(entity="purchase_order", status="open").set_index("src_id")
@@ -213,7 +203,7 @@ def test_a_second_request_with_a_linked_request_number_is_held_until_the_oa_corr
     assert len(store.quarantine(entity="purchase_order", status="open").query("src_id == '990013'")) == 1
     assert run_flows(config, flows=["purchase_order"], dry_run=True).flows[0].duplicates == 1
     # the OA corrects the number: the next run creates its PO and resolves the quarantine row
-    _sql(config, "oa", "UPDATE formtable_main_12 SET sqdh = 'QG-S22-900013' WHERE requestid = 990013")
+    source_sql(config, "oa", "UPDATE formtable_main_12 SET sqdh = 'QG-S22-900013' WHERE requestid = 990013")
     fixed = _po(config)
     assert (fixed.created, fixed.duplicates) == (1, 0) and _links(config)["990013"][1] == "QG-S22-900013"
     assert store.quarantine(entity="purchase_order", status="open").query("src_id == '990013'").empty
@@ -243,9 +233,9 @@ def test_timestamps_written_are_in_the_project_timezone(project: tuple[ProjectCo
     before = datetime.now(zone).replace(tzinfo=None, microsecond=0)
     _po(config)
     after = datetime.now(zone).replace(tzinfo=None)
-    link_id, po_no, created_at = _sql(config, "erp", "SELECT oa_request_id, po_no, created_at FROM erpoa_po_link "
+    link_id, po_no, created_at = source_sql(config, "erp", "SELECT oa_request_id, po_no, created_at FROM erpoa_po_link "
                                                      "WHERE origin = 'created' ORDER BY po_no LIMIT 1")[0]
-    (modified,) = _sql(config, "erp", 'SELECT "dModifyDate" FROM "PO_Pomain" WHERE "cPOID" = :no', no=po_no)[0]
+    (modified,) = source_sql(config, "erp", 'SELECT "dModifyDate" FROM "PO_Pomain" WHERE "cPOID" = :no', no=po_no)[0]
     for stamp in (created_at, modified):
         assert before <= datetime.fromisoformat(str(stamp)) <= after + timedelta(seconds=1), (link_id, stamp)
 
@@ -275,7 +265,7 @@ def test_a_dry_run_reports_what_the_run_would_leave(project: tuple[ProjectConfig
 def test_the_flow_records_the_approvals_it_read(project: tuple[ProjectConfig, dict[str, Any]]) -> None:
     config, _ = project
     summary = run_flows(config, flows=["purchase_order"])
-    (approvals,) = _sql(config, "oa", "SELECT count(*) FROM workflow_requestbase WHERE workflowid = 12")[0]
+    (approvals,) = source_sql(config, "oa", "SELECT count(*) FROM workflow_requestbase WHERE workflowid = 12")[0]
     po = summary.flows[0]
     assert 0 < po.read_oa <= approvals
     store = Store(sa.create_engine(config.connection("recon").sqlalchemy_url()))
