@@ -442,7 +442,7 @@ def run_sync(
         trigger=trigger,
         progress=progress,
     )
-    mode = "plan" if dry_run else ("full" if full_refresh else "incremental")
+    mode = run_mode(store, mappings, names, full_refresh=full_refresh, dry_run=dry_run)
     if not dry_run:
         store.start_run(ctx.run_id, trigger=trigger, mode=mode, mapping_version=mappings.version, entities=names)
     started = time.monotonic()
@@ -473,6 +473,17 @@ def run_sync(
         message=message,
     )
     return summary, ctx
+
+
+def run_mode(store: Store, mappings: MappingSet, names: list[str], *, full_refresh: bool, dry_run: bool) -> str:
+    """The run's recorded mode: `plan`, `full` (a full refresh, or a run in which no source has a watermark to read
+    from, as in a first sync) or `incremental`."""
+    if dry_run:
+        return "plan"
+    if full_refresh:
+        return "full"
+    cursors = [(name, src) for name in names for src, spec in mappings.entity(name).sources.items() if spec.cursor]
+    return "incremental" if any(store.watermark(name, src) is not None for name, src in cursors) else "full"
 
 
 def _mapping_note(ctx: SyncContext, entity: str) -> list[str]:

@@ -52,6 +52,7 @@ from etl.engine.pipeline import (
     open_store,
     prepare_entity,
     record,
+    run_mode,
     run_sync,
     store_connection,
 )
@@ -143,6 +144,8 @@ def start_run(
             log.warning("mappings define %s, which this DAG does not sync", ", ".join(ignored))
         dry_run = bool(params.get("dry_run"))
         full_refresh = bool(params.get("full_refresh"))
+        store = None if dry_run else open_store(config)
+        mode = "plan" if store is None else run_mode(store, mappings, names, full_refresh=full_refresh, dry_run=False)
         info = RunInfo(
             run_id=make_run_id(dag_id, dag_run, started or datetime.now().astimezone()),
             dag_id=dag_id,
@@ -153,13 +156,13 @@ def start_run(
             full_refresh=full_refresh,
             sweep=bool(params.get("sweep", True)),
             dry_run=dry_run,
-            mode="plan" if dry_run else ("full" if full_refresh else "incremental"),
+            mode=mode,
             mapping_version=mappings.version,
             as_of=date.today().isoformat(),
             started_at=datetime.now().astimezone().isoformat(),
         )
-        if not dry_run:
-            open_store(config).start_run(
+        if store is not None:
+            store.start_run(
                 info["run_id"], trigger=TRIGGER, mode=info["mode"], mapping_version=mappings.version, entities=names
             )
         log.info("run %s (%s) of %s: %s", info["run_id"], info["mode"], dag_run, ", ".join(names))
