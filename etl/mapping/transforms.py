@@ -1175,10 +1175,11 @@ def digits_phrase(count: int) -> str:
 
 
 def inexact_decimals(
-    s: pd.Series, rounded: np.ndarray, scale: int, candidates: np.ndarray
+    s: pd.Series, rounded: np.ndarray, scale: int | None, candidates: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(significant digits, mask) of the rows of `s` among `candidates` whose float64 value `rounded` (as a
-    database receives it: its shortest repr) is not the source value rounded half up to `scale` places exactly.
+    database receives it: its shortest repr) is not the source value rounded half up to `scale` places exactly
+    (with `scale` None: not the source value itself).
 
     Source values of float dtype are what they are (binary already) and never inexact. Only the candidates'
     text is read, and only those of 16+ significant digits are compared one by one, as Decimals.
@@ -1193,10 +1194,12 @@ def inexact_decimals(
     long = counted > MAX_DIGITS
     if not long.any():
         return digits, inexact
-    quantum = Decimal(1).scaleb(-scale)
+    quantum = None if scale is None else Decimal(1).scaleb(-scale)
     for row, value in zip(rows[long], text.to_numpy(dtype=object)[long], strict=True):
         try:
-            exact = Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP, context=_EXACT)
+            exact = Decimal(value)
+            if quantum is not None:
+                exact = exact.quantize(quantum, rounding=ROUND_HALF_UP, context=_EXACT)
         except (InvalidOperation, ValueError):
             continue
         if exact != Decimal(repr(float(rounded[row]))):
@@ -1321,5 +1324,12 @@ class MultiplyArgs(TransformArgs):
 def multiply(s: pd.Series, args: MultiplyArgs, ctx: TransformContext) -> pd.Series:
     """Numbers times a factor as float64, e.g. cents → yuan (round with `decimal`): ``- multiply: 0.01``."""
     values, bad = _parse_number(s)
+    # A value of 16+ digits float64 changes is set aside here: the `decimal` after it sees only the float.
     _report(ctx, s, bad, rule="multiply", phrase="is not a number", on_error=args.on_error)
-    return pd.Series(values * args.factor, index=s.index)
+    digits, inexact = inexact_decimals(s, values, None, ~bad & np.isfinite(values))
+    for count in np.unique(digits[inexact]):
+        _report(ctx, s, inexact & (digits == count), rule="decimal_digits", phrase=digits_phrase(int(count)),
+                on_error="quarantine")
+    product = values * args.factor
+    product[inexact] = np.nan
+    return pd.Series(product, index=s.index)
