@@ -436,6 +436,13 @@ def check_entity(
         issues.extend(_listed_twice(mapping.key, smap, ("key",), "key field"))
     if ok("target"):
         issues.extend(_listed_twice(mapping.target.key or [], smap, ("target", "key"), "key field"))
+        left_out = [k for k in mapping.key if k not in (mapping.target.key or mapping.key)]
+        if ok("key") and left_out:
+            issues.append(smap.issue(("target", "key"), (
+                f"the target key leaves out the business key field(s) {', '.join(left_out)}: golden records that "
+                "differ only there would overwrite each other in the target; list every field of `key:` in "
+                "`target.key:` (more may follow), or remove `target.key:`"
+            )))
     if not mapping.sources and ok("sources"):
         issues.append(smap.issue(("sources",), "no sources; add at least one (erp and/or oa)"))
     for source_name, source in mapping.sources.items():

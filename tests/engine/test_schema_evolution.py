@@ -211,8 +211,8 @@ def test_a_shorter_length_and_a_key_change_are_refused(tmp_path: Path) -> None:
     summary, _ = run_sync(shorter, entities=["department"])
     assert summary.exit_code == 2
     assert "fields.name.length: the target column md_department.name is VARCHAR(100)" in (summary.message or "")
-    rekeyed = _edit(shorter, ("length: 50,", "length: 100,"), ("target:\n  table: md_department\n",
-                                                                "target:\n  table: md_department\n  key: [name]\n"))
+    table = "target:\n  table: md_department\n"
+    rekeyed = _edit(shorter, ("length: 50,", "length: 100,"), (table, table + "  key: [department_code, name]\n"))
     summary, _ = run_sync(rekeyed, entities=["department"])
     assert summary.exit_code == 2
     assert "target.key: the primary key of the target table md_department is (department_code)" in (
@@ -298,9 +298,9 @@ def test_a_key_change_beside_a_separate_target_key_is_refused(project: ProjectCo
     tables hold tell. Unrefused, every record moved to a key in the new form (its old golden record inactivated,
     the same primary key written anew), and an incremental run built two golden records of one primary key."""
     table = "target:\n  table: md_department\n"
-    config = _edit(project, (table, table + "  key: [department_code]\n"))
-    same, _ = run_sync(config, entities=["department"])  # the same key, written twice: nothing to refuse
-    assert same.status == "success", same.message
+    config = _edit(project, (table, "target:\n  table: md_department_b\n  key: [department_code, status]\n"))
+    first, _ = run_sync(config, entities=["department"])  # a new target table, read completely
+    assert first.status == "success", first.message
     rekeyed = _edit(config, ("key: department_code\n", "key: [department_code, status]\n"))
     line = next(
         i for i, text in enumerate(_mapping(rekeyed).read_text(encoding="utf-8").splitlines(), 1)
@@ -312,17 +312,17 @@ def test_a_key_change_beside_a_separate_target_key_is_refused(project: ProjectCo
         assert done.exit_code == 2, done.stdout
         message = json.loads(done.stdout)["entities"][0]["message"]
         assert re.match(
-            rf"mappings/department.yaml:{line}:\d+ key: the business keys that md_department holds were built from "
+            rf"mappings/department.yaml:{line}:\d+ key: the business keys that md_department_b holds were built from "
             r"other fields than the mapping's key \(department_code, status\) \(e\.g\. 'D\w+', where the key gives "
             r"'D\w+\|\w+'\); nothing was written",
             message,
         ), message
-        assert "CREATE TABLE md_department_old AS SELECT * FROM md_department" in message
+        assert "CREATE TABLE md_department_b_old AS SELECT * FROM md_department_b" in message
     kept = ("/md_", "/erpoa_src_", "/erpoa_ids_", "/erpoa_watermark")
     assert {k: v for k, v in _written(rekeyed).items() if any(p in k for p in kept)} == {
         k: v for k, v in before.items() if any(p in k for p in kept)
     }
     # Set back, it syncs again.
-    back = _edit(rekeyed, ("key: [department_code, status]\n", "key: department_code\n"))
+    back = _edit(rekeyed, ("\nkey: [department_code, status]\n", "\nkey: department_code\n"))
     summary, _ = run_sync(back, entities=["department"])
     assert summary.status == "success", summary.message

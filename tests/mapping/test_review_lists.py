@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from etl.mapping.loader import load_mappings
 from tests.mapping.test_all_issues_at_once import _edit
 from tests.mapping.test_loader import SUPPLIER, issues_of, project
 
@@ -46,4 +47,18 @@ def test_a_source_listed_twice_in_a_priority_list_is_refused(tmp_path: Path) -> 
     assert [(i.line, i.column, i.path, i.message) for i in issues] == [
         (22, 22, "survivorship.default[2]", "source 'erp' is listed twice; list each source once"),
         (24, 16, "survivorship.fields.name[1]", "source 'oa' is listed twice; list each source once"),
+    ]
+
+
+def test_a_target_key_that_leaves_out_a_business_key_field_is_refused(tmp_path: Path) -> None:
+    """`target.key: [name]` was accepted: golden records of one name overwrote each other in the target (18
+    departments published as 2 rows, the run reporting 18 inserted). A target key with every business key field
+    and more is unique per golden record and is accepted."""
+    text = SUPPLIER.replace("  table: md_supplier\n", "  table: md_supplier\n  key: [name]\n")
+    (issue,) = issues_of(project(tmp_path / "subset", {"supplier.yaml": text}))
+    assert (issue.line, issue.path) == (15, "target.key")
+    assert issue.message.startswith("the target key leaves out the business key field(s) supplier_code: golden ")
+    wider = SUPPLIER.replace("  table: md_supplier\n", "  table: md_supplier\n  key: [name, supplier_code]\n")
+    assert load_mappings(project(tmp_path / "superset", {"supplier.yaml": wider})).entity("supplier").target_key == [
+        "name", "supplier_code"
     ]
