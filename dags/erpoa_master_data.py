@@ -94,7 +94,9 @@ def _schedule(name: str, default: str, timezone: str) -> CronTriggerTimetable | 
     if cron.lower() in ("", "none", "manual"):
         return None
     try:
-        return CronTriggerTimetable(cron, timezone=timezone)
+        timetable = CronTriggerTimetable(cron, timezone=timezone)
+        timetable.validate()  # the constructor accepts any text; Airflow checks it only when it bags the DAG
+        return timetable
     except Exception as exc:
         raise ValueError(f"{name}={cron!r} is not a cron expression ({exc}); use e.g. '{default}', or none") from None
 
