@@ -194,3 +194,14 @@ def test_cases_cover_every_unmapped_policy() -> None:
         seen |= {"fail" for _ in case.get("fatal") or []}
         seen |= {str(g["policy"]) for g in case.get("gaps") or []}
     assert {"lookup", "fail", "pass", "default"} <= seen
+
+
+def test_the_docs_example_case_passes(tmp_path: Path) -> None:
+    """The case docs/mapping.md shows a steward ("Testing a mapping with data-driven cases") passes as written."""
+    docs = (REPO / "docs" / "mapping.md").read_text(encoding="utf-8")
+    section = docs.split("## Testing a mapping with data-driven cases", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / yaml.safe_load(example)["entity"] / "docs_example.yaml"
+    path.parent.mkdir()
+    path.write_text(example, encoding="utf-8")
+    test_case(path)
