@@ -42,12 +42,15 @@ def parse_duration(value: Any) -> timedelta:
     """`10m`, `2h`, `1d`, `30s` or a number of seconds -> timedelta."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"'{value}' is not a duration; write e.g. 30s, 10m, 2h or 1d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        match = _DURATION.match(str(value))
+        if match:
+            return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"'{value}' is too long a duration") from None
+    raise ValueError(f"'{value}' is not a duration; write e.g. 30s, 10m, 2h or 1d")
 
 
 #: The size of a `string` field's target column when the field sets no `length:`.
@@ -113,6 +116,10 @@ class ApprovalSpec(Strict):
     rejected: list[str] = Field(default_factory=list)
 
 
+#: The longest `overlap:` (a window reaching before the year 1 failed the read).
+MAX_OVERLAP = timedelta(days=366)
+
+
 class SourceSpec(Strict):
     """Where one system's records come from and how they map."""
 
@@ -136,7 +143,15 @@ class SourceSpec(Strict):
     @field_validator("overlap", mode="before")
     @classmethod
     def _overlap(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+        overlap = parse_duration(value)
+        if overlap < timedelta(0):
+            raise ValueError(f"overlap {value!r} is negative: it is a window before the watermark; give e.g. 10m")
+        if overlap > MAX_OVERLAP:
+            raise ValueError(
+                f"overlap {value!r} is longer than {MAX_OVERLAP.days} days; for a complete read run "
+                "`erpoa sync <entity> --full-refresh`"
+            )
+        return overlap
 
     @field_validator("fields", mode="before")
     @classmethod

@@ -62,3 +62,21 @@ def test_a_target_key_that_leaves_out_a_business_key_field_is_refused(tmp_path: 
     assert load_mappings(project(tmp_path / "superset", {"supplier.yaml": wider})).entity("supplier").target_key == [
         "name", "supplier_code"
     ]
+
+
+@pytest.mark.parametrize(
+    ("overlap", "said"),
+    [
+        ("-600", "overlap -600 is negative"),
+        ("800000d", "overlap '800000d' is longer than 366 days"),
+        ("99999999999999", "'99999999999999' is too long a duration"),
+    ],
+)
+def test_an_overlap_that_is_negative_or_too_long_is_refused(tmp_path: Path, overlap: str, said: str) -> None:
+    """`overlap: -600` was accepted and skipped the rows changed just after the watermark; `800000d` passed the check
+    and failed every incremental read (`date value out of range`)."""
+    source = "    id: cVenCode\n"
+    text = SUPPLIER.replace(source, f"{source}    cursor: dModifyDate\n    overlap: {overlap}\n")
+    (issue,) = issues_of(project(tmp_path, {"supplier.yaml": text}))
+    assert issue.path == "sources.erp.overlap"
+    assert said in issue.message, issue.message
