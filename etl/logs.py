@@ -19,6 +19,9 @@ _ODBC_PASSWORD = re.compile(
     r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\{?\$\{[A-Za-z_]\w*\})"
     r"(\*\*\*(?=[;)\s\"',\]]|$)|\{(?:[^}\"]|\}\})*\}|[^;\s\"\\]*)"
 )
+# An ODBC string inside a URL (`?odbc_connect=...PWD%3D...%3B`) is URL-encoded: its password ends at an encoded ';'
+# (or is an encoded `{...}`), the URL's next parameter, a ')' (of a message naming the connection) or a blank.
+_ODBC_PASSWORD_IN_URL = re.compile(r"(?i)((?:PWD|PASSWORD)%3D)(?!\*\*\*)(%7B(?:(?!%7D).)*%7D|(?:(?!%3B)[^&\s\"'#)])*)")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _NUMBER_LIKE = re.compile(r"[\d\s.,:;/+\-]*")
 #: What names a password-like key (`password`, `passwd`, `pwd`, `sslpassword`, `access_token` ...).
@@ -43,8 +46,9 @@ def _matcher(secret: str) -> re.Pattern[str] | None:
 
 
 def mask_url_passwords(text: str) -> str:
-    """Every URL's password in `text` (`scheme://user:password@`) as `***`, up to the last '@' of the word."""
-    return _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    """Every URL's password in `text` (`scheme://user:password@`) as `***`, up to the last '@' of the word, and the
+    password of an ODBC string inside a URL (`odbc_connect=...PWD%3D***`)."""
+    return _ODBC_PASSWORD_IN_URL.sub(rf"\1{MASK}", _URL_PASSWORD.sub(rf"\1:{MASK}@", text))
 
 class RedactingFilter(logging.Filter):
     """Replace secrets (and any password in a URL or ODBC string) in log records."""
@@ -103,6 +107,8 @@ class RedactingFilter(logging.Filter):
 
     def _redact_text(self, text: str) -> str:
         for secret, matcher in self._matchers:
+            # Between a URL's ':' and '@' a known secret is a password whatever it holds (blanks, quotes).
+            text = text.replace(f":{secret}@", f":{MASK}@")
             if matcher is None:
                 text = text.replace(secret, MASK)
             elif secret in text:

@@ -10,7 +10,7 @@ import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote_plus, unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -97,6 +97,9 @@ class ConnectionConfig(Strict):
     def display(self) -> str:
         """The connection as it may be printed: passwords masked."""
         raw = self.url.get_secret_value() if self.url else (self.odbc.get_secret_value() if self.odbc else "")
+        whole = _WHOLE_PASSWORD_IN_URL.match(raw) if self.url is not None else None
+        if whole and whole.group("pw"):  # the password as written, blanks and quotes included
+            raw = raw[: whole.start("pw")] + "***" + raw[whole.end("pw") :]
         return mask_secrets(raw)
 
     @property
@@ -117,6 +120,8 @@ class ConnectionConfig(Strict):
                 value = m.group(2)
                 found += [value[1:-1], value[1:-1].replace("}}", "}")] if value.startswith("{") else [value]
         found += [str(value) for _, value in _secret_values(self.connect_args, ()) if value not in (None, "")]
+        # ... and in the forms a URL gives them (an ODBC string's `Secret;pw` as `Secret%3Bpw`).
+        found += [quote_plus(unquote(f), safe="") for f in found] + [quote(unquote(f), safe="") for f in found]
         return [s for s in {*found, *(unquote(f) for f in found)} if s and s != "***"]
 
 
