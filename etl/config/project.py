@@ -10,7 +10,7 @@ import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, quote_plus, unquote, unquote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -70,6 +70,22 @@ class ConnectionConfig(Strict):
     fast_executemany: bool = True
     pool_pre_ping: bool = True
     connect_args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _mysql_charset(cls, value: SecretStr | None) -> SecretStr | None:
+        """MariaDB/MySQL's `utf8` is utf8mb3: it reads a 4-byte character (emoji, 𠮷) as '?' and cannot write one."""
+        raw = value.get_secret_value() if value is not None else ""
+        if not raw.lower().startswith(("mysql", "mariadb")) or "?" not in raw:
+            return value
+        query = dict(parse_qsl(raw.split("?", 1)[1].split("#", 1)[0]))
+        charset = next((v for k, v in query.items() if k.lower() == "charset"), None)
+        if charset is not None and charset.lower() != "utf8mb4":
+            raise ValueError(
+                f"charset={charset} cannot hold 4-byte characters (emoji, rare name characters such as 𠮷): a source "
+                "would read them as '?' and a target refuses them; use charset=utf8mb4 (or leave charset out)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_of_url_or_odbc(self) -> ConnectionConfig:

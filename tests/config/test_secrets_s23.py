@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from etl import logs
-from etl.config.project import ConnectionConfig, mask_secrets
+from etl.config.project import ConnectionConfig, load_project, mask_secrets
+from etl.errors import ConfigError
 
 ODBC = "mysql+pyodbc:///?odbc_connect=Driver%3D%7BMariaDB+Unicode%7D%3BServer%3D127.0.0.1%3BUID%3Dxc_u3%3BPWD%3D"
 
@@ -72,3 +73,25 @@ def test_a_failing_connection_never_prints_its_blank_holding_password(tmp_path: 
         assert done.returncode == 2, done.stderr
         assert "123 456" not in done.stdout + done.stderr, done.stdout + done.stderr
         assert "postgres:***@127.0.0.1" in done.stdout + done.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("charset", ["utf8", "utf8mb3", "latin1", "UTF8"])
+def test_a_mariadb_charset_other_than_utf8mb4_is_refused_located(tmp_path: Path, charset: str) -> None:
+    """`?charset=utf8` (utf8mb3) read an emoji as '?' and published it; as a target it failed writing one."""
+    path = tmp_path / "erpoa.yaml"
+    path.write_text(
+        "connections:\n"
+        "  erp: {url: \"sqlite:///erp.db\"}\n"
+        f"  oa: {{url: \"mysql+pymysql://root@127.0.0.1:3306/oa?charset={charset}&use_unicode=1\"}}\n"
+        "  target: {url: \"sqlite:///target.db\"}\n  recon: {url: \"sqlite:///recon.db\"}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_project(path)
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.path) == (3, "connections.oa.url")
+    assert f"charset={charset} cannot hold 4-byte characters" in issue.message
+    assert "use charset=utf8mb4" in issue.message
+    path.write_text(path.read_text(encoding="utf-8").replace(f"charset={charset}", "charset=utf8mb4"), encoding="utf-8")
+    assert load_project(path).connection("oa").kind == "url"
