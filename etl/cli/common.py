@@ -165,13 +165,15 @@ def fail(exc: BaseException, as_json: bool | None = None) -> None:
     if as_json:
         issues = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else []
         emit_json({"status": "error", "error": kind, "message": message, "issues": issues, "exit_code": code})
-    elif logs.json_lines():  # `--log-format json`: stderr stays JSON lines, the error one more record
+    if logs.json_lines():  # `--log-format json`: stderr stays JSON lines, the error one more record (also with --json)
         fields: dict[str, Any] = {"error": kind, "exit_code": code}
         if isinstance(exc, ConfigError):
             fields["issues"] = [logs.redact(str(i)) for i in exc.issues]
         if not isinstance(exc, ErpOaError):
             fields["hint"] = "Run with ERPOA_DEBUG=1 for the traceback and report it as a bug."
         logging.getLogger("erpoa.cli").error(message, extra={"erpoa_fields": fields})
+    elif as_json:
+        pass
     elif isinstance(exc, ConfigError) and not any(_in_a_file(i) for i in exc.issues) and len(exc.issues) == 1:
         err.print("[bold red]error:[/] ", end="")  # a mistake on the command line, not in a file
         err.print(logs.redact(str(exc.issues[0])), markup=False)

@@ -132,6 +132,9 @@ def test_errors_are_json_log_records_with_log_format_json(tmp_path: Path) -> Non
         assert done.exit_code == 2
         summary = json.loads(done.stdout)
         assert summary["status"] == "error" and summary["exit_code"] == 2 and summary["error"] == "ConfigError"
+        # ... and stderr has the error record too (docs/security.md; it was left out with --json: session 23)
+        records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+        assert records[-1]["level"] == "ERROR" and records[-1]["exit_code"] == 2, records
 
         # Text logs: the error as before.
         done = CliRunner().invoke(app, ["status", "--config", str(config)])
