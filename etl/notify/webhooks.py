@@ -348,14 +348,8 @@ def post_json(
             if not exc.transient or attempt == policy.attempts:
                 raise
             delay = policy.delay(attempt)
-            logger.warning(
-                "%s webhook at %s: %s; retrying in %.1fs (attempt %d/%d)",
-                platform,
-                host,
-                exc,
-                delay,
-                attempt,
-                policy.attempts,
+            logger.warning(  # the error names the platform and host already
+                "%s; retrying in %.1fs (attempt %d/%d)", exc, delay, attempt, policy.attempts
             )
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -377,10 +377,14 @@ def test_dingtalk_signs_every_attempt(http: HttpRecorder, sleeps: Sleeps) -> Non
         assert request.query["sign"] == [dingtalk_sign(DING_SECRET, stamp)]
 
 
-def test_gives_up_after_bounded_attempts(http: HttpRecorder, sleeps: Sleeps) -> None:
+def test_gives_up_after_bounded_attempts(
+    http: HttpRecorder, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
     http.default = Reply(503, "down")
-    with pytest.raises(WebhookError) as info:
+    with pytest.raises(WebhookError) as info, caplog.at_level(logging.WARNING):
         wecom(http, sleeps).send(make_alert())
+    retried = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert retried[0] == "wecom webhook at 127.0.0.1: HTTP 503 down; retrying in 1.0s (attempt 1/3)"  # named once
     assert len(http.requests) == 3
     assert sleeps == [1.0, 2.0]
     assert info.value.transient
