@@ -256,9 +256,12 @@ def _password_parts(value: str) -> list[str]:
     url = _TEMPLATE_URL_PASSWORD.match(value)
     if url and url.group("pw"):
         parts.append(url.group("pw"))
+    odbc_texts = [value]
     if "://" in value:
         parts += _query_passwords(value)
-    for odbc in _TEMPLATE_ODBC_PASSWORD.finditer(value):
+        # An ODBC string inside the URL (`?odbc_connect=...PWD%3D...`) is URL-encoded.
+        odbc_texts += [unquote_plus(v) for k, _, v in _query_pairs(value) if k.lower() == "odbc_connect"]
+    for odbc in (m for text in odbc_texts for m in _TEMPLATE_ODBC_PASSWORD.finditer(text)):
         pw = odbc.group("pw").strip()
         pw = pw[1:-1] if pw.startswith("{") and pw.endswith("}") else pw
         if pw:
@@ -270,10 +273,14 @@ def _password_parts(value: str) -> list[str]:
 
 def _query_passwords(url: str) -> list[str]:
     """The values of a URL's password-like query parameters (`?password=...`), as written."""
+    return [value for key, sep, value in _query_pairs(url) if sep and value and SECRET_KEY.search(key)]
+
+
+def _query_pairs(url: str) -> list[tuple[str, str, str]]:
+    """A URL's query as written: (key, '=', value) per parameter."""
     if "?" not in url:
         return []
-    pairs = (pair.partition("=") for pair in url.split("?", 1)[1].split("#", 1)[0].split("&"))
-    return [value for key, sep, value in pairs if sep and value and SECRET_KEY.search(key)]
+    return [pair.partition("=") for pair in url.split("?", 1)[1].split("#", 1)[0].split("&")]
 
 
 def _secret_values(data: Any, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], Any]]:

@@ -95,3 +95,22 @@ def test_a_mariadb_charset_other_than_utf8mb4_is_refused_located(tmp_path: Path,
     assert "use charset=utf8mb4" in issue.message
     path.write_text(path.read_text(encoding="utf-8").replace(f"charset={charset}", "charset=utf8mb4"), encoding="utf-8")
     assert load_project(path).connection("oa").kind == "url"
+
+
+@pytest.mark.unit
+def test_a_literal_password_inside_an_odbc_connect_url_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A literal `PWD%3D<pw>` inside `?odbc_connect=` loaded, while every other literal password is refused."""
+    path = tmp_path / "erpoa.yaml"
+    rest = '  oa: {url: "sqlite:///oa.db"}\n  target: {url: "sqlite:///t.db"}\n  recon: {url: "sqlite:///r.db"}\n'
+    path.write_text(f'connections:\n  erp: {{url: "{ODBC}a+b"}}\n' + rest, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_project(path)
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.path) == (2, "connections.erp.url")
+    assert issue.message.startswith("a password is written in the file; put it in the environment"), issue.message
+    assert "a+b" not in str(caught.value)
+    monkeypatch.setenv("ERP_PASSWORD", "a b")
+    path.write_text(f'connections:\n  erp: {{url: "{ODBC}${{ERP_PASSWORD}}"}}\n' + rest, encoding="utf-8")
+    assert "a b" in load_project(path).connection("erp").secrets
