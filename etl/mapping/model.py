@@ -13,7 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FieldType = Literal["string", "integer", "decimal", "date", "datetime", "boolean"]
-IDENT = re.compile(r"^[A-Za-z_\u4e00-\u9fff][A-Za-z0-9_$#\u4e00-\u9fff]{0,127}$")
+#: Han characters: the unified block and its extensions (A, and B onwards in the supplementary planes), 〇, and the
+#: compatibility ideographs.
+_HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+#: A plain identifier (quoted in every statement, never spliced): it may start with a digit (`2024_单据`).
+IDENT = re.compile(rf"^[A-Za-z0-9_{_HAN}][A-Za-z0-9_$#{_HAN}]{{0,127}}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 RESERVED_PREFIX = "_"

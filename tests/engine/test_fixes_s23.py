@@ -55,3 +55,35 @@ def test_multiply_quarantines_a_value_float64_would_change(kind: str) -> None:
     kept = out[~rejected]
     assert kept.tolist() == [int(v) * 0.01 for v, ok in source.items() if ok]
     assert out[rejected].isna().all()
+
+
+@pytest.mark.sqlite
+def test_identifiers_may_start_with_a_digit_and_hold_rarer_han_characters(tmp_path: Path) -> None:
+    """`table: 2024_单据`, a column `𠮷名` (CJK extension B) and `〇号` were refused as "not a plain identifier"."""
+    import sqlite3
+
+    from etl.config.project import load_project
+    from tests.helpers.project import target_rows
+
+    with sqlite3.connect(tmp_path / "src.db") as db:
+        db.execute('CREATE TABLE "2024_单据" ("单号" TEXT, "𠮷名" TEXT, "〇号" TEXT)')
+        db.executemany('INSERT INTO "2024_单据" VALUES (?, ?, ?)', [("A", "吉", "1"), ("B", "𠮷", "2")])
+    (tmp_path / "erpoa.yaml").write_text(
+        "connections:\n"
+        + "".join(f'  {n}: {{url: "sqlite:///{f}.db"}}\n' for n, f in [("erp", "src"), ("oa", "src"), ("target", "t"),
+                                                                       ("recon", "r")])
+        + "mappings: mappings\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "doc.yaml").write_text(
+        "entity: doc\nkey: no_\nfields: {no_: {type: string}, name: {type: string}, n: {type: string}}\n"
+        "sources:\n  erp:\n    table: 2024_单据\n    id: 单号\n    fields: {no_: 单号, name: 𠮷名, n: 〇号}\n"
+        "target: {table: 2024_md_doc}\n",
+        encoding="utf-8",
+    )
+    config = load_project(tmp_path / "erpoa.yaml")
+    for _ in range(2):
+        summary, _ = run_sync(config)
+        assert summary.status == "success", summary.message
+    assert sorted(target_rows(config, "2024_md_doc", ["no_", "name", "n"])) == [("A", "吉", "1"), ("B", "𠮷", "2")]
