@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from etl.errors import ConfigError, ConfigIssue
@@ -232,6 +233,10 @@ def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = Non
             failed.add(path.stem)
             continue
         issues.extend(smap.misread_numbers())
+        misnamed = _misread_names(smap)
+        issues.extend(issue for issue, _, _, _ in misnamed)
+        for _, loc, key, text in misnamed:  # checked further as written: not reported again as "not a valid string"
+            _as_written(data, loc, text, key=key)
         if isinstance(data, dict):
             data.setdefault("entity", path.stem)
         try:
@@ -385,6 +390,58 @@ def _misread_arguments(tdef: registry.TransformDef, raw: Any, smap: SourceMap, l
         if place is not None:
             issue = smap.misread_text(where, key=key, convert=place[0], numbers=place[1])
             issues.extend([issue] if issue else [])
+    return issues
+
+
+def _as_written(data: Any, loc: Loc, text: str, *, key: bool) -> None:
+    """Put back `text`, the unquoted scalar at `loc` (a key when `key`) that YAML read as a boolean or number."""
+    parent: Any = data
+    for part in loc[:-1]:
+        parent = _child(parent, part)
+    last = loc[-1]
+    if isinstance(parent, dict) and key:
+        found = next((k for k in parent if not isinstance(k, str) and _spelled(k, text)), None)
+        if found is not None:
+            parent[text] = parent.pop(found)
+    elif _child(parent, last) is not None:
+        parent[last] = text
+
+
+def _child(container: Any, part: str | int) -> Any:
+    """`container[part]`, where `part` is a key as written (a key YAML read as False is found by `no`)."""
+    if isinstance(container, dict):
+        if part in container:
+            return container[part]
+        return next((v for k, v in container.items() if not isinstance(k, str) and _spelled(k, part)), None)
+    if isinstance(container, list) and isinstance(part, int) and part < len(container):
+        return container[part]
+    return None
+
+
+def _spelled(value: Any, text: str | int) -> bool:
+    """Whether YAML reads `text` as `value` (a key written `no` is False)."""
+    read = yaml.safe_load(text) if isinstance(text, str) else None
+    return type(read) is type(value) and read == value
+
+
+def _misread_names(smap: SourceMap) -> list[tuple[ConfigIssue, Loc, bool, str]]:
+    """Unquoted booleans and numbers an entity file means as names: field and source names, the key's fields, a
+    source's table, id, cursor and columns (``key: no`` is the boolean false, ``fields: {on: ...}`` the key True).
+    Each as (issue, location, is a key, text as written)."""
+    issues = []
+    for (loc, key), text in smap.resolved.items():
+        named = (
+            (key and len(loc) == 2 and loc[0] in ("fields", "sources"))
+            or (key and len(loc) == 4 and loc[0] == "sources" and loc[2] == "fields")
+            or (key and len(loc) == 3 and loc[:2] == ("survivorship", "fields"))
+            or (not key and loc[:1] == ("key",) and len(loc) <= 2)
+            or (not key and loc[:2] == ("target", "key"))
+            or (not key and len(loc) >= 3 and loc[0] == "sources" and loc[2] in ("table", "id", "cursor"))
+            or (not key and len(loc) in (4, 5, 6) and loc[0] == "sources" and loc[2] == "fields" and loc[4:5] in
+                ((), ("from",)))
+        )
+        if named and (issue := smap.misread_text(loc, key=key, numbers=False)) is not None:
+            issues.append((issue, loc, key, text))
     return issues
 
 

@@ -80,3 +80,24 @@ def test_an_overlap_that_is_negative_or_too_long_is_refused(tmp_path: Path, over
     (issue,) = issues_of(project(tmp_path, {"supplier.yaml": text}))
     assert issue.path == "sources.erp.overlap"
     assert said in issue.message, issue.message
+
+
+def test_names_yaml_reads_as_booleans_are_refused_with_the_quoting(tmp_path: Path) -> None:
+    """`key: no` and a field named `no` (单号) gave "expected a list ..., got False" and "fields[0]: Input should be a
+    valid string", without the quoting the docs promise; each is now one located issue, and nothing else."""
+    text = (
+        "entity: doc\nkey: no\nfields:\n  no: {type: string}\n  name: {type: string}\n"
+        "sources:\n  erp:\n    table: t\n    id: id\n    fields: {no: no, name: {from: on}}\ntarget: {table: md_doc}\n"
+    )
+    issues = issues_of(project(tmp_path / "bare", {"doc.yaml": text}, shipped=False))
+    assert [(i.line, i.column, i.path, i.message) for i in issues] == [
+        (2, 6, "key", 'YAML reads no as the boolean false; quote it ("no")'),
+        (4, 3, "fields.no", 'YAML reads no as the boolean false; quote it ("no")'),
+        (10, 14, "sources.erp.fields.no", 'YAML reads no as the boolean false; quote it ("no")'),
+        (10, 18, "sources.erp.fields.no", 'YAML reads no as the boolean false; quote it ("no")'),
+        (10, 35, "sources.erp.fields.name.from", 'YAML reads on as the boolean true; quote it ("on")'),
+    ]
+    quoted = text.replace("key: no", 'key: "no"').replace("  no:", '  "no":').replace("{no: no,", '{"no": "no",')
+    mappings = load_mappings(project(tmp_path / "quoted", {"doc.yaml": quoted.replace("from: on", 'from: "on"')},
+                                     shipped=False))
+    assert mappings.entity("doc").key == ["no"]
