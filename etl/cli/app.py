@@ -173,7 +173,7 @@ def plan(
     entities: EntitiesArg = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Plan as if watermarks were reset.")] = False,
-    samples: Annotated[int, typer.Option(help="Sample rows to show per action.")] = 5,
+    samples: Annotated[int, typer.Option(min=0, help="Sample rows to show per action.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
     """Dry run: show what a sync would insert, update, inactivate and quarantine. Writes nothing."""

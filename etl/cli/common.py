@@ -148,6 +148,9 @@ COMMAND_LINE_ORIGINS = ("command-line", "option ")
 
 
 def _in_a_file(issue: ConfigIssue) -> bool:
+    """An issue of the configuration: located in a file, or about a connection (one its server refused)."""
+    if issue.path.startswith("connections.") and not issue.file:
+        return True
     return bool(issue.file) and not issue.file.startswith(COMMAND_LINE_ORIGINS)
 
 

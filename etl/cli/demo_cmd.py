@@ -64,8 +64,10 @@ def write_project(folder: Path, urls: dict[str, str] | None = None, *, chunk_siz
 
 
 def demo(
-    rows: Annotated[int | None, typer.Option(help="Scale the purchase entity to about this many rows.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
+    rows: Annotated[
+        int | None, typer.Option(min=1, help="Scale the purchase entity: N / 3 requisitions, about 0.8 N lines.")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same data.")] = 42,
     folder: Annotated[Path, typer.Option("--dir", help="Where the demo lives.")] = Path("var/demo"),
     sync: Annotated[bool, typer.Option("--sync/--no-sync", help="Run the full sync after building.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,

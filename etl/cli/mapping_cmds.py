@@ -116,7 +116,7 @@ def _flow_issues(cfg: ProjectConfig, folder: Path) -> list[ConfigIssue]:
 def suggest(
     entity: Annotated[str, typer.Argument(help="Entity whose lookups to examine.")],
     config: ConfigOpt = DEFAULT_CONFIG,
-    limit: Annotated[int, typer.Option(help="Candidates per value.")] = 3,
+    limit: Annotated[int, typer.Option(min=1, help="Candidates per value.")] = 3,
     as_yaml: Annotated[bool, typer.Option("--yaml", help="Print code table snippets to paste.")] = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -214,7 +214,8 @@ class DemoSize:
 def size_for_rows(rows: int) -> DemoSize:
     """Return a size whose purchase entity (requisition lines) has about ``rows`` rows.
 
-    Requisitions average three lines; employees scale with ``rows / 50`` (at least
+    ``rows / 3`` requisitions (they average about 2.4 lines per source, so about 0.8 ``rows`` purchase lines);
+    employees scale with ``rows / 50`` (at least
     200), contracts with ``rows / 200`` (at least 60), departments with employees.
     """
     rows = max(int(rows), 3)

@@ -141,3 +141,27 @@ def test_errors_are_json_log_records_with_log_format_json(tmp_path: Path) -> Non
         assert done.exit_code == 2 and done.stderr.startswith("error: 1 problem(s) in the configuration:")
     finally:
         logs.setup("WARNING", "text")
+
+
+def test_connections_refused_before_the_run_are_problems_of_the_configuration(tmp_path: Path) -> None:
+    """They were headed "problem(s) in the command line" (session 23, docs walkthrough F5)."""
+    config = tiny_sqlite_project(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace(f"sqlite:///{tmp_path}/erp.db", f"sqlite:///{tmp_path}/gone/erp.db")
+                      .replace(f"sqlite:///{tmp_path}/oa.db", f"sqlite:///{tmp_path}/gone/oa.db"), encoding="utf-8")
+    done = CliRunner().invoke(app, ["plan", "--config", str(config)])
+    assert done.exit_code == 2, done.output
+    assert done.stderr.startswith("error: 2 problem(s) in the configuration:"), done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["demo", "--seed", "-1", "--no-sync"], ["demo", "--rows", "0", "--no-sync"], ["plan", "--samples", "-1"],
+     ["mappings", "suggest", "department", "--limit", "-1"]],
+)
+def test_negative_counts_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    """`demo --seed -1` was an internal error, `--rows 0` built the default size, and negative `--samples` /
+    `--limit` acted as Python slices."""
+    done = CliRunner().invoke(app, [*args, *(["--dir", str(tmp_path / "d")] if args[0] == "demo" else [])])
+    assert done.exit_code == 2, done.output
+    assert "Invalid value for" in done.output
