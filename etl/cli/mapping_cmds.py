@@ -34,7 +34,7 @@ def check(
     Without `--against-db` nothing is connected to, and `${VAR}`s of erpoa.yaml that are not set are
     not needed: the check runs where the production secrets are not.
     """
-    from etl.engine.preflight import layout
+    from etl.engine.preflight import declared_suite_files, layout
     from etl.mapping.loader import load_mappings, suite_file_issues, unknown_run_entities
 
     try:
@@ -61,6 +61,8 @@ def check(
                 mappings = load_mappings(folder, connections=names)
             except ConfigError as exc:
                 issues.extend([*exc.issues, *flows])
+                if suites is not None and default is not None and folder.resolve() == default.resolve():
+                    issues.extend(declared_suite_files(folder, suites))  # a broken file must not hide them
                 continue
             issues.extend(flows)
             if cfg is not None and cfg.run.entities and folder == cfg.resolve(cfg.mappings):

@@ -15,7 +15,14 @@ from pathlib import Path
 from etl.config.project import ProjectConfig
 from etl.engine.pipeline import run_names, suite_issues
 from etl.errors import ConfigError, ConfigIssue
-from etl.mapping.loader import COMMAND_LINE, MappingSet, load_mappings, suite_file_issues
+from etl.mapping.loader import (
+    COMMAND_LINE,
+    MappingSet,
+    display_path,
+    load_mappings,
+    missing_suite,
+    suite_file_issues,
+)
 from etl.yamlio import load_yaml, sort_issues
 
 #: What a mapping file declares, as far as its suite is concerned: entity -> (field names, `quality.suite`).
@@ -83,6 +90,7 @@ def check_project(
         wanted = wanted or (None if every_suite else among)
         declared = {n: d for n, d in _declared(mapping_folder).items() if not wanted or n in wanted}
         issues.extend(suite_issues(suite_folder, declared, None) if suite_folder else [])
+        issues.extend(declared_suite_files(mapping_folder, suite_folder) if suite_folder else [])
     else:
         names, found = _names(config, mappings, entities, every_suite, among, origin)
         issues.extend(found)
@@ -117,6 +125,25 @@ def layout(config: ProjectConfig | None, path: Path) -> tuple[Path | None, Path 
 
     names = raw.get("connections")
     return folder("mappings"), folder("expectations"), [str(n) for n in names] if isinstance(names, dict) else None
+
+
+def declared_suite_files(folder: Path | None, suite_folder: Path) -> list[ConfigIssue]:
+    """`suite_file_issues` of a mapping folder that did not load: each readable file's `quality.suite` that names
+    no file (a broken file beside it must not hide that)."""
+    issues: list[ConfigIssue] = []
+    if folder is None or not folder.is_dir():
+        return issues
+    for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            data, smap = load_yaml(file, display=display_path(file, folder))
+        except ConfigError:
+            continue
+        quality = data.get("quality") if isinstance(data, dict) else None
+        suite = quality.get("suite") if isinstance(quality, dict) else None
+        if isinstance(suite, str) and isinstance(data, dict) and isinstance(data.get("fields"), dict):
+            entity = data.get("entity") if isinstance(data.get("entity"), str) else file.stem
+            issues.extend([i] if (i := missing_suite(smap, str(entity), suite, suite_folder)) else [])
+    return issues
 
 
 def _declared(folder: Path | None) -> Declared:

@@ -73,18 +73,23 @@ def suite_file_issues(mappings: MappingSet, folder: Path) -> list[ConfigIssue]:
     A suite named explicitly is meant to exist: silently running the entity without one would switch its
     quality gate off. An entity without `quality.suite` has `<entity>.json`, or no suite: that is no issue.
     """
-    present = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
     issues = []
     for name, mapping in mappings.entities.items():
-        suite = mapping.quality.suite
-        if suite is None or (folder / suite).is_file() or name not in mappings.source_maps:
-            continue
-        close = difflib.get_close_matches(suite, present, n=1)
-        init = f"fix the name, or write it with `erpoa expectations init {name}`"
-        fix = f"did you mean '{close[0]}'?" if close else init
-        message = f"suite file '{suite}' not found in {folder.name}/; {fix}"
-        issues.append(mappings.source_maps[name].issue(("quality", "suite"), message))
+        if name in mappings.source_maps:
+            issue = missing_suite(mappings.source_maps[name], name, mapping.quality.suite, folder)
+            issues.extend([issue] if issue else [])
     return issues
+
+
+def missing_suite(smap: SourceMap, entity: str, suite: str | None, folder: Path) -> ConfigIssue | None:
+    """The issue of an entity's `quality.suite` naming a file that is not in `folder` (None: no issue)."""
+    if suite is None or (folder / suite).is_file():
+        return None
+    present = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+    close = difflib.get_close_matches(suite, present, n=1)
+    init = f"fix the name, or write it with `erpoa expectations init {entity}`"
+    fix = f"did you mean '{close[0]}'?" if close else init
+    return smap.issue(("quality", "suite"), f"suite file '{suite}' not found in {folder.name}/; {fix}")
 
 
 class CodeTables(dict[str, CodeTable]):
@@ -145,7 +150,8 @@ class MappingSet:
         return [n for n in self.entities if n in wanted]
 
 
-def _display(path: Path, root: Path) -> str:
+def display_path(path: Path, root: Path) -> str:
+    """How a file of the mapping folder `root` is named in issues: `mappings/employee.yaml`."""
     try:
         return str(path.relative_to(root.parent)) if root.parent != Path() else str(path)
     except ValueError:
@@ -158,7 +164,7 @@ def load_code_tables(folder: Path, root: Path) -> tuple[CodeTables, list[ConfigI
     issues: list[ConfigIssue] = []
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")) if folder.is_dir() else []
     for path in files:
-        name = _display(path, root)
+        name = display_path(path, root)
         try:
             data, smap = load_yaml(path, display=name)
         except ConfigError as exc:
@@ -221,7 +227,7 @@ def load_mappings(folder: Path | str, *, connections: Iterable[str] | None = Non
     partials: list[tuple[EntityMapping, SourceMap, frozenset[Loc]]] = []
     entity_files = sorted(p for p in [*folder.glob("*.yaml"), *folder.glob("*.yml")] if p.is_file())
     for path in entity_files:
-        name = _display(path, folder)
+        name = display_path(path, folder)
         try:
             data, smap = load_yaml(path, display=name)
         except ConfigError as exc:

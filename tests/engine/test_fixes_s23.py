@@ -87,3 +87,25 @@ def test_identifiers_may_start_with_a_digit_and_hold_rarer_han_characters(tmp_pa
         summary, _ = run_sync(config)
         assert summary.status == "success", summary.message
     assert sorted(target_rows(config, "2024_md_doc", ["no_", "name", "n"])) == [("A", "吉", "1"), ("B", "𠮷", "2")]
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("command", [["mappings", "check"], ["expectations", "check"], ["plan"], ["sync"]])
+def test_a_broken_mapping_file_does_not_hide_a_missing_suite_file(tmp_path: Path, command: list[str]) -> None:
+    """With a typo in employee.yaml, department's `quality.suite: dept.json` (no such file) was reported only once
+    the typo was fixed."""
+    from typer.testing import CliRunner
+
+    from etl.cli.app import app
+    from tests.helpers.project import replace_in, tiny_sqlite_project
+
+    config = tiny_sqlite_project(tmp_path)
+    replace_in(config.parent / "mappings" / "department.yaml",
+               ("\n  max_quarantined_pct:", "\n  suite: dept.json\n  max_quarantined_pct:"))
+    replace_in(config.parent / "mappings" / "employee.yaml", ("nfkc, trim]", "nfkc, trimm]"))
+    done = CliRunner().invoke(app, [*command, "--config", str(config)])
+    assert done.exit_code == 2, done.output
+    assert "quality.suite: suite file 'dept.json' not found in expectations/; did you mean 'department.json'?" in (
+        done.output
+    ), done.output
+    assert "transform 'trimm' not found" in done.output
