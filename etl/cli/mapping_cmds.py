@@ -90,8 +90,8 @@ def check(
         emit_json({"status": "ok", "checked": checked})
         return
     for c in checked:
-        said = (f"{c['folder']}: entities {', '.join(c['entities'])}; code tables {', '.join(c['code_tables'])}; "
-                f"mapping version {c['version']}")
+        tables = f"code tables {', '.join(c['code_tables'])}" if c["code_tables"] else "no code tables"
+        said = f"{c['folder']}: entities {', '.join(c['entities'])}; {tables}; mapping version {c['version']}"
         out.print(f"[green]ok[/] {escape(said)}")
 
 
