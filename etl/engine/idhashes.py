@@ -6,8 +6,12 @@ array of them. Taken together, the `live` rows of a source hold the hash of ever
 mirror holds for that source, and possibly more (ids since deleted, or never accepted).
 That superset is all a sweep needs: when each live hash is among the hashes of the ids the
 source has now, no mirrored id can have vanished, and the mirror is not read. A collision
-can only hide a deletion, as in the sweep itself. A source without live rows is unknown:
-its sweep reads the mirror and records what it found.
+can only hide a deletion, as in the sweep itself. The other way round, an id the source has
+whose hash is not live is not mirrored (restored at the source after the mirror forgot it,
+back inside a `filter:`, committed late): the sweep reads its row again. That needs the live
+hashes to lose a removed id's: a publish that removes mirrored ids keeps them live only when
+a sweep rewrote them. A source without live rows is unknown: its sweep reads the mirror and
+records what it found.
 
 Nothing becomes live outside the publish that changes the mirror, and in its transaction:
 a run writes `extract` rows (the ids of each staged chunk) and, from its sweep, `replace`
@@ -16,6 +20,8 @@ then swaps them in. A crash leaves other runs' rows behind, which `prune` drops.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Table, and_, delete, exists, insert, literal, select, update
@@ -106,15 +112,18 @@ class Coverage:
         rows = len(parts)
         return cls(drain(parts), rows)
 
-    def add(self, hashes: np.ndarray) -> None:
-        """Mark the live hashes that are among `hashes` (which are sorted in place)."""
+    def add(self, hashes: np.ndarray) -> np.ndarray:
+        """Mark the live hashes that are among `hashes` (which are sorted in place); returns those of `hashes`
+        that are not live (sorted): of ids the mirror does not hold."""
         live = self._live
         if not len(live) or not len(hashes):
-            return
+            return hashes
         # Searched in ascending order, consecutive searches touch nearby parts of `live` (fewer cache misses).
         hashes.sort()
         at = np.searchsorted(live, hashes).clip(max=len(live) - 1)  # the first of a run of repeats
-        self._found[at[live[at] == hashes]] = True
+        hit = live[at] == hashes
+        self._found[at[hit]] = True
+        return hashes[~hit]
 
     @property
     def covered(self) -> bool:
@@ -159,12 +168,23 @@ def set_replacement(engine: Engine, table: Table, run: str, source: str, hashes:
             )
 
 
-def publish(conn: Connection, table: Table, run: str, sources: list[str], mirror_was_empty: bool) -> None:
+def publish(
+    conn: Connection,
+    table: Table,
+    run: str,
+    sources: list[str],
+    mirror_was_empty: bool,
+    deleted: Collection[str] = (),
+) -> None:
     """In the publish's transaction: make this run's hashes live where they keep the live set complete.
 
     A source's `replace` rows take the place of its live rows. Its `extract` rows join them
     when the source's live hashes are known (or the mirror was empty: its ids are then exactly
     some of the run's); otherwise they are dropped, and the next sweep reads the mirror.
+    A source of `deleted` (the publish removed mirrored ids of it) without `replace` rows (no
+    sweep found them: a complete read, a replay) becomes unknown too: its live hashes would
+    keep the removed ids', and a sweep reads an id the source has again only when its hash is
+    not live (`etl.engine.sweep`), so a record restored at the source would never be read.
     """
     for source in sources:
         mine = and_(table.c._run == run, table.c._source == source)
@@ -172,6 +192,9 @@ def publish(conn: Connection, table: Table, run: str, sources: list[str], mirror
         if conn.execute(select(literal(1)).where(mine, table.c._kind == REPLACE).limit(1)).first():
             conn.execute(delete(table).where(table.c._source == source, table.c._kind == LIVE))
             conn.execute(update(table).where(mine, table.c._kind == REPLACE).values(_kind=LIVE))
+        elif source in deleted:
+            conn.execute(delete(table).where(table.c._source == source))
+            continue
         elif mirror_was_empty:
             if not conn.execute(select(known)).scalar():
                 conn.execute(insert(table).values(_source=source, _run=run, _kind=LIVE, _hashes=b""))

@@ -10,6 +10,7 @@ costs 8 bytes however long it is.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,14 +23,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, Table, select
 
-from etl.db.extract import ExtractRequest, iter_rows, stream_rows
+from etl.db.extract import ExtractRequest, check_columns, iter_chunks, iter_rows, stream_rows
 from etl.db.write import insert_frame
 from etl.engine import idhashes
 from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
 from etl.engine.tables import stageable, table_exists
-from etl.mapping.apply import source_ids
+from etl.errors import QualityGateError, UnmappedValueError
+from etl.mapping.apply import FATAL_PREFIX, source_ids
 from etl.store.repo import source_records
+
+log = logging.getLogger("erpoa.sync")
 
 MIRROR_COLUMNS = ["_src_id", "_key", "_bucket"]
 #: Mirrored ids checked against the source's at a time: the more, the closer together their (sorted)
@@ -43,6 +47,10 @@ LOOKUP_MAX = 20_000
 #: Ids read at a time from either side. With the trims after each chunk, the peak at four million ids
 #: is ~30 MB lower than with chunks of 100,000 and no trims: the rows and text of a chunk are transient.
 SWEEP_CHUNK = 50_000
+#: Ids the source has and the mirror does not (see `_Unknown`) read again by id when there are at most this many,
+#: a batch at a time (a statement names each); more are read in one more pass over the source, keeping theirs.
+READ_BY_ID_MAX = 2_000
+READ_BY_ID_BATCH = 500
 
 _SEED = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0x87C37B91114253D5)
@@ -90,7 +98,8 @@ class Staged:
 
 
 def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = None) -> int:
-    """Keys-only pass of an incremental run: stage a `deleted` row for every mirrored record the source lost.
+    """Keys-only pass of an incremental run: stage a `deleted` row for every mirrored record the source lost, and
+    read again the records the source has that the mirror does not.
 
     The ids present at the source now (its id columns only, read in chunks) and the ids this
     run already staged are reduced to 64-bit hashes. When hashes of the mirror's ids are
@@ -110,6 +119,18 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
     while a read of the target is open (on SQLite it would block the write). With `staged`,
     the sweep may start while the source is still being extracted: it reads this run's
     staged ids once `staged` is open. Returns the number of `deleted` rows staged.
+
+    A source that has no id left while the mirror holds records of it is refused (`QualityGateError`):
+    an emptied table or view, a `filter:` that matches nothing, would otherwise inactivate them all
+    (a full refresh, under the suite's row-count expectation, is how an empty source is accepted).
+
+    The ids the source has whose hash is not recorded, that this run did not stage and that no open
+    quarantine finding names, are not mirrored: records restored at the source after a sweep found them
+    gone, back inside a `filter:`, or committed late with an old cursor value, which an incremental read
+    never reaches. They are read again and staged like the extraction's rows (`_Unknown`, `_read_unknown`).
+    Their text is kept as the chunks pass (they are few: mostly this run's own staged ids); without
+    recorded hashes they are known by hash only once the mirror was read, and one more keys-only pass over
+    the source finds their text (`_collect`), only when there are any.
     """
     staged = staged or Staged(done=True)
     mapping = ctx.mapping(entity)
@@ -118,19 +139,23 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
     target_engine = ctx.target_engine(mapping)
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
+    columns = _resolved(ctx, entity, source)
     vanished_of: Callable[[np.ndarray], np.ndarray]  # which of some mirrored ids' hashes are of vanished ids
     watch = _Findings(ctx, entity, source)
+    unknown = _Unknown()
+    known: np.ndarray | None = None  # without recorded hashes: the present ones, sorted
     if _known(target_engine, tables.ids, source):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
             loading = pool.submit(_coverage, target_engine, tables.ids, source)
-            coverage = _Marking(loading)
-            present = _read_present(ctx, entity, source, staged, watch.also(coverage.add))
+            coverage = _Marking(loading, unknown)
+            found, mine = _read_present(ctx, entity, source, staged, columns, watch.also(coverage.add))
             coverage.flush()
         watch.record()
         loaded = loading.result()
         if loaded.covered:
-            if loaded.compact(present) and not ctx.dry_run:
+            if loaded.compact(found + len(mine)) and not ctx.dry_run:
                 idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, loaded.distinct())
+            _read_unknown(ctx, entity, source, columns, unknown.ids(mine, watch.hashes))
             return 0
         # The live hashes are a superset of the mirrored ids': a mirrored id vanished exactly when its hash was
         # not found among the source's.
@@ -144,17 +169,20 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpoa-sweep") as pool:
             mirrored = pool.submit(_mirrored_ids, target_engine, mirror, source, stop)
             try:
-                _read_present(ctx, entity, source, staged, watch.also(hashes.append))
+                found, mine = _read_present(
+                    ctx, entity, source, staged, columns, watch.also(lambda h, _text: hashes.append(h))
+                )
             except BaseException:
                 stop.set()
                 raise
             chunks = mirrored.result()
         watch.record()
-        known = idhashes.drain(hashes)
-        known.sort()  # in place; duplicates are harmless to the binary search of `_contains`
+        present = idhashes.drain(hashes)
+        present.sort()  # in place; duplicates are harmless to the binary search of `_contains`
+        known = present
 
         def vanished_of(mirrored: np.ndarray) -> np.ndarray:
-            return ~_contains(known, mirrored)
+            return ~_contains(present, mirrored)
 
     gone, kept = _compare(chunks, vanished_of)
     del chunks
@@ -162,8 +190,18 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
         vanished = _rescan(target_engine, mirror, source, vanished_of)
     else:
         vanished = _lookup(target_engine, mirror, source, gone)
+    if not found and not vanished.empty:
+        raise _empty_source(ctx, entity, source, len(vanished))
     if not ctx.dry_run:
         idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, kept)
+    if known is not None:  # no hashes were recorded: the present ids the mirror lacks, by hash, then their text
+        outside = known[~idhashes.found_sorted(kept, known)]
+        outside = outside[~np.isin(outside, mine) & ~np.isin(outside, watch.hashes)]
+        if len(outside):
+            unknown = _collect(ctx, entity, source, columns, idhashes.distinct_sorted(outside))
+    # The mirror was read: of the ids whose hashes were not recorded, those it holds (now recorded) are no news.
+    # Before the `deleted` rows: a retry of the sweep after a failure here finds what it staged among this run's.
+    _read_unknown(ctx, entity, source, columns, unknown.ids(mine, watch.hashes, kept))
     if not vanished.empty:
         with ctx.work_engine(mapping).begin() as conn:
             insert_frame(
@@ -173,6 +211,47 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
                 ["_run", "_source", "_status", *MIRROR_COLUMNS],
             )
     return len(vanished)
+
+
+def _collect(ctx: SyncContext, entity: str, source: str, columns: dict[str, str], wanted: np.ndarray) -> _Unknown:
+    """The ids of the source whose hashes are among `wanted` (sorted), in one more keys-only pass over it."""
+    mapping = ctx.mapping(entity)
+    spec = mapping.sources[source]
+    found = _Unknown()
+    request = ExtractRequest(source, spec, [columns[c] for c in spec.id], chunk_size=SWEEP_CHUNK)
+    for rows in iter_rows(ctx.source_conn(mapping, source), request):
+        text = _arrow_text(_id_text(rows, list(spec.id)))
+        found.offer(id_hashes(text), text, wanted)
+        del rows, text
+        release_memory()
+    return found
+
+
+def _resolved(ctx: SyncContext, entity: str, source: str) -> dict[str, str]:
+    """The source's column names as the extraction reads them (`check_columns`: the mapping's names resolved
+    case-insensitively to the source's, e.g. `id: employeecode` to PostgreSQL's "EmployeeCode")."""
+    mapping = ctx.mapping(entity)
+    spec = mapping.sources[source]
+    return check_columns(
+        ctx.source_conn(mapping, source), spec, source, entity, smap=ctx.mappings.source_maps.get(entity)
+    )
+
+
+def _empty_source(ctx: SyncContext, entity: str, source: str, mirrored: int) -> QualityGateError:
+    """The refusal of a sweep that found no id at a source whose records the mirror holds."""
+    refused = "the quality gate would refuse to publish" if ctx.dry_run else "quality gate refused to publish"
+    done = (
+        "(a plan: nothing was written)"
+        if ctx.dry_run
+        else "Nothing of this entity was published and its watermark did not move."
+    )
+    return QualityGateError(
+        f"{entity}: {refused}: source '{source}' returned no rows (0 ids read by the deletion sweep), while the "
+        f"target holds {mirrored} record(s) from it; this incremental run would have inactivated all {mirrored}. "
+        f"{done} Check the source (an emptied or wrong table or view, a `filter:` that matches nothing, a "
+        f"connection to another database); if it is really empty now, run `erpoa sync {entity} --full-refresh` "
+        "to accept that (a full refresh is judged by the suite's row-count expectation)."
+    )
 
 
 def _known(engine: Engine, ids: Table, source: str) -> bool:
@@ -198,29 +277,128 @@ def id_hashes(ids: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _read_present(
-    ctx: SyncContext, entity: str, source: str, staged: Staged, take: Callable[[np.ndarray], None]
-) -> int:
-    """Hand `take` the hashes of the ids the source has now, a chunk at a time, then those of the ids this run
-    staged (present too; read once `staged` is open). Returns how many were taken."""
+    ctx: SyncContext,
+    entity: str,
+    source: str,
+    staged: Staged,
+    columns: dict[str, str],
+    take: Callable[[np.ndarray, pa.Array | pa.ChunkedArray | None], None],
+) -> tuple[int, np.ndarray]:
+    """Hand `take` the hashes of the ids the source has now, a chunk at a time with their text, then those of the
+    ids this run staged (present too; read once `staged` is open), without text. Returns how many ids the source
+    has, and the hashes of the staged ones."""
     mapping = ctx.mapping(entity)
     spec = mapping.sources[source]
     stage = ctx.work_tables(mapping).stage
-    request = ExtractRequest(source, spec, list(spec.id), chunk_size=SWEEP_CHUNK)
+    request = ExtractRequest(source, spec, [columns[c] for c in spec.id], chunk_size=SWEEP_CHUNK)
     taken = 0
     for rows in iter_rows(ctx.source_conn(mapping, source), request):
         staged.check()
-        take(id_hashes(_id_text(rows, list(spec.id))))
+        text = _arrow_text(_id_text(rows, list(spec.id)))
+        take(id_hashes(text), text)
         taken += len(rows)
         ctx.tick(entity, f"sweep {source}", len(rows))
-        del rows
+        del rows, text
         # Hand the chunk's rows and text back: left to the allocator they stay resident between the hashes kept.
         release_memory()
     staged.wait()
     ids = select(stage.c._src_id).where(stage.c._run == ctx.run_id, stage.c._source == source)
     with ctx.work_engine(mapping).connect() as conn:
-        mine = pa.array(conn.execute(ids).scalars().all(), type=pa.string())
-    take(id_hashes(mine))
-    return taken + len(mine)
+        mine = id_hashes(pa.array(conn.execute(ids).scalars().all(), type=pa.string()))
+    take(mine, None)
+    return taken, mine
+
+
+class _Unknown:
+    """The ids the source has whose hashes are not recorded (`idhashes.Coverage.add`): the mirror does not hold them.
+
+    Most are this run's own staged rows (new or changed since the watermark) or records an open quarantine
+    finding names (never accepted); `ids` drops those. Kept as Arrow text and hashes: a few bytes an id, for the
+    few ids that are not recorded.
+    """
+
+    def __init__(self) -> None:
+        self.hashes: list[np.ndarray] = []
+        self.texts: list[pa.Array] = []
+
+    def offer(self, hashes: np.ndarray, text: pa.Array | pa.ChunkedArray, unknown: np.ndarray) -> None:
+        """Keep the ids of a chunk (`hashes`, in the order of `text`) whose hashes are among `unknown`."""
+        keep = np.isin(hashes, unknown)
+        self.hashes.append(hashes[keep])
+        chosen = text.filter(pa.array(keep))
+        if isinstance(chosen, pa.ChunkedArray):
+            chosen = chosen.combine_chunks()
+        self.texts.append(chosen.cast(pa.large_string()))
+
+    def ids(self, *known: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        """The distinct ids kept whose hashes are in none of `known`, and their hashes (sorted)."""
+        if not self.hashes:
+            return pa.array([], type=pa.large_string()), np.empty(0, dtype=np.uint64)
+        hashes = np.concatenate(self.hashes)
+        texts = pa.concat_arrays(self.texts)
+        keep = np.ones(len(hashes), dtype=bool)
+        for other in known:
+            if len(other):
+                keep &= ~np.isin(hashes, other)
+        ids = pc.unique(texts.filter(pa.array(keep)))
+        return ids, idhashes.distinct_sorted(hashes[keep])
+
+
+def _read_unknown(ctx: SyncContext, entity: str, source: str, columns: dict[str, str],
+                  unknown: tuple[pa.Array, np.ndarray]) -> int:
+    """Read the rows of the `unknown` ids (text, sorted hashes) again and stage them as the extraction stages its
+    own (`etl.engine.extract`); returns how many rows were read.
+
+    By id, a batch at a time, up to `READ_BY_ID_MAX` ids; more (a backup restored after a mass deletion) in one
+    more pass over the source. Either way only the rows of those ids are kept (matched by hash: a server that
+    compares case-insensitively returns more).
+    """
+    from etl.engine import extract  # it imports this module
+
+    ids, hashes = unknown
+    if not len(ids):
+        return 0
+    mapping = ctx.mapping(entity)
+    spec = mapping.sources[source]
+    actual = [columns[c] for c in spec.columns]
+    log.warning(
+        "%s: source '%s' has %d record(s) the target's mirror does not hold and this incremental read did not "
+        "reach (restored at the source, back inside the filter, or committed late): reading them again (%s%s)",
+        entity, source, len(ids), ", ".join(ids.slice(0, 5).to_pylist()), ", ..." if len(ids) > 5 else "",
+    )
+    if len(ids) <= READ_BY_ID_MAX:
+        wanted = ids.to_pylist()
+        batches = [wanted[at : at + READ_BY_ID_BATCH] for at in range(0, len(wanted), READ_BY_ID_BATCH)]
+        requests = [ExtractRequest(source, spec, actual, chunk_size=ctx.chunk_size, where_ids=b) for b in batches]
+    else:
+        requests = [ExtractRequest(source, spec, actual, chunk_size=ctx.chunk_size)]
+    del ids
+    counts = {"read": 0, "staged": 0, "rejected": 0}
+    fatal: list[pd.DataFrame] = []
+    gaps: list[pd.DataFrame] = []
+    rejects: list[pd.DataFrame] = []
+    with ctx.background_writes(mapping, f"erpoa-sweep-{entity}-{source}") as writes:
+        for request in requests:
+            for read in iter_chunks(ctx.source_conn(mapping, source), request):
+                read.columns = list(spec.columns)
+                chunk = read[_contains(hashes, id_hashes(source_ids(read, list(spec.id))))].reset_index(drop=True)
+                if not chunk.empty:
+                    extract._extract_chunk(ctx, entity, source, chunk, writes, counts, fatal, gaps, rejects)
+                del read, chunk
+                release_memory()
+    extract._quarantine(ctx, entity, source, rejects)
+    if gaps and not ctx.dry_run:
+        ctx.store.add_gaps(ctx.run_id, entity, source, pd.concat(gaps, ignore_index=True))
+    if fatal:
+        frame = pd.concat(fatal, ignore_index=True)
+        sample = ", ".join(f"'{v}'" for v in frame["value"].drop_duplicates().head(5))
+        tables = ", ".join(sorted({r.removeprefix(FATAL_PREFIX) for r in frame["rule"]}))
+        raise UnmappedValueError(
+            f"{entity}: {frame['_src_id'].nunique()} {source} row(s) have values that code table(s) {tables} "
+            f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
+            f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
+        )
+    return counts["read"]
 
 
 #: `_status` of the staged rows naming records with open quarantine findings that a sweep did not find at the
@@ -241,36 +419,37 @@ class _Findings:
 
     def __init__(self, ctx: SyncContext, entity: str, source: str) -> None:
         self.ctx, self.entity, self.source = ctx, entity, source
-        ids: list[str] = []
-        if not ctx.dry_run:
-            open_rows = ctx.store.quarantine(entity=entity, status="open")
-            named = open_rows[open_rows["src_id"].notna()]
-            ids = sorted(
-                {
-                    src_id
-                    for row_source, row_id in zip(named["source"].astype(str), named["src_id"].astype(str), strict=True)
-                    for name, src_id in source_records(row_source, row_id)
-                    if name == source
-                }
-            )
+        # Read in a plan too: their records are not mirrored, and not to be read again (`_Unknown`).
+        open_rows = ctx.store.quarantine(entity=entity, status="open")
+        named = open_rows[open_rows["src_id"].notna()]
+        ids = sorted(
+            {
+                src_id
+                for row_source, row_id in zip(named["source"].astype(str), named["src_id"].astype(str), strict=True)
+                for name, src_id in source_records(row_source, row_id)
+                if name == source
+            }
+        )
         self.ids = ids
         self.hashes = id_hashes(pa.array(ids, type=pa.string())) if ids else np.empty(0, dtype=np.uint64)
         self.seen = np.zeros(len(ids), dtype=bool)
 
-    def also(self, take: Callable[[np.ndarray], None]) -> Callable[[np.ndarray], None]:
+    def also(self, take: Callable[[np.ndarray, Any], None]) -> Callable[[np.ndarray, Any], None]:
         """`take`, marking on the way the watched ids among each chunk's hashes."""
         if not self.ids:
             return take
 
-        def both(hashes: np.ndarray) -> None:
+        def both(hashes: np.ndarray, text: Any) -> None:
             self.seen |= np.isin(self.hashes, hashes)
-            take(hashes)
+            take(hashes, text)
 
         return both
 
     def record(self) -> None:
         """Stage the watched ids the read did not find (an id longer than the stage holds cannot have been
-        staged, so it is not among them: it stays open)."""
+        staged, so it is not among them: it stays open). Not in a plan, which closes no finding."""
+        if self.ctx.dry_run:
+            return
         absent = [i for i, seen in zip(self.ids, self.seen, strict=True) if not seen and stageable(i)]
         if not absent:
             return
@@ -281,14 +460,18 @@ class _Findings:
 
 
 class _Marking:
-    """Adds hashes to an `idhashes.Coverage` that is still loading: held until it has loaded, then at once."""
+    """Adds hashes to an `idhashes.Coverage` that is still loading: held until it has loaded, then at once.
 
-    def __init__(self, loading: Future[idhashes.Coverage]) -> None:
+    The ids of a source chunk (hashes with their text) that the coverage does not hold go to `unknown`.
+    """
+
+    def __init__(self, loading: Future[idhashes.Coverage], unknown: _Unknown) -> None:
         self._loading = loading
-        self._held: list[np.ndarray] = []
+        self._unknown = unknown
+        self._held: list[tuple[np.ndarray, Any]] = []
 
-    def add(self, hashes: np.ndarray) -> None:
-        self._held.append(hashes)
+    def add(self, hashes: np.ndarray, text: Any = None) -> None:
+        self._held.append((hashes, text))
         if self._loading.done():
             self.flush()
 
@@ -296,7 +479,14 @@ class _Marking:
         """Add what is held, once the coverage has loaded (waiting for it)."""
         loaded = self._loading.result()
         while self._held:
-            loaded.add(self._held.pop())
+            hashes, text = self._held.pop()
+            if text is None:
+                loaded.add(hashes)
+                continue
+            ordered = hashes.copy()  # `add` sorts its argument; the text is in this order
+            outside = loaded.add(hashes)
+            if len(outside):
+                self._unknown.offer(ordered, text, outside)
 
 
 def _coverage(engine: Engine, ids: Table, source: str) -> idhashes.Coverage:
