@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Engine, Float, Table, and_, bindparam, cast, delete, null, select, update
+from sqlalchemy import DateTime, Engine, Float, Table, and_, bindparam, cast, delete, func, null, select, update
 
 from etl import faults, logs
 from etl.db.background import BackgroundWrites
@@ -391,38 +391,78 @@ def _actions(golden: pd.DataFrame, existing: pd.DataFrame, *, rewrite: bool = Fa
     return pd.Series(action, index=golden.index)
 
 
-def _planned_values(ctx: SyncContext, mapping: EntityMapping, field: str) -> set[str]:
-    """In a dry run, what the referenced entity would publish counts as present (it is planned first)."""
-    gold = ctx.work_tables(mapping).gold
-    engine = ctx.work_engine(mapping)
-    if not table_exists(engine, gold):
-        return set()
-    stmt = select(gold.c[field]).where(
-        gold.c._run == ctx.run_id, gold.c._action.in_(["insert", "update", "unchanged"]), gold.c._active.is_(True)
-    )
-    return set(read_frame(engine, stmt, [field])[field].dropna().astype("str"))
+#: In a dry run, the key of `SyncContext.__dict__` naming the entities whose plan would publish (`active_values`).
+PLANNED = "_would_publish"
 
 
-def _referenced_values(ctx: SyncContext, entity: str, field: str) -> set[str]:
-    """The active values of `entity.field` in the target, read once per run and process.
+def active_values(ctx: SyncContext, entity: str, column: str, *, merging: str) -> pd.Series:
+    """The distinct values of `entity.column` over the entity's active records, as the merge of `merging` sees them.
 
-    An entity's references point to entities synced before it, which do not change while its
-    partitions are merged: each partition used to read them all again.
+    A sync publishes a referenced entity before it merges the entities that point to it: the target's active
+    records. A dry run publishes nothing, so it applies what the plan of `entity` in this run would publish to the
+    target's records: its inserts and updates count with their new values (none when they switch a record off,
+    an `inactivate` removes the record's); its rejected rows leave the target's as they are. Only a plan that
+    would publish counts (`PLANNED`, set once its gate passed): not one the gate would refuse or that failed, nor
+    the entity being merged itself (`merging`), whose target the sync does not publish before its own merge.
+    Read once per merged entity, run and process: the entities it points to were synced before it, and do not
+    change while its partitions are merged.
     """
-    cache: dict[tuple[str, str], set[str]] = ctx.__dict__.setdefault("_referenced_values", {})
-    if (entity, field) in cache:
-        return cache[(entity, field)]
+    cache: dict[tuple[str, str, str], pd.Series] = ctx.__dict__.setdefault("_active_values", {})
+    if (entity, column, merging) in cache:
+        return cache[(entity, column, merging)]
     ref_mapping = ctx.mapping(entity)
-    ref_table = ctx.tables(ref_mapping).target
+    table = ctx.tables(ref_mapping).target
     engine = ctx.target_engine(ref_mapping)
-    known: set[str] = set()
-    if field in ref_table.c and table_exists(engine, ref_table):  # a plan reads a column to be added as empty
-        stmt = select(ref_table.c[field]).where(ref_table.c._active.is_(True)).distinct()
-        known = set(read_frame(engine, stmt, [field])[field].astype("str"))
-    if ctx.dry_run:
-        known |= _planned_values(ctx, ref_mapping, field)
-    cache[(entity, field)] = known
-    return known
+    readable = column in table.c and table_exists(engine, table)  # a plan reads a column to be added as empty
+    if ctx.dry_run and entity != merging and entity in ctx.__dict__.get(PLANNED, ()):
+        values = _planned_target_values(ctx, ref_mapping, column, readable)
+    elif readable:
+        values = read_frame(engine, select(table.c[column]).where(_holding(table, column)).distinct(), [column])[column]
+    else:
+        values = pd.Series([], dtype=object)
+    values = values.reset_index(drop=True)
+    cache[(entity, column, merging)] = values
+    return values
+
+
+def _holding(table: Table, column: str) -> Any:
+    """The active records of `table` with a value in `column`."""
+    return and_(table.c._active.is_(True), table.c[column].is_not(None))
+
+
+def _planned_target_values(ctx: SyncContext, mapping: EntityMapping, column: str, readable: bool) -> pd.Series:
+    """`active_values` in a dry run: the target's values as the planned publish of `mapping`'s entity leaves them."""
+    gold, wengine = ctx.work_tables(mapping).gold, ctx.work_engine(mapping)
+    touched = pd.Index([], dtype=object)
+    added = pd.Series([], dtype=object)
+    if column in gold.c and table_exists(wengine, gold):
+        mine = gold.c._run == ctx.run_id
+        stmt = select(gold.c._key).where(mine, gold.c._action.in_(["update", "inactivate"]))
+        touched = pd.Index(read_frame(wengine, stmt, ["_key"])["_key"].unique())
+        stmt = select(gold.c[column]).where(
+            mine, gold.c._action.in_(["insert", "update"]), gold.c._active.is_(True), gold.c[column].is_not(None)
+        )
+        added = read_frame(wengine, stmt, [column])[column]
+    if not readable:
+        return added.drop_duplicates()
+    table, engine = ctx.tables(mapping).target, ctx.target_engine(mapping)
+    stmt = select(table.c[column], func.count().label("_n")).where(_holding(table, column)).group_by(table.c[column])
+    counts = read_frame(engine, stmt, [column, "_n"])
+    if len(touched):
+        # A value stays while a record the plan leaves alone still has it (a column need not be unique).
+        lo, hi = bucket_range(0, 1)
+        before = _rows_for_keys(engine, table, ["_key", column], touched, lo, hi, extra=_holding(table, column))
+        left = counts["_n"].to_numpy() - counts[column].map(before[column].value_counts()).fillna(0).to_numpy()
+        counts = counts[left > 0]
+    return pd.concat([counts[column], added], ignore_index=True).drop_duplicates()
+
+
+def _referenced_values(ctx: SyncContext, entity: str, field: str, merging: str) -> set[str]:
+    """`active_values` as text, as `references:` compares them."""
+    cache: dict[tuple[str, str, str], set[str]] = ctx.__dict__.setdefault("_referenced_values", {})
+    if (entity, field, merging) not in cache:
+        cache[(entity, field, merging)] = set(active_values(ctx, entity, field, merging=merging).astype("str"))
+    return cache[(entity, field, merging)]
 
 
 def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, partition: int) -> pd.DataFrame:
@@ -432,7 +472,7 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
         values = rows[field].dropna()
         if values.empty:
             continue
-        known = _referenced_values(ctx, entity, other)
+        known = _referenced_values(ctx, entity, other, mapping.entity)
         missing = rows[rows[field].notna() & ~isin(rows[field].astype("str"), known)]
         if missing.empty:
             continue
@@ -454,7 +494,8 @@ def _check_references(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFra
                     "rule": f"reference:{entity}.{other}",
                     "value": missing[field].astype("str"),
                     "reason": f"{field} is not an active {entity}.{other} in the target; "
-                    f"add it to {entity} or fix the reference",
+                    f"add it to {entity} or fix the reference, then `erpoa quarantine retry {mapping.entity}` "
+                    "(an incremental sync reads again only the records that change at the source)",
                 }
             )
         )

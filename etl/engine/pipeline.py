@@ -231,13 +231,12 @@ def sync_entity(
             result.unchanged = totals.get("unchanged", 0)
             result.inactivated = totals.get("inactivate", 0) + totals.get("deactivated", 0)
             if ctx.dry_run:
-                result.quarantined = sum(
-                    int(f[f["entity"] == entity]["src_id"].nunique()) for f in ctx.planned_quarantine if not f.empty
-                )
+                result.quarantined = publish.records_count(publish.planned_findings(ctx, entity))
                 result.status = "planned"
                 try:
                     timed("validate", lambda: publish.gate_decision(ctx, entity, result.read_total,
                                                                     quarantined=result.quarantined))
+                    ctx.__dict__.setdefault(build.PLANNED, set()).add(entity)  # what its dependants' plans see
                 except QualityGateError as exc:  # the plan's figures stay, for the steward to see why
                     result.status = "failed"
                     result.message = entity_message([*notes, redact(str(exc), ctx.config)])

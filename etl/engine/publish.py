@@ -50,7 +50,7 @@ from etl.engine.tables import build_indexes, stageable, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
-from etl.store.repo import IN_BATCH, names_one_record, source_records
+from etl.store.repo import IN_BATCH, excluded_record, names_one_record, source_records
 
 log = logging.getLogger("erpoa.publish")
 
@@ -60,14 +60,18 @@ XREF_CHUNK = 50_000
 def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined: int | None = None) -> None:
     """Refuse to publish when batch expectations failed or quarantine exceeds the thresholds.
 
-    A dry run (`erpoa plan`) decides the same from what it planned (`quarantined`: its count of
-    quarantined records), so that a plan says when the sync would be refused.
+    A dry run (`erpoa plan`) decides the same from what it planned, so that a plan says when the
+    sync would be refused: its findings counted as the sync counts its own (distinct source ids,
+    less the records a published run already quarantined for the same rule, `_plan_excluding`);
+    `quarantined` is not used (kept for callers).
     """
     mapping = ctx.mapping(entity)
     excluding: frozenset[tuple[str, str]] = frozenset()
     if ctx.dry_run:
         results = [r for r in ctx.planned_gate if r["entity"] == entity]
-        quarantined = quarantined or 0
+        planned = planned_findings(ctx, entity, ["golden_key"])
+        excluding = _plan_excluding(ctx, entity, planned)
+        quarantined = records_count(_not_excluded(planned, excluding))
     else:
         results = ctx.store.gate(ctx.run_id, entity)
         # An incremental read judges what it adds: records a published run already quarantined, failing again
@@ -113,8 +117,8 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
         row_rules = sorted({r["expectation"] for r in results if r["level"] == "row"})
         extra = f" Row-level expectations that failed: {', '.join(row_rules)}." if row_rules else ""
         if too_many:
-            found = _planned_findings(ctx, entity) if ctx.dry_run else ctx.store.run_findings(
-                ctx.run_id, entity, excluding=excluding
+            found = _not_excluded(planned_findings(ctx, entity), excluding) if ctx.dry_run else (
+                ctx.store.run_findings(ctx.run_id, entity, excluding=excluding)
             )
             if not found.empty:
                 extra += f" Quarantined records counted: {findings_summary(found)}."
@@ -170,11 +174,73 @@ def findings_summary(found: pd.DataFrame, examples: int = FINDING_EXAMPLES) -> s
     return "; ".join(text for _, text in sorted(parts, key=lambda p: -p[0]))
 
 
-def _planned_findings(ctx: SyncContext, entity: str) -> pd.DataFrame:
-    """What a dry run planned to quarantine for `entity`, in `findings_summary`'s columns."""
-    columns = ["source", "src_id", "field", "rule", "value"]
+def records_count(found: pd.DataFrame) -> int:
+    """The source records of findings (`source`, `src_id` columns), each once however many rules and stages it
+    failed: as `Store.count_quarantine` counts a sync's."""
+    return len(found[["source", "src_id"]].dropna(subset=["src_id"]).astype("str").drop_duplicates())
+
+
+def planned_findings(ctx: SyncContext, entity: str, more: Sequence[str] = ()) -> pd.DataFrame:
+    """What a dry run planned to quarantine for `entity`, in `findings_summary`'s columns (and `more`)."""
+    columns = ["source", "src_id", "field", "rule", "value", *more]
     frames = [f[f["entity"] == entity].reindex(columns=columns) for f in ctx.planned_quarantine if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def _not_excluded(found: pd.DataFrame, excluding: frozenset[tuple[str, str]]) -> pd.DataFrame:
+    """The rows of `found` not about source records all in `excluding` (as `Store.run_findings` leaves them)."""
+    if not excluding or found.empty:
+        return found
+    keep = [
+        pd.isna(i) or not excluded_record(str(src), str(i), excluding)
+        for src, i in zip(found["source"], found["src_id"], strict=True)
+    ]
+    return found[keep]
+
+
+def _plan_excluding(ctx: SyncContext, entity: str, planned: pd.DataFrame) -> frozenset[tuple[str, str]]:
+    """The source records a plan's findings do not count toward the gate's thresholds, as the sync would not count
+    them: those of a replay (`ctx.already_quarantined`) and, unless it is a full refresh, those the plan finds
+    again for a rule an open finding of a published run names (`Store.accepted_findings` finds them once the
+    sync's findings superseded the open ones; a plan writes none, so it asks about the open ones instead).
+
+    An open finding is accepted when its run published the entity, or when it superseded an accepted one
+    (`accepted_findings` of its run); a planned finding supersedes the open one of the same rule and source
+    record, or of the same rule and golden record, as `Store.add_quarantine` does.
+    """
+    excluding = set(ctx.already_quarantined)
+    if ctx.full_refresh or planned.empty:
+        return frozenset(excluding)
+    open_rows = ctx.store.quarantine(entity=entity, status="open")
+    if open_rows.empty:
+        return frozenset(excluding)
+    runs = store_schema.entity_runs
+    with ctx.store.engine.connect() as conn:
+        published = set(
+            conn.execute(select(runs.c.run_id).where(runs.c.entity == entity, runs.c.status == "success")).scalars()
+        )
+    inherited = {run: ctx.store.accepted_findings(entity, run) for run in set(open_rows["run_id"]) - published}
+    by_record: set[tuple[str, str, str]] = set()
+    by_key: set[tuple[str, str]] = set()
+    for run, source, src_id, key, rule in zip(
+        open_rows["run_id"], open_rows["source"], open_rows["src_id"], open_rows["golden_key"], open_rows["rule"],
+        strict=True,
+    ):
+        pairs = [] if pd.isna(src_id) else source_records(str(source), str(src_id))
+        if run not in published and not (pairs and all(pair in inherited[run] for pair in pairs)):
+            continue
+        if pairs:
+            by_record.add((str(source), str(src_id), str(rule)))
+        if not pd.isna(key):
+            by_key.add((str(key), str(rule)))
+    for source, src_id, key, rule in zip(
+        planned["source"], planned["src_id"], planned["golden_key"], planned["rule"], strict=True
+    ):
+        if pd.isna(src_id):
+            continue
+        if (str(source), str(src_id), str(rule)) in by_record or (not pd.isna(key) and (str(key), str(rule)) in by_key):
+            excluding.update(source_records(str(source), str(src_id)))
+    return frozenset(excluding)
 
 
 # Rows written by one publish above which the target's planner statistics are refreshed.
@@ -249,7 +315,7 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
                 stage.c._src_id == mirror.c._src_id,
             )
         )
-        conn.execute(delete(mirror).where(vanished))
+        removed_any = conn.execute(delete(mirror).where(vanished)).rowcount != 0
         faults.point("publish.mirror_deleted")
         mirror_cols = ["_source", "_src_id", "_key", "_bucket", "_run", *fields]
         accepted = select(
@@ -270,7 +336,13 @@ def publish(ctx: SyncContext, entity: str) -> dict[str, int]:
                 load = insert_select if first_load else partial(upsert_select, key=["_source", "_src_id"])
                 counts["mirrored"] = load(conn, mirror, mirror_cols, accepted)
         faults.point("publish.mirror_upserted")
-        idhashes.publish(conn, tables.ids, ctx.run_id, list(mapping.sources), mirror_was_empty)
+        # The sources whose mirrored ids this publish removed (one more look at the stage only when it removed some).
+        removed = set(
+            conn.execute(
+                select(stage.c._source).where(stage.c._run == ctx.run_id, stage.c._status == "deleted").distinct()
+            ).scalars()
+        ) if removed_any else set()
+        idhashes.publish(conn, tables.ids, ctx.run_id, list(mapping.sources), mirror_was_empty, removed)
     faults.point("publish.committed")
     if max(counts["upserted"], counts["mirrored"]) >= STATISTICS_MIN_ROWS:
         analysed = _vacuums_mirror(counts) or counts["mirror_swapped"]

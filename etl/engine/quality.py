@@ -72,24 +72,18 @@ def _suite(ctx: SyncContext, mapping: EntityMapping) -> Any | None:
     return suite
 
 
-def _reference_keys(ctx: SyncContext, suite: Any) -> dict[str, list[Any]]:
-    from sqlalchemy import select
-
-    from etl.engine.tables import table_exists
+def _reference_keys(ctx: SyncContext, suite: Any, merging: str) -> dict[str, list[Any]]:
+    """The values each `expect_column_values_to_exist_in_entity` of `suite` accepts: the referenced entity's
+    active ones, as the `references:` check reads them (`build.active_values`: in a plan, what it publishes first)."""
+    from etl.engine.build import active_values
 
     keys: dict[str, list[Any]] = {}
     for exp in suite.expectations:
         if exp.expectation_type != "expect_column_values_to_exist_in_entity":
             continue
         entity, named = exp.entity, exp.entity_column  # the expectation's own fields (GX 1.x keeps no kwargs)
-        mapping = ctx.mapping(entity)
-        table = ctx.tables(mapping).target
-        engine = ctx.target_engine(mapping)
-        column = named or mapping.key[0]
-        values: list[Any] = []
-        if table_exists(engine, table):
-            with engine.connect() as conn:
-                values = [r[0] for r in conn.execute(select(table.c[column]).where(table.c._active.is_(True)))]
+        column = named or ctx.mapping(entity).key[0]
+        values = active_values(ctx, entity, column, merging=merging).tolist()
         keys[f"{entity}.{named}" if named else entity] = values  # as `resolve_references` looks them up
     return keys
 
@@ -101,7 +95,7 @@ def run_gate(ctx: SyncContext, mapping: EntityMapping, rows: pd.DataFrame, parti
         return pd.DataFrame(columns=["golden_key"])
     from etl.validate import resolve_references, validate_batch
 
-    refs = _reference_keys(ctx, suite)
+    refs = _reference_keys(ctx, suite, mapping.entity)
     if refs:
         suite = resolve_references(suite, refs)
     frame = rows.reset_index(drop=True)
