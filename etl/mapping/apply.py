@@ -14,8 +14,18 @@ from etl.mapping import registry
 from etl.mapping.codes import CodeTable
 from etl.mapping.model import CanonicalField, EntityMapping
 from etl.mapping.registry import Rejection, TransformContext
-from etl.mapping.transforms import MAX_DIGITS
-from etl.mapping.types import RANGE_REASON, as_text, coerce_series, out_of_range_dates
+from etl.mapping.transforms import MAX_DIGITS, decimal_nans
+from etl.mapping.types import (
+    INTEGER_FLOAT_REASON,
+    INTEGER_RANGE_REASON,
+    NOT_FINITE_REASON,
+    RANGE_REASON,
+    as_text,
+    coerce_series,
+    integer_failures,
+    not_finite,
+    out_of_range_dates,
+)
 
 SRC_ID = "_src_id"
 REJECT_COLUMNS = ["_src_id", "field", "rule", "value", "reason", "raw"]
@@ -125,9 +135,17 @@ TOO_MANY_DIGITS = (
 )
 
 
+#: A string field's value that is empty (`etl.mapping.types.coerce_series` reads no text as no value).
+EMPTY_STRING = (
+    "value is an empty string, which a string field does not take as a value: end the field's transforms with "
+    "`trim` (blank -> null) or `null_if: ['']` (see docs/mapping.md)"
+)
+
+
 def _type_rejections(value: pd.Series, canonical: CanonicalField, bad: pd.Series) -> list[Rejection]:
     """The rows a field's type refused (`bad`), by why: a date the engine cannot hold (an ERP's 9999-12-31), a
-    number of more digits than it keeps exactly, else a value that is not of the type."""
+    NaN or infinity, a decimal of more digits than it keeps exactly, an integer outside int64 or a float too large
+    to be sure of, an empty string, else a value that is not of the type."""
     rule = f"type:{canonical.type}"
     special = pd.Series(False, index=bad.index)
     found = []
@@ -135,10 +153,24 @@ def _type_rejections(value: pd.Series, canonical: CanonicalField, bad: pd.Series
         special = out_of_range_dates(value, canonical, bad)
         if special.any():
             found.append(Rejection(special, rule, RANGE_REASON))
-    elif canonical.type == "decimal":
-        special = bad & pd.to_numeric(as_text(value).str.replace(",", "", regex=False), errors="coerce").notna()
+    elif canonical.type in ("decimal", "integer"):
+        special = not_finite(value, bad)
         if special.any():
-            found.append(Rejection(special, rule, TOO_MANY_DIGITS))
+            found.append(Rejection(special, rule, NOT_FINITE_REASON))
+        if canonical.type == "decimal":
+            numbers = pd.to_numeric(as_text(value).str.replace(",", "", regex=False), errors="coerce")
+            digits = bad & ~special & numbers.notna()
+            found.append(Rejection(digits, rule, TOO_MANY_DIGITS))
+            special = special | digits
+        else:
+            outside, unsure = integer_failures(value, bad & ~special)
+            found += [Rejection(outside, rule, INTEGER_RANGE_REASON), Rejection(unsure, rule, INTEGER_FLOAT_REASON)]
+            special = special | outside | unsure
+        found = [r for r in found if r.mask.any()]
+    elif canonical.type == "string":
+        special = bad & as_text(value).str.len().eq(0).to_numpy(dtype=bool, na_value=False)
+        if special.any():
+            found.append(Rejection(special, rule, EMPTY_STRING))
     rest = bad & ~special
     if rest.any():
         found.append(Rejection(rest, rule, _type_reason(canonical)))
@@ -175,14 +207,17 @@ def _split(
         mask = rej.mask.reindex(rows.index, fill_value=False).to_numpy(dtype=bool)
         bad_any |= mask
         columns = getattr(fields.get(name), "columns", []) if name in fields else []
-        original = raw.loc[mask, columns[0]] if columns else rows.loc[mask, name]
+        original = (raw.loc[mask, columns[0]] if columns else rows.loc[mask, name]).reset_index(drop=True)
+        shown = as_text(original)
+        if shown.isna().any():  # a refused value without text is a Decimal NaN
+            shown = shown.mask(decimal_nans(original), "NaN")
         parts.append(
             pd.DataFrame(
                 {
                     SRC_ID: rows.loc[mask, SRC_ID].to_numpy(),
                     "field": name,
                     "rule": rej.rule,
-                    "value": as_text(original.reset_index(drop=True)).to_numpy(),
+                    "value": shown.to_numpy(),
                     "reason": rej.reason,
                     "_row": np.flatnonzero(mask),
                 }

@@ -306,7 +306,9 @@ def _reason(values: pd.Series, phrase: str, *, pii: bool = False) -> str:
 def _report(ctx: TransformContext, s: pd.Series, bad: np.ndarray, *, rule: str, phrase: str, on_error: str) -> None:
     """Quarantine the rows under `bad` when the transform's `on_error` says so."""
     if on_error == "quarantine" and bad.any():
-        ctx.reject(_mask(bad, s.index), rule, _reason(as_text(s[bad]), phrase, pii=ctx.pii))
+        # a refused value without text is a Decimal NaN (`decimal_nans`): shown as PostgreSQL writes it
+        text = as_text(s[bad]).fillna("NaN")
+        ctx.reject(_mask(bad, s.index), rule, _reason(text, phrase, pii=ctx.pii))
 
 
 def _flags(x: pd.Series) -> np.ndarray:
@@ -1034,6 +1036,22 @@ def _parse_number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, bad
 
 
+def decimal_nans(s: pd.Series) -> np.ndarray:
+    """The rows of `s` holding a Decimal NaN (PostgreSQL's numeric ``'NaN'``), which pandas counts as missing.
+
+    It is a value of the source, not a NULL: number parsers refuse it rather than publish it as NULL. Only the
+    values pandas calls missing are looked at, and one by one only when one of them is a Decimal.
+    """
+    found = np.zeros(len(s), dtype=bool)
+    if s.dtype != object or s.empty:
+        return found
+    values = s.to_numpy(dtype=object)
+    missing = np.flatnonzero(pd.isna(values))
+    if missing.size and Decimal in set(map(type, values[missing])):
+        found[missing] = [isinstance(v, Decimal) for v in values[missing]]
+    return found
+
+
 def _notna_where_nan(values: np.ndarray, s: pd.Series) -> np.ndarray:
     """`s.notna()` of an object column whose float64 `values` are known: only values that became NaN
     (nulls, mostly) are looked at, instead of every object."""
@@ -1132,8 +1150,27 @@ class DecimalArgs(TransformArgs):
 def decimal(s: pd.Series, args: DecimalArgs, ctx: TransformContext) -> pd.Series:
     """Number → float64 rounded half away from zero to `scale` places: ``- decimal: 2``."""
     values, bad = _parse_number(s)
+    bad |= decimal_nans(s)
     _report(ctx, s, bad, rule="decimal", phrase="is not a number", on_error=args.on_error)
-    factor = 10.0**args.scale
+    rounded, excess, near = round_half_away(values, args.scale)
+    if args.on_excess_scale == "quarantine":
+        places = f"more than {args.scale} decimal places"
+        _report(ctx, s, excess, rule="decimal_scale", phrase=f"has {places}", on_error="quarantine")
+        rounded[excess] = np.nan
+    digits, inexact = inexact_decimals(s, rounded, args.scale, near & np.isfinite(rounded))
+    for count in np.unique(digits[inexact]):
+        _report(ctx, s, inexact & (digits == count), rule="decimal_digits", phrase=digits_phrase(int(count)),
+                on_error="quarantine")
+    rounded[inexact] = np.nan
+    return pd.Series(rounded, index=s.index)
+
+
+def round_half_away(values: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 `values` (parsed from decimals) rounded half away from zero to `scale` places, as their decimals
+    would round (``1.005`` → ``1.01``, ``2.5`` → ``3``): (rounded, rows with more than `scale` decimal places,
+    rows whose rounding float64 may get wrong: pass them to `inexact_decimals`). Used by the `decimal` transform
+    and by the cast of a `decimal` field (`etl.mapping.types.coerce_series`)."""
+    factor = 10.0**scale
     scaled = values * factor
     magnitude = np.abs(scaled)
     whole = np.floor(magnitude)
@@ -1143,20 +1180,11 @@ def decimal(s: pd.Series, args: DecimalArgs, ctx: TransformContext) -> pd.Series
     # apart, so 1.005 (stored as 1.00499999999999989...) still rounds up to 1.01.
     slack = magnitude * 5e-16
     rounded = np.copysign(whole + (fraction >= 0.5 - np.minimum(slack, 0.1)), scaled) / factor + 0.0
-    if args.on_excess_scale == "quarantine":
-        excess = np.minimum(fraction, 1 - fraction) > slack
-        places = f"more than {args.scale} decimal places"
-        _report(ctx, s, excess, rule="decimal_scale", phrase=f"has {places}", on_error="quarantine")
-        rounded[excess] = np.nan
+    excess = np.minimum(fraction, 1 - fraction) > slack
     # Only a source value of 16+ significant digits can be rounded wrongly: when its result has 16+ digits, or
     # when it is within float64's error of a tie. Those few rows are checked exactly; the others never leave numpy.
     near = (magnitude >= MAX_EXACT_SCALED) | (np.abs(fraction - 0.5) <= 2 * np.minimum(slack, 0.1))
-    digits, inexact = inexact_decimals(s, rounded, args.scale, near & np.isfinite(rounded))
-    for count in np.unique(digits[inexact]):
-        _report(ctx, s, inexact & (digits == count), rule="decimal_digits", phrase=digits_phrase(int(count)),
-                on_error="quarantine")
-    rounded[inexact] = np.nan
-    return pd.Series(rounded, index=s.index)
+    return rounded, excess, near
 
 
 #: Significant digits a decimal keeps exactly through float64 (`DBL_DIG`).
@@ -1249,10 +1277,40 @@ def _parse_int_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
     others = notna & ~digits  # e.g. 1e3
     if others.any():
         floats = _floats(pd.to_numeric(t[others], errors="coerce"))
-        whole = np.isfinite(floats) & (floats == np.trunc(floats)) & (np.abs(floats) <= _FLOAT_EXACT_INT)
+        whole = np.isfinite(floats) & (floats == np.trunc(floats)) & (np.abs(floats) < _FLOAT_EXACT_INT)
         positions = np.flatnonzero(others)[whole]
         values[positions], valid[positions] = floats[whole].astype(np.int64), True
+        large = np.flatnonzero(others)[np.isfinite(floats) & (np.abs(floats) >= _FLOAT_EXACT_INT)]  # e.g. 9.2e18
+        values[large], valid[large] = exact_integers(t.to_numpy(dtype=object)[large])
     return values, valid, notna & ~valid
+
+
+def exact_integers(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 values, mask of those that are whole numbers within int64) of number texts, read exactly as decimals:
+    for the few values float64 does not hold (2^53 or more), one by one."""
+    values = np.zeros(len(texts), dtype=np.int64)
+    valid = np.zeros(len(texts), dtype=bool)
+    for i, text in enumerate(texts):
+        number = exact_integer(text)
+        if number is not None and INT64_MIN <= number <= INT64_MAX:
+            values[i], valid[i] = number, True
+    return values, valid
+
+
+def exact_integer(text: Any) -> int | None:
+    """The whole number a number text (``'9007199254740993'``, ``'9.2e18'``, ``'12.0'``) is exactly, any size; None
+    for other text and for numbers with a fraction."""
+    try:
+        number = Decimal(str(text).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    # beyond 400 digits neither a float nor an int64 holds it: not worth building the int
+    if not number.is_finite() or number.adjusted() > 400 or number != number.to_integral_value(context=_EXACT):
+        return None
+    return int(number)
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _plain_ints(text: pd.Series) -> np.ndarray | None:
@@ -1272,13 +1330,25 @@ def to_integer(s: pd.Series, args: OnErrorArgs, ctx: TransformContext) -> pd.Ser
         return s.astype("Int64")
     if kind == "f":
         floats = s.to_numpy(dtype="float64", na_value=np.nan)
-        valid = np.isfinite(floats) & (floats == np.trunc(floats)) & (np.abs(floats) < 2.0**63)
+        whole = np.isfinite(floats) & (floats == np.trunc(floats))
+        # a float holds every integer only below 2**53: a larger one may have lost digits before it got here
+        unsure = whole & (np.abs(floats) >= _FLOAT_EXACT_INT)
+        valid = whole & ~unsure
         values = np.where(valid, floats, 0).astype(np.int64)
-        bad = s.notna().pipe(_flags) & ~valid
+        bad = s.notna().pipe(_flags) & ~whole
+        _report(ctx, s, unsure, rule="to_integer", phrase=FLOAT_INTEGER_PHRASE, on_error=args.on_error)
     else:
         values, valid, bad = _parse_int_text(as_text(s))
+        bad |= decimal_nans(s)
     _report(ctx, s, bad, rule="to_integer", phrase="cannot be read as a 64-bit integer", on_error=args.on_error)
     return pd.Series(pd.arrays.IntegerArray(values, ~valid), index=s.index)
+
+
+FLOAT_INTEGER_PHRASE = (
+    "is a floating-point number of 2^53 (9007199254740992) or more, which may have lost digits already (a float holds "
+    "every integer only below 2^53): read it from an integer or text column, or map the field as a string"
+)
+"""Why a float that is a whole number of 2^53 or more is not taken as an integer (after the quoted value)."""
 
 
 class BooleanArgs(TransformArgs):
@@ -1324,6 +1394,7 @@ class MultiplyArgs(TransformArgs):
 def multiply(s: pd.Series, args: MultiplyArgs, ctx: TransformContext) -> pd.Series:
     """Numbers times a factor as float64, e.g. cents → yuan (round with `decimal`): ``- multiply: 0.01``."""
     values, bad = _parse_number(s)
+    bad |= decimal_nans(s)
     # A value of 16+ digits float64 changes is set aside here: the `decimal` after it sees only the float.
     _report(ctx, s, bad, rule="multiply", phrase="is not a number", on_error=args.on_error)
     digits, inexact = inexact_decimals(s, values, None, ~bad & np.isfinite(values))

@@ -7,15 +7,19 @@ the same value always has the same representation (and the same row hash):
 | type     | pandas dtype                          |
 |----------|---------------------------------------|
 | string   | `str` (NaN for null)                  |
-| integer  | `Int64`                               |
-| decimal  | `float64` rounded to the field's scale |
+| integer  | `Int64` (the whole int64 range, exact) |
+| decimal  | `float64` rounded half away from zero to the field's scale |
 | date     | `datetime64[ns]` at midnight          |
 | datetime | `datetime64[ns]`, naive, project zone |
 | boolean  | `boolean`                             |
 
-Decimals are float64 rounded to scale: exact for the 15 significant digits that
-master data amounts use (Numeric(18,2) up to 10^13). A source value of more digits whose rounded
-float64 would not be the exact decimal fails the type (it is quarantined, not published changed).
+Decimals are float64 rounded to scale half away from zero, as the `decimal` transform rounds
+(`transforms.round_half_away`): exact for the 15 significant digits that master data amounts use
+(Numeric(18,2) up to 10^13). A source value of more digits whose rounded float64 would not be the
+exact decimal fails the type (it is quarantined, not published changed). Integers are read exactly
+from integer columns, Python ints, Decimals and text; a float is taken only below 2^53, where it
+holds every integer. A NaN or infinity of a numeric source fails the type (a Decimal NaN is a
+value, not a NULL).
 """
 
 from __future__ import annotations
@@ -28,10 +32,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from etl.errors import DataError
 from etl.mapping.model import CanonicalField
-from etl.mapping.transforms import MAX_EXACT_SCALED, RANGE_PHRASE, as_text, inexact_decimals, ungroup_thousands
+from etl.mapping.transforms import (
+    FLOAT_INTEGER_PHRASE,
+    INT64_MAX,
+    INT64_MIN,
+    RANGE_PHRASE,
+    as_text,
+    decimal_nans,
+    exact_integer,
+    exact_integers,
+    inexact_decimals,
+    round_half_away,
+    ungroup_thousands,
+)
 
-__all__ = ["as_text", "coerce", "coerce_series", "empty_frame", "out_of_range_dates", "row_hash"]
+__all__ = [
+    "as_text",
+    "coerce",
+    "coerce_series",
+    "empty_frame",
+    "integer_failures",
+    "not_finite",
+    "out_of_range_dates",
+    "row_hash",
+]
 
 _TRUE = {"1", "true", "t", "y", "yes", "是"}
 _FALSE = {"0", "false", "f", "n", "no", "否"}
@@ -50,20 +76,16 @@ def coerce_series(
         bad = bad | (lengths > spec.max_length).fillna(False).astype(bool)  # the target column holds no more
         return values, bad
     if spec.type in ("integer", "decimal"):
-        numeric = (
-            series
-            if pd.api.types.is_numeric_dtype(series.dtype) and series.dtype != bool
-            else pd.to_numeric(ungroup_thousands(as_text(series)), errors="coerce")
-        )
-        numeric = pd.Series(numeric, index=series.index).astype("float64")
-        bad = present & (numeric.isna() | ~np.isfinite(numeric.fillna(0)))
+        present = present | decimal_nans(series)  # PostgreSQL's numeric 'NaN': a value to refuse, not a NULL
         if spec.type == "integer":
-            # float64 holds every integer exactly only below 2**53: beyond, a value would be silently altered
-            # (or overflow Int64 and crash the chunk), so it is rejected like any other non-integer.
-            bad = bad | (present & ((numeric.fillna(0) % 1 != 0) | (numeric.abs().fillna(0) >= 2**53)))
-            return numeric.where(~bad).round().astype("Int64"), bad
-        rounded = numeric.where(~bad).round(spec.scale or 0)
-        return rounded, bad | _inexact(series, numeric, rounded, spec.scale or 0)
+            return _integers(series, present)
+        numbers = _numbers(series)
+        bad = present.to_numpy(dtype=bool) & ~np.isfinite(numbers)
+        scale = spec.scale or 0
+        rounded, _, near = round_half_away(np.where(bad, np.nan, numbers), scale)
+        _, inexact = inexact_decimals(series, rounded, scale, near & np.isfinite(rounded))
+        rounded[inexact] = np.nan
+        return pd.Series(rounded, index=series.index), pd.Series(bad | inexact, index=series.index)
     if spec.type in ("date", "datetime"):
         values = _to_datetime(series, timezone)
         bad = present & values.isna()
@@ -81,17 +103,90 @@ def coerce_series(
     raise ValueError(f"unknown type {spec.type}")
 
 
-def _inexact(series: pd.Series, numeric: pd.Series, rounded: pd.Series, scale: int) -> pd.Series:
-    """Rows of a decimal field whose source value (Decimal objects or text: a float source is binary already) has
-    more significant digits than float64 holds and would be published changed (`transforms.inexact_decimals`):
-    they fail the type, like a value that is not a number, rather than be altered silently."""
-    if series.dtype.kind == "f" or series.empty:
-        return pd.Series(False, index=series.index)
-    values = rounded.to_numpy(dtype="float64", na_value=np.nan)
-    scaled = np.abs(numeric.to_numpy(dtype="float64", na_value=np.nan)) * 10.0**scale
-    fraction = scaled - np.floor(scaled)
-    near = (scaled >= MAX_EXACT_SCALED) | (np.abs(fraction - 0.5) <= np.minimum(scaled * 1e-15, 0.2))
-    return pd.Series(inexact_decimals(series, values, scale, near & np.isfinite(values))[1], index=series.index)
+def _numbers(series: pd.Series) -> np.ndarray:
+    """float64 of a numeric column, or of numbers and numeric text (commas only as thousands separators); NaN for
+    nulls and what is not a number."""
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        numeric = series
+    else:
+        numeric = pd.to_numeric(ungroup_thousands(as_text(series)), errors="coerce")
+    return np.array(pd.Series(numeric, index=series.index).astype("float64").to_numpy(na_value=np.nan))
+
+
+def _integers(series: pd.Series, present: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """`coerce_series` of an integer field: the whole int64 range, exact.
+
+    Integer columns are taken as they are; text, Python ints and Decimals are parsed through float64, and the few
+    of 2^53 or more (which float64 does not hold) are read again exactly. A float is taken only below 2^53: a
+    larger one may have lost digits before it got here, and fails the type.
+    """
+    kind = series.dtype.kind
+    if kind == "i":
+        return series.astype("Int64"), pd.Series(False, index=series.index)
+    if kind == "u":
+        unsigned = series.astype("UInt64")
+        too_big = (unsigned > INT64_MAX).to_numpy(dtype=bool, na_value=False)
+        ints = np.where(too_big, 0, unsigned.to_numpy(dtype=np.uint64, na_value=0)).astype(np.int64)
+        mask = unsigned.isna().to_numpy(dtype=bool) | too_big
+        return pd.Series(pd.arrays.IntegerArray(ints, mask), index=series.index), pd.Series(too_big, index=series.index)
+    numbers = _numbers(series)
+    finite = np.isfinite(numbers)
+    valid = finite & (numbers == np.trunc(numbers)) & (np.abs(numbers) < _FLOAT_EXACT_INT)
+    ints = np.where(valid, numbers, 0).astype(np.int64)
+    if kind != "f":
+        large = np.flatnonzero(finite & (np.abs(numbers) >= _FLOAT_EXACT_INT))
+        if large.size:
+            objects = series.to_numpy(dtype=object)[large]
+            exact = large[np.array([not isinstance(v, float | np.floating) for v in objects], dtype=bool)]
+            text = ungroup_thousands(as_text(series.iloc[exact])).to_numpy(dtype=object)
+            ints[exact], valid[exact] = exact_integers(text)
+    bad = present.to_numpy(dtype=bool) & ~valid
+    return pd.Series(pd.arrays.IntegerArray(ints, ~valid), index=series.index), pd.Series(bad, index=series.index)
+
+
+_FLOAT_EXACT_INT = 2.0**53
+
+#: The reason of an integer the field's type rejects because int64 does not hold it.
+INTEGER_RANGE_REASON = (
+    f"value is outside the 64-bit integer range {INT64_MIN}..{INT64_MAX}: correct it at the source, or map the "
+    "field as a string"
+)
+#: The reason of a whole float of 2^53 or more an integer field rejects.
+INTEGER_FLOAT_REASON = f"value {FLOAT_INTEGER_PHRASE}"
+#: The reason of a NaN or an infinity a number field rejects.
+NOT_FINITE_REASON = (
+    "value is NaN or infinite (a numeric source's 'NaN' or 'Infinity'), not a number the target can hold: correct "
+    "it at the source, or read it through a `query:` that turns it into NULL"
+)
+
+
+def integer_failures(series: pd.Series, bad: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Of the rows an integer field's type failed (`bad`), (those outside int64, whole floats of 2^53 or more):
+    their own reasons (`INTEGER_RANGE_REASON`, `INTEGER_FLOAT_REASON`). Only the failed rows are looked at."""
+    outside = pd.Series(False, index=series.index)
+    unsure = pd.Series(False, index=series.index)
+    if not bad.any():
+        return outside, unsure
+    rows = bad.to_numpy(dtype=bool)
+    text = ungroup_thousands(as_text(series[rows]))
+    for label, value, written in zip(series.index[rows], series[rows].to_numpy(dtype=object), text, strict=True):
+        if isinstance(value, float | np.floating):
+            unsure[label] = bool(np.isfinite(value) and value == np.trunc(value))
+        elif isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+            outside[label] = True
+        elif isinstance(written, str) and (number := exact_integer(written)) is not None:
+            outside[label] = not INT64_MIN <= number <= INT64_MAX
+    return outside, unsure
+
+
+def not_finite(series: pd.Series, bad: pd.Series) -> pd.Series:
+    """Of the rows a number field's type failed (`bad`), those holding a NaN or an infinity (`NOT_FINITE_REASON`)."""
+    rows = bad.to_numpy(dtype=bool)
+    found = decimal_nans(series) & rows
+    if rows.any():
+        text = as_text(series[rows]).str.strip().str.lower().str.lstrip("+-")
+        found[rows] |= text.isin(["inf", "infinity", "nan"]).to_numpy(dtype=bool)
+    return pd.Series(found, index=series.index)
 
 
 #: The reason of a date or datetime the field's type rejects because it lies outside what it can hold.
@@ -170,8 +265,25 @@ def coerce(
     out = frame.copy() if copy else frame
     for name, spec in fields.items():
         if name in out.columns:
+            if spec.type == "integer" and out[name].dtype.kind == "f":
+                _check_read_back_integers(out[name], name)
             out[name] = _coerced_values(out[name], spec, timezone)
     return out
+
+
+def _check_read_back_integers(values: pd.Series, name: str) -> None:
+    """Stop when an integer field's values (read back from a database) came as floats of 2^53 or more: a reader made
+    a column of integers and NULLs float64, which may have changed their last digits. Their cast would make them
+    NULL, and the target would get NULL (or a changed value) silently."""
+    floats = values.to_numpy(dtype="float64", na_value=np.nan)
+    large = np.isfinite(floats) & (np.abs(floats) >= _FLOAT_EXACT_INT)
+    if large.any():
+        raise DataError(
+            f"integer field '{name}': {int(large.sum())} value(s) of 2^53 or more (e.g. {int(floats[large][0])}) were "
+            "read back from a database as floating-point numbers, which may have changed their last digits; the sync "
+            "stops rather than publish them changed or as NULL. Report this as a bug; meanwhile map the field as a "
+            "string."
+        )
 
 
 def _coerced_values(series: pd.Series, spec: CanonicalField, timezone: str) -> pd.Series:
@@ -188,7 +300,10 @@ def _coerced_values(series: pd.Series, spec: CanonicalField, timezone: str) -> p
     if spec.type == "decimal" and series.dtype == object:
         numeric = _plain_numbers(series)
         if numeric is not None:
-            return numeric.where(~np.isinf(numeric)).round(spec.scale or 0)
+            numbers = numeric.to_numpy(dtype="float64")
+            return pd.Series(
+                round_half_away(np.where(np.isinf(numbers), np.nan, numbers), spec.scale or 0)[0], index=series.index
+            )
     return coerce_series(series, spec, timezone)[0]
 
 
