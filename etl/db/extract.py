@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from sqlalchemy.engine.cursor import BufferedRowCursorFetchStrategy, CursorFetch
 
 from etl.config.project import ConnectionConfig
 from etl.db.connect import describe, dialect_of, engine_for, log_label
+from etl.db.read import records_frame
 from etl.errors import SchemaDriftError, classify_db_error
 from etl.mapping.model import SourceSpec
 from etl.yamlio import SourceMap, dotted
@@ -65,7 +67,7 @@ def build_select(
     if since is not None and spec.cursor:
         # A NULL cursor (a record some ERPs never stamp until it is first edited) compares with no watermark:
         # such rows are read by every run, or a row added without one would never be read after the first run.
-        cursor = src.c[spec.cursor]
+        cursor = src.c[_named(columns, spec.cursor, spec)]
         stmt = stmt.where(or_(cursor >= since, cursor.is_(None)))
     if ids is not None:
         id_cols = [src.c[c] for c in columns[: len(spec.id)]]
@@ -75,6 +77,16 @@ def build_select(
             conds.append(and_(*[cast(col, String) == part for col, part in zip(id_cols, parts, strict=False)]))
         stmt = stmt.where(or_(*conds) if conds else text("1=0"))
     return stmt
+
+
+def _named(columns: Sequence[str], name: str, spec: SourceSpec) -> str:
+    """The one of `columns` (the source's own spelling, `check_columns`) that the mapping calls `name`."""
+    if name in columns:
+        return name
+    same = [c for c in columns if c.lower() == name.lower()]
+    if len(same) == 1:
+        return same[0]
+    return columns[list(spec.columns).index(name)]
 
 
 def probe_columns(conn: ConnectionConfig, spec: SourceSpec, source_name: str) -> list[str]:
@@ -190,7 +202,7 @@ def iter_chunks(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[pd.
     """Yield DataFrames of at most `chunk_size` rows; memory does not grow with the table."""
     keys = list(request.columns)
     for rows in iter_rows(conn, request):
-        yield pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
+        yield records_frame(rows, keys)
 
 
 def iter_rows(conn: ConnectionConfig, request: ExtractRequest) -> Iterator[list[tuple[Any, ...]]]:
@@ -277,15 +289,66 @@ def _odbc_rows(conn: ConnectionConfig, stmt: Any, request: ExtractRequest) -> It
             yield [tuple(r) for r in rows]
 
 
-def lower_bound(watermark: Any | None, overlap: timedelta) -> Any | None:
-    """The cursor value to read from: the watermark minus the overlap window (for time cursors)."""
+def lower_bound(watermark: Any | None, overlap: timedelta, text: str | None = None) -> Any | None:
+    """The cursor value to read from: the watermark minus the overlap window (for time cursors).
+
+    `text`: the watermark as the source's text cursor column held it (timestamps kept as text): the bound is then
+    text of the same form, compared as text on every database. Other text (`2026/01/09 10:00`) keeps its form too;
+    text that holds no timestamp and numbers are the bound as they are (the overlap is a time window).
+    """
     if watermark is None:
         return None
     if isinstance(watermark, datetime):
+        if text is not None:
+            return like_text(text, watermark - overlap)
         return watermark - overlap
     if isinstance(watermark, str):
         try:
-            return datetime.fromisoformat(watermark) - overlap
+            return datetime.fromisoformat(watermark) - overlap  # a date, or a version before text cursors were kept
         except ValueError:
-            return watermark
+            pass
+        stamp = text_timestamp(watermark)
+        return watermark if stamp is None else like_text(watermark, stamp - overlap)
     return watermark
+
+
+#: A timestamp written as text with zero-padded fields: date (any one separator or none), then optionally the time.
+_TEXT_TIME = re.compile(
+    r"(?P<y>\d{4})(?P<ds>[-/.]?)(?P<m>\d{2})(?P=ds)(?P<d>\d{2})"
+    r"(?:(?P<ts>[ T])(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d{1,6})?)?)?"
+    r"(?P<zone>Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def text_timestamp(value: str) -> datetime | None:
+    """The timestamp a text cursor value writes (`2026/01/09 10:00:00`, `2026-01-09T10:00`), None when it is not
+    one; a zone suffix is kept as written (`like_text`), not applied."""
+    match = _TEXT_TIME.fullmatch(value.strip())
+    if match is None:
+        return None
+    g = match.groupdict()
+    fraction = (g["f"] or ".")[1:].ljust(6, "0")
+    try:
+        return datetime(
+            int(g["y"]), int(g["m"]), int(g["d"]), int(g["H"] or 0), int(g["M"] or 0), int(g["S"] or 0), int(fraction)
+        )
+    except ValueError:
+        return None
+
+
+def like_text(sample: str, value: datetime) -> str:
+    """`value` written in the form of the text cursor value `sample` (fields it leaves out are cut off, so the text
+    sorts at or before `value`); `sample` itself when its form is not one `text_timestamp` reads."""
+    match = _TEXT_TIME.fullmatch(sample.strip())
+    if match is None:
+        return sample
+    g = match.groupdict()
+    ds = g["ds"]
+    out = f"{value.year:04d}{ds}{value.month:02d}{ds}{value.day:02d}"
+    if g["H"] is not None:
+        out += f"{g['ts']}{value.hour:02d}:{value.minute:02d}"
+        if g["S"] is not None:
+            out += f":{value.second:02d}"
+            if g["f"]:
+                out += f".{value.microsecond:06d}"[: len(g["f"])]
+    return out + (g["zone"] or "")

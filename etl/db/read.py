@@ -27,13 +27,27 @@ def read_frame(engine: Engine, stmt: Select[Any], columns: Sequence[str]) -> pd.
     return _fetch(engine, stmt, list(columns))
 
 
+def records_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """`pd.DataFrame.from_records(rows, columns=columns, coerce_float=False)`, except that a column of integers and
+    NULLs holding one of 2^53 or more stays integer (nullable Int64): pandas makes such a column float64, which
+    changes the last digits of those integers (a 19-digit id)."""
+    frame = pd.DataFrame.from_records(rows, columns=list(columns), coerce_float=False)
+    for i, dtype in enumerate(frame.dtypes):
+        if dtype.kind == "f" and frame.iloc[:, i].abs().max() >= 2.0**53:
+            try:
+                values = pa.array([row[i] for row in rows], from_pandas=True)
+            except (pa.ArrowException, OverflowError, TypeError, ValueError):  # e.g. an integer beyond int64
+                continue
+            if pa.types.is_integer(values.type):
+                frame.isetitem(i, values.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get))
+    return frame
+
+
 def _fetch(engine: Engine, stmt: Select[Any], names: list[str]) -> pd.DataFrame:
     """Through a server-side cursor: only one chunk of rows exists as Python tuples at any moment."""
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, max_row_buffer=READ_CHUNK).execute(stmt)
-        parts = [
-            pd.DataFrame.from_records(list(map(tuple, rows)), columns=names) for rows in result.partitions(READ_CHUNK)
-        ]
+        parts = [records_frame(list(map(tuple, rows)), names) for rows in result.partitions(READ_CHUNK)]
     if len(parts) == 1:
         return parts[0]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame.from_records([], columns=names)

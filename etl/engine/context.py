@@ -51,6 +51,9 @@ class SyncContext:
     planned_gate: list[dict[str, Any]] = field(default_factory=list)
     #: (entity, partition) whose gold rows are known not to exist yet: their first merge skips the delete
     fresh_gold: set[tuple[str, int]] = field(default_factory=set)
+    #: Warnings an entity's extraction found, for its run message (`EntityResult.notes`): cursor values later than the
+    #: clock allows (`etl.engine.extract.CursorMaximum`). Appended by the threads that extract its sources.
+    extract_notes: dict[str, list[str]] = field(default_factory=dict)
     _tables: dict[str, EntityTables] = field(default_factory=dict)
     _published: dict[str, PublishedFields | None] = field(default_factory=dict)
     _work: Engine | None = None
@@ -63,6 +66,10 @@ class SyncContext:
     @property
     def chunk_size(self) -> int:
         return self.config.run.chunk_size
+
+    def note(self, entity: str, note: str) -> None:
+        """Add a warning to the entity's `extract_notes`."""
+        self.extract_notes.setdefault(entity, []).append(note)
 
     def mapping(self, entity: str) -> EntityMapping:
         return self.mappings.entity(entity)

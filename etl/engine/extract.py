@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -18,7 +20,7 @@ from sqlalchemy import Engine, Table, and_, delete, exists, func, literal, selec
 from etl import faults
 from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of
-from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound
+from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound, text_timestamp
 from etl.db.write import insert_frame, refresh_statistics
 from etl.engine import mirror_swap, xref_partition
 from etl.engine.build import fields_to_fill, mask_personal_data, release_memory
@@ -41,7 +43,7 @@ from etl.errors import ConfigError, ConfigIssue, DataError, UnmappedValueError
 from etl.frames import isin
 from etl.mapping.apply import FATAL_PREFIX, MappedChunk, _jsonable, map_chunk
 from etl.mapping.model import EntityMapping, SourceSpec
-from etl.store.repo import IN_BATCH
+from etl.store.repo import IN_BATCH, TimestampText, Watermark
 from etl.yamlio import dotted
 
 log = logging.getLogger("erpoa.sync")
@@ -97,6 +99,15 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
         log.warning("%s: %s", entity, notes[-1])
         if not ctx.dry_run:
             ctx.store.forget_watermarks(entity)
+    if not ctx.full_refresh and entity not in complete_reads(ctx):
+        stale = _stale_watermarks(ctx, entity)
+        for source, why in stale.items():
+            reads = f"the next `erpoa sync` reads {source} completely" if replay else f"{source} is read completely"
+            notes.append(f"{why}: {reads}")
+            log.warning("%s: %s", entity, notes[-1])
+        if stale and not ctx.dry_run:
+            ctx.store.forget_watermarks(entity, stale)
+    notes += _overlap_notes(ctx, entity)
     if ctx.dry_run:
         tables.without_columns(diff.absent)
     else:
@@ -162,6 +173,59 @@ def complete_reads(ctx: SyncContext) -> set[str]:
     return reads
 
 
+def _stale_watermarks(ctx: SyncContext, entity: str) -> dict[str, str]:
+    """source -> why its committed watermark cannot be the start of this run's read (`_stale`)."""
+    stale = {}
+    for source, spec in ctx.mapping(entity).sources.items():
+        mark = ctx.store.watermark_row(entity, source) if spec.cursor else None
+        why = None if mark is None else _stale(ctx, spec, source, mark)
+        if why is not None:
+            stale[source] = why
+    return stale
+
+
+def _stale(ctx: SyncContext, spec: SourceSpec, source: str, mark: Watermark) -> str | None:
+    """Why the committed watermark `mark` of `source` cannot be where its read starts, or None when it can.
+
+    It was taken from another cursor column than the mapping's (its values say nothing about this one's), or it lies
+    in the future (a cursor value recorded by a version that took it as it was): either would make incremental reads
+    skip rows that changed. The source is then read completely, as when it has no watermark.
+    """
+    assert spec.cursor is not None
+    if mark.cursor is not None and mark.cursor.lower() != spec.cursor.lower():
+        return (
+            f"the cursor of source {source} changed ({mark.cursor} -> {spec.cursor}) since its watermark "
+            f"{mark.text} was taken"
+        )
+    stamp = _as_time(mark.value)
+    if stamp is not None and _later(stamp, _future_limit(ctx, spec, stamp)):
+        return (
+            f"the watermark of source {source} ({mark.text}) is later than a day from now (a cursor value in "
+            "the future, taken as it was by an earlier version)"
+        )
+    return None
+
+
+def _overlap_notes(ctx: SyncContext, entity: str) -> list[str]:
+    """A note for each source whose mapping sets an `overlap` that its numeric cursor cannot use.
+
+    The overlap is a time window: a number cursor (a rising id, a version number) is read from its watermark itself.
+    Known once the source has a watermark; said only when the mapping sets the overlap (the default applies to time
+    cursors). Rows committed late with a lower number are not read by incremental runs."""
+    notes = []
+    for source, spec in ctx.mapping(entity).sources.items():
+        if not spec.cursor or "overlap" not in spec.model_fields_set or not spec.overlap:
+            continue
+        value = ctx.store.watermark(entity, source)
+        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            notes.append(
+                f"the overlap of source {source} ({spec.overlap}) is a time window and does not apply to its numeric "
+                f"cursor {spec.cursor}: each run reads {spec.cursor} >= the watermark, so a row committed late with "
+                f"a lower value is not read incrementally; set `overlap: 0`, or use a modification time as the cursor"
+            )
+    return notes
+
+
 def _has_watermarks(ctx: SyncContext, entity: str) -> bool:
     return any(ctx.store.watermark(entity, source) is not None for source in ctx.mapping(entity).sources)
 
@@ -195,9 +259,13 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
         ctx.store.clear_quarantine(ctx.run_id, entity, source=source, stage="map")
     resolved = check_columns(conn_cfg, spec, source, entity, smap=ctx.mappings.source_maps.get(entity))
     replay = ctx.only_ids is not None
-    since = lower_bound(_watermark(ctx, entity, source), spec.overlap)
+    mark = _watermark_row(ctx, entity, source)
+    since = None if mark is None else lower_bound(
+        mark.value, spec.overlap, mark.text if mark.kind == "datetime_text" else None
+    )
     if isinstance(since, datetime) and dialect_of(conn_cfg) == "sqlite":
-        # SQLite keeps timestamps as text in SQLAlchemy's format; compare like with like.
+        # SQLite keeps timestamps as text in SQLAlchemy's format; compare like with like (a watermark recorded as a
+        # timestamp by a version before text cursors were recorded as text).
         since = since.strftime("%Y-%m-%d %H:%M:%S.%f")
     actual = [resolved[c] for c in spec.columns]
     ids = None
@@ -211,14 +279,12 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
     fatal: list[pd.DataFrame] = []
     gaps: list[pd.DataFrame] = []
     rejects: list[pd.DataFrame] = []
-    max_cursor: Any = None
+    cursor = CursorMaximum(ctx, spec, entity, source)
     with ctx.background_writes(mapping, f"erpoa-stage-{entity}-{source}") as writes:
         for chunk in iter_chunks(conn_cfg, request):
             chunk.columns = list(spec.columns)
             if spec.cursor and not chunk.empty:
-                top = _chunk_cursor_max(chunk, spec, entity, source)
-                if top is not None and (max_cursor is None or _greater(top, max_cursor, chunk, spec, entity, source)):
-                    max_cursor = top
+                cursor.add(chunk)
             _extract_chunk(ctx, entity, source, chunk, writes, counts, fatal, gaps, rejects)
             del chunk
             if sum(len(r) for r in rejects) >= QUARANTINE_BATCH:
@@ -248,18 +314,32 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
             counts["sweep_due"] = 1
         else:
             counts["deleted"] = sweep_source(ctx, entity, source)
-    if max_cursor is not None and not ctx.dry_run and not replay:
-        ctx.store.set_pending_watermark(ctx.run_id, entity, source, max_cursor)
+    watermark = cursor.watermark()
+    if spec.cursor and (watermark is not None or full_read) and not ctx.dry_run and not replay:
+        # A complete read's watermark replaces the one before (a complete read that found no cursor value forgets it)
+        ctx.store.set_pending_watermark(
+            ctx.run_id, entity, source, watermark, cursor=spec.cursor, complete=full_read
+        )
         faults.point("extract.watermark_pending")
     return counts
 
 
 def _watermark(ctx: SyncContext, entity: str, source: str) -> Any | None:
     """Where the source's read starts from (before the overlap), or None for a full read."""
+    mark = _watermark_row(ctx, entity, source)
+    return None if mark is None else mark.value
+
+
+def _watermark_row(ctx: SyncContext, entity: str, source: str) -> Watermark | None:
+    """The committed watermark the source's read starts from, or None for a full read: also when it is stale
+    (`_stale`; `prepare` forgets it, but not in a dry run)."""
     spec = ctx.mapping(entity).sources[source]
     if ctx.full_refresh or ctx.only_ids is not None or not spec.cursor or entity in complete_reads(ctx):
         return None
-    return ctx.store.watermark(entity, source)
+    mark = ctx.store.watermark_row(entity, source)
+    if mark is None or _stale(ctx, spec, source, mark) is not None:
+        return None
+    return mark
 
 
 def sweep_due(ctx: SyncContext, entity: str, source: str) -> bool:
@@ -483,22 +563,31 @@ def _cursor_kind(value: Any) -> str:
 
 
 def _chunk_cursor_max(chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str) -> Any:
-    """The chunk's greatest cursor value (as `_cursor_value`), or DataError when the cursor column mixes kinds.
+    """The chunk's greatest cursor value (as `_cursor_value`), or DataError when the cursor column mixes kinds
+    (`_chunk_cursor_top`)."""
+    return _chunk_cursor_top(chunk, spec, entity, source)[0]
+
+
+def _chunk_cursor_top(chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str) -> tuple[Any, str | None]:
+    """The chunk's greatest cursor value (as `_cursor_value`) and, when the column holds text, that text; DataError
+    when the cursor column mixes kinds.
 
     A text value in a timestamp column ('yesterday' in a SQLite DATETIME) sorts after every date: taken as
-    the maximum, the watermark would make the next incremental read skip every row changed since.
+    the maximum, the watermark would make the next incremental read skip every row changed since. A column of text
+    of one kind (`2026/01/09 10:00:00`, which `datetime.fromisoformat` does not read, in every row) is a text cursor.
     """
     column = chunk[spec.cursor]
     try:
-        top = _cursor_value(column.max())
+        raw = column.max()
+        top = _cursor_value(raw)
     except TypeError:  # values that do not compare (a datetime and a str, an int and a str)
         raise _mixed_cursor(chunk, spec, entity, source, None) from None
     if isinstance(top, str):  # a text cursor, or timestamps (SQLite keeps them as text) beside a value that is not
         present = column.dropna()
         mixed = pd.api.types.infer_dtype(present, skipna=True) != "string"
-        if mixed or pd.to_datetime(present, errors="coerce", format="ISO8601").notna().any():
+        if mixed or (present.map(_cursor_kind) != "text").any():
             raise _mixed_cursor(chunk, spec, entity, source, None)
-    return top
+    return top, raw if isinstance(raw, str) else None
 
 
 def _greater(top: Any, current: Any, chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str) -> bool:
@@ -530,6 +619,9 @@ def _mixed_cursor(
     odd = [repr(v) for v in values[bad].drop_duplicates().head(5)]
     if earlier is not None and _cursor_kind(earlier) != expected:
         odd.insert(0, repr(earlier))
+    if not odd:  # no value is of another kind than the most common one: name one of each kind
+        odd = [f"{kind} such as {values[kinds == kind].iloc[0]!r}" for kind in present.drop_duplicates().head(5)
+               if (kinds == kind).any()]
     id_col = spec.id[0] if spec.id and spec.id[0] in chunk.columns else None
     ids = [str(v) for v in chunk.loc[bad, id_col].head(5)] if id_col else []
     where = f" (rows with {id_col} {', '.join(ids)})" if ids else ""
@@ -539,6 +631,115 @@ def _mixed_cursor(
         "computed from them. Correct these values in the source (or choose a cursor column of one type) and "
         "rerun; nothing was published and the watermark is unchanged."
     )
+
+
+#: How far past now (in `run.timezone` for timestamps without a zone) a cursor value may lie before it is taken for
+#: a mistyped date: a day, so that a source whose clock is in another zone than `run.timezone` is not flagged.
+FUTURE_MARGIN = timedelta(days=1)
+
+
+def _future_limit(ctx: SyncContext, spec: SourceSpec, stamp: datetime) -> datetime:
+    """The latest cursor time that is not in the future (see `FUTURE_MARGIN`), in the form of `stamp`."""
+    return _clock(ctx, stamp) + max(spec.overlap, FUTURE_MARGIN)
+
+
+class CursorMaximum:
+    """The greatest cursor value of a source's read (the watermark it records), and the values in the future.
+
+    A timestamp cursor value later than now plus a day (`FUTURE_MARGIN`, or the overlap when longer) is a mistyped
+    date, or the source's clock is wrong. As the watermark it would make the next reads skip every row changed until
+    that time (and a full refresh kept it). The watermark is then the greatest cursor value that is not in the future:
+    never later than what the source itself stamped, whatever its clock or zone, so the next runs read every row
+    changed after it (and the future-dated rows again, until they are corrected); the entity's run message
+    (`SyncContext.extract_notes`) and the log say which rows.
+    """
+
+    def __init__(self, ctx: SyncContext, spec: SourceSpec, entity: str, source: str) -> None:
+        self.ctx, self.spec, self.entity, self.source = ctx, spec, entity, source
+        self.top: Any = None
+        self.text: str | None = None  # the greatest value as the column's text, when it holds text
+        self.kept: Any = None  # the greatest value that is not in the future, and its text
+        self.kept_text: str | None = None
+        self.future = 0
+        self.future_ids: list[str] = []
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        """Take the cursor values of `chunk` (the source's columns, named as the mapping names them)."""
+        spec, entity, source = self.spec, self.entity, self.source
+        top, text = _chunk_cursor_top(chunk, spec, entity, source)
+        if top is None:
+            return
+        if self.top is None or _greater(top, self.top, chunk, spec, entity, source):
+            self.top, self.text = top, text
+        stamp = _as_time(top)
+        if stamp is not None and _later(stamp, _future_limit(self.ctx, spec, stamp)):
+            limit = _future_limit(self.ctx, spec, stamp)
+            assert spec.cursor is not None
+            later = chunk[spec.cursor].map(lambda v: _later(_as_time(_cursor_value(v)), limit)).astype(bool)
+            self.future += int(later.sum())
+            if len(self.future_ids) < 5:
+                ids = chunk.loc[later, list(spec.id)].astype(str).agg("|".join, axis=1)
+                self.future_ids += ids.head(5 - len(self.future_ids)).tolist()
+            top, text = _chunk_cursor_top(chunk[~later.to_numpy()], spec, entity, source)
+            if top is None:
+                return
+        if self.kept is None or _greater(top, self.kept, chunk, spec, entity, source):
+            self.kept, self.kept_text = top, text
+
+    def watermark(self) -> Any:
+        """The value to record as the source's watermark: the greatest cursor value, or the greatest that is not in
+        the future when some are (then noted); None when no row had one."""
+        if not self.future:
+            top, text = self.top, self.text
+        else:
+            top, text = self.kept, self.kept_text
+            ids = f" (rows with {'|'.join(self.spec.id)} {', '.join(self.future_ids)})" if self.future_ids else ""
+            stamp = _as_time(self.top)
+            zone = "" if stamp is None or stamp.tzinfo is not None else f" in {self.ctx.timezone}"
+            kept = "no watermark (the next run reads the source completely)" if top is None else (
+                f"the watermark is the greatest that is not ({text if text is not None else top})"
+            )
+            note = (
+                f"{self.future} row(s) of source {self.source} have a cursor {self.spec.cursor} later than a day from "
+                f"now{zone}, up to {self.text if self.text is not None else self.top}{ids}: {kept}, so that the next "
+                "runs still read every row changed after it (and these rows again); correct these values at the source"
+            )
+            log.warning("%s: %s", self.entity, note)
+            self.ctx.note(self.entity, note)
+        if top is None:
+            return None
+        return TimestampText(text) if text is not None and isinstance(top, datetime) else top
+
+
+def _as_time(value: Any) -> datetime | None:
+    """A cursor value as the timestamp it stands for (a date at midnight, timestamp text), or None (not a time)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time())
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return text_timestamp(value)
+    return None
+
+
+def _clock(ctx: SyncContext, like: datetime, at: datetime | None = None) -> datetime:
+    """The time `at` (default now) as cursor values like `like` write it: with a zone (UTC), or without one in
+    `run.timezone` (as source databases stamp local time)."""
+    at = at or datetime.now(UTC)
+    if like.tzinfo is not None:
+        return at
+    return at.astimezone(zoneinfo.ZoneInfo(ctx.timezone)).replace(tzinfo=None)
+
+
+def _later(value: datetime | None, limit: datetime) -> bool:
+    """`value > limit`; False for no value or one that does not compare (with a zone against one without)."""
+    try:
+        return value is not None and value > limit
+    except TypeError:
+        return False
 
 
 #: Rejected rows collected over chunks before they are written to the quarantine in one transaction:

@@ -214,6 +214,9 @@ def sync_entity(
             with clocked("extract"):  # wall time (the sources may run at once); each source retries on its own
                 extracted = _extract_sources(ctx, entity, partial(retry, what="extract"))
             result.read = {source: counts["read"] for source, counts in extracted.items()}
+            if ctx.extract_notes.get(entity):  # e.g. cursor values in the future
+                notes = result.notes = [*notes, *ctx.extract_notes[entity]]
+                result.message = entity_message(notes)
             parts = timed("extract", lambda: extract.partitions(ctx, entity))  # builds the stage's indexes
             totals: dict[str, int] = {}
             build.expect_fresh_gold(ctx, entity, parts)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from etl.config.project import ProjectConfig
 from etl.db.connect import engine_for
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks
+from etl.db.read import records_frame
 from etl.engine.tables import EntityTables, key_text, table_exists
 from etl.errors import ConfigError, ErpOaError, classify_db_error
 from etl.mapping.apply import map_chunk
@@ -60,7 +61,7 @@ def read_table(engine: Engine, table: Table, columns: list[str], where: Any = No
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, max_row_buffer=READ_CHUNK).execute(stmt)
         for rows in result.partitions(READ_CHUNK):
-            parts.append(pd.DataFrame.from_records(rows, columns=columns, coerce_float=False))
+            parts.append(records_frame(rows, columns))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -17,6 +19,8 @@ from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, s
 
 from etl.db.write import analyze, insert_frame, upsert_rows
 from etl.store import schema as s
+
+log = logging.getLogger("erpoa.store")
 
 IN_BATCH = 500  # values per `IN (...)` of one statement
 ANALYZE_AFTER = 10_000  # quarantined rows in one call after which PostgreSQL's statistics are refreshed
@@ -44,9 +48,19 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._cursor_columns: bool | None = None
 
     def migrate(self) -> None:
         s.migrate(self.engine)
+        self._cursor_columns = None
+
+    def _has_cursor_columns(self) -> bool:
+        """Whether the watermark tables have the columns of schema version 7 (a plan reads an older store as it is)."""
+        if self._cursor_columns is None:
+            self._cursor_columns = all(
+                s.has_column(self.engine, table, name) for table, names in s.ADDED_COLUMNS for name in names
+            )
+        return self._cursor_columns
 
     # runs -------------------------------------------------------------------
     def start_run(self, run_id: str, *, trigger: str, mode: str, mapping_version: str, entities: Iterable[str]) -> None:
@@ -153,28 +167,41 @@ class Store:
 
     # watermarks ---------------------------------------------------------------
     def watermark(self, entity: str, source: str) -> Any | None:
+        mark = self.watermark_row(entity, source)
+        return None if mark is None else mark.value
+
+    def watermark_row(self, entity: str, source: str) -> Watermark | None:
+        """The source's committed watermark with its stored text, kind and cursor column; None when there is none."""
+        w = s.watermarks
+        cols = [w.c.value, w.c.value_type, *([w.c.cursor_column] if self._has_cursor_columns() else [])]
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(s.watermarks.c.value, s.watermarks.c.value_type).where(
-                    s.watermarks.c.entity == entity, s.watermarks.c.source == source
-                )
-            ).first()
-        return decode_watermark(row[0], row[1]) if row and row[0] is not None else None
+            row = conn.execute(select(*cols).where(w.c.entity == entity, w.c.source == source)).first()
+        if row is None or row[0] is None:
+            return None
+        return Watermark(decode_watermark(row[0], row[1]), row[0], row[1], row[2] if len(row) > 2 else None)
 
-    def set_pending_watermark(self, run_id: str, entity: str, source: str, value: Any) -> None:
+    def set_pending_watermark(
+        self, run_id: str, entity: str, source: str, value: Any, *, cursor: str | None = None, complete: bool = False
+    ) -> None:
+        """Record what this run read of `source`, committed by `commit_watermarks` once it published: the greatest
+        `value` of the `cursor` column, and whether the read was `complete` (its watermark then replaces the one before;
+        a complete read that found no cursor value forgets it)."""
         text_value, kind = encode_watermark(value)
+        row: dict[str, Any] = {
+            "run_id": run_id, "entity": entity, "source": source, "value": text_value, "value_type": kind
+        }
+        if self._has_cursor_columns():
+            row |= {"cursor_column": cursor, "read_complete": complete}
         with self.engine.begin() as conn:
-            upsert_rows(
-                conn,
-                s.pending_watermarks,
-                [{"run_id": run_id, "entity": entity, "source": source, "value": text_value, "value_type": kind}],
-                ["run_id", "entity", "source"],
-            )
+            upsert_rows(conn, s.pending_watermarks, [row], ["run_id", "entity", "source"])
 
-    def forget_watermarks(self, entity: str) -> None:
-        """Forget the entity's committed watermarks: each source is read completely until a run publishes."""
+    def forget_watermarks(self, entity: str, sources: Iterable[str] | None = None) -> None:
+        """Forget the entity's committed watermarks (of these `sources` only): each source is read completely until a
+        run publishes."""
+        w = s.watermarks
+        where = [w.c.entity == entity] + ([] if sources is None else [w.c.source.in_(list(sources))])
         with self.engine.begin() as conn:
-            conn.execute(delete(s.watermarks).where(s.watermarks.c.entity == entity))
+            conn.execute(delete(w).where(*where))
 
     def clear_pending_watermarks(self, entity: str, keep_run: str) -> None:
         """Forget watermarks that crashed runs read but never published."""
@@ -188,12 +215,15 @@ class Store:
     def commit_watermarks(
         self, run_id: str, entity: str, fields: Iterable[str] | None = None, *, some_records: bool = False
     ) -> None:
-        """Advance the entity's watermarks to what this run read; called after its publish committed.
+        """Record the entity's watermarks from what this run read; called after its publish committed.
 
+        A complete read's watermark replaces the one before (`read_complete`); an incremental read's advances it, or
+        replaces one it does not compare with or taken from another cursor column (`_replaces`).
         With `fields` (the mapping's fields the publish wrote), they are recorded in the same transaction as
         the fields the entity was last published with (`published_fields`). A publish of `some_records` only (a
         replay) filled no field for the others: the record keeps only the fields it held that are still mapped.
         """
+        columns = self._has_cursor_columns()
         with self.engine.begin() as conn:
             record = None if fields is None else _fields_record(_published(conn, entity), fields, some_records)
             if record is not None:
@@ -203,42 +233,24 @@ class Store:
                     [{"entity": entity, "field_names": record, "run_id": run_id, "updated_at": now()}],
                     ["entity"],
                 )
-            pending = (
-                conn.execute(
-                    select(s.pending_watermarks).where(
-                        s.pending_watermarks.c.run_id == run_id, s.pending_watermarks.c.entity == entity
-                    )
-                )
-                .mappings()
-                .all()
-            )
+            p, w = s.pending_watermarks, s.watermarks
+            read = [p.c.source, p.c.value, p.c.value_type, *([p.c.cursor_column, p.c.read_complete] if columns else [])]
+            pending = conn.execute(select(*read).where(p.c.run_id == run_id, p.c.entity == entity)).mappings().all()
             for row in pending:
-                current = conn.execute(
-                    select(s.watermarks.c.value, s.watermarks.c.value_type).where(
-                        s.watermarks.c.entity == entity, s.watermarks.c.source == row["source"]
-                    )
-                ).first()
+                here = (w.c.entity == entity, w.c.source == row["source"])
+                complete = bool(row.get("read_complete"))
                 if row["value"] is None:
+                    if complete:  # read completely, no cursor value: nothing to start the next read from
+                        conn.execute(delete(w).where(*here))
                     continue
-                if current and current[0] is not None and decode_watermark(current[0], current[1]) >= decode_watermark(
-                    row["value"], row["value_type"]
-                ):
+                cols = [w.c.value, w.c.value_type, *([w.c.cursor_column] if columns else [])]
+                current = conn.execute(select(*cols).where(*here)).first()
+                if not complete and current is not None and current[0] is not None and not _replaces(row, current):
                     continue
-                upsert_rows(
-                    conn,
-                    s.watermarks,
-                    [
-                        {
-                            "entity": entity,
-                            "source": row["source"],
-                            "value": row["value"],
-                            "value_type": row["value_type"],
-                            "run_id": run_id,
-                            "updated_at": now(),
-                        }
-                    ],
-                    ["entity", "source"],
-                )
+                values = {"value": row["value"], "value_type": row["value_type"], "run_id": run_id, "updated_at": now()}
+                if columns:
+                    values["cursor_column"] = row.get("cursor_column")
+                upsert_rows(conn, w, [{"entity": entity, "source": row["source"], **values}], ["entity", "source"])
             conn.execute(
                 delete(s.pending_watermarks).where(
                     s.pending_watermarks.c.run_id == run_id, s.pending_watermarks.c.entity == entity
@@ -255,8 +267,10 @@ class Store:
             return _published(conn, entity)
 
     def watermarks(self) -> list[dict[str, Any]]:
+        w = s.watermarks
+        cols = [c for c in w.columns if c.name != "cursor_column" or self._has_cursor_columns()]
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(s.watermarks).order_by(s.watermarks.c.entity)).mappings()]
+            return [dict(r) for r in conn.execute(select(*cols).order_by(w.c.entity)).mappings()]
 
     # quarantine ---------------------------------------------------------------
     def clear_quarantine(
@@ -390,15 +404,19 @@ class Store:
     def count_quarantine(
         self, run_id: str, entity: str, *, excluding: Collection[tuple[str, str]] = frozenset()
     ) -> int:
-        """Distinct source ids `run_id` quarantined for `entity`, less those whose source records are all in
-        `excluding` ((source, id) pairs, see `source_records`)."""
+        """Distinct records (source, source id) `run_id` quarantined for `entity`, less those whose source records are
+        all in `excluding` ((source, id) pairs, see `source_records`): ERP record 19 and OA record 19 are two."""
         q = s.quarantine
-        mine = and_(q.c.run_id == run_id, q.c.entity == entity)
+        mine = and_(q.c.run_id == run_id, q.c.entity == entity, q.c.src_id.is_not(None))
         with self.engine.connect() as conn:
             if not excluding:
-                return int(conn.execute(select(func.count(func.distinct(q.c.src_id))).where(mine)).scalar() or 0)
-            rows = conn.execute(select(q.c.source, q.c.src_id).where(mine, q.c.src_id.is_not(None))).all()
-        return len({src_id for source, src_id in rows if not excluded_record(str(source), str(src_id), excluding)})
+                records = select(q.c.source, q.c.src_id).where(mine).distinct().subquery()
+                return int(conn.execute(select(func.count()).select_from(records)).scalar() or 0)
+            rows = conn.execute(select(q.c.source, q.c.src_id).where(mine)).all()
+        return len({
+            (str(source), str(src_id)) for source, src_id in rows
+            if not excluded_record(str(source), str(src_id), excluding)
+        })
 
     def run_findings(
         self, run_id: str, entity: str, *, excluding: Collection[tuple[str, str]] = frozenset()
@@ -609,15 +627,59 @@ def _storable(value: Any) -> Any:
     return value.replace("\x00", "\\x00") if isinstance(value, str) and "\x00" in value else value
 
 
+class TimestampText(str):
+    """A cursor value read from a text column that holds ISO timestamps (`2026-01-09 10:00:00`): recorded as the text
+    (kind `datetime_text`), compared as the timestamp, and the next read's lower bound is bound as text of the same
+    form (`etl.db.extract.lower_bound`): a database compares a text column with text, not with a timestamp."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """A committed watermark (`erpoa_watermark`)."""
+
+    #: the decoded value: a `datetime_text` watermark's timestamp
+    value: Any
+    #: as stored
+    text: str
+    kind: str | None
+    #: the cursor column it was taken from; None when recorded before schema version 7
+    cursor: str | None
+
+
+def _replaces(pending: Any, current: Any) -> bool:
+    """Whether the `pending` watermark of an incremental read replaces the `current` one: it is greater, it was taken
+    from another cursor column, or the two do not compare (a column changed from `timestamp` to `timestamptz`, or
+    from a timestamp to a number): the new value is what the source's cursor column holds now."""
+    before, now_read = (current[2] if len(current) > 2 else None), pending.get("cursor_column")
+    if before is not None and now_read is not None and str(before).lower() != str(now_read).lower():
+        return True
+    try:
+        return bool(
+            decode_watermark(pending["value"], pending["value_type"]) > decode_watermark(current[0], current[1])
+        )
+    except TypeError:
+        log.warning(
+            "the watermark %s (%s) and the cursor maximum %s (%s) do not compare: the latter replaces it",
+            current[0], current[1], pending["value"], pending["value_type"],
+        )
+        return True
+
+
 def encode_watermark(value: Any) -> tuple[str | None, str]:
     if value is None:
         return None, "none"
+    if isinstance(value, TimestampText):
+        return str(value), "datetime_text"
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     if isinstance(value, datetime):
         return value.isoformat(sep=" "), "datetime"
     if isinstance(value, int):
         return str(value), "int"
+    if isinstance(value, Decimal):  # numeric(18,0) and the like: compared as a number, bound as one
+        return str(value), "decimal"
+    if isinstance(value, bytes | bytearray | memoryview):  # a rowversion: its bytes, as hex
+        return bytes(value).hex(), "bytes"
     if hasattr(value, "item"):
         return encode_watermark(value.item())
     if isinstance(value, float):
@@ -626,12 +688,16 @@ def encode_watermark(value: Any) -> tuple[str | None, str]:
 
 
 def decode_watermark(value: str, kind: str | None) -> Any:
-    if kind == "datetime":
+    if kind in ("datetime", "datetime_text"):
         return datetime.fromisoformat(value)
     if kind == "int":
         return int(value)
     if kind == "float":
         return float(value)
+    if kind == "decimal":
+        return Decimal(value)
+    if kind == "bytes":
+        return bytes.fromhex(value)
     return value
 
 

@@ -35,8 +35,10 @@ log = logging.getLogger("erpoa.store")
 # 2: quarantine indexes by golden key and by source id; 3: erpoa_xref partitioned by entity on PostgreSQL;
 # 4: erpoa_reconciliation and erpoa_difference_seen (which differences each reconciliation found);
 # 5: erpoa_quarantine.src_id is TEXT (a merge or gate row holds the ids of all sources as JSON);
-# 6: erpoa_published_fields (the fields of the mapping each entity was last published with)
-SCHEMA_VERSION = 6
+# 6: erpoa_published_fields (the fields of the mapping each entity was last published with);
+# 7: erpoa_watermark(_pending).cursor_column (the column a watermark was taken from) and
+# erpoa_watermark_pending.read_complete (the run read the source completely: its watermark replaces the one before)
+SCHEMA_VERSION = 7
 metadata = MetaData()
 
 schema_version = Table("erpoa_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -91,6 +93,7 @@ watermarks = Table(
     Column("value_type", String(20)),
     Column("run_id", String(40)),
     Column("updated_at", DateTime),
+    Column("cursor_column", String(128)),  # NULL: recorded before schema version 7
 )
 
 pending_watermarks = Table(
@@ -101,6 +104,14 @@ pending_watermarks = Table(
     Column("source", String(40), primary_key=True),
     Column("value", String(64)),
     Column("value_type", String(20)),
+    Column("cursor_column", String(128)),
+    Column("read_complete", Boolean),
+)
+
+#: Columns added to tables that exist since they were created (schema version 7), by `_add_columns`.
+ADDED_COLUMNS = (
+    (watermarks, ("cursor_column",)),
+    (pending_watermarks, ("cursor_column", "read_complete")),
 )
 
 # The fields of the mapping the last publish of each entity wrote for every record and those any publish wrote (JSON
@@ -266,6 +277,7 @@ def migrate(engine: Engine) -> None:
     with engine.connect() as conn:
         current = conn.execute(select(schema_version.c.version)).scalar()
     widened = current is None or current >= 5 or _widen_quarantine_src_id(engine)
+    added = current is None or current >= 7 or _add_columns(engine)
     if current is not None and current < SCHEMA_VERSION:
         for table in metadata.sorted_tables:  # indexes added since: create_all skips tables that exist
             for index in table.indexes:
@@ -274,7 +286,41 @@ def migrate(engine: Engine) -> None:
         if current is None:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         elif current < SCHEMA_VERSION:
-            conn.execute(schema_version.update().values(version=SCHEMA_VERSION if widened else 4))
+            conn.execute(schema_version.update().values(version=SCHEMA_VERSION if widened and added else
+                                                         4 if not widened else 6))
+
+
+def _add_columns(engine: Engine) -> bool:
+    """Schema version 7: add the `ADDED_COLUMNS` a store created before lacks (NULL in the rows it holds); False if
+    one could not be added (the version then stays, the store reads and writes without it, and the next start tries
+    again)."""
+    done = True
+    for table, names in ADDED_COLUMNS:
+        for name in names:
+            if has_column(engine, table, name):  # created with it, or another process added it meanwhile
+                continue
+            column = table.c[name]
+            statement = (
+                f"ALTER TABLE {engine.dialect.identifier_preparer.format_table(table)} ADD COLUMN "
+                f"{engine.dialect.identifier_preparer.format_column(column)} {column.type.compile(engine.dialect)}"
+            )
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(statement))
+            except SQLAlchemyError as exc:
+                if has_column(engine, table, name):
+                    continue
+                log.warning(
+                    "could not add %s.%s (%s); watermarks are kept without it until an administrator runs: %s",
+                    table.name, name, type(getattr(exc, "orig", None) or exc).__name__, statement,
+                )
+                done = False
+    return done
+
+
+def has_column(engine: Engine | Connection, table: Table, name: str) -> bool:
+    """Whether the store's `table` has the column `name` (a store of an older version may lack it)."""
+    return name in {c["name"] for c in inspect(engine).get_columns(table.name, schema=table.schema)}
 
 
 def _widen_quarantine_src_id(engine: Engine) -> bool:

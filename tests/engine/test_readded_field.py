@@ -284,7 +284,7 @@ def _migrates_from_schema_5(url: str) -> None:
     store.migrate()
     assert inspect(engine).has_table("erpoa_published_fields")
     with engine.connect() as conn:
-        assert conn.execute(select(s.schema_version.c.version)).scalar() == s.SCHEMA_VERSION == 6
+        assert conn.execute(select(s.schema_version.c.version)).scalar() == s.SCHEMA_VERSION == 7
     assert store.published_fields("department") is None
     store.commit_watermarks("r0", "department", fields=["名称"], some_records=True)  # a replay: nothing to keep
     assert store.published_fields("department") is None

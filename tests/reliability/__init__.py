@@ -156,7 +156,9 @@ class SourceChanger:
 
     folder: Path
     rng: random.Random
-    clock: datetime = field(default_factory=lambda: datetime(2027, 1, 1, 8, 0, 0))
+    # After the demo's stamps (2026-11-28 at the latest) and before today: a cursor later than a day from now is taken
+    # for a mistyped date (`etl.engine.extract.CursorMaximum`).
+    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 8, 0, 0))
     counts: dict[str, int] = field(default_factory=dict)
     _next_code: int = 900_000
     _next_oa_id: int = 900_000
