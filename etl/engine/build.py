@@ -166,9 +166,18 @@ def build_partition(
     del frames
     golden = result.golden
     rejected_src: list[pd.DataFrame] = []
+    target_cols = ["_key", "_hash", "_active", "_presence"]
+    existing = (
+        _rows_for_keys(tengine, tables.target, target_cols, keys, lo, hi)
+        if table_exists(tengine, tables.target)
+        else pd.DataFrame(columns=target_cols)
+    )
+    existing = existing.set_index("_key")
+    held = _held_by_duplicates(result.duplicates, existing)
     if not result.duplicates.empty:
         dups = result.duplicates
         counts["duplicates"] = len(dups)
+        reason = "this business key occurs more than once in the source; fix the source or the key mapping"
         _quarantine(
             ctx,
             entity,
@@ -180,28 +189,26 @@ def build_partition(
                     "field": mapping.key[0],
                     "rule": "duplicate_key",
                     "value": dups["_key"],
-                    "reason": "this business key occurs more than once in the source; "
-                    "fix the source or the key mapping",
+                    "reason": np.where(
+                        isin(dups["_key"], held),
+                        f"{reason} (until then the target keeps the record as last published)",
+                        reason,
+                    ),
                 }
             ),
             stage=f"merge{partition}",
         )
         # Into the mirror all the same: a later run that re-reads one member of the key must still see the others.
         _mark_stage_rejected(ctx, mapping, dups[["_source", "_src_id"]], status="duplicate")
+    if len(held):
+        golden = golden[~isin(golden["_key"], held)].reset_index(drop=True)
     golden = _with_activity(golden, mapping)
     # Nullable Int64 from the start: the concat with inactivated keys below would otherwise turn the column
     # into float64 and store every hash of the partition rounded to 53 bits.
     golden["_hash"] = row_hash(golden, fields).astype("Int64")
     golden["_bucket"] = bucket_of(golden["_key"])
-    target_cols = ["_key", "_hash", "_active", "_presence"]
-    existing = (
-        _rows_for_keys(tengine, tables.target, target_cols, keys, lo, hi)
-        if table_exists(tengine, tables.target)
-        else pd.DataFrame(columns=target_cols)
-    )
-    existing = existing.set_index("_key")
     golden["_action"] = _actions(golden, existing, rewrite=bool(fields_to_fill(ctx, entity)))
-    without_sources = existing.index.difference(pd.Index(golden["_key"])).intersection(keys)
+    without_sources = existing.index.difference(pd.Index(golden["_key"])).difference(held).intersection(keys)
     vanished = [k for k in without_sources if bool(existing.at[k, "_active"])]
     changed = golden["_action"].isin(["insert", "update"])
     bad = _check_references(ctx, mapping, golden[changed], partition)
@@ -350,6 +357,26 @@ def _malloc_trim() -> Any:
         except (OSError, AttributeError):
             _TRIM.append(None)
     return _TRIM[0]
+
+
+def _held_by_duplicates(duplicates: pd.DataFrame, existing: pd.DataFrame) -> pd.Index:
+    """Published keys that a source holds twice now and that the last published version took from that source.
+
+    Merged from the other sources alone, such a record would lose what only that source gives (or, given by it
+    alone, be inactivated as though it had vanished), and which member of the duplicate to use is not known: the
+    target keeps the record as last published (no gold row), as it keeps one whose new version a check refused.
+    Its other sources' rows are mirrored all the same, so the merge that follows the fix at the source has them.
+    A key the target lacks, or whose published version has nothing of that source, merges without the duplicate.
+    """
+    if duplicates.empty or existing.empty:
+        return pd.Index([], dtype=object)
+    pairs = duplicates[["_key", "_source"]].drop_duplicates()
+    presence = pairs["_key"].map(existing["_presence"])
+    took = [
+        isinstance(sources, str) and source in sources.split("+")
+        for sources, source in zip(presence, pairs["_source"], strict=True)
+    ]
+    return pd.Index(pairs.loc[np.array(took, dtype=bool), "_key"].unique())
 
 
 def _with_activity(golden: pd.DataFrame, mapping: EntityMapping) -> pd.DataFrame:
