@@ -181,7 +181,7 @@ def airflow_connection(uri: str, conn_id: str = "c") -> Any:
             "postgresql+psycopg://etl:p%40ss%3Aw0rd@db.example:5432/md?options=-csearch_path%3Dstage&sslmode=require",
         ),
         ("mysql://root@10.0.0.5:3306/u8", "mysql+pymysql://root@10.0.0.5:3306/u8?charset=utf8mb4"),
-        ("mysql://root@h/u8?charset=gbk", "mysql+pymysql://root@h/u8?charset=gbk"),
+        ("mysql://root@h/u8?connect_timeout=5", "mysql+pymysql://root@h/u8?charset=utf8mb4&connect_timeout=5"),
         ("sqlite:////var/lib/erpoa/target.db", "sqlite:////var/lib/erpoa/target.db"),
         (
             "mssql://sa:pw@sql.example:1433/UFDATA?driver=ODBC+Driver+18+for+SQL+Server",
@@ -196,6 +196,15 @@ def test_airflow_connection_becomes_sqlalchemy_url(airflow_home: Path, uri: str,
     conn = connection_config(airflow_connection(uri))
     assert conn.kind == "url"
     assert conn.sqlalchemy_url() == url
+
+
+def test_an_airflow_mysql_connection_with_another_charset_is_refused(airflow_home: Path) -> None:
+    """`charset=gbk` (or utf8, latin1) cannot carry 4-byte characters: refused as in erpoa.yaml."""
+    from etl.errors import ConfigError
+    from etl.orchestration.connections import connection_config
+
+    with pytest.raises(ConfigError, match="Airflow connection 'c' cannot be used: url: .*charset=gbk cannot hold"):
+        connection_config(airflow_connection("mysql://root@h/u8?charset=gbk"))
 
 
 def test_odbc_connections_and_own_extras(airflow_home: Path) -> None:
