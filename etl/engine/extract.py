@@ -314,6 +314,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
             counts["sweep_due"] = 1
         else:
             counts["deleted"] = sweep_source(ctx, entity, source)
+            counts["read"] += ctx.read_again.pop((entity, source), 0)
     watermark = cursor.watermark()
     if spec.cursor and (watermark is not None or full_read) and not ctx.dry_run and not replay:
         # A complete read's watermark replaces the one before (a complete read that found no cursor value forgets it)

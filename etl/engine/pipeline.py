@@ -357,6 +357,7 @@ def _extract_sources(
     for source, c in counts.items():  # due after all, though `sweep_due` said otherwise before: sweep now
         if c.pop("sweep_due", 0) and source not in swept:
             counts[source]["deleted"] = retry(partial(extract.sweep_source, ctx, entity, source))
+        c["read"] += ctx.read_again.pop((entity, source), 0)  # rows the sweep read again
     return counts
 
 

@@ -398,6 +398,9 @@ def _read_unknown(ctx: SyncContext, entity: str, source: str, columns: dict[str,
             f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
             f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
         )
+    ctx.read_again[(entity, source)] = counts["read"]  # an attempt of the sweep that is retried counts once
+    ctx.note(entity, f"{counts['read']} row(s) of source {source} that the target's mirror did not hold (restored at "
+                     "the source, back inside the filter, or committed late) were read again by the deletion sweep")
     return counts["read"]
 
 
