@@ -290,18 +290,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
             if sum(len(r) for r in rejects) >= QUARANTINE_BATCH:
                 _quarantine(ctx, entity, source, rejects)
             release_memory()
-    _quarantine(ctx, entity, source, rejects)
-    if gaps and not ctx.dry_run:
-        ctx.store.add_gaps(ctx.run_id, entity, source, pd.concat(gaps, ignore_index=True))
-    if fatal:
-        frame = pd.concat(fatal, ignore_index=True)
-        sample = ", ".join(f"'{v}'" for v in frame["value"].drop_duplicates().head(5))
-        tables = ", ".join(sorted({r.removeprefix(FATAL_PREFIX) for r in frame["rule"]}))
-        raise UnmappedValueError(
-            f"{entity}: {frame['_src_id'].nunique()} {source} row(s) have values that code table(s) {tables} "
-            f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
-            f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
-        )
+    settle_chunks(ctx, entity, source, rejects, gaps, fatal)
     counts["moved"] = _mark_moved(ctx, entity, source)
     faults.point("extract.source_done")
     full_read = since is None
@@ -323,6 +312,30 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
         )
         faults.point("extract.watermark_pending")
     return counts
+
+
+def settle_chunks(
+    ctx: SyncContext,
+    entity: str,
+    source: str,
+    rejects: list[pd.DataFrame],
+    gaps: list[pd.DataFrame],
+    fatal: list[pd.DataFrame],
+) -> None:
+    """After a source's chunks went through `_extract_chunk`: quarantine the rejected rows left, record the mapping
+    gaps, and stop (UnmappedValueError) when a `fail` lookup could not map some values."""
+    _quarantine(ctx, entity, source, rejects)
+    if gaps and not ctx.dry_run:
+        ctx.store.add_gaps(ctx.run_id, entity, source, pd.concat(gaps, ignore_index=True))
+    if fatal:
+        frame = pd.concat(fatal, ignore_index=True)
+        sample = ", ".join(f"'{v}'" for v in frame["value"].drop_duplicates().head(5))
+        tables = ", ".join(sorted({r.removeprefix(FATAL_PREFIX) for r in frame["rule"]}))
+        raise UnmappedValueError(
+            f"{entity}: {frame['_src_id'].nunique()} {source} row(s) have values that code table(s) {tables} "
+            f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
+            f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
+        )
 
 
 def _watermark(ctx: SyncContext, entity: str, source: str) -> Any | None:

@@ -29,8 +29,8 @@ from etl.engine import idhashes
 from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
 from etl.engine.tables import stageable, table_exists
-from etl.errors import QualityGateError, UnmappedValueError
-from etl.mapping.apply import FATAL_PREFIX, source_ids
+from etl.errors import QualityGateError
+from etl.mapping.apply import source_ids
 from etl.store.repo import source_records
 
 log = logging.getLogger("erpoa.sync")
@@ -386,18 +386,7 @@ def _read_unknown(ctx: SyncContext, entity: str, source: str, columns: dict[str,
                     extract._extract_chunk(ctx, entity, source, chunk, writes, counts, fatal, gaps, rejects)
                 del read, chunk
                 release_memory()
-    extract._quarantine(ctx, entity, source, rejects)
-    if gaps and not ctx.dry_run:
-        ctx.store.add_gaps(ctx.run_id, entity, source, pd.concat(gaps, ignore_index=True))
-    if fatal:
-        frame = pd.concat(fatal, ignore_index=True)
-        sample = ", ".join(f"'{v}'" for v in frame["value"].drop_duplicates().head(5))
-        tables = ", ".join(sorted({r.removeprefix(FATAL_PREFIX) for r in frame["rule"]}))
-        raise UnmappedValueError(
-            f"{entity}: {frame['_src_id'].nunique()} {source} row(s) have values that code table(s) {tables} "
-            f"do not map ({sample}) and the policy is `fail`; add them to mappings/codes/ "
-            f"(`erpoa mappings suggest {entity}` proposes entries) and rerun. Nothing was published."
-        )
+    extract.settle_chunks(ctx, entity, source, rejects, gaps, fatal)
     ctx.read_again[(entity, source)] = counts["read"]  # an attempt of the sweep that is retried counts once
     ctx.note(entity, f"{counts['read']} row(s) of source {source} that the target's mirror did not hold (restored at "
                      "the source, back inside the filter, or committed late) were read again by the deletion sweep")

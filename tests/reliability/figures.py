@@ -243,6 +243,29 @@ FOUND = [
      'Airflow: a failed entity was recorded with 0 rows read; a config typo was alerted nowhere; the last try '
      'still said "retried by Airflow"; a lock skip of the approvals DAG was recorded as a failed run',
      'figures, alert, messages and run records as the CLI gives them (`tests/airflow/test_airflow_fixes_s22.py`)'),
+    ('exploratory',
+     'incremental loads: a future-dated cursor value froze the watermark (even through `--full-refresh`); a changed '
+     '`cursor:` column, a naive/aware type change, a PostgreSQL varchar, a non-ISO text, a rowversion or numeric '
+     'cursor failed every run or read nothing; a record restored at the source with its old modify time stayed '
+     'inactive; a source returning no rows inactivated every record',
+     'a complete read sets the watermark, a value more than a day ahead never becomes it, the store records the '
+     'cursor column (schema 7); the sweep reads again records the mirror lacks and refuses an empty source '
+     '(`tests/engine/test_watermarks_s23.py`, `tests/store/test_watermark_store_s23.py`, '
+     '`tests/engine/test_sweep_s23.py`)'),
+    ('exploratory',
+     'the steward\'s loop: `erpoa plan` said "update" where the sync quarantined (a department the same plan '
+     'abolished), quarantined what the sync published, counted a record twice, refused what the sync published; a '
+     'published key duplicated in one source was inactivated or lost that source\'s fields; `target.key` leaving '
+     'out a business key field published 18 departments as 2 rows',
+     'the plan sees the referenced target as it leaves it and counts as the sync does; the held key keeps its last '
+     'published version; such a target key is refused (`tests/engine/test_plan_s23.py`, '
+     '`tests/engine/test_duplicates_s23.py`, `tests/mapping/test_review_lists.py`)'),
+    ('exploratory',
+     'real schemas and secrets: `charset=utf8` turned emoji and 𠮷 into "?"; a decimal field without the transform '
+     'rounded half to even; integers of 2^53+ were refused; a URL password with a blank or quote, and a short ODBC '
+     'password inside `odbc_connect`, were printed; identifiers starting with a digit were refused',
+     'such charsets are refused; rounding as the transform; exact int64; every password masked '
+     '(`tests/config/test_secrets_s23.py`, `tests/mapping/test_types_s23.py`, `tests/engine/test_fixes_s23.py`)'),
 ]
 
 LIMITS = """\
