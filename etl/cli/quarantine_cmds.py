@@ -203,8 +203,9 @@ def retry(
     if as_json:
         emit_json(payload)
         return
-    for qid, why in done.skipped:
-        err.print(f"skipped --id {qid}: {why}", markup=False)
+    for why, qids in _by_reason(done.skipped).items():
+        # rows of a source the mapping no longer has are skipped without --id, and their reason names them all
+        err.print(f"skipped: {why}" if why.startswith("row(s) ") else f"skipped --id {qids[0]}: {why}", markup=False)
     vanished = done.vanished_records
     gone = f"; {vanished} record(s) no longer exist at the source (closed)" if vanished else ""
     out.print(
@@ -215,3 +216,11 @@ def retry(
     )
     if done.table_changes:  # as `erpoa sync` names them in the entity's message
         out.print(f"{entity}: {'; '.join(done.table_changes)}", markup=False)
+
+
+def _by_reason(skipped: list[tuple[int, str]]) -> dict[str, list[int]]:
+    """The skipped ids by reason, in order: a reason naming several rows is printed once."""
+    out: dict[str, list[int]] = {}
+    for qid, why in skipped:
+        out.setdefault(why, []).append(qid)
+    return out

@@ -26,6 +26,7 @@ from etl.engine import mirror_swap, xref_partition
 from etl.engine.build import fields_to_fill, mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.idhashes import add_extracted, prune
+from etl.engine.publish import stage_unmapped
 from etl.engine.sweep import Staged, id_hashes, sweep
 from etl.engine.tables import (
     KEY_LEN,
@@ -136,6 +137,7 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
             start_bulk_load(conn, work.gold)
         else:
             conn.execute(delete(work.gold).where(work.gold.c._run != ctx.run_id))
+    notes += stage_unmapped(ctx, entity)  # a source renamed or removed: its mirrored records are staged deleted
     faults.point("extract.prepared")
     return notes
 

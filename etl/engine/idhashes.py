@@ -202,6 +202,8 @@ def publish(
             conn.execute(delete(table).where(mine))
             continue
         conn.execute(update(table).where(mine, table.c._kind == EXTRACT).values(_kind=LIVE))
+    # A source the mapping no longer has: its mirrored rows went with this publish (`publish.stage_unmapped`).
+    conn.execute(delete(table).where(table.c._source.not_in(sources)))
 
 
 def prune(conn: Connection, table: Table, run: str) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
+from itertools import pairwise
 from typing import Any
 
 import pandas as pd
@@ -46,7 +47,7 @@ from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.lock import AIRFLOW_TRIGGER
 from etl.engine.quality import row_count_band, row_count_limits
-from etl.engine.tables import build_indexes, stageable, truncate
+from etl.engine.tables import build_indexes, stageable, table_exists, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
@@ -516,7 +517,8 @@ def _settle(
         if str(source) in mapping.sources
     }
     for source, asked in (ctx.only_ids or {}).items():  # a replay: the merge may have found these again already
-        open_ids[source] = open_ids.get(source, set()) | set(asked)
+        if source in mapping.sources:
+            open_ids[source] = open_ids.get(source, set()) | set(asked)
     joint = {
         (str(source), str(src_id)): source_records(str(source), str(src_id))
         for source, src_id in zip(named.loc[~one, "source"], named.loc[~one, "src_id"], strict=True)
@@ -564,6 +566,8 @@ def _settle(
             checked.setdefault(source, []).append(src_id)
     for source, src_ids in checked.items():
         resolved += ctx.store.resolve_quarantine(entity, source, src_ids, ctx.run_id)
+    if ctx.only_ids is None:  # before the keys: what a rerun would find of them does not depend on where it stopped
+        vanished += _close_unmapped(ctx, entity, findings, set(mapping.sources))
     if published:
         resolved += ctx.store.resolve_quarantine_keys(entity, published, ctx.run_id)
     faults.point("finalize.resolved")
@@ -571,6 +575,27 @@ def _settle(
     ctx.store.commit_watermarks(ctx.run_id, entity, fields=mapping.fields, some_records=ctx.only_ids is not None)
     faults.point("finalize.watermarks")
     return {"xref": linked, "resolved": resolved, "vanished": vanished}
+
+
+def _close_unmapped(ctx: SyncContext, entity: str, findings: pd.DataFrame, sources: set[str]) -> int:
+    """Close (`vanished`) the open findings about source records of a source the mapping no longer has (renamed or
+    removed): for the entity that source's records are gone, and its mirrored rows were dropped by this run
+    (`unmapped_sources`). A replay leaves them open: it names them as skipped (`etl.engine.replay`)."""
+    closing: dict[str, list[str]] = {}
+    for source, src_id in zip(findings["source"], findings["src_id"], strict=True):
+        if pd.isna(src_id) or pd.isna(source):
+            continue
+        pairs = source_records(str(source), str(src_id))
+        if any(src not in sources for src, _ in pairs) or any(s not in sources for s in str(source).split("+")):
+            closing.setdefault(str(source), []).append(str(src_id))
+    closed = 0
+    for source, src_ids in closing.items():
+        log.warning(
+            "%s: closing %d open quarantine row(s) of source '%s', which the mapping no longer has (vanished)",
+            entity, len(src_ids), source,
+        )
+        closed += ctx.store.resolve_quarantine(entity, source, src_ids, ctx.run_id, status="vanished")
+    return closed
 
 
 def _staged_statuses(
@@ -821,6 +846,90 @@ def _explode_ids(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
     ]
     parts.append(pd.DataFrame(rows, columns=["source", "src_id", "golden_key"]))
     return pd.concat(parts, ignore_index=True)
+
+
+def unmapped_sources(conn: Connection, mirror: Table, sources: Collection[str]) -> list[str]:
+    """The sources the mirror holds rows of that are not among `sources` (renamed or removed from the mapping).
+
+    Each look asks for one row outside the ranges of the known sources: where the mirror's key starts with
+    `_source` (SQLite, MariaDB) a few empty index ranges, so nothing was renamed costs one short query.
+    """
+    known = sorted(sources)
+    found: list[str] = []
+    while True:
+        names = sorted([*known, *found])
+        gaps = [mirror.c._source < names[0], mirror.c._source > names[-1]] + [
+            and_(mirror.c._source > low, mirror.c._source < high) for low, high in pairwise(names)
+        ]
+        row = conn.execute(select(mirror.c._source).where(or_(*gaps)).limit(1)).first()
+        if row is None:
+            return sorted(found)
+        found.append(str(row[0]))
+
+
+def _may_hold_unmapped(ctx: SyncContext, entity: str, dialect: str) -> bool:
+    """Whether the mirror is to be asked for sources the mapping no longer has (`unmapped_sources`).
+
+    On PostgreSQL the mirror's key starts with the id (`mirror_key`): the question reads the whole key, so it
+    is asked only when it can have a new answer: the mappings changed since the entity's last published run,
+    or a full refresh (which reads everything anyway; the way to clean a mirror left by an older version).
+    """
+    if dialect != "postgresql" or ctx.full_refresh:
+        return True
+    runs, done = store_schema.runs, store_schema.entity_runs
+    with ctx.store.engine.connect() as conn:
+        last = conn.execute(
+            select(runs.c.mapping_version)
+            .join(done, done.c.run_id == runs.c.run_id)
+            .where(done.c.entity == entity, done.c.status == "success")
+            .order_by(runs.c.started_at.desc())
+            .limit(1)
+        ).scalar()
+    return last != ctx.mappings.version
+
+
+def stage_unmapped(ctx: SyncContext, entity: str) -> list[str]:
+    """Stage a `deleted` row for every mirrored record of a source the mapping no longer has; returns notes.
+
+    For the entity such a source (renamed or removed) has no records any more: the merge rebuilds each golden
+    record it took part in from the other sources (inactivated when none has it, as when a source deletes it),
+    the publish removes its rows from the mirror and its id hashes in its one transaction, and the links are
+    marked inactive first (as `_unlink_vanished` does), so a run killed anywhere leaves the mirror rows for the
+    rerun to stage again. Run once `prepare` cleared old staging: it replaces this run's rows of those sources.
+    Nothing was renamed: one short query (on PostgreSQL, one to the store unless the mappings changed).
+    """
+    mapping = ctx.mapping(entity)
+    tables, work = ctx.tables(mapping), ctx.work_tables(mapping)
+    mirror, stage = tables.mirror, work.stage
+    engine = ctx.target_engine(mapping)
+    if not table_exists(engine, mirror) or not _may_hold_unmapped(ctx, entity, engine.dialect.name):
+        return []
+    with engine.connect() as conn:
+        gone = unmapped_sources(conn, mirror, list(mapping.sources))
+    notes: list[str] = []
+    columns = ["_run", "_source", "_src_id", "_status", "_key", "_bucket"]
+    for source in gone:
+        with engine.connect() as conn:
+            rows = pd.DataFrame(
+                conn.execute(
+                    select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(mirror.c._source == source)
+                ).all(),
+                columns=["_src_id", "_key", "_bucket"],
+            ).assign(_run=ctx.run_id, _source=source, _status="deleted")
+        with ctx.work_engine(mapping).begin() as conn:
+            conn.execute(delete(stage).where(stage.c._run == ctx.run_id, stage.c._source == source))
+            insert_frame(conn, stage, rows, columns)
+        if not ctx.dry_run:
+            ctx.store.deactivate_xref_ids(entity, source, rows["_src_id"].astype(str).tolist(), ctx.run_id)
+        path = ctx.mappings.files.get(entity) or "its mapping"
+        notes.append(
+            f"source '{source}' is no longer in {path} (renamed or removed): "
+            + ("the run would drop" if ctx.dry_run else "dropping")
+            + f" its {len(rows)} mirrored record(s) and rebuilding their golden records from the other sources "
+            "(inactivated where none has them); a renamed source's records come back as it is read"
+        )
+        log.warning("%s: %s", entity, notes[-1])
+    return notes
 
 
 def cleanup(ctx: SyncContext, entity: str) -> None:

@@ -3,7 +3,8 @@
 Only the quarantined source records are read again (by their source ids) and go
 through the normal stages; those that now pass are published and their
 quarantine entries marked resolved. A record that now fails another rule keeps only
-that rule open; one the source no longer has is closed `vanished`. Watermarks do not move.
+that rule open; one the source no longer has is closed `vanished`. Watermarks do not move. Rows naming a
+source the mapping no longer has (renamed or removed) are skipped and named: the next sync closes them.
 
 The quality gate of a replay judges what the replay adds: a replayed row that fails
 again was quarantined, and unpublished, before the replay, so it stays quarantined but
@@ -59,7 +60,8 @@ class Replay:
     still_records: int = 0
     still_rows: int = 0
     vanished_records: int = 0
-    #: (quarantine id, why it was not replayed) for each `--id` that is not an open row of the entity
+    #: (quarantine id, why it was not replayed) for each `--id` that is not an open row of the entity, and each
+    #: open row naming a source the mapping no longer has (renamed or removed: `_unmapped_skipped`)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     #: What the replay changed in the entity's tables (a mapping's new field: columns added), as notes
     table_changes: list[str] = field(default_factory=list)
@@ -102,6 +104,37 @@ def _skipped(store_rows: pd.DataFrame, entity: str, wanted: list[int]) -> list[t
             out.append((qid, f"not open (status {row['status']})"))
         elif pd.isna(row["src_id"]):
             out.append((qid, "has no source id to read again"))
+    return out
+
+
+def _mapped_rows(rows: pd.DataFrame, sources: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`rows` split in those whose source records all belong to `sources` and those naming another source (one the
+    mapping no longer has: renamed or removed). Rows without a source id stay with the first."""
+    mapped = [
+        pd.isna(i) or all(src in sources for src, _ in source_records(str(s), str(i)))
+        for s, i in zip(rows["source"], rows["src_id"], strict=True)
+    ]
+    keep = pd.Series(mapped, index=rows.index, dtype=bool)
+    return rows[keep], rows[~keep]
+
+
+def _unmapped_skipped(rows: pd.DataFrame, entity: str, path: object, sources: set[str]) -> list[tuple[int, str]]:
+    """(id, why) for each row of `rows`, which name sources the entity's mapping (`path`) no longer has: one
+    reason per such source (or set of them), naming the rows, the file and the ways out."""
+    by_missing: dict[tuple[str, ...], list[int]] = {}
+    for qid, source, src_id in zip(rows["id"], rows["source"], rows["src_id"], strict=True):
+        named = {src for src, _ in source_records(str(source), str(src_id))} | set(str(source).split("+"))
+        by_missing.setdefault(tuple(sorted(named - sources)), []).append(int(qid))
+    out: list[tuple[int, str]] = []
+    for missing, ids in by_missing.items():
+        names = ", ".join(f"'{m}'" for m in missing)
+        why = (
+            f"row(s) {', '.join(map(str, ids))} of {entity} name source {names}, which {path} no longer has "
+            f"(renamed or removed): they cannot be read again under another name. Map {names} again to replay "
+            "them; otherwise the next `erpoa sync` of the entity closes them (status vanished), as it drops what "
+            "the target kept of that source"
+        )
+        out += [(qid, why) for qid in ids]
     return out
 
 
@@ -151,6 +184,10 @@ def replay_quarantine(
                 + f". See `erpoa quarantine list --entity {entity}` for its open rows."
             )
         open_rows = open_rows[open_rows["id"].isin(chosen)]
+    open_rows, unmapped = _mapped_rows(open_rows, set(mappings.entity(entity).sources))
+    if not unmapped.empty:
+        path = mappings.files.get(entity) or f"the mapping of {entity}"
+        skipped += _unmapped_skipped(unmapped, entity, path, set(mappings.entity(entity).sources))
     only: dict[str, list[str]] = {}
     for source, part in open_rows.groupby("source"):
         for value in part["src_id"].dropna().astype(str):
@@ -158,6 +195,9 @@ def replay_quarantine(
                 only.setdefault(src, []).append(src_id)
     only = {s: sorted(set(v)) for s, v in only.items()}
     if not only:
+        if not unmapped.empty:
+            why = "; ".join(dict.fromkeys(w if w.startswith("row(s) ") else f"id {q}: {w}" for q, w in skipped))
+            raise NothingToReplayError(f"{entity}: nothing to replay: {why}. No run was recorded.")
         raise NothingToReplayError(_nothing_open(entity, open_rows))
     run_id = new_run_id()
     ctx = SyncContext(

@@ -203,7 +203,7 @@ def test_an_airflow_mysql_connection_with_another_charset_is_refused(airflow_hom
     from etl.errors import ConfigError
     from etl.orchestration.connections import connection_config
 
-    with pytest.raises(ConfigError, match="Airflow connection 'c' cannot be used: url: .*charset=gbk cannot hold"):
+    with pytest.raises(ConfigError, match=r"Airflow connection 'c' cannot be used: url: .*charset=gbk cannot hold"):
         connection_config(airflow_connection("mysql://root@h/u8?charset=gbk"))
 
 
