@@ -8,6 +8,7 @@ steward's `filter:` / `query:` is SQL by design, run on a read-only connection.
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 import re
 import time
@@ -71,12 +72,40 @@ def build_select(
         stmt = stmt.where(or_(cursor >= since, cursor.is_(None)))
     if ids is not None:
         id_cols = [src.c[c] for c in columns[: len(spec.id)]]
-        conds = []
-        for value in ids:
-            parts = value.split("|", len(id_cols) - 1)
-            conds.append(and_(*[cast(col, String) == part for col, part in zip(id_cols, parts, strict=False)]))
+        conds = [
+            and_(*[_id_equals(col, part) for col, part in zip(id_cols, parts, strict=False)])
+            for value in ids
+            for parts in id_splits(value, len(id_cols))
+        ]
         stmt = stmt.where(or_(*conds) if conds else text("1=0"))
     return stmt
+
+
+def id_splits(value: str, count: int) -> list[tuple[str, ...]]:
+    """The ways a source id of `count` columns, written `a|b|...`, can be split into its columns' values.
+
+    A `|` inside a value makes the split ambiguous (`A|B|1` of two columns is `A|B` + `1` or `A` + `B|1`): every
+    split is asked for, and the rows read are matched with the id as written (an extra record read is read again,
+    which changes nothing). At most 64 splits: beyond, the first that puts the extra `|` in the last value.
+    """
+    if count == 1:
+        return [(value,)]
+    pipes = [i for i, ch in enumerate(value) if ch == "|"]
+    splits = []
+    for cut in itertools.combinations(pipes, count - 1):
+        bounds = [-1, *cut, len(value)]
+        splits.append(tuple(value[bounds[i] + 1 : bounds[i + 1]] for i in range(count)))
+        if len(splits) == 64:
+            break
+    return splits or [tuple(value.split("|", count - 1))]
+
+
+def _id_equals(col: Any, part: str) -> Any:
+    """`col`, as text, equals `part`. A blank-padded CHAR(n) value read back padded (PostgreSQL) is also found by its
+    text without the padding: the server's text of a CHAR value drops it."""
+    text_col = cast(col, String)
+    stripped = part.rstrip(" ")
+    return text_col == part if stripped == part else or_(text_col == part, text_col == stripped)
 
 
 def _named(columns: Sequence[str], name: str, spec: SourceSpec) -> str:
