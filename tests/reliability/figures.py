@@ -294,6 +294,15 @@ LIMITS = """\
 * **Renaming an entity starts it afresh.** Its state in the store (watermarks, open quarantine rows, links,
   mirror tables) stays under the old name: the new name's first run reads everything, and the old rows can
   be replayed only under the old name. `erpoa status` names such an entity with its open rows.
+* **A source that returns only part of its rows is published.** A sweep that finds a source empty refuses the
+  entity, and a full refresh is judged by the suite's row-count expectation (all sources together); a source that
+  suddenly returns one row of seven inactivates the other six. There is no per-source percentage guard yet.
+* **A cursor value more than a day in the future** is not taken as the watermark, but its rows are read again by
+  every incremental run until they are corrected at the source (the run's message names them).
+* **A business key whose values hold `|`.** Composite keys are joined with `|`: (`A|B`, `C`) and (`A`, `B|C`) are
+  the same golden key and both are quarantined as `duplicate_key`. (Composite source ids with `|` are replayed
+  correctly.)
+* **A floating-point NaN** (PostgreSQL `double precision` 'NaN') reads as NULL; a numeric NaN is quarantined.
 * **Dates outside 1677-09-22..2262-04-11** cannot be represented and are quarantined (`type:date` for
   native DATE columns, `parse_date`/`parse_datetime` for text); the reason names the range and the
   `null_if` fix for a sentinel such as 9999-12-31.
