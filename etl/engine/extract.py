@@ -37,6 +37,7 @@ from etl.engine.tables import (
     has_run_rows,
     holds_run,
     key_text,
+    mirrored_records,
     start_bulk_load,
     table_exists,
 )
@@ -827,14 +828,7 @@ def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:
         )
     if staged.empty:
         return 0
-    with target_engine.connect() as conn:
-        mirrored = pd.DataFrame(
-            conn.execute(
-                select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(mirror.c._source == source)
-            ).all(),
-            columns=["_src_id", "_key", "_bucket"],
-        )
-    both = mirrored.merge(staged, on="_src_id")
+    both = mirrored_records(target_engine, mirror, source).merge(staged, on="_src_id")
     gone = both[both["_key"] != both["_new"]].assign(_run=ctx.run_id, _source=source, _status="moved")
     with ctx.work_engine(mapping).begin() as conn:
         insert_frame(conn, stage, gone, cols)
@@ -889,14 +883,7 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str, only: Sequence[st
                 stage.insert().from_select(["_run", "_source", "_src_id", "_status", "_key", "_bucket"], vanished)
             )
             return result.rowcount or 0
-    with ctx.target_engine(mapping).connect() as conn:
-        mirrored = pd.DataFrame(
-            conn.execute(
-                select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(mirror.c._source == source)
-            ).all(),
-            columns=["_src_id", "_key", "_bucket"],
-        )
-    return _stage_gone(ctx, mapping, source, mirrored)
+    return _stage_gone(ctx, mapping, source, mirrored_records(ctx.target_engine(mapping), mirror, source))
 
 
 def _stage_gone(ctx: SyncContext, mapping: Any, source: str, mirrored: pd.DataFrame) -> int:

@@ -47,7 +47,7 @@ from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.lock import AIRFLOW_TRIGGER
 from etl.engine.quality import row_count_band, row_count_limits
-from etl.engine.tables import build_indexes, stageable, table_exists, truncate
+from etl.engine.tables import build_indexes, mirrored_records, stageable, table_exists, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
 from etl.store import schema as store_schema
@@ -909,13 +909,7 @@ def stage_unmapped(ctx: SyncContext, entity: str) -> list[str]:
     notes: list[str] = []
     columns = ["_run", "_source", "_src_id", "_status", "_key", "_bucket"]
     for source in gone:
-        with engine.connect() as conn:
-            rows = pd.DataFrame(
-                conn.execute(
-                    select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(mirror.c._source == source)
-                ).all(),
-                columns=["_src_id", "_key", "_bucket"],
-            ).assign(_run=ctx.run_id, _source=source, _status="deleted")
+        rows = mirrored_records(engine, mirror, source).assign(_run=ctx.run_id, _source=source, _status="deleted")
         with ctx.work_engine(mapping).begin() as conn:
             conn.execute(delete(stage).where(stage.c._run == ctx.run_id, stage.c._source == source))
             insert_frame(conn, stage, rows, columns)

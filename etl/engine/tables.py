@@ -660,6 +660,15 @@ def prebuilt_rows(conn: Connection, table: Table, run_id: str) -> int | None:
     return int(found.group(2)) if found is not None and found.group(1) == run_id else None
 
 
+def mirrored_records(engine: Engine, mirror: Table, source: str) -> pd.DataFrame:
+    """The mirror's records of `source`: `_src_id`, `_key`, `_bucket`."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(mirror.c._src_id, mirror.c._key, mirror.c._bucket).where(mirror.c._source == source)
+        ).all()
+    return pd.DataFrame(rows, columns=["_src_id", "_key", "_bucket"])
+
+
 def table_exists(engine: Engine, table: Table) -> bool:
     """Whether `table` exists in `engine`'s database (in its schema)."""
     return inspect(engine).has_table(table.name, schema=table.schema)
