@@ -338,6 +338,9 @@ def extract(run: RunInfo, entity: str, source: str) -> dict[str, Any]:
         counts = extract_stage.extract_source(ctx, entity, source)
         if f"read_{source}" in _READ_COLUMNS:  # kept by a failure of a later stage (`_failure_figures`)
             ctx.store.record_entity(ctx.run_id, entity, **{f"read_{source}": int(counts.get("read", 0))})
+        if ctx.extract_notes.get(entity):  # e.g. cursor values in the future: kept by the later tasks with prepare's
+            notes = [*prepared_notes(ctx.store, ctx.run_id, entity), *ctx.extract_notes[entity]]
+            ctx.store.record_entity(ctx.run_id, entity, status="running", message=entity_message(notes))
         return {"source": source, **{k: int(v) for k, v in counts.items()}, "seconds": _since(t0)}
 
 
