@@ -341,12 +341,6 @@ def settle_chunks(
         )
 
 
-def _watermark(ctx: SyncContext, entity: str, source: str) -> Any | None:
-    """Where the source's read starts from (before the overlap), or None for a full read."""
-    mark = _watermark_row(ctx, entity, source)
-    return None if mark is None else mark.value
-
-
 def _watermark_row(ctx: SyncContext, entity: str, source: str) -> Watermark | None:
     """The committed watermark the source's read starts from, or None for a full read: also when it is stale
     (`_stale`; `prepare` forgets it, but not in a dry run)."""
@@ -364,7 +358,7 @@ def sweep_due(ctx: SyncContext, entity: str, source: str) -> bool:
 
     Known before the extraction, so that the sweep can read the source's ids meanwhile.
     """
-    return _sweeps(ctx, ctx.mapping(entity).sources[source]) and _watermark(ctx, entity, source) is not None
+    return _sweeps(ctx, ctx.mapping(entity).sources[source]) and _watermark_row(ctx, entity, source) is not None
 
 
 def _sweeps(ctx: SyncContext, spec: SourceSpec) -> bool:
@@ -579,12 +573,6 @@ def _cursor_kind(value: Any) -> str:
     return _CURSOR_KINDS.get(kind, kind)
 
 
-def _chunk_cursor_max(chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str) -> Any:
-    """The chunk's greatest cursor value (as `_cursor_value`), or DataError when the cursor column mixes kinds
-    (`_chunk_cursor_top`)."""
-    return _chunk_cursor_top(chunk, spec, entity, source)[0]
-
-
 def _chunk_cursor_top(chunk: pd.DataFrame, spec: SourceSpec, entity: str, source: str) -> tuple[Any, str | None]:
     """The chunk's greatest cursor value (as `_cursor_value`) and, when the column holds text, that text; DataError
     when the cursor column mixes kinds.
@@ -689,8 +677,8 @@ class CursorMaximum:
         if self.top is None or _greater(top, self.top, chunk, spec, entity, source):
             self.top, self.text = top, text
         stamp = _as_time(top)
-        if stamp is not None and _later(stamp, _future_limit(self.ctx, spec, stamp)):
-            limit = _future_limit(self.ctx, spec, stamp)
+        limit = None if stamp is None else _future_limit(self.ctx, spec, stamp)
+        if stamp is not None and limit is not None and _later(stamp, limit):
             assert spec.cursor is not None
             later = chunk[spec.cursor].map(lambda v: _later(_as_time(_cursor_value(v)), limit)).astype(bool)
             self.future += int(later.sum())
@@ -742,10 +730,10 @@ def _as_time(value: Any) -> datetime | None:
     return None
 
 
-def _clock(ctx: SyncContext, like: datetime, at: datetime | None = None) -> datetime:
-    """The time `at` (default now) as cursor values like `like` write it: with a zone (UTC), or without one in
-    `run.timezone` (as source databases stamp local time)."""
-    at = at or datetime.now(UTC)
+def _clock(ctx: SyncContext, like: datetime) -> datetime:
+    """Now as cursor values like `like` write it: with a zone (UTC), or without one in `run.timezone` (as source
+    databases stamp local time)."""
+    at = datetime.now(UTC)
     if like.tzinfo is not None:
         return at
     return at.astimezone(zoneinfo.ZoneInfo(ctx.timezone)).replace(tzinfo=None)

@@ -138,14 +138,14 @@ def test_cursor_maxima_of_different_kinds_across_chunks_are_a_data_error() -> No
 
     spec = SourceSpec.model_validate({"table": "t", "id": "id", "cursor": "m", "fields": {"code": "id"}})
     chunk = pd.DataFrame({"id": ["7"], "m": ["yesterday"]})
-    assert extract._chunk_cursor_max(chunk, spec, "e", "erp") == "yesterday"  # a text cursor on its own is fine
+    assert extract._chunk_cursor_top(chunk, spec, "e", "erp")[0] == "yesterday"  # a text cursor on its own is fine
     from datetime import datetime
 
     with pytest.raises(DataError, match=r"not timestamps like the others: 'yesterday' \(rows with id 7\)"):
         extract._greater("yesterday", datetime(2026, 1, 1), chunk, spec, "e", "erp")
     mixed = pd.DataFrame({"id": ["1", "2", "3"], "m": ["2026-01-01 00:00:00", "soon", "2026-01-02 00:00:00"]})
     with pytest.raises(DataError, match=r"'soon' \(rows with id 2\)"):
-        extract._chunk_cursor_max(mixed, spec, "e", "erp")
+        extract._chunk_cursor_top(mixed, spec, "e", "erp")
 
 
 def test_a_bug_inside_the_run_records_it_failed_and_prints_json(
