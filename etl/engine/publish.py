@@ -876,16 +876,8 @@ def _may_hold_unmapped(ctx: SyncContext, entity: str, dialect: str) -> bool:
     """
     if dialect != "postgresql" or ctx.full_refresh:
         return True
-    runs, done = store_schema.runs, store_schema.entity_runs
-    with ctx.store.engine.connect() as conn:
-        last = conn.execute(
-            select(runs.c.mapping_version)
-            .join(done, done.c.run_id == runs.c.run_id)
-            .where(done.c.entity == entity, done.c.status == "success")
-            .order_by(runs.c.started_at.desc())
-            .limit(1)
-        ).scalar()
-    return last != ctx.mappings.version
+    versions = ctx.store.mapping_versions(entity, other_than=ctx.run_id)
+    return not versions or versions[0] != ctx.mappings.version
 
 
 def stage_unmapped(ctx: SyncContext, entity: str) -> list[str]:
