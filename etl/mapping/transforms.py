@@ -84,7 +84,8 @@ checks the list against the running Python.
 _INT64_MAX = "9223372036854775807"
 _PLAIN_INT = r"^-?[0-9]{1,18}$"
 _PLAIN_DECIMAL = r"^-?[0-9]+(?:\.[0-9]+)?$"
-_FLOAT_EXACT_INT = 2.0**53
+#: Below this a float64 holds every integer; a whole float of it or more may have lost digits.
+FLOAT_EXACT_INT = 2.0**53
 
 OnError = Literal["quarantine", "null"]
 
@@ -1277,10 +1278,10 @@ def _parse_int_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
     others = notna & ~digits  # e.g. 1e3
     if others.any():
         floats = _floats(pd.to_numeric(t[others], errors="coerce"))
-        whole = np.isfinite(floats) & (floats == np.trunc(floats)) & (np.abs(floats) < _FLOAT_EXACT_INT)
+        whole = np.isfinite(floats) & (floats == np.trunc(floats)) & (np.abs(floats) < FLOAT_EXACT_INT)
         positions = np.flatnonzero(others)[whole]
         values[positions], valid[positions] = floats[whole].astype(np.int64), True
-        large = np.flatnonzero(others)[np.isfinite(floats) & (np.abs(floats) >= _FLOAT_EXACT_INT)]  # e.g. 9.2e18
+        large = np.flatnonzero(others)[np.isfinite(floats) & (np.abs(floats) >= FLOAT_EXACT_INT)]  # e.g. 9.2e18
         values[large], valid[large] = exact_integers(t.to_numpy(dtype=object)[large])
     return values, valid, notna & ~valid
 
@@ -1332,7 +1333,7 @@ def to_integer(s: pd.Series, args: OnErrorArgs, ctx: TransformContext) -> pd.Ser
         floats = s.to_numpy(dtype="float64", na_value=np.nan)
         whole = np.isfinite(floats) & (floats == np.trunc(floats))
         # a float holds every integer only below 2**53: a larger one may have lost digits before it got here
-        unsure = whole & (np.abs(floats) >= _FLOAT_EXACT_INT)
+        unsure = whole & (np.abs(floats) >= FLOAT_EXACT_INT)
         valid = whole & ~unsure
         values = np.where(valid, floats, 0).astype(np.int64)
         bad = s.notna().pipe(_flags) & ~whole

@@ -35,6 +35,7 @@ import pandas as pd
 from etl.errors import DataError
 from etl.mapping.model import CanonicalField
 from etl.mapping.transforms import (
+    FLOAT_EXACT_INT,
     FLOAT_INTEGER_PHRASE,
     INT64_MAX,
     INT64_MIN,
@@ -131,10 +132,10 @@ def _integers(series: pd.Series, present: pd.Series) -> tuple[pd.Series, pd.Seri
         return pd.Series(pd.arrays.IntegerArray(ints, mask), index=series.index), pd.Series(too_big, index=series.index)
     numbers = _numbers(series)
     finite = np.isfinite(numbers)
-    valid = finite & (numbers == np.trunc(numbers)) & (np.abs(numbers) < _FLOAT_EXACT_INT)
+    valid = finite & (numbers == np.trunc(numbers)) & (np.abs(numbers) < FLOAT_EXACT_INT)
     ints = np.where(valid, numbers, 0).astype(np.int64)
     if kind != "f":
-        large = np.flatnonzero(finite & (np.abs(numbers) >= _FLOAT_EXACT_INT))
+        large = np.flatnonzero(finite & (np.abs(numbers) >= FLOAT_EXACT_INT))
         if large.size:
             objects = series.to_numpy(dtype=object)[large]
             exact = large[np.array([not isinstance(v, float | np.floating) for v in objects], dtype=bool)]
@@ -143,8 +144,6 @@ def _integers(series: pd.Series, present: pd.Series) -> tuple[pd.Series, pd.Seri
     bad = present.to_numpy(dtype=bool) & ~valid
     return pd.Series(pd.arrays.IntegerArray(ints, ~valid), index=series.index), pd.Series(bad, index=series.index)
 
-
-_FLOAT_EXACT_INT = 2.0**53
 
 #: The reason of an integer the field's type rejects because int64 does not hold it.
 INTEGER_RANGE_REASON = (
@@ -276,7 +275,7 @@ def _check_read_back_integers(values: pd.Series, name: str) -> None:
     a column of integers and NULLs float64, which may have changed their last digits. Their cast would make them
     NULL, and the target would get NULL (or a changed value) silently."""
     floats = values.to_numpy(dtype="float64", na_value=np.nan)
-    large = np.isfinite(floats) & (np.abs(floats) >= _FLOAT_EXACT_INT)
+    large = np.isfinite(floats) & (np.abs(floats) >= FLOAT_EXACT_INT)
     if large.any():
         raise DataError(
             f"integer field '{name}': {int(large.sum())} value(s) of 2^53 or more (e.g. {int(floats[large][0])}) were "
