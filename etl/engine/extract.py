@@ -101,15 +101,18 @@ def prepare(ctx: SyncContext, entity: str) -> list[str]:
         log.warning("%s: %s", entity, notes[-1])
         if not ctx.dry_run:
             ctx.store.forget_watermarks(entity)
+    specs = ctx.mapping(entity).sources
+    marks = {source: ctx.store.watermark_row(entity, source) for source, spec in specs.items() if spec.cursor}
     if not ctx.full_refresh and entity not in complete_reads(ctx):
-        stale = _stale_watermarks(ctx, entity)
+        stale = _stale_watermarks(ctx, entity, marks)
         for source, why in stale.items():
             reads = f"the next `erpoa sync` reads {source} completely" if replay else f"{source} is read completely"
             notes.append(f"{why}: {reads}")
             log.warning("%s: %s", entity, notes[-1])
         if stale and not ctx.dry_run:
             ctx.store.forget_watermarks(entity, stale)
-    notes += _overlap_notes(ctx, entity)
+            marks = {source: mark for source, mark in marks.items() if source not in stale}
+    notes += _overlap_notes(ctx, entity, marks)
     if ctx.dry_run:
         tables.without_columns(diff.absent)
     else:
@@ -176,15 +179,11 @@ def complete_reads(ctx: SyncContext) -> set[str]:
     return reads
 
 
-def _stale_watermarks(ctx: SyncContext, entity: str) -> dict[str, str]:
-    """source -> why its committed watermark cannot be the start of this run's read (`_stale`)."""
-    stale = {}
-    for source, spec in ctx.mapping(entity).sources.items():
-        mark = ctx.store.watermark_row(entity, source) if spec.cursor else None
-        why = None if mark is None else _stale(ctx, spec, source, mark)
-        if why is not None:
-            stale[source] = why
-    return stale
+def _stale_watermarks(ctx: SyncContext, entity: str, marks: dict[str, Watermark | None]) -> dict[str, str]:
+    """source -> why its committed watermark (of `marks`) cannot be the start of this run's read (`_stale`)."""
+    specs = ctx.mapping(entity).sources
+    found = {source: _stale(ctx, specs[source], source, mark) for source, mark in marks.items() if mark is not None}
+    return {source: why for source, why in found.items() if why is not None}
 
 
 def _stale(ctx: SyncContext, spec: SourceSpec, source: str, mark: Watermark) -> str | None:
@@ -209,7 +208,7 @@ def _stale(ctx: SyncContext, spec: SourceSpec, source: str, mark: Watermark) -> 
     return None
 
 
-def _overlap_notes(ctx: SyncContext, entity: str) -> list[str]:
+def _overlap_notes(ctx: SyncContext, entity: str, marks: dict[str, Watermark | None]) -> list[str]:
     """A note for each source whose mapping sets an `overlap` that its numeric cursor cannot use.
 
     The overlap is a time window: a number cursor (a rising id, a version number) is read from its watermark itself.
@@ -219,7 +218,8 @@ def _overlap_notes(ctx: SyncContext, entity: str) -> list[str]:
     for source, spec in ctx.mapping(entity).sources.items():
         if not spec.cursor or "overlap" not in spec.model_fields_set or not spec.overlap:
             continue
-        value = ctx.store.watermark(entity, source)
+        mark = marks.get(source)
+        value = None if mark is None else mark.value
         if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
             notes.append(
                 f"the overlap of source {source} ({spec.overlap}) is a time window and does not apply to its numeric "
