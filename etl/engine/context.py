@@ -54,6 +54,8 @@ class SyncContext:
     #: Warnings an entity's extraction found, for its run message (`EntityResult.notes`): cursor values later than the
     #: clock allows (`etl.engine.extract.CursorMaximum`). Appended by the threads that extract its sources.
     extract_notes: dict[str, list[str]] = field(default_factory=dict)
+    #: (entity, source) -> the source's column names as read (`extract.source_columns`), probed once per run
+    source_columns: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     #: (entity, source) -> rows the deletion sweep read again (records the mirror did not hold), added to `read`
     read_again: dict[tuple[str, str], int] = field(default_factory=dict)
     _tables: dict[str, EntityTables] = field(default_factory=dict)

@@ -260,7 +260,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
         conn.execute(delete(work.stage).where(work.stage.c._run == ctx.run_id, work.stage.c._source == source))
     if not ctx.dry_run:
         ctx.store.clear_quarantine(ctx.run_id, entity, source=source, stage="map")
-    resolved = check_columns(conn_cfg, spec, source, entity, smap=ctx.mappings.source_maps.get(entity))
+    resolved = source_columns(ctx, entity, source)
     replay = ctx.only_ids is not None
     mark = _watermark_row(ctx, entity, source)
     since = None if mark is None else lower_bound(
@@ -315,6 +315,19 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
         )
         faults.point("extract.watermark_pending")
     return counts
+
+
+def source_columns(ctx: SyncContext, entity: str, source: str) -> dict[str, str]:
+    """`check_columns` of the source (the mapping's column names -> the source's spelling; SchemaDriftError when one
+    is missing), probed once per run: the extraction and the deletion sweep, which may run beside it, ask."""
+    key = (entity, source)
+    if key not in ctx.source_columns:
+        mapping = ctx.mapping(entity)
+        ctx.source_columns[key] = check_columns(
+            ctx.source_conn(mapping, source), mapping.sources[source], source, entity,
+            smap=ctx.mappings.source_maps.get(entity),
+        )
+    return ctx.source_columns[key]
 
 
 def settle_chunks(

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, Table, select
 
-from etl.db.extract import ExtractRequest, check_columns, iter_chunks, iter_rows, stream_rows
+from etl.db.extract import ExtractRequest, iter_chunks, iter_rows, stream_rows
 from etl.db.write import insert_frame
 from etl.engine import idhashes
 from etl.engine.build import release_memory
@@ -139,7 +139,9 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
     target_engine = ctx.target_engine(mapping)
     if not table_exists(target_engine, mirror):
         return 0  # never published: nothing can have vanished
-    columns = _resolved(ctx, entity, source)
+    from etl.engine.extract import source_columns  # it imports this module
+
+    columns = source_columns(ctx, entity, source)
     vanished_of: Callable[[np.ndarray], np.ndarray]  # which of some mirrored ids' hashes are of vanished ids
     watch = _Findings(ctx, entity, source)
     unknown = _Unknown()
@@ -225,16 +227,6 @@ def _collect(ctx: SyncContext, entity: str, source: str, columns: dict[str, str]
         del rows, text
         release_memory()
     return found
-
-
-def _resolved(ctx: SyncContext, entity: str, source: str) -> dict[str, str]:
-    """The source's column names as the extraction reads them (`check_columns`: the mapping's names resolved
-    case-insensitively to the source's, e.g. `id: employeecode` to PostgreSQL's "EmployeeCode")."""
-    mapping = ctx.mapping(entity)
-    spec = mapping.sources[source]
-    return check_columns(
-        ctx.source_conn(mapping, source), spec, source, entity, smap=ctx.mappings.source_maps.get(entity)
-    )
 
 
 def _empty_source(ctx: SyncContext, entity: str, source: str, mirrored: int) -> QualityGateError:
