@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Date, Engine, Select, Table, literal, select, text
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.expression import Executable
 
 BATCH_ROWS = 10_000
 COPY_ROWS = 50_000
@@ -242,9 +243,9 @@ def plain_indexes(conn: Connection, name: str) -> list[tuple[str, str, str]]:
 
 def insert_select(conn: Connection, target: Table, columns: Sequence[str], source: Select[Any]) -> int:
     """INSERT the rows of `source` (columns in order) into `target`; returns rows inserted."""
-    stmt = target.insert().from_select(list(columns), source).execution_options(preserve_rowcount=True)
+    stmt = target.insert().from_select(list(columns), source)
     began = time.monotonic()
-    count = conn.execute(stmt).rowcount or 0
+    count = rows_written(conn, stmt)
     log.debug("%s: INSERT ... SELECT wrote %d row(s) in %.2fs", target.fullname, count, time.monotonic() - began)
     return count
 
@@ -285,7 +286,7 @@ def _upsert_select(
             if update
             else pg_stmt.on_conflict_do_nothing(index_elements=list(key))
         )
-        return conn.execute(pg_stmt).rowcount or 0
+        return rows_written(conn, pg_stmt)
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -295,16 +296,24 @@ def _upsert_select(
             if update
             else lite_stmt.on_conflict_do_nothing(index_elements=list(key))
         )
-        return conn.execute(lite_stmt).rowcount or 0
+        return rows_written(conn, lite_stmt)
     if dialect in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert as my_insert
 
         my_stmt = my_insert(target).from_select(list(columns), source)
         refs = {c: my_stmt.inserted[c] for c in (update or key[:1])}
-        return conn.execute(my_stmt.on_duplicate_key_update(refs)).rowcount or 0
+        return rows_written(conn, my_stmt.on_duplicate_key_update(refs))
     if dialect == "mssql":
         return _merge_mssql(conn, target, columns, source, key, update)
     raise NotImplementedError(f"upsert is not implemented for {dialect}")
+
+
+def rows_written(conn: Connection, stmt: Executable) -> int:
+    """Execute a statement that writes rows; returns the rows it wrote.
+
+    Without `preserve_rowcount` SQLAlchemy drops psycopg's count of an INSERT ... SELECT (-1).
+    """
+    return max(conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount, 0)
 
 
 def _merge_mssql(
@@ -327,7 +336,7 @@ def _merge_mssql(
     if sets:
         sql += f"WHEN MATCHED THEN UPDATE SET {sets} "
     sql += f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals});"  # noqa: S608 (quoted identifiers only)
-    return conn.execute(text(sql)).rowcount or 0
+    return rows_written(conn, text(sql))
 
 
 def upsert_rows(

@@ -21,7 +21,7 @@ from etl import faults
 from etl.db.background import BackgroundWrites
 from etl.db.connect import dialect_of
 from etl.db.extract import ExtractRequest, check_columns, iter_chunks, lower_bound, text_timestamp
-from etl.db.write import insert_frame, refresh_statistics
+from etl.db.write import insert_frame, refresh_statistics, rows_written
 from etl.engine import mirror_swap, xref_partition
 from etl.engine.build import fields_to_fill, mask_personal_data, release_memory
 from etl.engine.context import SyncContext
@@ -817,7 +817,7 @@ def _mark_moved(ctx: SyncContext, entity: str, source: str) -> int:
             mirror.c._key != stage.c._key,
         )
         with target_engine.begin() as conn:
-            return conn.execute(stage.insert().from_select(cols, moved)).rowcount or 0
+            return rows_written(conn, stage.insert().from_select(cols, moved))
     with ctx.work_engine(mapping).connect() as conn:
         staged = pd.DataFrame(
             conn.execute(
@@ -880,10 +880,9 @@ def _mark_vanished(ctx: SyncContext, entity: str, source: str, only: Sequence[st
             literal(ctx.run_id), literal(source), mirror.c._src_id, literal("deleted"), mirror.c._key, mirror.c._bucket
         ).where(mirror.c._source == source, ~present)
         with ctx.work_engine(mapping).begin() as conn:
-            result = conn.execute(
-                stage.insert().from_select(["_run", "_source", "_src_id", "_status", "_key", "_bucket"], vanished)
+            return rows_written(
+                conn, stage.insert().from_select(["_run", "_source", "_src_id", "_status", "_key", "_bucket"], vanished)
             )
-            return result.rowcount or 0
     return _stage_gone(ctx, mapping, source, mirrored_records(ctx.target_engine(mapping), mirror, source))
 
 

@@ -42,7 +42,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import faults
-from etl.db.write import indexes_built_after, insert_frame, insert_select, refresh_statistics, upsert_select
+from etl.db.write import (
+    indexes_built_after,
+    insert_frame,
+    insert_select,
+    refresh_statistics,
+    rows_written,
+    upsert_select,
+)
 from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.lock import AIRFLOW_TRIGGER
@@ -795,7 +802,8 @@ class _XrefLoader:
             .where(same, or_(xref.c.golden_key != tmp.c.golden_key, xref.c.active.is_not(True)))
             .values(golden_key=tmp.c.golden_key, active=True, last_run_id=run_id, updated_at=stamp)
         ).rowcount
-        new = conn.execute(
+        new = rows_written(
+            conn,
             xref.insert().from_select(
                 [*XREF_COLUMNS[:-1], "detail", XREF_COLUMNS[-1]],
                 select(
@@ -810,8 +818,8 @@ class _XrefLoader:
                     literal(stamp, DateTime),
                 ).where(~exists().where(same)),
             )
-        ).rowcount
-        return int(changed or 0) + int(new or 0)
+        )
+        return int(changed or 0) + new
 
 
 def _explode_ids(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
