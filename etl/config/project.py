@@ -164,7 +164,11 @@ class RunSettings(Strict):
     retry_backoff_seconds: float = Field(default=2.0, ge=0)
     max_quarantined_pct: float | None = Field(default=None, ge=0, le=100)
     max_quarantined_rows: int | None = Field(default=None, ge=0)
-    #: `max_quarantined_pct` judges reads of at least this many rows: in a read of eight, one bad row is 12.5%
+    #: a run that is not a full refresh refuses an entity when one source lost more than this % of the records
+    #: the target holds from it (a source cut short by a broken view or filter would inactivate them)
+    max_vanished_pct: float | None = Field(default=50, ge=0, le=100)
+    #: the % limits judge at least this many rows (rows read; a source's records): in a read of eight, one bad
+    #: row is 12.5%
     pct_min_rows: int = Field(default=0, ge=0)
 
     @field_validator("timezone")

@@ -27,7 +27,7 @@ from etl.engine.build import fields_to_fill, mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.idhashes import add_extracted, prune
 from etl.engine.publish import stage_unmapped
-from etl.engine.sweep import Staged, id_hashes, sweep
+from etl.engine.sweep import Staged, check_vanished, id_hashes, mirrored_count, sweep
 from etl.engine.tables import (
     KEY_LEN,
     EntityTables,
@@ -300,7 +300,9 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
     if replay:  # the records asked for that the source no longer has: gone, as a sweep would find them
         counts["deleted"] = _vanished_marked(ctx, entity, source, _mark_vanished(ctx, entity, source, only=ids))
     elif full_read:
-        counts["deleted"] = _vanished_marked(ctx, entity, source, _mark_vanished(ctx, entity, source))
+        deleted = _mark_vanished(ctx, entity, source)
+        check_vanished(ctx, entity, source, deleted, partial(mirrored_count, ctx, entity, source))
+        counts["deleted"] = _vanished_marked(ctx, entity, source, deleted)
     elif _sweeps(ctx, spec):
         if defer_sweep:
             counts["sweep_due"] = 1

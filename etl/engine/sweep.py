@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, func, select
 
 from etl.db.extract import ExtractRequest, iter_chunks, iter_rows, stream_rows
 from etl.db.write import insert_frame
@@ -194,6 +194,7 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
         vanished = _lookup(target_engine, mirror, source, gone)
     if not found and not vanished.empty:
         raise _empty_source(ctx, entity, source, len(vanished))
+    check_vanished(ctx, entity, source, len(vanished), lambda: len(kept) + len(vanished))
     if not ctx.dry_run:
         idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, kept)
     if known is not None:  # no hashes were recorded: the present ids the mirror lacks, by hash, then their text
@@ -229,14 +230,16 @@ def _collect(ctx: SyncContext, entity: str, source: str, columns: dict[str, str]
     return found
 
 
+def _refusal(ctx: SyncContext) -> tuple[str, str]:
+    """How a refusal of the deletion checks begins, and what it says was done (a plan wrote nothing)."""
+    if ctx.dry_run:
+        return "the quality gate would refuse to publish", "(a plan: nothing was written)"
+    return "quality gate refused to publish", "Nothing of this entity was published and its watermark did not move."
+
+
 def _empty_source(ctx: SyncContext, entity: str, source: str, mirrored: int) -> QualityGateError:
     """The refusal of a sweep that found no id at a source whose records the mirror holds."""
-    refused = "the quality gate would refuse to publish" if ctx.dry_run else "quality gate refused to publish"
-    done = (
-        "(a plan: nothing was written)"
-        if ctx.dry_run
-        else "Nothing of this entity was published and its watermark did not move."
-    )
+    refused, done = _refusal(ctx)
     return QualityGateError(
         f"{entity}: {refused}: source '{source}' returned no rows (0 ids read by the deletion sweep), while the "
         f"target holds {mirrored} record(s) from it; this incremental run would have inactivated all {mirrored}. "
@@ -244,6 +247,45 @@ def _empty_source(ctx: SyncContext, entity: str, source: str, mirrored: int) -> 
         f"connection to another database); if it is really empty now, run `erpoa sync {entity} --full-refresh` "
         "to accept that (a full refresh is judged by the suite's row-count expectation)."
     )
+
+
+def check_vanished(ctx: SyncContext, entity: str, source: str, vanished: int, mirrored: Callable[[], int]) -> None:
+    """Refuse (`QualityGateError`) a run that found `vanished` records of `source` gone, more than
+    `max_vanished_pct` of the `mirrored()` records the target holds from it (asked only when some vanished).
+
+    A source cut short (a view whose join broke, a `filter:` that now matches less, a table half
+    reloaded) would otherwise inactivate the records it no longer returns. A full refresh is how such
+    a loss is accepted; `quality.max_vanished_pct` (`run.max_vanished_pct` for every entity; none: no
+    limit) sets the share, judged for sources of at least `pct_min_rows` records.
+    """
+    if not vanished or ctx.full_refresh:
+        return
+    quality = ctx.mapping(entity).quality
+    pct = ctx.config.run.max_vanished_pct if quality.max_vanished_pct is None else quality.max_vanished_pct
+    least = ctx.config.run.pct_min_rows if quality.pct_min_rows is None else quality.pct_min_rows
+    if pct is None:
+        return
+    total = mirrored()
+    if total < max(least, 1) or vanished * 100.0 <= pct * total:
+        return
+    refused, done = _refusal(ctx)
+    raise QualityGateError(
+        f"{entity}: {refused}: source '{source}' no longer has {vanished} of the {total} record(s) the target "
+        f"holds from it ({vanished * 100.0 / total:.1f}%), more than max_vanished_pct={pct:g}; this run would have "
+        f"inactivated them. {done} Check the source (a table or view cut short, a join or `filter:` that now "
+        f"matches less, a connection to another database); if they were really deleted, run `erpoa sync {entity} "
+        "--full-refresh` to accept it, or raise quality.max_vanished_pct in the entity's mapping "
+        "(run.max_vanished_pct in erpoa.yaml for every entity)."
+    )
+
+
+def mirrored_count(ctx: SyncContext, entity: str, source: str) -> int:
+    """How many records of `source` the target's mirror holds."""
+    mapping = ctx.mapping(entity)
+    mirror = ctx.tables(mapping).mirror
+    with ctx.target_engine(mapping).connect() as conn:
+        count = select(func.count()).select_from(mirror).where(mirror.c._source == source)
+        return int(conn.execute(count).scalar_one())
 
 
 def _known(engine: Engine, ids: Table, source: str) -> bool:

@@ -249,6 +249,7 @@ class QualitySpec(Strict):
     suite: str | None = None
     max_quarantined_pct: float | None = Field(default=None, ge=0, le=100)
     max_quarantined_rows: int | None = Field(default=None, ge=0)
+    max_vanished_pct: float | None = Field(default=None, ge=0, le=100)
     pct_min_rows: int | None = Field(default=None, ge=0)
     row_count_band: tuple[float, float] | None = None
 

@@ -266,6 +266,12 @@ FOUND = [
      'password inside `odbc_connect`, were printed; identifiers starting with a digit were refused',
      'such charsets are refused; rounding as the transform; exact int64; every password masked '
      '(`tests/config/test_secrets_s23.py`, `tests/mapping/test_types_s23.py`, `tests/engine/test_fixes_s23.py`)'),
+    ('review',
+     'a source returning one row of seven inactivated the other six; on PostgreSQL an INSERT ... SELECT counted -1 '
+     'rows, so a large incremental publish never vacuumed the mirror or analysed the target',
+     '`max_vanished_pct` (default 50%) refuses a run that is not a full refresh when one source lost more of its '
+     'records; counts kept with `preserve_rowcount` (`tests/engine/test_vanished_guard.py`, '
+     '`tests/db/test_rows_written.py`, `tests/engine/test_tables.py`)'),
 ]
 
 LIMITS = """\
@@ -294,9 +300,6 @@ LIMITS = """\
 * **Renaming an entity starts it afresh.** Its state in the store (watermarks, open quarantine rows, links,
   mirror tables) stays under the old name: the new name's first run reads everything, and the old rows can
   be replayed only under the old name. `erpoa status` names such an entity with its open rows.
-* **A source that returns only part of its rows is published.** A sweep that finds a source empty refuses the
-  entity, and a full refresh is judged by the suite's row-count expectation (all sources together); a source that
-  suddenly returns one row of seven inactivates the other six. There is no per-source percentage guard yet.
 * **A cursor value more than a day in the future** is not taken as the watermark, but its rows are read again by
   every incremental run until they are corrected at the source (the run's message names them).
 * **A business key whose values hold `|`.** Composite keys are joined with `|`: (`A|B`, `C`) and (`A`, `B|C`) are
