@@ -27,7 +27,7 @@ from etl.engine.build import fields_to_fill, mask_personal_data, release_memory
 from etl.engine.context import SyncContext
 from etl.engine.idhashes import add_extracted, prune
 from etl.engine.publish import stage_unmapped
-from etl.engine.sweep import Staged, check_vanished, id_hashes, mirrored_count, sweep
+from etl.engine.sweep import Staged, check_vanished, id_hashes, sweep
 from etl.engine.tables import (
     KEY_LEN,
     EntityTables,
@@ -300,9 +300,7 @@ def extract_source(ctx: SyncContext, entity: str, source: str, *, defer_sweep: b
     if replay:  # the records asked for that the source no longer has: gone, as a sweep would find them
         counts["deleted"] = _vanished_marked(ctx, entity, source, _mark_vanished(ctx, entity, source, only=ids))
     elif full_read:
-        deleted = _mark_vanished(ctx, entity, source)
-        check_vanished(ctx, entity, source, deleted, partial(mirrored_count, ctx, entity, source))
-        counts["deleted"] = _vanished_marked(ctx, entity, source, deleted)
+        counts["deleted"] = _vanished_marked(ctx, entity, source, _mark_vanished(ctx, entity, source), judge=True)
     elif _sweeps(ctx, spec):
         if defer_sweep:
             counts["sweep_due"] = 1
@@ -386,10 +384,14 @@ def sweep_source(ctx: SyncContext, entity: str, source: str, staged: Staged | No
 
     Run after the source's extraction, or beside it with `staged` (opened once it has ended).
     """
-    return _vanished_marked(ctx, entity, source, sweep(ctx, entity, source, staged))
+    return _vanished_marked(ctx, entity, source, sweep(ctx, entity, source, staged), judge=True)
 
 
-def _vanished_marked(ctx: SyncContext, entity: str, source: str, deleted: int) -> int:
+def _vanished_marked(ctx: SyncContext, entity: str, source: str, deleted: int, *, judge: bool = False) -> int:
+    """After `deleted` rows of `source` were staged: with `judge`, refuse a source cut short (`check_vanished`);
+    then mark their links inactive."""
+    if judge:
+        check_vanished(ctx, entity, source, deleted)
     if deleted and not ctx.dry_run:
         _unlink_vanished(ctx, entity, source)
     faults.point("extract.vanished_marked")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import Engine, Table, exists, func, select
 
 from etl.db.extract import ExtractRequest, iter_chunks, iter_rows, stream_rows
 from etl.db.write import insert_frame
@@ -194,7 +194,6 @@ def sweep(ctx: SyncContext, entity: str, source: str, staged: Staged | None = No
         vanished = _lookup(target_engine, mirror, source, gone)
     if not found and not vanished.empty:
         raise _empty_source(ctx, entity, source, len(vanished))
-    check_vanished(ctx, entity, source, len(vanished), lambda: len(kept) + len(vanished))
     if not ctx.dry_run:
         idhashes.set_replacement(target_engine, tables.ids, ctx.run_id, source, kept)
     if known is not None:  # no hashes were recorded: the present ids the mirror lacks, by hash, then their text
@@ -249,14 +248,16 @@ def _empty_source(ctx: SyncContext, entity: str, source: str, mirrored: int) -> 
     )
 
 
-def check_vanished(ctx: SyncContext, entity: str, source: str, vanished: int, mirrored: Callable[[], int]) -> None:
-    """Refuse (`QualityGateError`) a run that found `vanished` records of `source` gone, more than
-    `max_vanished_pct` of the `mirrored()` records the target holds from it (asked only when some vanished).
+def check_vanished(ctx: SyncContext, entity: str, source: str, vanished: int) -> None:
+    """Refuse (`QualityGateError`) a run whose staged `deleted` rows of `source` (`vanished` of them) would take
+    more than `max_vanished_pct` of the records the target holds from it.
 
     A source cut short (a view whose join broke, a `filter:` that now matches less, a table half
-    reloaded) would otherwise inactivate the records it no longer returns. A full refresh is how such
-    a loss is accepted; `quality.max_vanished_pct` (`run.max_vanished_pct` for every entity; none: no
-    limit) sets the share, judged for sources of at least `pct_min_rows` records.
+    reloaded) would otherwise inactivate the records it no longer returns. A record whose id vanished
+    while the run staged its golden key again from the same source (new ids for the same records) is
+    not lost and not counted. A full refresh is how such a loss is accepted;
+    `quality.max_vanished_pct` (`run.max_vanished_pct` for every entity; none: no limit) sets the
+    share, judged for sources of at least `pct_min_rows` records.
     """
     if not vanished or ctx.full_refresh:
         return
@@ -265,13 +266,16 @@ def check_vanished(ctx: SyncContext, entity: str, source: str, vanished: int, mi
     least = ctx.config.run.pct_min_rows if quality.pct_min_rows is None else quality.pct_min_rows
     if pct is None:
         return
-    total = mirrored()
+    total = _mirrored_count(ctx, entity, source)
     if total < max(least, 1) or vanished * 100.0 <= pct * total:
+        return
+    lost = _lost_count(ctx, entity, source)
+    if lost * 100.0 <= pct * total:
         return
     refused, done = _refusal(ctx)
     raise QualityGateError(
-        f"{entity}: {refused}: source '{source}' no longer has {vanished} of the {total} record(s) the target "
-        f"holds from it ({vanished * 100.0 / total:.1f}%), more than max_vanished_pct={pct:g}; this run would have "
+        f"{entity}: {refused}: source '{source}' no longer has {lost} of the {total} record(s) the target "
+        f"holds from it ({lost * 100.0 / total:.1f}%), more than max_vanished_pct={pct:g}; this run would have "
         f"inactivated them. {done} Check the source (a table or view cut short, a join or `filter:` that now "
         f"matches less, a connection to another database); if they were really deleted, run `erpoa sync {entity} "
         "--full-refresh` to accept it, or raise quality.max_vanished_pct in the entity's mapping "
@@ -279,12 +283,30 @@ def check_vanished(ctx: SyncContext, entity: str, source: str, vanished: int, mi
     )
 
 
-def mirrored_count(ctx: SyncContext, entity: str, source: str) -> int:
+def _mirrored_count(ctx: SyncContext, entity: str, source: str) -> int:
     """How many records of `source` the target's mirror holds."""
     mapping = ctx.mapping(entity)
     mirror = ctx.tables(mapping).mirror
     with ctx.target_engine(mapping).connect() as conn:
         count = select(func.count()).select_from(mirror).where(mirror.c._source == source)
+        return int(conn.execute(count).scalar_one())
+
+
+def _lost_count(ctx: SyncContext, entity: str, source: str) -> int:
+    """The `deleted` rows this run staged for `source` whose golden key it does not stage again from it."""
+    mapping = ctx.mapping(entity)
+    stage = ctx.work_tables(mapping).stage
+    gone, kept = stage.alias("gone"), stage.alias("kept")
+    again = exists().where(
+        kept.c._run == ctx.run_id,
+        kept.c._source == source,
+        kept.c._status.in_(["ok", "duplicate"]),
+        kept.c._key == gone.c._key,
+    )
+    count = select(func.count()).select_from(gone).where(
+        gone.c._run == ctx.run_id, gone.c._source == source, gone.c._status == "deleted", ~again
+    )
+    with ctx.work_engine(mapping).connect() as conn:
         return int(conn.execute(count).scalar_one())
 
 
