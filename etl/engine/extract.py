@@ -695,7 +695,7 @@ class CursorMaximum:
             self.top, self.text = top, text
         stamp = _as_time(top)
         limit = None if stamp is None else _future_limit(self.ctx, spec, stamp)
-        if stamp is not None and limit is not None and _later(stamp, limit):
+        if limit is not None and _later(stamp, limit):
             assert spec.cursor is not None
             later = chunk[spec.cursor].map(lambda v: _later(_as_time(_cursor_value(v)), limit)).astype(bool)
             self.future += int(later.sum())

@@ -53,7 +53,7 @@ from etl.db.write import (
 from etl.engine import idhashes, mirror_swap, sweep, xref_partition
 from etl.engine.context import SyncContext
 from etl.engine.lock import AIRFLOW_TRIGGER
-from etl.engine.quality import row_count_band, row_count_limits
+from etl.engine.quality import row_count_band, row_count_limits, threshold
 from etl.engine.tables import build_indexes, mirrored_records, stageable, table_exists, truncate
 from etl.engine.xref_partition import XREF_COLUMNS
 from etl.errors import QualityGateError
@@ -92,12 +92,9 @@ def gate_decision(ctx: SyncContext, entity: str, read_total: int, *, quarantined
     reasons = [
         f"{r['expectation']}" + (f" on {r['column']}" if r["column"] else "") + f": {r['message']}" for r in broken
     ]
-    pct = mapping.quality.max_quarantined_pct
-    pct = ctx.config.run.max_quarantined_pct if pct is None else pct
-    rows = mapping.quality.max_quarantined_rows
-    rows = ctx.config.run.max_quarantined_rows if rows is None else rows
-    least = mapping.quality.pct_min_rows
-    least = ctx.config.run.pct_min_rows if least is None else least
+    pct = threshold(ctx, mapping, "max_quarantined_pct")
+    rows = threshold(ctx, mapping, "max_quarantined_rows")
+    least = threshold(ctx, mapping, "pct_min_rows")
     too_many = False
     if rows is not None and quarantined > rows:
         reasons.append(f"{quarantined} rows quarantined, more than max_quarantined_rows={rows}")

@@ -20,6 +20,12 @@ from etl.mapping.model import EntityMapping
 ROW_COUNT = "expect_table_row_count_to_be_between"
 
 
+def threshold(ctx: SyncContext, mapping: EntityMapping, name: str) -> Any:
+    """A limit of the entity's mapping (`quality.<name>`), or where it sets none, of `run:` in erpoa.yaml."""
+    value = getattr(mapping.quality, name)
+    return getattr(ctx.config.run, name) if value is None else value
+
+
 def suite_path(ctx: SyncContext, mapping: EntityMapping) -> Path:
     folder = ctx.config.resolve(ctx.config.expectations)
     return folder / (mapping.quality.suite or f"{mapping.entity}.json")

@@ -28,6 +28,7 @@ from etl.db.write import insert_frame
 from etl.engine import idhashes
 from etl.engine.build import release_memory
 from etl.engine.context import SyncContext
+from etl.engine.quality import threshold
 from etl.engine.tables import stageable, table_exists
 from etl.errors import QualityGateError
 from etl.mapping.apply import source_ids
@@ -261,9 +262,8 @@ def check_vanished(ctx: SyncContext, entity: str, source: str, vanished: int) ->
     """
     if not vanished or ctx.full_refresh:
         return
-    quality = ctx.mapping(entity).quality
-    pct = ctx.config.run.max_vanished_pct if quality.max_vanished_pct is None else quality.max_vanished_pct
-    least = ctx.config.run.pct_min_rows if quality.pct_min_rows is None else quality.pct_min_rows
+    mapping = ctx.mapping(entity)
+    pct, least = threshold(ctx, mapping, "max_vanished_pct"), threshold(ctx, mapping, "pct_min_rows")
     if pct is None:
         return
     total = _mirrored_count(ctx, entity, source)
